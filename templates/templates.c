@@ -1,0 +1,47 @@
+/* Which kernels a spec asks for, and the tile configurations they may use. */
+#include "templates.h"
+
+#include <stdio.h>
+
+/* Defaults: on the GPU four warps share a block and take two rows each; on the
+ * CPU a "block" is one thread-pool task, so one slot and a run of 16 rows. */
+TileConfig tile_resolve(const Spec *s, TileTarget t) {
+  if (!s->tile.is_auto)
+    return (TileConfig){s->tile.rows, s->tile.warps};
+  if (t == TUNE_CPU)
+    return (TileConfig){16, 1};
+  return (TileConfig){8, 4};
+}
+
+int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t) {
+  return 4 * (int64_t)t->warps * (s->max_seq + s->head_dim);
+}
+
+enum { SHARED_LIMIT = 48 * 1024 };   /* static shared memory per block on sm_80/sm_90 */
+
+int tile_check(const Spec *s, const TileConfig *t, char *err, size_t cap) {
+  if (t->warps < 1 || t->warps > 16 || t->rows < 1 || t->rows % t->warps) {
+    snprintf(err, cap, "tile rows = %d, warps = %d: rows must be a positive multiple of warps "
+             "(1..16)", t->rows, t->warps);
+    return -1;
+  }
+  int64_t bytes = attention_fwd_shared_bytes(s, t);
+  if (bytes > SHARED_LIMIT) {
+    snprintf(err, cap, "tile warps = %d needs %lld bytes of shared memory with max_seq = %d "
+             "(limit %d)", t->warps, (long long)bytes, s->max_seq, SHARED_LIMIT);
+    return -1;
+  }
+  return 0;
+}
+
+int templates_build(const Spec *s, const TileConfig *t, Module *m, char *err, size_t cap) {
+  if (s->select == SEL_HEAD_QUANTILE || s->select == SEL_LAYER_QUANTILE) {
+    snprintf(err, cap, "select = %s is not implemented yet (none and row_topk are)",
+             select_name(s->select));
+    return -1;
+  }
+  if (tile_check(s, t, err, cap))
+    return -1;
+  m->kernels[m->n++] = attention_fwd_build(s, t);
+  return 0;
+}

@@ -1,0 +1,47 @@
+/* Kernel templates: C functions that build crisp IR for one kernel family from a
+ * spec and a tile configuration. A template knows no LLVM and no target: it builds
+ * IR through ir/ir.h only, with explicit parallel axes that the map pass assigns.
+ *
+ * Attention tensors (DESIGN §4) are addressed with strides in elements, so the
+ * kernels read a fused QKV projection [B, N, 3, H, D] and write [B, N, H, D]
+ * without transposes: element (b, i, h, d) of q/k/v lives at
+ *   b*qkv_sb + i*qkv_sn + h*qkv_sh + d     (the three share strides, not bases)
+ * and of o at b*o_sb + i*o_sn + h*o_sh + d. Offsets must fit in 31 bits.
+ * Per-row outputs (kept) are [B, H, N] contiguous. */
+#ifndef CRISP_TEMPLATES_H
+#define CRISP_TEMPLATES_H
+
+#include "../compiler/spec.h"
+#include "../ir/ir.h"
+
+/* The schedule knobs of the attention kernels (the autotuner's search space). */
+typedef struct TileConfig {
+  int rows;    /* query rows per block (grid.x = ceil(N / rows)) */
+  int warps;   /* warps per block; each warp owns one row at a time */
+} TileConfig;
+
+typedef enum { TUNE_GPU, TUNE_CPU } TileTarget;
+
+/* The spec's explicit tile, or the default for the target when tile = auto. */
+TileConfig tile_resolve(const Spec *s, TileTarget t);
+/* 0 if the tile is legal for the spec (rows a multiple of warps, shared memory fits). */
+int tile_check(const Spec *s, const TileConfig *t, char *err, size_t cap);
+/* Shared memory bytes the forward kernel needs with this tile. */
+int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t);
+
+/* Every kernel the spec asks for, appended to m. Returns 0 or -1 with err. */
+int templates_build(const Spec *s, const TileConfig *t, Module *m, char *err, size_t cap);
+
+/* The attention forward kernel: NAME_attn_fwd. Parameters, in order:
+ *   q, k, v: f32 in; o: f32 out; lengths: i32 in [B]; kept: i32 out [B, H, N];
+ *   B, H, N, qkv_sb, qkv_sn, qkv_sh, o_sb, o_sn, o_sh: i32; sparsity: f64.
+ * Grid (ceil(N / rows), H, B). N is the padded length; lengths[b] <= N. */
+Kernel *attention_fwd_build(const Spec *s, const TileConfig *t);
+
+enum {
+  ATTN_Q, ATTN_K, ATTN_V, ATTN_O, ATTN_LENGTHS, ATTN_KEPT,
+  ATTN_B, ATTN_H, ATTN_N, ATTN_QKV_SB, ATTN_QKV_SN, ATTN_QKV_SH,
+  ATTN_O_SB, ATTN_O_SN, ATTN_O_SH, ATTN_SPARSITY, ATTN_NPARAMS
+};
+
+#endif
