@@ -1,0 +1,78 @@
+/* Internals shared by the interpreter's two halves: interp.c (execution of ops,
+ * parallel contexts, reductions) and interp_mem.c (buffers, bounds, race and
+ * uninitialised-read tracking). Not part of the public API (see interp.h). */
+#ifndef CRISP_INTERP_IMPL_H
+#define CRISP_INTERP_IMPL_H
+
+#include "interp.h"
+#include "passes.h"
+
+#include <setjmp.h>
+
+/* A runtime value: ints and bools in i (i32 sign-extended, bool 0/1), f32 in f,
+ * f64 in d. */
+typedef union Val {
+  int64_t i;
+  double d;
+  float f;
+} Val;
+
+/* Which kind of code runs: block-level (all threads, uniform), warp-level (the 32
+ * lanes of warp `warp`, uniform) or one thread `tid`. */
+typedef enum { LVL_BLOCK, LVL_WARP, LVL_THREAD } Level;
+
+/* Per-element access history for race and uninitialised-read checks. Epochs:
+ * bepoch counts barriers (and blocks), wepoch[w] counts warp w's sync points; an
+ * access is ordered before the present one if it was made by the same thread, in
+ * an older block epoch, or by the same warp in an older warp epoch. */
+typedef struct Shadow {
+  int32_t w;          /* last writer thread; -1: none (unwritten in this block) */
+  int32_t wblock;     /* global: linear id of the writer's block; -1 none */
+  uint32_t wep, wwep; /* block epoch and writer's warp epoch at the write */
+  int32_t r1, r2;     /* readers since the write: r1 (-1 none), r2 another (-1 none) */
+  int32_t rwarp;      /* warp of every such reader, -1 if several warps */
+  uint32_t rep, rwep; /* block epoch of the latest read; rwarp's epoch at it */
+  int32_t rblock;     /* global: block that read it (-1 none, -2 several) */
+} Shadow;
+
+typedef struct Mem {
+  Buf *buf;
+  char *data;         /* global: the caller's; shared: one copy; local: T copies */
+  int64_t n;          /* element count (per thread for local arrays) */
+  int esize;
+  Shadow *sh;         /* shared (always), written globals (when checking races) */
+  uint8_t *written;   /* local: per thread copy, when checking uninitialised reads */
+} Mem;
+
+typedef struct Interp {
+  Kernel *k;
+  InterpOptions opt;
+  Val *v;             /* values by op id (one environment, see interp.c) */
+  Val params[32];
+  Mem mem[32];        /* by buffer id */
+  int T, W;
+  int32_t grid[3], bid[3];
+  int32_t blin;       /* linear block id */
+  bool in_block;      /* a block is running (error messages name it) */
+  Level lvl;
+  int warp, tid;
+  uint32_t bepoch, wepoch[32];
+  char *err;
+  size_t cap;
+  jmp_buf jb;
+} Interp;
+
+/* Report an error and unwind to interp_run. interp_fail names the running
+ * context (block, warp or thread); interp_fail_block only the block. */
+_Noreturn void interp_fail(Interp *in, const Op *op, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+_Noreturn void interp_fail_block(Interp *in, const Op *op, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+void mem_setup(Interp *in, void *const *args, const int64_t *counts);
+void mem_block_begin(Interp *in);
+void mem_release(Interp *in);
+Val mem_load(Interp *in, const Op *op, int64_t idx);
+void mem_store(Interp *in, const Op *op, int64_t idx, Val val);
+
+#endif

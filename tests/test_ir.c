@@ -1,0 +1,415 @@
+/* Tests of the IR core: the verifier accepts well-formed kernels (before and after
+ * mapping) and rejects malformed ones with the expected message; ir_simplify folds
+ * constants and deletes dead pure ops; ir_print produces the exact golden text.
+ * Prints "N passed, M failed" and exits non-zero on failure. */
+#include "ir.h"
+#include "passes.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+static void expect(bool ok, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (ok) {
+    passed++;
+  } else {
+    failed++;
+    fputs("FAIL: ", stdout);
+    vprintf(fmt, ap);
+    fputc('\n', stdout);
+  }
+  va_end(ap);
+}
+
+/* ---- well-formed kernels ---- */
+
+/* c[j] = a[j] + b[j] for j = block*256 + i < n */
+static Kernel *vadd_kernel(void) {
+  Kernel *k = ir_kernel_new("vadd", 4);
+  Buf *a = ir_param_buf(k, "a", TY_F32, ROLE_IN);
+  Buf *b = ir_param_buf(k, "b", TY_F32, ROLE_IN);
+  Buf *c = ir_param_buf(k, "c", TY_F32, ROLE_OUT);
+  Op *n = ir_param_scalar(k, "n", TY_I32);
+  ir_set_grid(k, 0, 3, -1, 256);
+  Builder bb = ir_builder(k), body, then;
+  Op *base = ir_bin(&bb, OP_MUL, ir_block_id(&bb, 0), ir_const_i32(&bb, 256));
+  Op *i = ir_pfor(&bb, AXIS_BLOCK, ir_const_i32(&bb, 256), "i", &body)->index;
+  Op *j = ir_bin(&body, OP_ADD, base, i);
+  ir_if(&body, ir_cmp(&body, CMP_LT, j, n), &then, NULL);
+  ir_store(&then, c, j, ir_bin(&then, OP_ADD, ir_load(&then, a, j), ir_load(&then, b, j)));
+  return k;
+}
+
+/* Per row: max by a lane reduce, a shared stage, a block sum, a serial reduce and
+ * a var: exercises every parallel construct. */
+static Kernel *mixed_kernel(void) {
+  Kernel *k = ir_kernel_new("mixed", 2);
+  Buf *x = ir_param_buf(k, "x", TY_F32, ROLE_IN);
+  Buf *y = ir_param_buf(k, "y", TY_F32, ROLE_OUT);
+  Buf *s = ir_shared(k, "s", TY_F32, 64);
+  Op *cols = ir_param_scalar(k, "cols", TY_I32);
+  Builder bb = ir_builder(k), wb, rb, lb, pb, bl, sr, vb;
+  Op *w = ir_pfor(&bb, AXIS_WARP, ir_const_i32(&bb, 2), "w", &wb)->index;
+  Op *m = ir_reduce(&wb, AXIS_LANE, RED_MAX, TY_F32, cols, "j", &rb);
+  ir_yield(&rb, ir_load(&rb, x, m->index));
+  Op *l = ir_pfor(&wb, AXIS_LANE, ir_const_i32(&wb, 32), "l", &lb)->index;
+  ir_store(&lb, s, ir_bin(&lb, OP_ADD, ir_bin(&lb, OP_MUL, w, ir_const_i32(&lb, 32)), l), m);
+  ir_barrier(&bb);
+  Op *sum = ir_reduce(&bb, AXIS_BLOCK, RED_ADD, TY_F32, ir_const_i32(&bb, 64), "i", &bl);
+  ir_yield(&bl, ir_load(&bl, s, sum->index));
+  Op *i = ir_pfor(&bb, AXIS_BLOCK, cols, "i", &pb)->index;
+  Op *acc = ir_var(&pb, ir_const_f32(&pb, 0), "acc");
+  Op *t = ir_reduce(&pb, AXIS_SERIAL, RED_ADD, TY_F32, ir_const_i32(&pb, 4), "t", &sr);
+  ir_set(&sr, acc, ir_bin(&sr, OP_ADD, ir_get(&sr, acc), ir_const_f32(&sr, 1)));
+  ir_yield(&sr, ir_cast(&sr, TY_F32, t->index));
+  ir_if(&pb, ir_cmp(&pb, CMP_GT, t, ir_const_f32(&pb, 0)), &vb, NULL);
+  ir_store(&vb, y, i, ir_fma(&vb, t, ir_get(&vb, acc), sum));
+  return k;
+}
+
+/* Accepted as built, and after simplify + map + simplify for each target. */
+static void expect_valid(const char *name, Kernel *(*build)(void)) {
+  char err[512];
+  Kernel *k = build();
+  int rc = ir_verify(k, err, sizeof err);
+  expect(rc == 0, "%s: rejected: %s", name, err);
+  ir_kernel_free(k);
+  for (int target = MAP_GPU; target <= MAP_CPU; target++) {
+    k = build();
+    rc = ir_simplify(k, err, sizeof err) || ir_map(k, (MapTarget)target, err, sizeof err) ||
+         ir_simplify(k, err, sizeof err) || ir_verify(k, err, sizeof err);
+    expect(rc == 0, "%s mapped for %s: rejected: %s", name, target == MAP_GPU ? "gpu" : "cpu",
+           err);
+    ir_kernel_free(k);
+  }
+}
+
+/* ---- malformed kernels, one per function ---- */
+
+typedef struct {
+  Kernel *k;
+  Buf *in, *out, *iout;
+  Op *n;
+  Builder b;
+} Fixture;
+
+static Fixture fixture(void) {
+  Fixture f;
+  f.k = ir_kernel_new("bad", 2);
+  f.in = ir_param_buf(f.k, "x", TY_F32, ROLE_IN);
+  f.out = ir_param_buf(f.k, "o", TY_F32, ROLE_OUT);
+  f.iout = ir_param_buf(f.k, "q", TY_I32, ROLE_OUT);
+  f.n = ir_param_scalar(f.k, "n", TY_I32);
+  f.b = ir_builder(f.k);
+  return f;
+}
+
+static Op *pfor_block(Fixture *f, Builder *body) {
+  return ir_pfor(&f->b, AXIS_BLOCK, f->n, "i", body)->index;
+}
+
+static Kernel *bad_sibling_scope(void) {
+  Fixture f = fixture();
+  Builder p1, p2;
+  Op *i = pfor_block(&f, &p1);
+  Op *v = ir_cast(&p1, TY_F32, i);
+  Op *j = pfor_block(&f, &p2);
+  ir_store(&p2, f.out, j, v);
+  return f.k;
+}
+
+static Kernel *bad_use_before_def(void) {
+  Fixture f = fixture();
+  Builder p;
+  Op *i = pfor_block(&f, &p);
+  Op *sum = ir_bin(&p, OP_ADD, i, i);
+  Op *late = ir_const_i32(&p, 7);
+  sum->a[1] = late;
+  ir_store(&p, f.iout, i, sum);
+  return f.k;
+}
+
+static Kernel *bad_add_types(void) {
+  Fixture f = fixture();
+  ir_bin(&f.b, OP_ADD, ir_const_i32(&f.b, 1), ir_const_f32(&f.b, 2));
+  return f.k;
+}
+
+static Kernel *bad_store_type(void) {
+  Fixture f = fixture();
+  Builder p;
+  Op *i = pfor_block(&f, &p);
+  ir_store(&p, f.iout, i, ir_const_f32(&p, 1));
+  return f.k;
+}
+
+static Kernel *bad_store_input(void) {
+  Fixture f = fixture();
+  Builder p;
+  Op *i = pfor_block(&f, &p);
+  ir_store(&p, f.in, i, ir_const_f32(&p, 1));
+  return f.k;
+}
+
+static Kernel *bad_store_block_level(void) {
+  Fixture f = fixture();
+  ir_store(&f.b, f.out, ir_const_i32(&f.b, 0), ir_const_f32(&f.b, 1));
+  return f.k;
+}
+
+static Kernel *bad_barrier_in_pfor(void) {
+  Fixture f = fixture();
+  Builder p;
+  pfor_block(&f, &p);
+  ir_barrier(&p);
+  return f.k;
+}
+
+static Kernel *bad_lane_outside_warp(void) {
+  Fixture f = fixture();
+  Builder p;
+  ir_pfor(&f.b, AXIS_LANE, f.n, "l", &p);
+  return f.k;
+}
+
+static Kernel *bad_warp_in_block(void) {
+  Fixture f = fixture();
+  Builder p, w;
+  pfor_block(&f, &p);
+  ir_pfor(&p, AXIS_WARP, f.n, "w", &w);
+  return f.k;
+}
+
+static Kernel *bad_reduce_no_yield(void) {
+  Fixture f = fixture();
+  Builder r;
+  Op *red = ir_reduce(&f.b, AXIS_SERIAL, RED_ADD, TY_I32, f.n, "i", &r);
+  ir_bin(&r, OP_ADD, red->index, red->index);
+  return f.k;
+}
+
+static Kernel *bad_yield_type(void) {
+  Fixture f = fixture();
+  Builder r;
+  Op *red = ir_reduce(&f.b, AXIS_SERIAL, RED_ADD, TY_F32, f.n, "i", &r);
+  ir_yield(&r, red->index);
+  return f.k;
+}
+
+static Kernel *bad_var_in_pfor(void) {
+  Fixture f = fixture();
+  Builder p;
+  Op *v = ir_var(&f.b, ir_const_i32(&f.b, 0), "v");
+  Op *i = pfor_block(&f, &p);
+  ir_set(&p, v, i);
+  return f.k;
+}
+
+static Kernel *bad_bitcast_width(void) {
+  Fixture f = fixture();
+  ir_bitcast(&f.b, TY_I64, ir_const_f32(&f.b, 1));
+  return f.k;
+}
+
+static Kernel *bad_grid_buffer(void) {
+  Fixture f = fixture();
+  ir_set_grid(f.k, 0, 1, -1, 1);   /* param 1 is the buffer o */
+  return f.k;
+}
+
+static Kernel *bad_missing_operand(void) {
+  Fixture f = fixture();
+  ir_bin(&f.b, OP_MUL, f.n, NULL);
+  return f.k;
+}
+
+static Kernel *bad_lane_reduce_block_level(void) {
+  Fixture f = fixture();
+  Builder r;
+  Op *red = ir_reduce(&f.b, AXIS_LANE, RED_ADD, TY_I32, f.n, "i", &r);
+  ir_yield(&r, red->index);
+  return f.k;
+}
+
+static Kernel *bad_load_output(void) {
+  Fixture f = fixture();
+  Builder p;
+  Op *i = pfor_block(&f, &p);
+  ir_load(&p, f.out, i);
+  return f.k;
+}
+
+static Kernel *bad_mapped_only_op(void) {
+  Fixture f = fixture();
+  ir_append(&f.b, OP_THREAD_ID, TY_I32);
+  return f.k;
+}
+
+static Kernel *bad_shared_size(void) {
+  Fixture f = fixture();
+  ir_shared(f.k, "s", TY_F32, 0);
+  return f.k;
+}
+
+static Kernel *bad_float_index(void) {
+  Fixture f = fixture();
+  Builder p;
+  pfor_block(&f, &p);
+  ir_load(&p, f.in, ir_const_f32(&p, 0));
+  return f.k;
+}
+
+static const struct {
+  const char *name;
+  Kernel *(*build)(void);
+  const char *want;
+} bad[] = {
+    {"value from a sibling scope", bad_sibling_scope, "operand %2 is not defined before this use"},
+    {"use before def", bad_use_before_def, "%2 (add): operand %3 is not defined before this use"},
+    {"type mismatch in add", bad_add_types, "operands must be numbers of the result type i32"},
+    {"f32 stored into i32 buffer", bad_store_type, "stores f32 into i32 buffer q"},
+    {"store to input buffer", bad_store_input, "store to input buffer x"},
+    {"store at block level", bad_store_block_level, "store outside a single-thread context"},
+    {"barrier inside pfor", bad_barrier_in_pfor, "barrier inside a parallel region"},
+    {"pfor.lane outside pfor.warp", bad_lane_outside_warp,
+     "pfor.lane must be directly inside a pfor.warp"},
+    {"pfor.warp inside pfor.block", bad_warp_in_block, "pfor.warp must be in block-level code"},
+    {"reduce without yield", bad_reduce_no_yield, "reduce body must end in yield"},
+    {"yield type mismatch", bad_yield_type, "yields i32 from a f32 reduce"},
+    {"var set in nested pfor", bad_var_in_pfor, "is assigned inside a nested parallel region"},
+    {"bitcast width change", bad_bitcast_width, "bitcast changes width (f32 to i64)"},
+    {"grid dim from a buffer", bad_grid_buffer, "grid dim 0 refers to a non-integer parameter"},
+    {"missing operand", bad_missing_operand, "(mul): operand 1 is missing"},
+    {"reduce.lane at block level", bad_lane_reduce_block_level,
+     "reduce.lane must be in warp-level code"},
+    {"load from output buffer", bad_load_output, "load from output-only buffer o"},
+    {"mapped-only op", bad_mapped_only_op, "thread_id is a mapped-only op"},
+    {"shared without size", bad_shared_size, "shared array s has no size"},
+    {"float index", bad_float_index, "index of x must be an integer"},
+};
+
+static void test_rejects(void) {
+  for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
+    Kernel *k = bad[t].build();
+    char err[512];
+    const char *want = bad[t].want;
+    int rc = ir_verify(k, err, sizeof err);
+    bool ok = rc == -1 && strstr(err, want);
+    expect(ok, "%s: expected \"%s\", got rc=%d \"%s\"", bad[t].name, want, rc, rc ? err : "");
+    if (ok)
+      printf("  ok %-28s %s\n", bad[t].name, err);
+    ir_kernel_free(k);
+  }
+}
+
+/* ---- simplify ---- */
+
+static int count_ops(const Block *blk) {
+  int n = blk->n;
+  for (int i = 0; i < blk->n; i++)
+    n += count_ops(&blk->ops[i]->body) + count_ops(&blk->ops[i]->els);
+  return n;
+}
+
+static void test_simplify(void) {
+  Kernel *k = ir_kernel_new("fold", 1);
+  Buf *o = ir_param_buf(k, "o", TY_I32, ROLE_OUT);
+  Builder bb = ir_builder(k), p;
+  Op *i = ir_pfor(&bb, AXIS_BLOCK, ir_const_i32(&bb, 4), "i", &p)->index;
+  Op *five = ir_bin(&p, OP_ADD, ir_const_i32(&p, 2), ir_const_i32(&p, 3));
+  ir_bin(&p, OP_MUL, i, ir_const_i32(&p, 7));   /* dead */
+  ir_store(&p, o, i, five);
+  int before = count_ops(&k->body);
+  char err[256];
+  expect(ir_simplify(k, err, sizeof err) == 0, "simplify failed: %s", err);
+  int after = count_ops(&k->body);
+  Op *store = k->body.ops[1]->body.ops[k->body.ops[1]->body.n - 1];
+  Op *v = store->a[1];
+  expect(v->kind == OP_CONST && v->ival == 5 && v->type == TY_I32,
+         "simplify: add(2, 3) not folded to const 5 (kind %s)", ir_op_name(v->kind));
+  expect(before == 8 && after == 4, "simplify: %d ops -> %d, want 8 -> 4", before, after);
+  expect(ir_verify(k, err, sizeof err) == 0, "simplified kernel rejected: %s", err);
+  ir_kernel_free(k);
+}
+
+/* ---- golden print ---- */
+
+static const char golden[] =
+    "kernel scale(x: f32* in, y: f32* out, n: i32, a: f32) warps=2 grid=(ceil(n/64), 1, 1) {\n"
+    "  shared t: f32[64]\n"
+    "  %0 = param n : i32\n"
+    "  %1 = param a : f32\n"
+    "  %2 = const 64 : i32\n"
+    "  %3 = block_id x : i32\n"
+    "  %4 = mul %3, %2 : i32\n"
+    "  pfor.block %5 < %2 {  ; i\n"
+    "    %6 = add %4, %5 : i32\n"
+    "    %7 = cmp.lt %6, %0 : bool\n"
+    "    if %7 {\n"
+    "      %8 = load x[%6] : f32\n"
+    "      %9 = mul %8, %1 : f32\n"
+    "      store t[%5] = %9\n"
+    "    }\n"
+    "  }\n"
+    "  barrier\n"
+    "  pfor.warp %10 < %2 {  ; w\n"
+    "    %12 = reduce.lane.max %11 < %2 : f32 {  ; j\n"
+    "      %13 = load t[%11] : f32\n"
+    "      yield %13\n"
+    "    }\n"
+    "    pfor.lane %14 < %2 {  ; l\n"
+    "      %15 = var %12 : f32  ; m\n"
+    "      %16 = get %15 : f32\n"
+    "      store y[%14] = %16\n"
+    "    }\n"
+    "  }\n"
+    "}\n";
+
+static void test_print(void) {
+  Kernel *k = ir_kernel_new("scale", 2);
+  Buf *x = ir_param_buf(k, "x", TY_F32, ROLE_IN);
+  Buf *y = ir_param_buf(k, "y", TY_F32, ROLE_OUT);
+  Buf *t = ir_shared(k, "t", TY_F32, 64);
+  Op *n = ir_param_scalar(k, "n", TY_I32);
+  Op *a = ir_param_scalar(k, "a", TY_F32);
+  ir_set_grid(k, 0, 2, -1, 64);
+  Builder bb = ir_builder(k), pb, then, wb, rb, lb;
+  Op *c64 = ir_const_i32(&bb, 64);
+  Op *base = ir_bin(&bb, OP_MUL, ir_block_id(&bb, 0), c64);
+  Op *i = ir_pfor(&bb, AXIS_BLOCK, c64, "i", &pb)->index;
+  Op *j = ir_bin(&pb, OP_ADD, base, i);
+  ir_if(&pb, ir_cmp(&pb, CMP_LT, j, n), &then, NULL);
+  ir_store(&then, t, i, ir_bin(&then, OP_MUL, ir_load(&then, x, j), a));
+  ir_barrier(&bb);
+  ir_pfor(&bb, AXIS_WARP, c64, "w", &wb);
+  Op *m = ir_reduce(&wb, AXIS_LANE, RED_MAX, TY_F32, c64, "j", &rb);
+  ir_yield(&rb, ir_load(&rb, t, m->index));
+  Op *l = ir_pfor(&wb, AXIS_LANE, c64, "l", &lb)->index;
+  ir_store(&lb, y, l, ir_get(&lb, ir_var(&lb, m, "m")));
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  ir_print(out, k);
+  fclose(out);
+  bool same = text && !strcmp(text, golden);
+  expect(same, "golden print differs; got:\n%s", text ? text : "(null)");
+  char err[256];
+  expect(ir_verify(k, err, sizeof err) == 0, "golden kernel rejected: %s", err);
+  free(text);
+  ir_kernel_free(k);
+}
+
+int main(void) {
+  expect_valid("vadd", vadd_kernel);
+  expect_valid("mixed", mixed_kernel);
+  test_rejects();
+  test_simplify();
+  test_print();
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed != 0;
+}
