@@ -1,0 +1,33 @@
+/* jit.h: JIT-compile a CPU-mapped Module in process (ORC LLJIT, LLVM C API).
+ *
+ * jit_compile lowers the module for TARGET_HOST in a fresh context, optimises it
+ * with default<O3> for the host CPU and features, and hands it to an LLJIT whose
+ * target machine is that same host machine (CodeGenOpt aggressive). Calls into the
+ * C library (exp on f64, fmodf, memset...) resolve against the running process.
+ * Each kernel NAME is then a CpuKernelFn (see lower.h for the calling convention):
+ *     fn(args, grid, first_block, last_block)
+ * runs blocks [first_block, last_block); disjoint ranges may run on different
+ * threads at once. The Module is not needed after jit_compile returns. */
+#ifndef CRISP_JIT_H
+#define CRISP_JIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ir.h"
+
+typedef void (*CpuKernelFn)(void **args, const int32_t *grid, int64_t first_block,
+                            int64_t last_block);
+
+typedef struct Jit Jit;
+
+/* Returns NULL with a message in err on failure. */
+Jit *jit_compile(Module *m, char *err, size_t cap);
+
+/* The entry of kernel kernel_name, or NULL if the module has no such kernel. */
+CpuKernelFn jit_lookup(Jit *j, const char *kernel_name);
+
+/* Frees the JIT and its code; functions looked up from it become invalid. NULL is ok. */
+void jit_free(Jit *j);
+
+#endif

@@ -1,0 +1,496 @@
+/* lower.c: crisp IR -> LLVM IR through the LLVM C API (see lower.h).
+ *
+ * This file holds what both targets share: the module and per-kernel driver, value
+ * bookkeeping, arithmetic, compares, casts, memory, vars and structured control
+ * flow. Target primitives live in lower_gpu.c and lower_host.c, math expansions in
+ * lower_math.c. Values are mapped by op id (ir_number), which is valid because the
+ * IR is lexically scoped: a use is always dominated by its definition once nested
+ * blocks become nested LLVM regions. */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <llvm-c/DebugInfo.h>
+
+#include "emit.h"
+#include "lower_impl.h"
+#include "passes.h"
+
+/* ---- helpers shared by the lowering files ---- */
+
+void lower_fail(Lower *L, const char *fmt, ...) {
+  if (L->failed)
+    return;
+  L->failed = true;
+  int n = snprintf(L->err, L->cap, "kernel %s: ", L->k ? L->k->name : "?");
+  if (n < 0 || (size_t)n >= L->cap)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(L->err + n, L->cap - (size_t)n, fmt, ap);
+  va_end(ap);
+}
+
+LLVMTypeRef lower_type(Lower *L, Type t) {
+  switch (t) {
+  case TY_BOOL: return L->t_bool;
+  case TY_I32: return L->t_i32;
+  case TY_I64: return L->t_i64;
+  case TY_F32: return L->t_f32;
+  case TY_F64: return L->t_f64;
+  default: return L->t_void;
+  }
+}
+
+LLVMValueRef lower_const_int(Lower *L, Type t, int64_t v) {
+  return LLVMConstInt(lower_type(L, t), (unsigned long long)v, 1);
+}
+
+LLVMValueRef lower_const_f(Lower *L, Type t, double v) {
+  return LLVMConstReal(lower_type(L, t), v);
+}
+
+LLVMValueRef lower_intrinsic(Lower *L, const char *name, LLVMTypeRef *over, unsigned nover,
+                             LLVMValueRef *args, unsigned nargs) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  if (!id) {   /* the names are fixed in this code: a miss is a bug here, not bad input */
+    fprintf(stderr, "crisp: LLVM 16 has no intrinsic %s\n", name);
+    abort();
+  }
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(L->mod, id, over, nover);
+  LLVMTypeRef ty = LLVMIntrinsicGetType(L->ctx, id, over, nover);
+  return LLVMBuildCall2(L->b, ty, fn, args, nargs, "");
+}
+
+LLVMValueRef lower_fmuladd(Lower *L, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  LLVMTypeRef t = LLVMTypeOf(a);
+  LLVMValueRef args[3] = {a, b, c};
+  return lower_intrinsic(L, "llvm.fmuladd", &t, 1, args, 3);
+}
+
+LLVMValueRef lower_combine(Lower *L, OpKind kind, Type t, LLVMValueRef a, LLVMValueRef b) {
+  bool f = ir_type_is_float(t);
+  if (kind == OP_ADD)
+    return f ? LLVMBuildFAdd(L->b, a, b, "") : LLVMBuildAdd(L->b, a, b, "");
+  if (f) {
+    LLVMTypeRef ty = lower_type(L, t);
+    LLVMValueRef args[2] = {a, b};
+    return lower_intrinsic(L, kind == OP_MIN ? "llvm.minnum" : "llvm.maxnum", &ty, 1, args, 2);
+  }
+  LLVMIntPredicate p = kind == OP_MIN ? LLVMIntSLT : LLVMIntSGT;
+  return LLVMBuildSelect(L->b, LLVMBuildICmp(L->b, p, a, b, ""), a, b, "");
+}
+
+LLVMValueRef lower_alloca(Lower *L, LLVMTypeRef t, const char *name) {
+  return LLVMBuildAlloca(L->allocas, t, name ? name : "");
+}
+
+void lower_add_attr(Lower *L, LLVMValueRef fn, unsigned idx, const char *name) {
+  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+  LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(L->ctx, kind, 0));
+}
+
+/* ---- values ---- */
+
+static LLVMValueRef value(Lower *L, const Op *op) {
+  LLVMValueRef v = op && op->id >= 0 && op->id < L->k->next_id ? L->vals[op->id] : NULL;
+  if (v)
+    return v;
+  lower_fail(L, "%%%d (%s) is used but has no value here", op ? op->id : -1,
+             op ? ir_op_name(op->kind) : "null");
+  return LLVMGetUndef(op && op->type != TY_VOID ? lower_type(L, op->type) : L->t_i32);
+}
+
+static void define(Lower *L, const Op *op, LLVMValueRef v) {
+  if (op->id >= 0 && op->id < L->k->next_id)
+    L->vals[op->id] = v;
+  else
+    lower_fail(L, "%s op without a number", ir_op_name(op->kind));
+}
+
+static LLVMValueRef lower_const(Lower *L, const Op *op) {
+  if (ir_type_is_float(op->type))
+    return lower_const_f(L, op->type, op->fval);
+  if (op->type == TY_BOOL)
+    return LLVMConstInt(L->t_bool, op->ival != 0, 0);
+  return lower_const_int(L, op->type, op->ival);
+}
+
+/* ---- arithmetic ---- */
+
+static LLVMValueRef lower_binary(Lower *L, const Op *op) {
+  LLVMBuilderRef b = L->b;
+  LLVMValueRef x = value(L, op->a[0]), y = value(L, op->a[1]);
+  bool f = ir_type_is_float(op->type);
+  switch (op->kind) {
+  case OP_ADD: case OP_MIN: case OP_MAX:
+    return lower_combine(L, op->kind, op->type, x, y);
+  case OP_SUB: return f ? LLVMBuildFSub(b, x, y, "") : LLVMBuildSub(b, x, y, "");
+  case OP_MUL: return f ? LLVMBuildFMul(b, x, y, "") : LLVMBuildMul(b, x, y, "");
+  case OP_DIV: return f ? LLVMBuildFDiv(b, x, y, "") : LLVMBuildSDiv(b, x, y, "");
+  case OP_REM: return f ? LLVMBuildFRem(b, x, y, "") : LLVMBuildSRem(b, x, y, "");
+  case OP_AND: return LLVMBuildAnd(b, x, y, "");
+  case OP_OR: return LLVMBuildOr(b, x, y, "");
+  case OP_XOR: return LLVMBuildXor(b, x, y, "");
+  case OP_SHL: return LLVMBuildShl(b, x, y, "");
+  default: return LLVMBuildLShr(b, x, y, "");   /* OP_SHR is a logical shift */
+  }
+}
+
+static LLVMValueRef float_intrinsic(Lower *L, const char *name, Type t, LLVMValueRef x) {
+  LLVMTypeRef ty = lower_type(L, t);
+  return lower_intrinsic(L, name, &ty, 1, &x, 1);
+}
+
+static LLVMValueRef lower_unary(Lower *L, const Op *op) {
+  LLVMValueRef x = value(L, op->a[0]);
+  bool gpu = target_is_gpu(L->target);
+  switch (op->kind) {
+  case OP_NEG:
+    if (ir_type_is_float(op->type))
+      return LLVMBuildFNeg(L->b, x, "");
+    return LLVMBuildNeg(L->b, x, "");   /* wraps; on i1 the identity, as in the interpreter */
+  case OP_EXP: return gpu ? gpu_exp(L, op->type, x) : host_exp(L, op->type, x);
+  case OP_LOG: return gpu ? gpu_log(L, op->type, x) : host_log(L, op->type, x);
+  case OP_SQRT: return float_intrinsic(L, "llvm.sqrt", op->type, x);
+  default: return float_intrinsic(L, "llvm.fabs", op->type, x);   /* OP_ABS */
+  }
+}
+
+/* As the interpreter (ir/interp.c) defines them: float predicates are all ordered,
+ * != too (false on NaN); ints are signed except ULT/UGE; bools compare as signed i1
+ * (true = -1), which is what LLVM's signed predicates on i1 do. */
+static LLVMValueRef lower_cmp(Lower *L, const Op *op) {
+  static const LLVMRealPredicate fp[] = {
+      [CMP_EQ] = LLVMRealOEQ, [CMP_NE] = LLVMRealONE, [CMP_LT] = LLVMRealOLT,
+      [CMP_LE] = LLVMRealOLE, [CMP_GT] = LLVMRealOGT, [CMP_GE] = LLVMRealOGE,
+      [CMP_ULT] = LLVMRealOLT, [CMP_UGE] = LLVMRealOGE};   /* (the verifier rejects these two) */
+  static const LLVMIntPredicate ip[] = {
+      [CMP_EQ] = LLVMIntEQ, [CMP_NE] = LLVMIntNE, [CMP_LT] = LLVMIntSLT, [CMP_LE] = LLVMIntSLE,
+      [CMP_GT] = LLVMIntSGT, [CMP_GE] = LLVMIntSGE, [CMP_ULT] = LLVMIntULT,
+      [CMP_UGE] = LLVMIntUGE};
+  LLVMValueRef x = value(L, op->a[0]), y = value(L, op->a[1]);
+  if (ir_type_is_float(op->a[0]->type))
+    return LLVMBuildFCmp(L->b, fp[op->pred], x, y, "");
+  return LLVMBuildICmp(L->b, ip[op->pred], x, y, "");
+}
+
+static LLVMValueRef lower_cast(Lower *L, const Op *op) {
+  LLVMValueRef x = value(L, op->a[0]);
+  Type from = op->a[0]->type, to = op->type;
+  LLVMTypeRef ty = lower_type(L, to);
+  bool ff = ir_type_is_float(from), tf = ir_type_is_float(to);
+  if (from == to)
+    return x;
+  if (from == TY_BOOL)   /* true is 1, not -1 */
+    return tf ? LLVMBuildUIToFP(L->b, x, ty, "") : LLVMBuildZExt(L->b, x, ty, "");
+  if (!ff && tf)
+    return LLVMBuildSIToFP(L->b, x, ty, "");
+  if (ff && !tf)
+    return LLVMBuildFPToSI(L->b, x, ty, "");
+  bool wider = ir_type_bits(to) > ir_type_bits(from);
+  if (ff)
+    return wider ? LLVMBuildFPExt(L->b, x, ty, "") : LLVMBuildFPTrunc(L->b, x, ty, "");
+  return wider ? LLVMBuildSExt(L->b, x, ty, "") : LLVMBuildTrunc(L->b, x, ty, "");
+}
+
+/* ---- memory ---- */
+
+static LLVMValueRef address(Lower *L, const Op *op) {
+  LLVMValueRef idx = value(L, op->a[0]);
+  if (op->a[0]->type != TY_I64)
+    idx = LLVMBuildSExt(L->b, idx, L->t_i64, "");
+  LLVMValueRef base = L->bufs[op->buf->id];
+  return LLVMBuildInBoundsGEP2(L->b, lower_type(L, op->buf->elem), base, &idx, 1, "");
+}
+
+static LLVMValueRef lower_load(Lower *L, const Op *op) {
+  return LLVMBuildLoad2(L->b, lower_type(L, op->type), address(L, op), "");
+}
+
+static void lower_store(Lower *L, const Op *op) {
+  LLVMBuildStore(L->b, value(L, op->a[1]), address(L, op));
+}
+
+/* Local arrays (and shared ones on the host) live in the entry block's frame. */
+static LLVMValueRef frame_array(Lower *L, const Buf *buf) {
+  if (buf->size <= 0 || buf->size > UINT_MAX) {
+    lower_fail(L, "array %s has size %lld", buf->name, (long long)buf->size);
+    return LLVMGetUndef(L->t_ptr);
+  }
+  LLVMTypeRef at = LLVMArrayType(lower_type(L, buf->elem), (unsigned)buf->size);
+  LLVMValueRef a = lower_alloca(L, at, buf->name);
+  LLVMSetAlignment(a, 16);
+  return a;
+}
+
+static void bind_buffers(Lower *L) {
+  for (int i = 0; i < L->k->nbufs && !L->failed; i++) {
+    Buf *buf = L->k->bufs[i];
+    if (buf->space == SPACE_GLOBAL)
+      L->bufs[i] = LLVMGetParam(L->fn, (unsigned)buf->param);
+    else if (buf->space == SPACE_SHARED && target_is_gpu(L->target))
+      L->bufs[i] = gpu_shared_buffer(L, buf);
+    else
+      L->bufs[i] = frame_array(L, buf);
+  }
+  for (int i = 0; i < L->k->nparams; i++)
+    L->params[i] = L->k->params[i].buf ? NULL : LLVMGetParam(L->fn, (unsigned)i);
+}
+
+/* ---- structured control flow ---- */
+
+static void lower_block(Lower *L, const Block *blk);
+
+static LLVMBasicBlockRef new_block(Lower *L, const char *name) {
+  return LLVMAppendBasicBlockInContext(L->ctx, L->fn, name);
+}
+
+/* !{self, !{"llvm.loop.vectorize.enable", i1 true}}: the vectoriser may reorder the
+ * loop's float reductions (the IR's `vectorize` promises reassociation is fine). */
+static void mark_vectorize(Lower *L, LLVMValueRef br) {
+  const char *key = "llvm.loop.vectorize.enable";
+  LLVMMetadataRef hint[2] = {LLVMMDStringInContext2(L->ctx, key, strlen(key)),
+                             LLVMValueAsMetadata(LLVMConstInt(L->t_bool, 1, 0))};
+  LLVMMetadataRef self = LLVMTemporaryMDNode(L->ctx, NULL, 0);
+  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(L->ctx, hint, 2)};
+  LLVMMetadataRef loop = LLVMMDNodeInContext2(L->ctx, ops, 2);
+  LLVMMetadataReplaceAllUsesWith(self, loop);   /* also frees the temporary node */
+  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(L->ctx, "llvm.loop", 9),
+                  LLVMMetadataAsValue(L->ctx, loop));
+}
+
+/* preheader -> header (i < hi?) -> body ... -> latch (i += step) -> header | exit */
+static void lower_for(Lower *L, const Op *op) {
+  Type t = op->a[0]->type;
+  LLVMValueRef lo = value(L, op->a[0]), hi = value(L, op->a[1]);
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(L->b);
+  LLVMBasicBlockRef header = new_block(L, "for.header"), body = new_block(L, "for.body");
+  LLVMBasicBlockRef latch = new_block(L, "for.latch"), exit = new_block(L, "for.exit");
+  LLVMBuildBr(L->b, header);
+  LLVMPositionBuilderAtEnd(L->b, header);
+  LLVMValueRef i = LLVMBuildPhi(L->b, lower_type(L, t), op->index->hint ? op->index->hint : "i");
+  LLVMBuildCondBr(L->b, LLVMBuildICmp(L->b, LLVMIntSLT, i, hi, ""), body, exit);
+  define(L, op->index, i);
+  LLVMPositionBuilderAtEnd(L->b, body);
+  lower_block(L, &op->body);
+  LLVMBuildBr(L->b, latch);
+  LLVMPositionBuilderAtEnd(L->b, latch);
+  LLVMValueRef next = LLVMBuildNSWAdd(L->b, i, lower_const_int(L, t, op->ival), "");
+  LLVMValueRef back = LLVMBuildBr(L->b, header);
+  if (op->vectorize)
+    mark_vectorize(L, back);
+  LLVMValueRef in_vals[2] = {lo, next};
+  LLVMBasicBlockRef in_blocks[2] = {pre, latch};
+  LLVMAddIncoming(i, in_vals, in_blocks, 2);
+  LLVMPositionBuilderAtEnd(L->b, exit);
+}
+
+static void lower_if(Lower *L, const Op *op) {
+  LLVMValueRef cond = value(L, op->a[0]);
+  LLVMBasicBlockRef then = new_block(L, "if.then");
+  LLVMBasicBlockRef els = op->els.n ? new_block(L, "if.else") : NULL;
+  LLVMBasicBlockRef merge = new_block(L, "if.end");
+  LLVMBuildCondBr(L->b, cond, then, els ? els : merge);
+  LLVMPositionBuilderAtEnd(L->b, then);
+  lower_block(L, &op->body);
+  LLVMBuildBr(L->b, merge);
+  if (els) {
+    LLVMPositionBuilderAtEnd(L->b, els);
+    lower_block(L, &op->els);
+    LLVMBuildBr(L->b, merge);
+  }
+  LLVMPositionBuilderAtEnd(L->b, merge);
+}
+
+/* ---- ops ---- */
+
+/* Ops that exist only on one target, or only before mapping. */
+static bool check_target_op(Lower *L, const Op *op) {
+  switch (op->kind) {
+  case OP_PFOR: case OP_REDUCE: case OP_YIELD:
+    lower_fail(L, "%%%d: %s left in a mapped kernel (run ir_map first)", op->id,
+               ir_op_name(op->kind));
+    return false;
+  case OP_INDEX:
+    lower_fail(L, "%%%d: an index value placed in a block", op->id);
+    return false;
+  case OP_THREAD_ID: case OP_WARP_REDUCE: case OP_WARPSYNC:
+    if (!target_is_gpu(L->target)) {
+      lower_fail(L, "%%%d: %s in a kernel for the host (a CPU-mapped kernel has no threads)",
+                 op->id, ir_op_name(op->kind));
+      return false;
+    }
+    return true;
+  default:
+    return true;
+  }
+}
+
+static LLVMValueRef lower_value(Lower *L, const Op *op) {
+  bool gpu = target_is_gpu(L->target);
+  switch (op->kind) {
+  case OP_CONST: return lower_const(L, op);
+  case OP_PARAM:
+    if (op->ival >= 0 && op->ival < L->k->nparams && L->params[op->ival])
+      return L->params[op->ival];
+    lower_fail(L, "%%%d: parameter %lld is not a scalar parameter", op->id, (long long)op->ival);
+    return LLVMGetUndef(lower_type(L, op->type));
+  case OP_BLOCK_ID:
+    return gpu ? gpu_block_id(L, (int)op->ival)
+               : LLVMGetParam(L->fn, (unsigned)(L->k->nparams + op->ival));
+  case OP_FMA:
+    return lower_fmuladd(L, value(L, op->a[0]), value(L, op->a[1]), value(L, op->a[2]));
+  case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS:
+    return lower_unary(L, op);
+  case OP_CMP: return lower_cmp(L, op);
+  case OP_SELECT:
+    return LLVMBuildSelect(L->b, value(L, op->a[0]), value(L, op->a[1]), value(L, op->a[2]), "");
+  case OP_CAST: return lower_cast(L, op);
+  case OP_BITCAST:
+    return LLVMBuildBitCast(L->b, value(L, op->a[0]), lower_type(L, op->type), "");
+  case OP_LOAD: return lower_load(L, op);
+  case OP_GET: return LLVMBuildLoad2(L->b, lower_type(L, op->type), value(L, op->var), "");
+  case OP_THREAD_ID: return gpu_thread_id(L);
+  case OP_WARP_REDUCE: return gpu_warp_reduce(L, op->red, op->type, value(L, op->a[0]));
+  default: return lower_binary(L, op);
+  }
+}
+
+static void lower_op(Lower *L, const Op *op) {
+  if (!check_target_op(L, op))
+    return;
+  switch (op->kind) {
+  case OP_STORE: lower_store(L, op); return;
+  case OP_VAR: {
+    LLVMValueRef slot = lower_alloca(L, lower_type(L, op->type), op->hint);
+    LLVMBuildStore(L->b, value(L, op->a[0]), slot);
+    define(L, op, slot);
+    return;
+  }
+  case OP_SET: LLVMBuildStore(L->b, value(L, op->a[0]), value(L, op->var)); return;
+  case OP_FOR: lower_for(L, op); return;
+  case OP_IF: lower_if(L, op); return;
+  case OP_BARRIER:
+    if (target_is_gpu(L->target))   /* one thread runs a block on the host */
+      gpu_barrier(L);
+    return;
+  case OP_WARPSYNC: gpu_warpsync(L); return;
+  default:
+    break;
+  }
+  if (ir_op_has_result(op))
+    define(L, op, lower_value(L, op));
+  else
+    lower_fail(L, "%%%d: cannot lower a %s without a result", op->id, ir_op_name(op->kind));
+}
+
+static void lower_block(Lower *L, const Block *blk) {
+  for (int i = 0; i < blk->n && !L->failed; i++)
+    lower_op(L, blk->ops[i]);
+}
+
+/* ---- kernels and the module ---- */
+
+static bool check_kernel(Lower *L, Kernel *k) {
+  MapTarget want = target_is_gpu(L->target) ? MAP_GPU : MAP_CPU;
+  if (!k->mapped || k->target != (int)want) {
+    lower_fail(L, "not mapped for %s (run ir_map with %s first)", target_name(L->target),
+               want == MAP_GPU ? "MAP_GPU" : "MAP_CPU");
+    return false;
+  }
+  if (LLVMGetNamedFunction(L->mod, k->name)) {
+    lower_fail(L, "a second kernel of this name in the module");
+    return false;
+  }
+  if (k->nparams > 32 || k->nbufs > 32) {
+    lower_fail(L, "too many parameters or buffers");
+    return false;
+  }
+  return true;
+}
+
+static void lower_kernel(Lower *L, Kernel *k) {
+  L->k = k;
+  if (!check_kernel(L, k))
+    return;
+  ir_number(k);
+  L->vals = calloc((size_t)k->next_id + 1, sizeof *L->vals);
+  if (!L->vals) {
+    lower_fail(L, "out of memory");
+    return;
+  }
+  L->fn = target_is_gpu(L->target) ? gpu_kernel_function(L) : host_body_function(L);
+  LLVMBasicBlockRef entry = new_block(L, "entry"), start = new_block(L, "start");
+  LLVMPositionBuilderAtEnd(L->allocas, entry);
+  LLVMPositionBuilderAtEnd(L->b, start);
+  bind_buffers(L);
+  lower_block(L, &k->body);
+  LLVMBuildRetVoid(L->b);
+  LLVMBuildBr(L->allocas, start);   /* entry holds only the frame's allocas */
+  free(L->vals);
+  L->vals = NULL;
+  if (L->failed)
+    return;
+  if (target_is_gpu(L->target))
+    gpu_annotate(L);
+  else
+    host_entry_wrapper(L, L->fn);
+}
+
+static void init_types(Lower *L) {
+  LLVMContextRef c = L->ctx;
+  L->t_void = LLVMVoidTypeInContext(c);
+  L->t_bool = LLVMInt1TypeInContext(c);
+  L->t_i8 = LLVMInt8TypeInContext(c);
+  L->t_i32 = LLVMInt32TypeInContext(c);
+  L->t_i64 = LLVMInt64TypeInContext(c);
+  L->t_f32 = LLVMFloatTypeInContext(c);
+  L->t_f64 = LLVMDoubleTypeInContext(c);
+  L->t_ptr = LLVMPointerTypeInContext(c, 0);
+}
+
+/* LLVM prints "loop not vectorized" warnings for every `vectorize` loop it cannot
+ * vectorise (float min/max reductions need nnan/nsz flags that LLVM 16's C API
+ * cannot set; NVPTX has no vector registers). They are expected, so only errors
+ * are shown unless CRISP_LLVM_REMARKS is set. */
+static void diagnostics(LLVMDiagnosticInfoRef di, void *unused) {
+  (void)unused;
+  if (LLVMGetDiagInfoSeverity(di) != LLVMDSError && !getenv("CRISP_LLVM_REMARKS"))
+    return;
+  char *msg = LLVMGetDiagInfoDescription(di);
+  fprintf(stderr, "crisp: LLVM: %s\n", msg);
+  LLVMDisposeMessage(msg);
+}
+
+LLVMModuleRef lower_module(LLVMContextRef ctx, Module *m, Target t, char *err, size_t cap) {
+  if (!LLVMContextGetDiagnosticHandler(ctx))
+    LLVMContextSetDiagnosticHandler(ctx, diagnostics, NULL);
+  LLVMTargetMachineRef tm = emit_target_machine(t, err, cap);
+  if (!tm)
+    return NULL;
+  Lower L = {.ctx = ctx, .target = t, .err = err, .cap = cap};
+  L.mod = LLVMModuleCreateWithNameInContext("crisp", ctx);
+  emit_set_layout(L.mod, tm);
+  LLVMDisposeTargetMachine(tm);
+  init_types(&L);
+  L.b = LLVMCreateBuilderInContext(ctx);
+  L.allocas = LLVMCreateBuilderInContext(ctx);
+  if (!target_is_gpu(t)) {
+    L.host_cpu = LLVMGetHostCPUName();
+    L.host_features = LLVMGetHostCPUFeatures();
+  }
+  for (int i = 0; i < m->n && !L.failed; i++)
+    lower_kernel(&L, m->kernels[i]);
+  LLVMDisposeBuilder(L.b);
+  LLVMDisposeBuilder(L.allocas);
+  LLVMDisposeMessage(L.host_cpu);
+  LLVMDisposeMessage(L.host_features);
+  if (L.failed) {
+    LLVMDisposeModule(L.mod);
+    return NULL;
+  }
+  return L.mod;
+}
