@@ -4,10 +4,35 @@
 #include <math.h>
 #include <stdlib.h>
 
-int attention_keep_count(double sparsity, int keep_min, int m) {
-  double x = ceil((1.0 - sparsity) * m - 1e-6);
-  int keep = x < keep_min ? keep_min : (int)x;
+static void *xmalloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p)
+    abort();
+  return p;
+}
+
+int64_t attention_keep_count(double sparsity, int keep_min, int64_t m) {
+  double x = ceil((1.0 - sparsity) * (double)m - 1e-6);
+  int64_t keep = x < keep_min ? keep_min : (int64_t)x;
   return keep < m ? keep : m;
+}
+
+int attention_valid_keys(const Spec *s, int i, int L) {
+  if (i >= L)
+    return 0;
+  return s->causal && i + 1 < L ? i + 1 : L;
+}
+
+void attention_scores_ref(const Spec *sp, const AttnLayout *l, const float *q, const float *k,
+                          int b, int h, int i, int m, double *s) {
+  const float *qi = q + b * l->qkv_sb + i * l->qkv_sn + h * l->qkv_sh;
+  for (int j = 0; j < m; j++) {
+    const float *kj = k + b * l->qkv_sb + j * l->qkv_sn + h * l->qkv_sh;
+    double dot = 0;
+    for (int d = 0; d < sp->head_dim; d++)
+      dot += (double)qi[d] * kj[d];
+    s[j] = dot / sqrt((double)sp->head_dim);
+  }
 }
 
 static int cmp_desc(const void *a, const void *b) {
@@ -15,12 +40,9 @@ static int cmp_desc(const void *a, const void *b) {
   return (x < y) - (x > y);
 }
 
-/* The keep-th largest of s[0..m), counting repeats. */
-static double kth_largest(const double *s, int m, int keep) {
-  double *sorted = malloc((size_t)m * sizeof *sorted);
-  if (!sorted)
-    abort();
-  for (int j = 0; j < m; j++)
+double kth_largest_ref(const double *s, int64_t m, int64_t keep) {
+  double *sorted = xmalloc((size_t)m * sizeof *sorted);
+  for (int64_t j = 0; j < m; j++)
     sorted[j] = s[j];
   qsort(sorted, (size_t)m, sizeof *sorted, cmp_desc);
   double tau = sorted[keep - 1];
@@ -28,21 +50,57 @@ static double kth_largest(const double *s, int m, int keep) {
   return tau;
 }
 
-static void row_ref(const Spec *sp, const AttnLayout *l, const float *q, const float *k,
-                    const float *v, int b, int h, int i, int m, double sparsity, double *s,
-                    double *out, int32_t *kept) {
-  int D = sp->head_dim;
-  const float *qi = q + b * l->qkv_sb + i * l->qkv_sn + h * l->qkv_sh;
-  for (int j = 0; j < m; j++) {
-    const float *kj = k + b * l->qkv_sb + j * l->qkv_sn + h * l->qkv_sh;
-    double dot = 0;
-    for (int d = 0; d < D; d++)
-      dot += (double)qi[d] * kj[d];
-    s[j] = dot / sqrt((double)D);
+/* Appends every valid score of (b, h) to all[*n]. */
+static void gather_head(const Spec *sp, const AttnLayout *l, const float *q, const float *k,
+                        int b, int h, int L, double *all, int64_t *n) {
+  for (int i = 0; i < L; i++) {
+    int m = attention_valid_keys(sp, i, L);
+    attention_scores_ref(sp, l, q, k, b, h, i, m, all + *n);
+    *n += m;
   }
-  double tau = -INFINITY;
-  if (sp->select == SEL_ROW_TOPK)
-    tau = kth_largest(s, m, attention_keep_count(sparsity, sp->keep_min, m));
+}
+
+int attention_group_tau_ref(const Spec *sp, const AttnLayout *l, const float *q, const float *k,
+                            const int32_t *lengths, double sparsity, double *tau_group) {
+  if (sp->select != SEL_HEAD_QUANTILE && sp->select != SEL_LAYER_QUANTILE)
+    return 0;
+  bool per_head = sp->select == SEL_HEAD_QUANTILE;
+  double *all = xmalloc((size_t)l->B * l->H * l->N * l->N * sizeof *all);
+  int64_t n = 0;
+  int g = 0;
+  for (int b = 0; b < l->B; b++)
+    for (int h = 0; h < l->H; h++) {
+      gather_head(sp, l, q, k, b, h, lengths[b], all, &n);
+      if (per_head) {
+        tau_group[g++] = n ? kth_largest_ref(all, n, attention_keep_count(sparsity, sp->keep_min, n))
+                           : INFINITY;
+        n = 0;
+      }
+    }
+  if (!per_head)
+    tau_group[g++] = n ? kth_largest_ref(all, n, attention_keep_count(sparsity, sp->keep_min, n))
+                       : INFINITY;
+  free(all);
+  return g;
+}
+
+double attention_row_tau_ref(const Spec *sp, const double *s, int m, double sparsity,
+                             double tau_group) {
+  switch (sp->select) {
+  case SEL_ROW_TOPK:
+    return kth_largest_ref(s, m, attention_keep_count(sparsity, sp->keep_min, m));
+  case SEL_HEAD_QUANTILE: case SEL_LAYER_QUANTILE: {
+    double floor_tau = kth_largest_ref(s, m, sp->keep_min < m ? sp->keep_min : m);
+    return tau_group < floor_tau ? tau_group : floor_tau;
+  }
+  default:
+    return -INFINITY;
+  }
+}
+
+static void row_ref(const Spec *sp, const AttnLayout *l, const float *v, int b, int h,
+                    const double *s, int m, double tau, double *out, int32_t *kept) {
+  int D = sp->head_dim;
   double mx = -INFINITY, sum = 0;
   for (int j = 0; j < m; j++)
     mx = s[j] > mx ? s[j] : mx;
@@ -68,23 +126,26 @@ static void row_ref(const Spec *sp, const AttnLayout *l, const float *q, const f
 void attention_fwd_ref(const Spec *sp, const AttnLayout *l, const float *q, const float *k,
                        const float *v, const int32_t *lengths, double sparsity, double *o,
                        int32_t *kept) {
-  double *s = malloc((size_t)(l->N > 0 ? l->N : 1) * sizeof *s);
-  if (!s)
-    abort();
+  double *s = xmalloc((size_t)l->N * sizeof *s);
+  double *tau_group = xmalloc((size_t)l->B * l->H * sizeof *tau_group);
+  bool per_head = sp->select == SEL_HEAD_QUANTILE;
+  attention_group_tau_ref(sp, l, q, k, lengths, sparsity, tau_group);
   for (int b = 0; b < l->B; b++)
     for (int h = 0; h < l->H; h++)
       for (int i = 0; i < l->N; i++) {
         double *out = o + b * l->o_sb + i * l->o_sn + h * l->o_sh;
         int32_t *kp = kept + ((int64_t)b * l->H + h) * l->N + i;
-        int L = lengths[b];
-        if (i >= L) {
+        int m = attention_valid_keys(sp, i, lengths[b]);
+        if (!m) {
           for (int d = 0; d < sp->head_dim; d++)
             out[d] = 0;
           *kp = 0;
           continue;
         }
-        int m = sp->causal ? (i + 1 < L ? i + 1 : L) : L;
-        row_ref(sp, l, q, k, v, b, h, i, m, sparsity, s, out, kp);
+        attention_scores_ref(sp, l, q, k, b, h, i, m, s);
+        double tg = tau_group[per_head ? b * l->H + h : 0];
+        row_ref(sp, l, v, b, h, s, m, attention_row_tau_ref(sp, s, m, sparsity, tg), out, kp);
       }
   free(s);
+  free(tau_group);
 }

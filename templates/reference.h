@@ -1,6 +1,15 @@
 /* Plain C references for the kernel families, in double precision. They define
  * what the generated kernels must compute (DESIGN §4) and are what every test
- * and the autotuner compare against. Slow and obvious on purpose. */
+ * and the autotuner compare against. Slow and obvious on purpose.
+ *
+ * Thresholds, for query row i with M valid keys (j < L, and j <= i when causal):
+ *   none:            tau_i = -inf (every valid key kept)
+ *   row_topk:        tau_i = keep(M)-th largest of the row's scores
+ *   head_quantile:   tau_g = keep(M_g)-th largest of all valid scores of (b, h)
+ *   layer_quantile:  tau_g = keep(M_g)-th largest of all valid scores of the batch
+ *   quantile modes:  tau_i = min(tau_g, keep_min-th largest of the row)
+ * where keep(M) = max(keep_min, ceil((1 - s) M - 1e-6)), at most M; key j is
+ * kept iff S_ij >= tau_i (ties kept). */
 #ifndef CRISP_REFERENCE_H
 #define CRISP_REFERENCE_H
 
@@ -16,7 +25,26 @@ typedef struct AttnLayout {
 } AttnLayout;
 
 /* keep = max(keep_min, ceil((1 - s) * M - 1e-6)), at most M */
-int attention_keep_count(double sparsity, int keep_min, int m);
+int64_t attention_keep_count(double sparsity, int keep_min, int64_t m);
+
+/* Valid keys of query row i: L, or min(i + 1, L) when causal; 0 for padded rows. */
+int attention_valid_keys(const Spec *s, int i, int L);
+
+/* S_ij = q_i . k_j / sqrt(d) for j < m, into s[0..m). */
+void attention_scores_ref(const Spec *sp, const AttnLayout *l, const float *q, const float *k,
+                          int b, int h, int i, int m, double *s);
+
+/* The keep-th largest of s[0..m), counting repeats. */
+double kth_largest_ref(const double *s, int64_t m, int64_t keep);
+
+/* Group thresholds of the quantile modes: tau_group[b*H + h] (head_quantile) or
+ * tau_group[0] (layer_quantile). Returns the number of groups (0 for other modes). */
+int attention_group_tau_ref(const Spec *sp, const AttnLayout *l, const float *q, const float *k,
+                            const int32_t *lengths, double sparsity, double *tau_group);
+
+/* tau_i of a row from its scores (and the row's group threshold in quantile modes). */
+double attention_row_tau_ref(const Spec *sp, const double *s, int m, double sparsity,
+                             double tau_group);
 
 /* o (double, o-layout) and kept ([B, H, N]) for the spec's select/causal/keep_min. */
 void attention_fwd_ref(const Spec *s, const AttnLayout *l, const float *q, const float *k,

@@ -34,14 +34,26 @@ int templates_build(const Spec *s, const TileConfig *t, Module *m, char *err, si
 
 /* The attention forward kernel: NAME_attn_fwd. Parameters, in order:
  *   q, k, v: f32 in; o: f32 out; lengths: i32 in [B]; kept: i32 out [B, H, N];
- *   B, H, N, qkv_sb, qkv_sn, qkv_sh, o_sb, o_sn, o_sh: i32; sparsity: f64.
- * Grid (ceil(N / rows), H, B). N is the padded length; lengths[b] <= N. */
+ *   lse, tau: f32 out [B, H, N]: per row the log-sum-exp of the kept scores (before
+ *     dropout) and the threshold, which the backward kernels recompute P from;
+ *   entropy, dense_entropy: f32 out [B, H, N], written only when stats has bit 1 / 2
+ *     (entropy of the kept distribution / of the dense softmax, natural log);
+ *   tau_group: f32 in, the group thresholds of head_quantile ([B*H]) and
+ *     layer_quantile ([1]) from the select kernels; unused by none/row_topk;
+ *   B, H, N, qkv_sb, qkv_sn, qkv_sh, o_sb, o_sn, o_sh: i32; sparsity: f64;
+ *   dropout: f32 (probability; 0 = off, as at evaluation); seed, step, layer: i32
+ *     (the dropout mask's counters, see dropout.h); stats: i32 flags.
+ * Grid (ceil(N / rows), H, B). N is the padded length; lengths[b] <= N.
+ * Padded rows (i >= L) get o = 0, kept = 0, lse = 0, tau = +inf. */
 Kernel *attention_fwd_build(const Spec *s, const TileConfig *t);
 
 enum {
-  ATTN_Q, ATTN_K, ATTN_V, ATTN_O, ATTN_LENGTHS, ATTN_KEPT,
+  ATTN_Q, ATTN_K, ATTN_V, ATTN_O, ATTN_LENGTHS, ATTN_KEPT, ATTN_LSE, ATTN_TAU,
+  ATTN_ENTROPY, ATTN_DENSE_ENTROPY, ATTN_TAU_GROUP,
   ATTN_B, ATTN_H, ATTN_N, ATTN_QKV_SB, ATTN_QKV_SN, ATTN_QKV_SH,
-  ATTN_O_SB, ATTN_O_SN, ATTN_O_SH, ATTN_SPARSITY, ATTN_NPARAMS
+  ATTN_O_SB, ATTN_O_SN, ATTN_O_SH, ATTN_SPARSITY, ATTN_DROPOUT, ATTN_SEED, ATTN_STEP,
+  ATTN_LAYER, ATTN_STATS, ATTN_NPARAMS
 };
+enum { ATTN_STATS_ENTROPY = 1, ATTN_STATS_DENSE_ENTROPY = 2 };
 
 #endif
