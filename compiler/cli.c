@@ -19,6 +19,15 @@ static const char usage[] =
     "  -D key=value         override a spec key (repeatable), e.g. -D sparsity=0.6\n"
     "  -d PASS              print the IR after PASS to stderr: build, simplify, map,\n"
     "                       cleanup, verify, or all\n"
+    "  --tune               autotune instead: check and time every legal tile of the\n"
+    "                       forward kernel on the device, print the table and keep the\n"
+    "                       best per length bucket in the tuning database\n"
+    "  --device D           with --tune: auto (default: cuda if a GPU is usable, else\n"
+    "                       cpu), cpu or cuda\n"
+    "  --threads N          with --tune on the CPU: threads (default: one per core)\n"
+    "  --tune-n LIST        with --tune: lengths to tune for (default 128,512)\n"
+    "  --tune-db FILE       with --tune: the database (default $CRISP_TUNE_DB, else\n"
+    "                       $XDG_CACHE_HOME/crisp/tune.json or ~/.cache/crisp/tune.json)\n"
     "  --help, --version\n"
     "exit status: 0 ok, 2 bad input (usage or spec), 1 failure\n";
 
@@ -48,11 +57,29 @@ static int check_dump(const char *s) {
   return -1;
 }
 
+/* "128,512" into o->tune_n. */
+static int parse_lengths(const char *s, Options *o) {
+  o->tune_nn = 0;
+  for (;;) {
+    char *end;
+    long n = strtol(s, &end, 10);
+    if (end == s || n < 1 || n > 8192 || o->tune_nn == 8)
+      return -1;
+    o->tune_n[o->tune_nn++] = (int)n;
+    if (*end == 0)
+      return 0;
+    if (*end != ',')
+      return -1;
+    s = end + 1;
+  }
+}
+
 /* One option with its value; returns the number of argv entries used or -1. */
 static int take_option(Options *o, int argc, char **argv, int i, bool *emit_given) {
   const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
   bool needs = !strcmp(a, "-o") || !strcmp(a, "--target") || !strcmp(a, "--emit") ||
-               !strcmp(a, "-D") || !strcmp(a, "-d");
+               !strcmp(a, "-D") || !strcmp(a, "-d") || !strcmp(a, "--device") ||
+               !strcmp(a, "--threads") || !strcmp(a, "--tune-db") || !strcmp(a, "--tune-n");
   if (needs && !v)
     return usage_error("option %s needs a value", a), -1;
   if (!strcmp(a, "-o"))
@@ -72,12 +99,34 @@ static int take_option(Options *o, int argc, char **argv, int i, bool *emit_give
       return usage_error("unknown pass '%s' for -d (build, simplify, map, cleanup, verify, all)",
                          v), -1;
     o->dump = v;
+  } else if (!strcmp(a, "--tune")) {
+    o->tune = true;
+  } else if (!strcmp(a, "--device")) {
+    if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "cuda"))
+      return usage_error("unknown --device '%s' (expected auto, cpu or cuda)", v), -1;
+    o->device = v;
+  } else if (!strcmp(a, "--threads")) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end || n < 1 || n > 256)
+      return usage_error("--threads wants a count from 1 to 256, not '%s'", v), -1;
+    o->threads = (int)n;
+  } else if (!strcmp(a, "--tune-db")) {
+    o->tune_db = v;
+  } else if (!strcmp(a, "--tune-n")) {
+    if (parse_lengths(v, o))
+      return usage_error("--tune-n wants lengths like 128,512 (1..8192, at most 8), not '%s'",
+                         v), -1;
   } else if (!needs)
     return usage_error("unknown option '%s'", a), -1;
   return needs ? 2 : 1;
 }
 
 static int check_combination(Options *o, bool emit_given) {
+  if (!o->tune && (o->device || o->threads || o->tune_db || o->tune_nn))
+    return usage_error("--device, --threads, --tune-n and --tune-db go with %s", "--tune");
+  if (o->tune && (emit_given || o->output))
+    return usage_error("--tune writes no code (%s)", "drop -o and --emit");
   if (!emit_given)
     o->emit = o->target == TARGET_HOST ? EMIT_KIND_ASM : EMIT_KIND_PTX;
   if (o->emit == EMIT_KIND_PTX && o->target == TARGET_HOST)

@@ -22,6 +22,13 @@ typedef struct Options {
   const char *dump;                  /* -d PASS: print the IR after PASS ("all" for every one) */
   const char *defines[MAX_DEFINES];  /* -D key=value, applied in order */
   int ndefines;
+  /* --tune: sweep the tiles on a device instead of emitting code (runtime/tune_spec.h) */
+  bool tune;
+  const char *device;                /* --device auto|cpu|cuda (default auto) */
+  int threads;                       /* --threads N: CPU threads (0: one per core) */
+  const char *tune_db;               /* --tune-db FILE (default: the cache's tune.json) */
+  int tune_n[8];                     /* --tune-n 128,512: lengths to tune for */
+  int tune_nn;
 } Options;
 
 /* Returns -1 to go on compiling, else the exit status (0 for --help/--version, 2 for

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../ir/passes.h"
+#include "../runtime/tune_spec.h"
 #include "../templates/templates.h"
 #include "cli.h"
 #include "emit.h"
@@ -119,10 +120,27 @@ static int compile(const Options *o) {
   return rc;
 }
 
+/* --tune: the autotuner on a device (runtime/tune_spec.h). */
+static int tune(const Options *o) {
+  Spec spec;
+  if (load_spec(o, &spec))
+    return 2;
+  RtTuneRequest r = {.spec = &spec, .device = o->device, .threads = o->threads,
+                     .db_path = o->tune_db, .nn = o->tune_nn};
+  for (int i = 0; i < o->tune_nn; i++)
+    r.n[i] = o->tune_n[i];
+  char err[2048];
+  if (rt_tune_spec(&r, stdout, err, sizeof err)) {
+    fprintf(stderr, "crispc: --tune: %s\n", err);
+    return 1;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   Options o;
   int rc = parse_args(argc, argv, &o);
   if (rc >= 0)
     return rc;   /* --help, --version, or a usage error */
-  return compile(&o);
+  return o.tune ? tune(&o) : compile(&o);
 }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# crispc --tune and crisp-devcheck from the command line, on the CPU:
+#   - the sweep prints its table and writes a valid database; a second run compiles
+#     nothing (every variant from the kernel cache);
+#   - option errors exit 2 with a message; a cuda device without a driver exits 1
+#     with one clear line and no crash.
+#   test_runtime_cli.sh CRISPC DEVCHECK
+set -uo pipefail
+crispc=$1
+devcheck=$2
+tmp=$(mktemp -d /tmp/crisp-test-cli.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+export CRISP_CACHE_DIR=$tmp/cache
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+cat > "$tmp/tiny.spec" <<'SPEC'
+attention tiny {
+  head_dim = 16
+  max_seq  = 32
+  sparsity = 0.5
+  select   = row_topk
+}
+SPEC
+
+out=$("$crispc" "$tmp/tiny.spec" --tune --device cpu --threads 2 --tune-n 16,32 \
+      --tune-db "$tmp/tune.json" 2>&1)
+rc=$?
+echo "$out"
+[ $rc -eq 0 ] && ok || bad "--tune exited $rc"
+echo "$out" | grep -q "rows  warps  check" && ok || bad "no table"
+echo "$out" | grep -q "n=16 ms" && echo "$out" | grep -q "n=32: best rows=" && ok || bad "no bucket columns"
+echo "$out" | grep -q "(25 compiled, 0 from the kernel cache)" && ok || bad "cold run: not 25 compiles"
+[ "$(echo "$out" | grep -c ' ok (')" -eq 25 ] && ok || bad "not every variant passed its check"
+db=$(tr -d ' \t\n' < "$tmp/tune.json")
+{ echo "$db" | grep -q '^{"format":1,"entries":\[' &&
+  [ "$(echo "$db" | grep -o '"kernel":"tiny_attn_fwd"' | wc -l)" -eq 2 ] &&
+  echo "$db" | grep -q '"bucket":16,' && echo "$db" | grep -q '"bucket":32,' &&
+  [ "$(echo "$db" | grep -o '"driver":"host"' | wc -l)" -eq 2 ]; } && ok || bad "database: $db"
+out=$("$crispc" "$tmp/tiny.spec" --tune --device cpu --tune-n 32 --tune-db "$tmp/tune.json" 2>&1)
+echo "$out" | grep -q "(0 compiled, 25 from the kernel cache)" && ok || bad "warm run compiled: $(echo "$out" | head -1)"
+[ "$(grep -c '"kernel":' "$tmp/tune.json")" -eq 2 ] && ok || bad "re-tuning a bucket must replace its entry"
+
+expect() {   # status, message pattern, command...
+  local want=$1 pattern=$2
+  shift 2
+  local got
+  got=$("$@" 2>&1)
+  local rc=$?
+  if [ $rc -eq "$want" ] && echo "$got" | grep -q -- "$pattern"; then ok; else bad "$* -> $rc: $got"; fi
+}
+expect 2 "unknown --device 'gpu'" "$crispc" "$tmp/tiny.spec" --tune --device gpu
+expect 2 "go with --tune" "$crispc" "$tmp/tiny.spec" --device cpu
+expect 2 "writes no code" "$crispc" "$tmp/tiny.spec" --tune -o "$tmp/x.ptx"
+expect 2 "tune-n wants lengths" "$crispc" "$tmp/tiny.spec" --tune --tune-n 0
+expect 2 "threads wants a count" "$crispc" "$tmp/tiny.spec" --tune --threads x
+[ ! -e "$tmp/x.ptx" ] && ok || bad "a usage error wrote a file"
+if ! ldconfig -p 2>/dev/null | grep -q "libcuda.so.1"; then
+  expect 1 "cannot load the CUDA driver" "$crispc" "$tmp/tiny.spec" --tune --device cuda
+  expect 1 "cannot load the CUDA driver" "$devcheck" --device cuda info
+  out=$("$devcheck" --device auto info 2>&1)
+  [ "$(echo "$out" | grep -c 'running on the CPU')" -eq 1 ] && echo "$out" | grep -q "^device: cpu" \
+    && ok || bad "auto fallback: $out"
+fi
+expect 2 "unknown device" "$devcheck" --device tpu info
+expect 2 "bad command line" "$devcheck" check
+expect 0 "PASS gemm NN" "$devcheck" --device cpu gemm
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
