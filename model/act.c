@@ -1,0 +1,83 @@
+/* Activations, residual additions and hidden dropout: see layers.h. */
+#include "layers.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "../templates/dropout.h"
+
+void gelu_forward(float *out, const float *inp, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    double x = inp[i];
+    out[i] = (float)(0.5 * x * (1.0 + erf(x * M_SQRT1_2)));
+  }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+  const double inv_sqrt_2pi = 0.3989422804014327;
+  for (size_t i = 0; i < n; i++) {
+    double x = inp[i];
+    double cdf = 0.5 * (1.0 + erf(x * M_SQRT1_2));
+    double pdf = inv_sqrt_2pi * exp(-0.5 * x * x);
+    dinp[i] = (float)(dout[i] * (cdf + x * pdf));
+  }
+}
+
+void relu_forward(float *out, const float *inp, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    out[i] = inp[i] > 0 ? inp[i] : 0.0f;
+}
+
+void relu_backward(float *dinp, const float *out, const float *dout, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    dinp[i] = out[i] > 0 ? dout[i] : 0.0f;
+}
+
+void tanh_forward(float *out, const float *inp, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    out[i] = tanhf(inp[i]);
+}
+
+void tanh_backward(float *dinp, const float *out, const float *dout, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
+}
+
+void residual_forward(float *out, const float *inp, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    out[i] += inp[i];
+}
+
+bool dropout_site_keep(const DropoutSite *d, int b, int n, int c) {
+  uint32_t row = dropout_row_hash(d->seed, d->step, d->layer, (uint32_t)b, d->site, (uint32_t)n);
+  return dropout_keep(row, (uint32_t)c, dropout_threshold(d->p));
+}
+
+/* out = inp * mask / (1 - p); forward and backward are the same map. */
+static void dropout_apply(float *out, const float *inp, const DropoutSite *d, int B, int N,
+                          int C) {
+  size_t n_all = (size_t)B * N * C;
+  if (d->p <= 0.0f) {
+    if (out != inp)
+      memmove(out, inp, n_all * sizeof *out);
+    return;
+  }
+  uint32_t thr = dropout_threshold(d->p);
+  float scale = 1.0f / (1.0f - d->p);
+  for (int b = 0; b < B; b++)
+    for (int n = 0; n < N; n++) {
+      uint32_t row =
+          dropout_row_hash(d->seed, d->step, d->layer, (uint32_t)b, d->site, (uint32_t)n);
+      size_t at = ((size_t)b * N + n) * C;
+      for (int c = 0; c < C; c++)
+        out[at + c] = dropout_keep(row, (uint32_t)c, thr) ? inp[at + c] * scale : 0.0f;
+    }
+}
+
+void dropout_forward(float *out, const float *inp, const DropoutSite *d, int B, int N, int C) {
+  dropout_apply(out, inp, d, B, N, C);
+}
+
+void dropout_backward(float *dinp, const float *dout, const DropoutSite *d, int B, int N, int C) {
+  dropout_apply(dinp, dout, d, B, N, C);
+}
