@@ -1,196 +1,244 @@
-/* The crisp attention forward template (DESIGN §4), for select = none | row_topk.
+/* The crisp attention forward template (DESIGN §4), every select mode, causal or not.
  *
  * Schedule: a block takes `rows` query rows of one (b, h); each of its warps owns
  * one row at a time and keeps that row's scores in a shared slot (no n x n matrix
- * in global memory). Per row:
- *   1. scores S_j = q_i . k_j / sqrt(d) for the M valid keys (lanes over keys),
- *   2. keep = max(keep_min, ceil((1 - s) * M - 1e-6)) in f64, clamped to M,
- *   3. tau = the keep-th largest score, found exactly by bisection on the bits of
- *      an order-preserving integer key (32 counting passes, no sort),
- *   4. softmax over the kept scores (S >= tau, so ties at tau are kept),
- *   5. O_i = sum_j p_j v_j over kept j only, accumulated in shared memory with
- *      lanes over d; padded query rows (i >= L) are written as zeros. */
-#include "templates.h"
-
+ * in global memory). Per row, with M valid keys (j < L, and j <= i when causal):
+ *   1. S_j = q_i . k_j / sqrt(d) for j < M (lanes over keys, attn_row_scores);
+ *   2. the threshold tau and the kept count (S_j >= tau, ties kept):
+ *        none            tau = -inf
+ *        row_topk        tau = keep(M)-th largest S_j (bisection on order keys)
+ *        head/layer      tau = min(tau_group[g], keep_min-th largest): if at least
+ *                        min(keep_min, M) scores reach tau_group[g] it is tau_group[g],
+ *                        else the keep_min-th largest (bisection), so no row is empty;
+ *   3. mx = max_j S_j; e_j = exp(S_j - mx) stored signed over the scores (+ kept,
+ *      - dropped by the selection); sum = sum of kept e_j; lse = mx + log(sum);
+ *      kept, lse, tau written; the entropies when the stats flags ask (from e_j);
+ *   4. O_i = sum_j e_j v_j / (sum (1 - p)) over kept j that attention dropout keeps
+ *      (mask tested per kept j, only when p > 0), accumulated in shared memory with
+ *      lanes over d: P.V touches kept, undropped entries only.
+ * Softmax, lse and entropies are taken before dropout. mx is always kept (tau <= mx),
+ * so sum >= 1: no NaN however sparse. The written tau is -inf when the row keeps
+ * every valid key, so kept <=> S >= tau always (what the backward recomputes P from).
+ * Padded rows (i >= L): o = 0, kept = 0, lse = 0, tau = +inf, entropies 0.
+ * L is clamped to max_seq (rows past it count as padding): callers must refuse
+ * N > max_seq; the clamp only keeps a bad call from overflowing shared memory. */
 #include <math.h>
 #include <stdio.h>
 
+#include "attention_common.h"
+#include "dropout.h"
+
 typedef struct {
-  Builder *b;
-  Kernel *k;
   const Spec *spec;
-  Buf *q, *kk, *v, *o, *lengths, *kept, *scores, *acc;
+  Buf *q, *kk, *v, *o, *lengths, *kept, *lse, *tau, *ent, *dent, *tau_group, *scores, *acc;
   Op *p[ATTN_NPARAMS];     /* scalar parameter values */
   Op *batch, *head, *len;  /* b, h, L for this block */
+  Op *tg;                  /* the group threshold (quantile modes) */
+  Op *drop_thr;            /* dropout threshold, i32 */
 } Ctx;
 
-/* shorthands over the builder */
-static Op *add(Builder *b, Op *x, Op *y) { return ir_bin(b, OP_ADD, x, y); }
-static Op *mul(Builder *b, Op *x, Op *y) { return ir_bin(b, OP_MUL, x, y); }
-static Op *i32(Builder *b, int64_t v) { return ir_const_i32(b, v); }
+#define i32 attn_i32
+#define add attn_add
+#define mul attn_mul
 
-/* Order-preserving map f32 -> u32: negative floats flip all bits, others the sign. */
-static Op *order_key(Builder *b, Op *x) {
-  Op *bits = ir_bitcast(b, TY_I32, x);
-  Op *neg = ir_cmp(b, CMP_LT, bits, i32(b, 0));
-  return ir_select(b, neg, ir_bin(b, OP_XOR, bits, i32(b, -1)),
-                   ir_bin(b, OP_XOR, bits, i32(b, INT32_MIN)));
+static Op *zero_f(Builder *b) { return ir_const_f32(b, 0); }
+
+/* tau and the kept count of a row, per select mode (see the top of the file). */
+static void emit_select(Ctx *c, Builder *b, const AttnRow *r, Op **tau, Op **cnt) {
+  switch (c->spec->select) {
+  case SEL_ROW_TOPK:
+    *tau = attn_row_kth_largest(b, r, attn_keep_count(b, c->p[ATTN_SPARSITY], r->m,
+                                                      c->spec->keep_min));
+    *cnt = attn_row_count_ge(b, r, *tau);
+    return;
+  case SEL_HEAD_QUANTILE: case SEL_LAYER_QUANTILE: {
+    Op *tv = ir_var(b, c->tg, "tau"), *cv = ir_var(b, attn_row_count_ge(b, r, c->tg), "cnt");
+    Op *kmin = ir_bin(b, OP_MIN, i32(b, c->spec->keep_min), r->m);
+    Builder floor;
+    ir_if(b, ir_cmp(b, CMP_LT, ir_get(b, cv), kmin), &floor, NULL);
+    Op *t = attn_row_kth_largest(&floor, r, kmin);
+    ir_set(&floor, tv, t);
+    ir_set(&floor, cv, attn_row_count_ge(&floor, r, t));
+    *tau = ir_get(b, tv);
+    *cnt = ir_get(b, cv);
+    return;
+  }
+  default:
+    *tau = ir_const_f32(b, -INFINITY);
+    *cnt = r->m;
+  }
 }
 
-static Op *from_order_key(Builder *b, Op *key) {
-  Op *pos = ir_cmp(b, CMP_UGE, key, i32(b, INT32_MIN));
-  Op *bits = ir_select(b, pos, ir_bin(b, OP_XOR, key, i32(b, INT32_MIN)),
-                       ir_bin(b, OP_XOR, key, i32(b, -1)));
-  return ir_bitcast(b, TY_F32, bits);
-}
-
-/* keep = clamp(max(keep_min, ceil((1 - s) * M - 1e-6)), .., M), in double. */
-static Op *keep_count(Ctx *c, Builder *b, Op *m) {
-  Op *x = ir_bin(b, OP_SUB, ir_const_f64(b, 1.0), c->p[ATTN_SPARSITY]);
-  x = ir_bin(b, OP_SUB, mul(b, x, ir_cast(b, TY_F64, m)), ir_const_f64(b, 1e-6));
-  Op *t = ir_cast(b, TY_I32, ir_bin(b, OP_MAX, x, ir_const_f64(b, -1.0)));
-  Op *up = ir_cmp(b, CMP_LT, ir_cast(b, TY_F64, t), x);     /* trunc -> ceil */
-  Op *ceil = add(b, t, ir_select(b, up, i32(b, 1), i32(b, 0)));
-  Op *keep = ir_bin(b, OP_MAX, ceil, i32(b, c->spec->keep_min));
-  return ir_bin(b, OP_MIN, keep, m);
-}
-
-static Op *slot_index(Builder *b, Op *base, Op *j) { return add(b, base, j); }
-
-/* 1. scores of row i into the warp's slot; lanes over keys, serial dot over d. */
-static void emit_scores(Ctx *c, Builder *b, Op *qoff, Op *slot, Op *m) {
-  Builder lane, dot;
-  Op *j = ir_pfor(b, AXIS_LANE, m, "j", &lane)->index;
-  Op *koff = add(&lane, add(&lane, mul(&lane, c->batch, c->p[ATTN_QKV_SB]),
-                        mul(&lane, j, c->p[ATTN_QKV_SN])),
-             mul(&lane, c->head, c->p[ATTN_QKV_SH]));
-  Op *red = ir_reduce(&lane, AXIS_SERIAL, RED_ADD, TY_F32, i32(&lane, c->spec->head_dim), "d",
-                      &dot);
-  Op *d = red->index;
-  Op *qd = ir_load(&dot, c->q, add(&dot, qoff, d));
-  Op *kd = ir_load(&dot, c->kk, add(&dot, koff, d));
-  ir_yield(&dot, mul(&dot, qd, kd));
-  Op *scale = ir_const_f32(&lane, 1.0 / sqrt((double)c->spec->head_dim));
-  ir_store(&lane, c->scores, slot_index(&lane, slot, j), mul(&lane, red, scale));
-}
-
-/* count of j < m with key(S_j) >= cand (unsigned) */
-static Op *count_at_least(Ctx *c, Builder *b, Op *slot, Op *m, Op *cand) {
+/* 3. e_j = exp(S_j - mx) over the row, stored signed: +e_j for kept j, -e_j for the
+ * others (so the dense statistics stay at hand); returns sum over kept j of e_j. */
+static Op *emit_exp_store(Builder *b, const AttnRow *r, Op *mx, Op *tau) {
   Builder body;
-  Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_I32, m, "j", &body);
-  Op *key = order_key(&body, ir_load(&body, c->scores, slot_index(&body, slot, red->index)));
-  ir_yield(&body, ir_select(&body, ir_cmp(&body, CMP_UGE, key, cand), i32(&body, 1), i32(&body, 0)));
+  Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_F32, r->m, "j", &body);
+  Op *at = add(&body, r->base, red->index);
+  Op *s = ir_load(&body, r->buf, at);
+  Op *e = ir_un(&body, OP_EXP, ir_bin(&body, OP_SUB, s, mx));
+  Op *kept = ir_cmp(&body, CMP_GE, s, tau);
+  ir_store(&body, r->buf, at, ir_select(&body, kept, e, ir_un(&body, OP_NEG, e)));
+  ir_yield(&body, ir_select(&body, kept, e, zero_f(&body)));
   return red;
 }
 
-/* 3. tau = keep-th largest score: build the key's bits from the top, keeping a bit
- * whenever at least `keep` scores are >= the candidate. -inf when all are kept. */
-static Op *emit_threshold(Ctx *c, Builder *b, Op *slot, Op *m, Op *keep) {
-  Op *tau = ir_var(b, ir_const_f32(b, -INFINITY), "tau");
-  Builder sel, loop, take;
-  ir_if(b, ir_cmp(b, CMP_LT, keep, m), &sel, NULL);
-  Op *prefix = ir_var(&sel, i32(&sel, 0), "prefix");
-  Op *bit = ir_for(&sel, i32(&sel, 0), i32(&sel, 32), 1, "bit", &loop)->index;
-  Op *mask = ir_bin(&loop, OP_SHL, i32(&loop, 1), ir_bin(&loop, OP_SUB, i32(&loop, 31), bit));
-  Op *cand = ir_bin(&loop, OP_OR, ir_get(&loop, prefix), mask);
-  Op *cnt = count_at_least(c, &loop, slot, m, cand);
-  ir_if(&loop, ir_cmp(&loop, CMP_GE, cnt, keep), &take, NULL);
-  ir_set(&take, prefix, cand);
-  ir_set(&sel, tau, from_order_key(&sel, ir_get(&sel, prefix)));
-  return ir_get(b, tau);
-}
-
-static Op *row_reduce(Ctx *c, Builder *b, RedKind red, Type t, Op *slot, Op *m, Op *tau,
-                      Op **e_out, Builder *body) {
-  Op *r = ir_reduce(b, AXIS_LANE, red, t, m, "j", body);
-  Op *s = ir_load(body, c->scores, slot_index(body, slot, r->index));
-  *e_out = ir_cmp(body, CMP_GE, s, tau);
-  return r;
-}
-
-/* 4-5. softmax over kept scores and O_i = sum_j p_j v_j; kept count per row. */
-static void emit_softmax_pv(Ctx *c, Builder *b, Op *slot, Op *m, Op *tau, Op *ooff,
-                            Op *acc_base, Op *row_stat) {
+/* sum_j a_j [log a_j] over the stored row, a_j = e_j (kept j, e_j > 0) or |e_j|
+ * (dense); terms with a_j = 0 (exp underflow) are 0. */
+static Op *e_sum(Builder *b, const AttnRow *r, bool dense, bool times_log) {
   Builder body;
-  Op *kept_j;
-  Op *mx = row_reduce(c, b, RED_MAX, TY_F32, slot, m, tau, &kept_j, &body);
-  ir_yield(&body, ir_load(&body, c->scores, slot_index(&body, slot, mx->index)));
-  Op *cnt = row_reduce(c, b, RED_ADD, TY_I32, slot, m, tau, &kept_j, &body);
-  ir_yield(&body, ir_select(&body, kept_j, i32(&body, 1), i32(&body, 0)));
-  /* e_j = exp(S_j - max) for kept j, else 0; written back over the scores */
-  Op *sum = row_reduce(c, b, RED_ADD, TY_F32, slot, m, tau, &kept_j, &body);
-  Op *sj = ir_load(&body, c->scores, slot_index(&body, slot, sum->index));
-  Op *e = ir_select(&body, kept_j, ir_un(&body, OP_EXP, ir_bin(&body, OP_SUB, sj, mx)),
-                    ir_const_f32(&body, 0));
-  ir_store(&body, c->scores, slot_index(&body, slot, sum->index), e);
-  ir_yield(&body, e);
+  Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_F32, r->m, "j", &body);
+  Op *a = ir_load(&body, r->buf, add(&body, r->base, red->index));
+  if (dense)
+    a = ir_un(&body, OP_ABS, a);
+  Op *pos = ir_cmp(&body, CMP_GT, a, zero_f(&body));
+  Op *v = a;
+  if (times_log)   /* log(1) stands in for log(0), whose term is dropped below */
+    v = mul(&body, a, ir_un(&body, OP_LOG, ir_select(&body, pos, a, ir_const_f32(&body, 1))));
+  ir_yield(&body, ir_select(&body, pos, v, zero_f(&body)));
+  return red;
+}
 
+/* H = log Z - sum_j e_j log e_j / Z with e_j = e^(S_j - mx) <= 1, Z = sum_j e_j:
+ * both terms are >= 0, so no cancellation. */
+static Op *entropy(Builder *b, Op *z, Op *elog) {
+  return ir_bin(b, OP_SUB, ir_un(b, OP_LOG, z), ir_bin(b, OP_DIV, elog, z));
+}
+
+static Op *flag_set(Builder *b, Op *stats, int flag) {
+  return ir_cmp(b, CMP_NE, ir_bin(b, OP_AND, stats, i32(b, flag)), i32(b, 0));
+}
+
+/* Position of row i in the per-row outputs [B, H, N]. */
+static Op *row_at(Ctx *c, Builder *b, Op *i) {
+  Op **p = c->p;
+  return add(b, mul(b, add(b, mul(b, c->batch, p[ATTN_H]), c->head), p[ATTN_N]), i);
+}
+
+/* 3'. the entropies the stats flags ask for, from the stored signed e_j (r = NULL:
+ * a padded row, zeros); z_kept = sum over kept j of e_j. */
+static void store_entropies(Ctx *c, Builder *b, const AttnRow *r, Op *z_kept, Op *i) {
+  Op *stats = c->p[ATTN_STATS];
+  Buf *out[2] = {c->ent, c->dent};
+  for (int dense = 0; dense < 2; dense++) {
+    Builder on, lane;
+    ir_if(b, flag_set(b, stats, dense ? ATTN_STATS_DENSE_ENTROPY : ATTN_STATS_ENTROPY), &on,
+          NULL);
+    Op *h = zero_f(&on);
+    if (r) {
+      Op *z = dense ? e_sum(&on, r, true, false) : z_kept;
+      h = entropy(&on, z, e_sum(&on, r, dense, true));
+    }
+    ir_pfor(&on, AXIS_LANE, i32(&on, 1), "one", &lane);
+    ir_store(&lane, out[dense], row_at(c, &lane, i), h);
+  }
+}
+
+/* 4. acc = sum_j e_j v_j over kept j (e_j > 0) that dropout keeps; o = acc * scale.
+ * The dropout mask is tested per kept j only, and only when p > 0. */
+static void emit_pv(Ctx *c, Builder *b, const AttnRow *r, Op *i, Op *acc_base, Op *scale) {
   int D = c->spec->head_dim;
-  Builder lane, loop, hit;
+  Op **p = c->p;
+  Op *rh = dropout_row_hash_ir(b, p[ATTN_SEED], p[ATTN_STEP], p[ATTN_LAYER], c->batch, c->head,
+                               i);
+  Op *drop_on = ir_cmp(b, CMP_GT, p[ATTN_DROPOUT], zero_f(b));
+  Builder lane, loop, hit, drop, go;
   Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
-  ir_store(&lane, c->acc, add(&lane, acc_base, d), ir_const_f32(&lane, 0));
-  Op *j = ir_for(b, i32(b, 0), m, 1, "j", &loop)->index;
-  Op *ej = ir_load(&loop, c->scores, slot_index(&loop, slot, j));
-  ir_if(&loop, ir_cmp(&loop, CMP_NE, ej, ir_const_f32(&loop, 0)), &hit, NULL);
-  Op *voff = add(&hit, add(&hit, mul(&hit, c->batch, c->p[ATTN_QKV_SB]),
-                           mul(&hit, j, c->p[ATTN_QKV_SN])),
-                 mul(&hit, c->head, c->p[ATTN_QKV_SH]));
-  d = ir_pfor(&hit, AXIS_LANE, i32(&hit, D), "d", &lane)->index;
+  ir_store(&lane, c->acc, add(&lane, acc_base, d), zero_f(&lane));
+  Op *j = ir_for(b, i32(b, 0), r->m, 1, "j", &loop)->index;
+  Op *ej = ir_load(&loop, r->buf, add(&loop, r->base, j));
+  ir_if(&loop, ir_cmp(&loop, CMP_GT, ej, zero_f(&loop)), &hit, NULL);
+  Op *live = ir_var(&hit, ir_const_bool(&hit, true), "live");
+  ir_if(&hit, drop_on, &drop, NULL);
+  ir_set(&drop, live, dropout_keep_ir(&drop, rh, j, c->drop_thr));
+  ir_if(&hit, ir_get(&hit, live), &go, NULL);
+  Op *voff = attn_offset(&go, c->batch, j, c->head, p[ATTN_QKV_SB], p[ATTN_QKV_SN],
+                         p[ATTN_QKV_SH]);
+  d = ir_pfor(&go, AXIS_LANE, i32(&go, D), "d", &lane)->index;
   Op *ai = add(&lane, acc_base, d);
   Op *vd = ir_load(&lane, c->v, add(&lane, voff, d));
   ir_store(&lane, c->acc, ai, ir_fma(&lane, ej, vd, ir_load(&lane, c->acc, ai)));
-  Op *inv = ir_bin(b, OP_DIV, ir_const_f32(b, 1.0), sum);
+  Op *ooff = attn_offset(b, c->batch, i, c->head, p[ATTN_O_SB], p[ATTN_O_SN], p[ATTN_O_SH]);
   d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
   ir_store(&lane, c->o, add(&lane, ooff, d),
-           mul(&lane, ir_load(&lane, c->acc, add(&lane, acc_base, d)), inv));
-  ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &lane);
-  ir_store(&lane, c->kept, row_stat, cnt);
+           mul(&lane, ir_load(&lane, c->acc, add(&lane, acc_base, d)), scale));
 }
 
-static void emit_padded_row(Ctx *c, Builder *b, Op *ooff, Op *row_stat) {
+/* kept, lse and tau of one row, by one lane. */
+static void store_row(Ctx *c, Builder *b, Op *i, Op *kept, Op *lse, Op *tau) {
   Builder lane;
-  Op *d = ir_pfor(b, AXIS_LANE, i32(b, c->spec->head_dim), "d", &lane)->index;
-  ir_store(&lane, c->o, add(&lane, ooff, d), ir_const_f32(&lane, 0));
   ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &lane);
-  ir_store(&lane, c->kept, row_stat, i32(&lane, 0));
+  Op *at = row_at(c, &lane, i);
+  ir_store(&lane, c->kept, at, kept);
+  ir_store(&lane, c->lse, at, lse);
+  ir_store(&lane, c->tau, at, tau);
+}
+
+static void emit_valid_row(Ctx *c, Builder *b, Op *i, Op *w) {
+  Op **p = c->p;
+  const Spec *s = c->spec;
+  Op *m = c->len;
+  if (s->causal)
+    m = ir_bin(b, OP_MIN, add(b, i, i32(b, 1)), c->len);
+  AttnRow r = {c->scores, mul(b, w, i32(b, s->max_seq)), m};
+  Op *qoff = attn_offset(b, c->batch, i, c->head, p[ATTN_QKV_SB], p[ATTN_QKV_SN], p[ATTN_QKV_SH]);
+  Op *k0 = attn_offset(b, c->batch, i32(b, 0), c->head, p[ATTN_QKV_SB], p[ATTN_QKV_SN],
+                       p[ATTN_QKV_SH]);
+  attn_row_scores(b, &r, c->q, c->kk, qoff, k0, p[ATTN_QKV_SN], s->head_dim);
+  Op *tau, *cnt;
+  emit_select(c, b, &r, &tau, &cnt);
+  Op *mx = attn_row_max(b, &r);
+  Op *sum = emit_exp_store(b, &r, mx, tau);
+  Op *lse = add(b, mx, ir_un(b, OP_LOG, sum));
+  Op *all = ir_cmp(b, CMP_EQ, cnt, m);
+  store_row(c, b, i, cnt, lse, ir_select(b, all, ir_const_f32(b, -INFINITY), tau));
+  store_entropies(c, b, &r, sum, i);
+  /* 1 / (sum (1 - p)), as fma(-sum, p, sum): exactly sum when p = 0 */
+  Op *kept_mass = ir_fma(b, ir_un(b, OP_NEG, sum), p[ATTN_DROPOUT], sum);
+  emit_pv(c, b, &r, i, mul(b, w, i32(b, s->head_dim)),
+          ir_bin(b, OP_DIV, ir_const_f32(b, 1.0), kept_mass));
+}
+
+static void emit_padded_row(Ctx *c, Builder *b, Op *i) {
+  Builder lane;
+  Op **p = c->p;
+  Op *ooff = attn_offset(b, c->batch, i, c->head, p[ATTN_O_SB], p[ATTN_O_SN], p[ATTN_O_SH]);
+  Op *d = ir_pfor(b, AXIS_LANE, i32(b, c->spec->head_dim), "d", &lane)->index;
+  ir_store(&lane, c->o, add(&lane, ooff, d), zero_f(&lane));
+  store_row(c, b, i, i32(b, 0), zero_f(b), ir_const_f32(b, INFINITY));
+  store_entropies(c, b, NULL, NULL, i);
 }
 
 /* Everything one warp does for query row i. */
 static void emit_row(Ctx *c, Builder *b, Op *i, Op *w) {
-  Op **p = c->p;
-  Op *qoff = add(b, add(b, mul(b, c->batch, p[ATTN_QKV_SB]), mul(b, i, p[ATTN_QKV_SN])),
-                 mul(b, c->head, p[ATTN_QKV_SH]));
-  Op *ooff = add(b, add(b, mul(b, c->batch, p[ATTN_O_SB]), mul(b, i, p[ATTN_O_SN])),
-                 mul(b, c->head, p[ATTN_O_SH]));
-  Op *row_stat = add(b, mul(b, add(b, mul(b, c->batch, p[ATTN_H]), c->head), p[ATTN_N]), i);
-  Op *slot = mul(b, w, i32(b, c->spec->max_seq));
-  Op *acc_base = mul(b, w, i32(b, c->spec->head_dim));
   Builder valid, padded;
   ir_if(b, ir_cmp(b, CMP_LT, i, c->len), &valid, &padded);
-  Op *m = c->len;
-  if (c->spec->causal)
-    m = ir_bin(&valid, OP_MIN, add(&valid, i, i32(&valid, 1)), c->len);
-  emit_scores(c, &valid, qoff, slot, m);
-  Op *tau = ir_const_f32(&valid, -INFINITY);
-  if (c->spec->select == SEL_ROW_TOPK)
-    tau = emit_threshold(c, &valid, slot, m, keep_count(c, &valid, m));
-  emit_softmax_pv(c, &valid, slot, m, tau, ooff, acc_base, row_stat);
-  emit_padded_row(c, &padded, ooff, row_stat);
+  emit_valid_row(c, &valid, i, w);
+  emit_padded_row(c, &padded, i);
 }
 
-static void declare_params(Ctx *c) {
-  static const char *const scalars[] = {"B", "H", "N", "qkv_sb", "qkv_sn", "qkv_sh",
-                                        "o_sb", "o_sn", "o_sh"};
-  Kernel *k = c->k;
+static void declare_params(Ctx *c, Kernel *k) {
+  static const char *const ints[] = {"B", "H", "N", "qkv_sb", "qkv_sn", "qkv_sh",
+                                     "o_sb", "o_sn", "o_sh"};
   c->q = ir_param_buf(k, "q", TY_F32, ROLE_IN);
   c->kk = ir_param_buf(k, "k", TY_F32, ROLE_IN);
   c->v = ir_param_buf(k, "v", TY_F32, ROLE_IN);
   c->o = ir_param_buf(k, "o", TY_F32, ROLE_OUT);
   c->lengths = ir_param_buf(k, "lengths", TY_I32, ROLE_IN);
   c->kept = ir_param_buf(k, "kept", TY_I32, ROLE_OUT);
+  c->lse = ir_param_buf(k, "lse", TY_F32, ROLE_OUT);
+  c->tau = ir_param_buf(k, "tau", TY_F32, ROLE_OUT);
+  c->ent = ir_param_buf(k, "entropy", TY_F32, ROLE_OUT);
+  c->dent = ir_param_buf(k, "dense_entropy", TY_F32, ROLE_OUT);
+  c->tau_group = ir_param_buf(k, "tau_group", TY_F32, ROLE_IN);
   for (int i = 0; i < 9; i++)
-    c->p[ATTN_B + i] = ir_param_scalar(k, scalars[i], TY_I32);
+    c->p[ATTN_B + i] = ir_param_scalar(k, ints[i], TY_I32);
   c->p[ATTN_SPARSITY] = ir_param_scalar(k, "sparsity", TY_F64);
+  c->p[ATTN_DROPOUT] = ir_param_scalar(k, "dropout", TY_F32);
+  c->p[ATTN_SEED] = ir_param_scalar(k, "seed", TY_I32);
+  c->p[ATTN_STEP] = ir_param_scalar(k, "step", TY_I32);
+  c->p[ATTN_LAYER] = ir_param_scalar(k, "layer", TY_I32);
+  c->p[ATTN_STATS] = ir_param_scalar(k, "stats", TY_I32);
 }
 
 Kernel *attention_fwd_build(const Spec *s, const TileConfig *t) {
@@ -198,8 +246,8 @@ Kernel *attention_fwd_build(const Spec *s, const TileConfig *t) {
   snprintf(name, sizeof name, "%s_attn_fwd", s->name);
   Kernel *k = ir_kernel_new(name, t->warps);
   Builder b = ir_builder(k);
-  Ctx c = {.b = &b, .k = k, .spec = s};
-  declare_params(&c);
+  Ctx c = {.spec = s};
+  declare_params(&c, k);
   c.scores = ir_shared(k, "scores", TY_F32, (int64_t)t->warps * s->max_seq);
   c.acc = ir_shared(k, "acc", TY_F32, (int64_t)t->warps * s->head_dim);
   ir_set_grid(k, 0, ATTN_N, -1, t->rows);
@@ -209,7 +257,13 @@ Kernel *attention_fwd_build(const Spec *s, const TileConfig *t) {
   Op *row0 = mul(&b, ir_block_id(&b, 0), i32(&b, t->rows));
   c.head = ir_block_id(&b, 1);
   c.batch = ir_block_id(&b, 2);
-  c.len = ir_load(&b, c.lengths, c.batch);
+  /* lengths beyond max_seq would overflow the score slots: clamp (callers refuse them) */
+  c.len = ir_bin(&b, OP_MIN, ir_load(&b, c.lengths, c.batch), i32(&b, s->max_seq));
+  if (s->select == SEL_HEAD_QUANTILE)
+    c.tg = ir_load(&b, c.tau_group, add(&b, mul(&b, c.batch, c.p[ATTN_H]), c.head));
+  else if (s->select == SEL_LAYER_QUANTILE)
+    c.tg = ir_load(&b, c.tau_group, i32(&b, 0));
+  c.drop_thr = dropout_threshold_ir(&b, c.p[ATTN_DROPOUT]);
   Builder warp, rows, inside;
   Op *w = ir_pfor(&b, AXIS_WARP, i32(&b, t->warps), "w", &warp)->index;
   Op *r = ir_for(&warp, w, i32(&warp, t->rows), t->warps, "r", &rows)->index;

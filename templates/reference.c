@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "dropout.h"
+
 static void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
   if (!p)
@@ -98,54 +100,94 @@ double attention_row_tau_ref(const Spec *sp, const double *s, int m, double spar
   }
 }
 
-static void row_ref(const Spec *sp, const AttnLayout *l, const float *v, int b, int h,
-                    const double *s, int m, double tau, double *out, int32_t *kept) {
+/* One valid row: scores s[0..m), threshold tau; writes element `at` of the per-row
+ * outputs and the D values at out (when o is asked). */
+static void row_ref(const Spec *sp, const AttnLayout *l, const float *v, const AttnFwdArgs *a,
+                    int b, int h, int i, const double *s, int m, double tau, double *out,
+                    const AttnFwdOut *res, int64_t at) {
   int D = sp->head_dim;
-  double mx = -INFINITY, sum = 0;
+  double mx = -INFINITY, sum = 0, et = 0, dsum = 0, det = 0;
   for (int j = 0; j < m; j++)
     mx = s[j] > mx ? s[j] : mx;
   int n = 0;
-  for (int j = 0; j < m; j++)
-    if (s[j] >= tau) {
-      sum += exp(s[j] - mx);
-      n++;
-    }
-  for (int d = 0; d < D; d++)
+  for (int j = 0; j < m; j++) {
+    double t = s[j] - mx, e = exp(t);
+    dsum += e, det += e * t;
+    if (s[j] >= tau)
+      sum += e, et += e * t, n++;
+  }
+  uint32_t thr = dropout_threshold(a->dropout);
+  uint32_t rh = dropout_row_hash(a->seed, a->step, a->layer, (uint32_t)b, (uint32_t)h,
+                                 (uint32_t)i);
+  int dropped = 0;
+  for (int d = 0; d < D && out; d++)
     out[d] = 0;
   for (int j = 0; j < m; j++) {
     if (s[j] < tau)
       continue;
-    double p = exp(s[j] - mx) / sum;
+    if (!dropout_keep(rh, (uint32_t)j, thr)) {
+      dropped++;
+      continue;
+    }
+    double p = exp(s[j] - mx) / sum / (1.0 - (double)a->dropout);
     const float *vj = v + b * l->qkv_sb + j * l->qkv_sn + h * l->qkv_sh;
-    for (int d = 0; d < D; d++)
+    for (int d = 0; d < D && out; d++)
       out[d] += p * vj[d];
   }
-  *kept = n;
+  if (res->kept) res->kept[at] = n;
+  if (res->dropped) res->dropped[at] = dropped;
+  if (res->lse) res->lse[at] = mx + log(sum);
+  if (res->tau) res->tau[at] = n == m ? -INFINITY : tau;
+  if (res->entropy) res->entropy[at] = log(sum) - et / sum;
+  if (res->dense_entropy) res->dense_entropy[at] = log(dsum) - det / dsum;
+}
+
+static void padded_row_ref(const Spec *sp, double *out, const AttnFwdOut *res, int64_t at) {
+  for (int d = 0; d < sp->head_dim && out; d++)
+    out[d] = 0;
+  double *zero[] = {res->lse, res->entropy, res->dense_entropy};
+  for (int z = 0; z < 3; z++)
+    if (zero[z])
+      zero[z][at] = 0;
+  if (res->kept) res->kept[at] = 0;
+  if (res->dropped) res->dropped[at] = 0;
+  if (res->tau) res->tau[at] = INFINITY;
+}
+
+void attention_fwd_full_ref(const Spec *sp, const AttnLayout *l, const float *q,
+                            const float *k, const float *v, const int32_t *lengths,
+                            const AttnFwdArgs *a, const AttnFwdOut *res) {
+  double *s = xmalloc((size_t)l->N * sizeof *s);
+  double *groups = xmalloc((size_t)l->B * l->H * sizeof *groups);
+  const double *tau_group = a->tau_group;
+  if (!tau_group) {
+    attention_group_tau_ref(sp, l, q, k, lengths, a->sparsity, groups);
+    tau_group = groups;
+  }
+  bool per_head = sp->select == SEL_HEAD_QUANTILE;
+  for (int b = 0; b < l->B; b++)
+    for (int h = 0; h < l->H; h++)
+      for (int i = 0; i < l->N; i++) {
+        double *out = res->o ? res->o + b * l->o_sb + i * l->o_sn + h * l->o_sh : NULL;
+        int64_t at = ((int64_t)b * l->H + h) * l->N + i;
+        int m = attention_valid_keys(sp, i, lengths[b]);
+        if (!m) {
+          padded_row_ref(sp, out, res, at);
+          continue;
+        }
+        attention_scores_ref(sp, l, q, k, b, h, i, m, s);
+        double tg = tau_group[per_head ? b * l->H + h : 0];
+        double tau = attention_row_tau_ref(sp, s, m, a->sparsity, tg);
+        row_ref(sp, l, v, a, b, h, i, s, m, tau, out, res, at);
+      }
+  free(s);
+  free(groups);
 }
 
 void attention_fwd_ref(const Spec *sp, const AttnLayout *l, const float *q, const float *k,
                        const float *v, const int32_t *lengths, double sparsity, double *o,
                        int32_t *kept) {
-  double *s = xmalloc((size_t)l->N * sizeof *s);
-  double *tau_group = xmalloc((size_t)l->B * l->H * sizeof *tau_group);
-  bool per_head = sp->select == SEL_HEAD_QUANTILE;
-  attention_group_tau_ref(sp, l, q, k, lengths, sparsity, tau_group);
-  for (int b = 0; b < l->B; b++)
-    for (int h = 0; h < l->H; h++)
-      for (int i = 0; i < l->N; i++) {
-        double *out = o + b * l->o_sb + i * l->o_sn + h * l->o_sh;
-        int32_t *kp = kept + ((int64_t)b * l->H + h) * l->N + i;
-        int m = attention_valid_keys(sp, i, lengths[b]);
-        if (!m) {
-          for (int d = 0; d < sp->head_dim; d++)
-            out[d] = 0;
-          *kp = 0;
-          continue;
-        }
-        attention_scores_ref(sp, l, q, k, b, h, i, m, s);
-        double tg = tau_group[per_head ? b * l->H + h : 0];
-        row_ref(sp, l, v, b, h, s, m, attention_row_tau_ref(sp, s, m, sparsity, tg), out, kp);
-      }
-  free(s);
-  free(tau_group);
+  AttnFwdArgs a = {.sparsity = sparsity};
+  AttnFwdOut res = {.o = o, .kept = kept};
+  attention_fwd_full_ref(sp, l, q, k, v, lengths, &a, &res);
 }

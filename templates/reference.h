@@ -51,4 +51,29 @@ void attention_fwd_ref(const Spec *s, const AttnLayout *l, const float *q, const
                        const float *v, const int32_t *lengths, double sparsity, double *o,
                        int32_t *kept);
 
+/* The forward kernel's run-time arguments beyond the tensors. */
+typedef struct AttnFwdArgs {
+  double sparsity;
+  const double *tau_group;   /* quantile modes; NULL: from attention_group_tau_ref */
+  float dropout;             /* probability; 0 = off */
+  uint32_t seed, step, layer;
+} AttnFwdArgs;
+
+/* Everything the forward kernel writes (any pointer may be NULL), per row [B, H, N]
+ * unless noted; padded rows get o = 0, kept = 0, lse = 0, tau = +inf, 0 elsewhere.
+ *   o:       o-layout; sum_j p_j z_j / (1 - dropout) v_j over kept j, p = softmax
+ *            of the kept scores, z_j the dropout keep bit (dropout.h)
+ *   lse:     max_j S_j + log(sum over kept j of exp(S_j - max)), before dropout
+ *   tau:     the row's threshold (kept <=> S >= tau); -inf when every valid key is kept
+ *   entropy, dense_entropy: of p (kept) and of the softmax over every valid key
+ *   dropped: kept keys that dropout zeroed (a test statistic, not a kernel output) */
+typedef struct AttnFwdOut {
+  double *o, *lse, *tau, *entropy, *dense_entropy;
+  int32_t *kept, *dropped;
+} AttnFwdOut;
+
+void attention_fwd_full_ref(const Spec *s, const AttnLayout *l, const float *q,
+                            const float *k, const float *v, const int32_t *lengths,
+                            const AttnFwdArgs *a, const AttnFwdOut *out);
+
 #endif

@@ -1,0 +1,106 @@
+/* IR helpers shared by the attention templates (see attention_common.h). */
+#include "attention_common.h"
+
+#include <math.h>
+
+Op *attn_i32(Builder *b, int64_t v) { return ir_const_i32(b, v); }
+Op *attn_add(Builder *b, Op *x, Op *y) { return ir_bin(b, OP_ADD, x, y); }
+Op *attn_mul(Builder *b, Op *x, Op *y) { return ir_bin(b, OP_MUL, x, y); }
+
+/* Negative floats flip every bit, the others only the sign bit. */
+Op *attn_order_key(Builder *b, Op *x) {
+  Op *bits = ir_bitcast(b, TY_I32, x);
+  Op *neg = ir_cmp(b, CMP_LT, bits, attn_i32(b, 0));
+  return ir_select(b, neg, ir_bin(b, OP_XOR, bits, attn_i32(b, -1)),
+                   ir_bin(b, OP_XOR, bits, attn_i32(b, INT32_MIN)));
+}
+
+Op *attn_from_order_key(Builder *b, Op *key) {
+  Op *pos = ir_cmp(b, CMP_UGE, key, attn_i32(b, INT32_MIN));
+  Op *bits = ir_select(b, pos, ir_bin(b, OP_XOR, key, attn_i32(b, INT32_MIN)),
+                       ir_bin(b, OP_XOR, key, attn_i32(b, -1)));
+  return ir_bitcast(b, TY_F32, bits);
+}
+
+/* The order key with its top bit flipped: negative floats flip their 31 low bits. */
+Op *attn_signed_key(Builder *b, Op *x) {
+  Op *bits = ir_bitcast(b, TY_I32, x);
+  Op *neg = ir_cmp(b, CMP_LT, bits, attn_i32(b, 0));
+  return ir_select(b, neg, ir_bin(b, OP_XOR, bits, attn_i32(b, INT32_MAX)), bits);
+}
+
+Op *attn_from_signed_key(Builder *b, Op *key) {   /* an involution */
+  Op *neg = ir_cmp(b, CMP_LT, key, attn_i32(b, 0));
+  Op *bits = ir_select(b, neg, ir_bin(b, OP_XOR, key, attn_i32(b, INT32_MAX)), key);
+  return ir_bitcast(b, TY_F32, bits);
+}
+
+Op *attn_keep_count(Builder *b, Op *sparsity, Op *m, int keep_min) {
+  Op *x = ir_bin(b, OP_SUB, ir_const_f64(b, 1.0), sparsity);
+  x = ir_bin(b, OP_SUB, attn_mul(b, x, ir_cast(b, TY_F64, m)), ir_const_f64(b, 1e-6));
+  Op *t = ir_cast(b, TY_I32, ir_bin(b, OP_MAX, x, ir_const_f64(b, -1.0)));
+  Op *up = ir_cmp(b, CMP_LT, ir_cast(b, TY_F64, t), x);   /* trunc -> ceil */
+  Op *ceil = attn_add(b, t, ir_select(b, up, attn_i32(b, 1), attn_i32(b, 0)));
+  Op *keep = ir_bin(b, OP_MAX, ceil, attn_i32(b, keep_min));
+  return ir_bin(b, OP_MIN, keep, m);
+}
+
+Op *attn_offset(Builder *b, Op *batch, Op *i, Op *head, Op *sb, Op *sn, Op *sh) {
+  return attn_add(b, attn_add(b, attn_mul(b, batch, sb), attn_mul(b, i, sn)),
+                  attn_mul(b, head, sh));
+}
+
+static Op *row_at(Builder *b, const AttnRow *r, Op *j) {
+  return ir_load(b, r->buf, attn_add(b, r->base, j));
+}
+
+void attn_row_scores(Builder *b, const AttnRow *r, Buf *q, Buf *k, Op *qoff, Op *k0,
+                     Op *kstride, int D) {
+  Builder lane, dot;
+  Op *j = ir_pfor(b, AXIS_LANE, r->m, "j", &lane)->index;
+  /* i64 offsets: consecutive d then share one base address (an i32 sum would be
+   * sign-extended per element), which keeps the unrolled dot light on registers */
+  Op *koff = ir_cast(&lane, TY_I64, attn_add(&lane, k0, attn_mul(&lane, j, kstride)));
+  Op *qoff64 = ir_cast(&lane, TY_I64, qoff);
+  Op *red = ir_reduce(&lane, AXIS_SERIAL, RED_ADD, TY_F32, ir_const_i64(&lane, D), "d", &dot);
+  Op *d = red->index;
+  Op *qd = ir_load(&dot, q, attn_add(&dot, qoff64, d));
+  Op *kd = ir_load(&dot, k, attn_add(&dot, koff, d));
+  ir_yield(&dot, attn_mul(&dot, qd, kd));
+  Op *scale = ir_const_f32(&lane, 1.0 / sqrt((double)D));
+  ir_store(&lane, r->buf, attn_add(&lane, r->base, j), attn_mul(&lane, red, scale));
+}
+
+Op *attn_row_max(Builder *b, const AttnRow *r) {
+  Builder body;
+  Op *red = ir_reduce(b, AXIS_LANE, RED_MAX, TY_I32, r->m, "j", &body);
+  ir_yield(&body, attn_signed_key(&body, row_at(&body, r, red->index)));
+  return attn_from_signed_key(b, red);
+}
+
+Op *attn_row_count_ge(Builder *b, const AttnRow *r, Op *tau) {
+  Builder body;
+  Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_I32, r->m, "j", &body);
+  Op *ge = ir_cmp(&body, CMP_GE, row_at(&body, r, red->index), tau);
+  ir_yield(&body, ir_select(&body, ge, attn_i32(&body, 1), attn_i32(&body, 0)));
+  return red;
+}
+
+Op *attn_row_kth_largest(Builder *b, const AttnRow *r, Op *k) {
+  Op *tau = ir_var(b, ir_const_f32(b, -INFINITY), "kth");
+  Builder sel, loop, take;
+  ir_if(b, ir_cmp(b, CMP_LT, k, r->m), &sel, NULL);
+  Op *prefix = ir_var(&sel, attn_i32(&sel, 0), "prefix");
+  Op *bit = ir_for(&sel, attn_i32(&sel, 0), attn_i32(&sel, 32), 1, "bit", &loop)->index;
+  Op *mask = ir_bin(&loop, OP_SHL, attn_i32(&loop, 1),
+                    ir_bin(&loop, OP_SUB, attn_i32(&loop, 31), bit));
+  Op *cand = ir_bin(&loop, OP_OR, ir_get(&loop, prefix), mask);
+  /* #{key(S_j) >= cand} as a float compare with the candidate's value: the same
+   * for finite scores (candidates past +inf are NaNs and count 0; -0 counts as +0,
+   * which moves no kept set), and no per-element key in the 32 passes */
+  Op *cnt = attn_row_count_ge(&loop, r, attn_from_order_key(&loop, cand));
+  ir_if(&loop, ir_cmp(&loop, CMP_GE, cnt, k), &take, NULL);
+  ir_set(&take, prefix, cand);
+  ir_set(&sel, tau, attn_from_order_key(&sel, ir_get(&sel, prefix)));
+  return ir_get(b, tau);
+}

@@ -1,0 +1,56 @@
+/* IR helpers shared by the attention templates (forward, backward, select). They
+ * build IR through ir/ir.h only, so every kernel that uses them computes the same
+ * bits: a backward kernel that recomputes scores with attn_row_scores gets exactly
+ * the forward's S and so exactly its kept set (S >= tau).
+ *
+ * Row helpers work in warp-level code (inside pfor.warp) on one row of scores held
+ * in a shared array: S_j = buf[base + j] for j < m, lanes over j. */
+#ifndef CRISP_ATTENTION_COMMON_H
+#define CRISP_ATTENTION_COMMON_H
+
+#include "templates.h"
+
+Op *attn_i32(Builder *b, int64_t v);
+Op *attn_add(Builder *b, Op *x, Op *y);
+Op *attn_mul(Builder *b, Op *x, Op *y);
+
+/* Order-preserving keys of f32 values, as i32 bit patterns (NaN-free inputs):
+ *   attn_order_key:  x < y  <=>  key(x) <u key(y)   (compare with CMP_ULT/CMP_UGE)
+ *   attn_signed_key: x < y  <=>  key(x) <  key(y)   (signed: CMP_LT, RED_MAX/RED_MIN)
+ * -0 orders just below +0. attn_from_* invert them exactly. */
+Op *attn_order_key(Builder *b, Op *x);
+Op *attn_from_order_key(Builder *b, Op *key);
+Op *attn_signed_key(Builder *b, Op *x);
+Op *attn_from_signed_key(Builder *b, Op *key);
+
+/* keep = min(max(keep_min, ceil((1 - s) * m - 1e-6)), m), in f64 (DESIGN §4).
+ * sparsity: an f64 value; m: i32. Matches attention_keep_count() in reference.c. */
+Op *attn_keep_count(Builder *b, Op *sparsity, Op *m, int keep_min);
+
+/* Element offset of (batch, i, head, 0) in a tensor with strides sb, sn, sh (i32). */
+Op *attn_offset(Builder *b, Op *batch, Op *i, Op *head, Op *sb, Op *sn, Op *sh);
+
+typedef struct AttnRow {
+  Buf *buf;   /* shared f32 array holding the row */
+  Op *base;   /* i32: offset of S_0 in buf */
+  Op *m;      /* i32: number of valid entries */
+} AttnRow;
+
+/* S_j = (sum_d q[qoff + d] * k[k0 + j*kstride + d]) * f32(1/sqrt(D)) into the row,
+ * lanes over j, a serial (reassociable) f32 dot over d. */
+void attn_row_scores(Builder *b, const AttnRow *r, Buf *q, Buf *k, Op *qoff, Op *k0,
+                     Op *kstride, int D);
+
+/* max_j S_j as f32, reduced as an i32 max over attn_signed_key (vectorises on the
+ * CPU, where LLVM 16 cannot vectorise a float max without fast-math flags). */
+Op *attn_row_max(Builder *b, const AttnRow *r);
+
+/* #{j : S_j >= tau} (float compare, ties counted), i32. */
+Op *attn_row_count_ge(Builder *b, const AttnRow *r, Op *tau);
+
+/* The k-th largest S_j (counting repeats), exactly: the key's 32 bits are decided
+ * from the top, keeping a bit whenever #{j : key(S_j) >= candidate} >= k (32
+ * counting passes over the row, no sort). -inf when k >= m (every entry kept). */
+Op *attn_row_kth_largest(Builder *b, const AttnRow *r, Op *k);
+
+#endif
