@@ -214,6 +214,22 @@ static void lower_store(Lower *L, const Op *op) {
   LLVMBuildStore(L->b, value(L, op->a[1]), address(L, op));
 }
 
+/* A relaxed (monotonic) atomicrmw add returning the old value: atom/red .global or
+ * .shared on NVPTX, a locked add on the host. A host block runs on one thread, so
+ * its shared arrays (frame arrays) take a plain read-modify-write. */
+static LLVMValueRef lower_atomic_add(Lower *L, const Op *op) {
+  LLVMValueRef ptr = address(L, op), val = value(L, op->a[1]);
+  bool f = op->type == TY_F32;
+  if (op->buf->space != SPACE_GLOBAL && !target_is_gpu(L->target)) {
+    LLVMValueRef old = LLVMBuildLoad2(L->b, lower_type(L, op->type), ptr, "");
+    LLVMBuildStore(L->b, f ? LLVMBuildFAdd(L->b, old, val, "") : LLVMBuildAdd(L->b, old, val, ""),
+                   ptr);
+    return old;
+  }
+  return LLVMBuildAtomicRMW(L->b, f ? LLVMAtomicRMWBinOpFAdd : LLVMAtomicRMWBinOpAdd, ptr, val,
+                            LLVMAtomicOrderingMonotonic, 0);
+}
+
 /* Local arrays (and shared ones on the host) live in the entry block's frame. */
 static LLVMValueRef frame_array(Lower *L, const Buf *buf) {
   if (buf->size <= 0 || buf->size > UINT_MAX) {
@@ -352,6 +368,7 @@ static LLVMValueRef lower_value(Lower *L, const Op *op) {
   case OP_BITCAST:
     return LLVMBuildBitCast(L->b, value(L, op->a[0]), lower_type(L, op->type), "");
   case OP_LOAD: return lower_load(L, op);
+  case OP_ATOMIC_ADD: return lower_atomic_add(L, op);
   case OP_GET: return LLVMBuildLoad2(L->b, lower_type(L, op->type), value(L, op->var), "");
   case OP_THREAD_ID: return gpu_thread_id(L);
   case OP_WARP_REDUCE: return gpu_warp_reduce(L, op->red, op->type, value(L, op->a[0]));

@@ -16,7 +16,9 @@
  *
  * Both: buffer parameters are assumed not to overlap (noalias, like __restrict__);
  * input-only ones are marked readonly. Integer arithmetic wraps; loop counters do not
- * overflow (an extent plus its step fits the index type).
+ * overflow (an extent plus its step fits the index type). atomic_add is a relaxed
+ * (monotonic) atomicrmw; on the host, shared arrays are private to the thread
+ * running the block, so atomics on them are plain read-modify-writes.
  *
  * The module gets its triple and data layout from the target's machine; ctx owns it
  * (dispose with LLVMDisposeModule). If ctx has no diagnostic handler, one is set that

@@ -46,6 +46,9 @@ static void annotate(Lower *L, const char *key, int value) {
 void gpu_annotate(Lower *L) {
   annotate(L, "kernel", 1);
   annotate(L, "maxntidx", IR_WARP_SIZE * L->k->warps);
+  /* Without a minimum of one block per SM, ptxas treats .maxntid as an occupancy
+   * target and spills a few cold values; one resident block is all we ask. */
+  annotate(L, "minctasm", 1);
 }
 
 LLVMValueRef gpu_shared_buffer(Lower *L, Buf *buf) {

@@ -479,6 +479,9 @@ static void exec_op(Interp *in, const Op *op) {
   case OP_BLOCK_ID: v[op->id] = (Val){.i = in->bid[op->ival]}; return;
   case OP_LOAD: v[op->id] = mem_load(in, op, v[op->a[0]->id].i); return;
   case OP_STORE: mem_store(in, op, v[op->a[0]->id].i, v[op->a[1]->id]); return;
+  case OP_ATOMIC_ADD:
+    v[op->id] = mem_atomic_add(in, op, v[op->a[0]->id].i, v[op->a[1]->id]);
+    return;
   case OP_VAR: v[op->id] = v[op->a[0]->id]; return;
   case OP_GET: v[op->id] = v[op->var->id]; return;
   case OP_SET: v[op->var->id] = v[op->a[0]->id]; return;

@@ -16,7 +16,8 @@
  *   check_races:  two threads of a block touching one element (at least one write)
  *                 with no barrier (or, within one warp, warp sync) between them, on
  *                 shared and written global buffers; two blocks writing (or one
- *                 writing, another reading) one global element;
+ *                 writing, another reading) one global element. Atomic adds count as
+ *                 writes against plain accesses but never race with each other;
  *   check_uninit: reads of shared/local array elements not yet written in this block
  *                 (local arrays are per thread).
  * Loads in block- or warp-level code are performed by every thread of that scope;

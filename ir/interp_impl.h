@@ -21,18 +21,29 @@ typedef union Val {
  * lanes of warp `warp`, uniform) or one thread `tid`. */
 typedef enum { LVL_BLOCK, LVL_WARP, LVL_THREAD } Level;
 
+/* Threads that made one kind of access to an element since its last write, in
+ * summary: t1 (-1 none), t2 another one (-1 none), the warp of all of them (-1 if
+ * several warps), the block epoch of the latest access and that warp's epoch at it. */
+typedef struct Accessors {
+  int32_t t1, t2;
+  int32_t warp;
+  uint32_t ep, wep;
+} Accessors;
+
 /* Per-element access history for race and uninitialised-read checks. Epochs:
  * bepoch counts barriers (and blocks), wepoch[w] counts warp w's sync points; an
  * access is ordered before the present one if it was made by the same thread, in
- * an older block epoch, or by the same warp in an older warp epoch. */
+ * an older block epoch, or by the same warp in an older warp epoch. Atomic adds
+ * are not ordered with each other but never conflict with each other; against
+ * plain accesses they count as writes. */
 typedef struct Shadow {
-  int32_t w;          /* last writer thread; -1: none (unwritten in this block) */
+  int32_t w;          /* last (plain) writer thread; -1: none (unwritten in this block) */
   int32_t wblock;     /* global: linear id of the writer's block; -1 none */
   uint32_t wep, wwep; /* block epoch and writer's warp epoch at the write */
-  int32_t r1, r2;     /* readers since the write: r1 (-1 none), r2 another (-1 none) */
-  int32_t rwarp;      /* warp of every such reader, -1 if several warps */
-  uint32_t rep, rwep; /* block epoch of the latest read; rwarp's epoch at it */
+  Accessors rd;       /* readers since the write */
+  Accessors at;       /* atomic adders since the write */
   int32_t rblock;     /* global: block that read it (-1 none, -2 several) */
+  int32_t ablock;     /* global: block that added to it atomically (-1 none, -2 several) */
 } Shadow;
 
 typedef struct Mem {
@@ -74,5 +85,6 @@ void mem_block_begin(Interp *in);
 void mem_release(Interp *in);
 Val mem_load(Interp *in, const Op *op, int64_t idx);
 void mem_store(Interp *in, const Op *op, int64_t idx, Val val);
+Val mem_atomic_add(Interp *in, const Op *op, int64_t idx, Val val);   /* returns the old value */
 
 #endif

@@ -12,14 +12,18 @@
  * block-level code by all T threads. An access conflicts with an earlier one of
  * another thread unless a barrier (block epoch) or, inside one warp, a warp sync
  * (warp epoch) lies between them. Blocks are unordered on a GPU, so for global
- * buffers a write in one block conflicts with any access from another block. */
+ * buffers a write in one block conflicts with any access from another block.
+ * Atomic adds conflict with plain reads and writes as writes do, never with each
+ * other (within a block or across blocks). */
 #include "interp_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static const Shadow fresh = {.w = -1, .wblock = -1, .r1 = -1, .r2 = -1, .rwarp = -1,
-                             .rblock = -1};
+static const Accessors none = {.t1 = -1, .t2 = -1, .warp = -1};
+static const Shadow fresh = {.w = -1, .wblock = -1, .rd = {.t1 = -1, .t2 = -1, .warp = -1},
+                             .at = {.t1 = -1, .t2 = -1, .warp = -1}, .rblock = -1,
+                             .ablock = -1};
 
 static const char *space_name(const Buf *b) {
   static const char *const names[] = {"global", "shared", "local"};
@@ -152,31 +156,36 @@ static bool write_ordered(const Interp *in, const Shadow *s, Who g) {
   return g.warp == ww && s->wwep < in->wepoch[ww];
 }
 
-static bool reads_ordered(const Interp *in, const Shadow *s, int t) {
-  if (s->r1 < 0 || s->rep < in->bepoch)
+/* Every access of the set a is ordered before the present one by g. */
+static bool set_ordered(const Interp *in, const Accessors *a, Who g) {
+  if (a->t1 < 0 || a->ep < in->bepoch)
     return true;
-  if (s->r2 < 0 && s->r1 == t)
+  if (g.t2 < 0 && a->t2 < 0 && a->t1 == g.t1)
     return true;
-  int w = t / IR_WARP_SIZE;
-  return s->rwarp == w && s->rwep < in->wepoch[w];
+  return g.warp >= 0 && a->warp == g.warp && a->wep < in->wepoch[g.warp];
 }
 
-static void note_read(Interp *in, Shadow *s, Who g) {
+static Who one_thread(int t) { return (Who){t, -1, t / IR_WARP_SIZE}; }
+
+/* A thread of the set other than t (the one a conflict is reported with). */
+static int other(const Accessors *a, int t) { return a->t1 != t ? a->t1 : a->t2; }
+
+static void note(Interp *in, Accessors *a, Who g) {
   uint32_t we = g.warp >= 0 ? in->wepoch[g.warp] : 0;
-  bool stale = s->r1 < 0 || s->rep < in->bepoch ||
-               (s->rwarp >= 0 && s->rwarp == g.warp && s->rwep < we);
+  bool stale = a->t1 < 0 || a->ep < in->bepoch ||
+               (a->warp >= 0 && a->warp == g.warp && a->wep < we);
   if (stale) {
-    s->r1 = g.t1;
-    s->r2 = g.t2;
-    s->rwarp = g.warp;
+    a->t1 = g.t1;
+    a->t2 = g.t2;
+    a->warp = g.warp;
   } else {
-    if (s->r2 < 0 && !(g.t2 < 0 && g.t1 == s->r1))
-      s->r2 = g.t1 != s->r1 ? g.t1 : g.t2;
-    if (s->rwarp != g.warp)
-      s->rwarp = -1;
+    if (a->t2 < 0 && !(g.t2 < 0 && g.t1 == a->t1))
+      a->t2 = g.t1 != a->t1 ? g.t1 : g.t2;
+    if (a->warp != g.warp)
+      a->warp = -1;
   }
-  s->rep = in->bepoch;
-  s->rwep = we;
+  a->ep = in->bepoch;
+  a->wep = we;
 }
 
 static void check_read(Interp *in, const Op *op, const Mem *m, int64_t idx, Shadow *s) {
@@ -188,33 +197,79 @@ static void check_read(Interp *in, const Op *op, const Mem *m, int64_t idx, Shad
                       "between", space_name(m->buf), m->buf->name, (long long)idx, s->w,
                       who_name(in, g, who, sizeof who), gap(s->w, reader));
   }
-  note_read(in, s, g);
+  if (!set_ordered(in, &s->at, g)) {
+    char who[64];
+    int adder = g.t2 < 0 ? other(&s->at, g.t1) : s->at.t1;
+    int reader = g.t2 < 0 || g.t1 != adder ? g.t1 : g.t2;
+    interp_fail_block(in, op, "race on %s %s[%lld]: atomic add by thread %d, read by %s with "
+                      "%s between", space_name(m->buf), m->buf->name, (long long)idx, adder,
+                      who_name(in, g, who, sizeof who), gap(adder, reader));
+  }
+  note(in, &s->rd, g);
 }
 
 static void check_write(Interp *in, const Op *op, const Mem *m, int64_t idx, const Shadow *s) {
   int t = in->tid;
-  if (!write_ordered(in, s, (Who){t, -1, t / IR_WARP_SIZE}))
+  if (!write_ordered(in, s, one_thread(t)))
     interp_fail_block(in, op, "race on %s %s[%lld]: written by thread %d, written by thread %d "
                       "with %s between", space_name(m->buf), m->buf->name, (long long)idx, s->w,
                       t, gap(s->w, t));
-  if (!reads_ordered(in, s, t)) {
-    int r = s->r1 != t ? s->r1 : s->r2;
+  if (!set_ordered(in, &s->rd, one_thread(t))) {
+    int r = other(&s->rd, t);
     interp_fail_block(in, op, "race on %s %s[%lld]: read by thread %d, written by thread %d "
                       "with %s between", space_name(m->buf), m->buf->name, (long long)idx, r, t,
                       gap(r, t));
   }
+  if (!set_ordered(in, &s->at, one_thread(t))) {
+    int a = other(&s->at, t);
+    interp_fail_block(in, op, "race on %s %s[%lld]: atomic add by thread %d, written by thread "
+                      "%d with %s between", space_name(m->buf), m->buf->name, (long long)idx, a,
+                      t, gap(a, t));
+  }
+}
+
+/* An atomic add by thread t: a write to plain readers and writers. */
+static void check_atomic(Interp *in, const Op *op, const Mem *m, int64_t idx, Shadow *s) {
+  int t = in->tid;
+  if (!write_ordered(in, s, one_thread(t)))
+    interp_fail_block(in, op, "race on %s %s[%lld]: written by thread %d, atomic add by thread "
+                      "%d with %s between", space_name(m->buf), m->buf->name, (long long)idx,
+                      s->w, t, gap(s->w, t));
+  if (!set_ordered(in, &s->rd, one_thread(t))) {
+    int r = other(&s->rd, t);
+    interp_fail_block(in, op, "race on %s %s[%lld]: read by thread %d, atomic add by thread %d "
+                      "with %s between", space_name(m->buf), m->buf->name, (long long)idx, r, t,
+                      gap(r, t));
+  }
+  note(in, &s->at, one_thread(t));
 }
 
 /* ---- races between blocks (global buffers) ---- */
 
+/* A block summary (-1 none, -2 several) of a kind of access, by another block? */
+static bool other_block(const Interp *in, int32_t blocks) {
+  return blocks != -1 && blocks != in->blin;
+}
+
+static const char *blocks_name(const Interp *in, int32_t blocks, char *buf, size_t cap) {
+  if (blocks >= 0)
+    return block_name(in, blocks, buf, cap);
+  snprintf(buf, cap, "other blocks");
+  return buf;
+}
+
 static void cross_block_read(Interp *in, const Op *op, const Mem *m, int64_t idx, Shadow *s) {
-  if (s->wblock >= 0 && s->wblock != in->blin) {
-    char a[48], b[48];
+  char a[48], b[48];
+  if (s->wblock >= 0 && s->wblock != in->blin)
     interp_fail_block(in, op, "race on global %s[%lld]: written by %s thread %d, read by %s "
                       "(blocks are unordered)", m->buf->name, (long long)idx,
                       block_name(in, s->wblock, a, sizeof a), s->w,
                       block_name(in, in->blin, b, sizeof b));
-  }
+  if (other_block(in, s->ablock))
+    interp_fail_block(in, op, "race on global %s[%lld]: atomic add by %s, read by %s (blocks "
+                      "are unordered)", m->buf->name, (long long)idx,
+                      blocks_name(in, s->ablock, a, sizeof a),
+                      block_name(in, in->blin, b, sizeof b));
   s->rblock = s->rblock == -1 || s->rblock == in->blin ? in->blin : -2;
 }
 
@@ -225,15 +280,31 @@ static void cross_block_write(Interp *in, const Op *op, const Mem *m, int64_t id
                       "thread %d (blocks are unordered)", m->buf->name, (long long)idx,
                       block_name(in, s->wblock, a, sizeof a), s->w,
                       block_name(in, in->blin, b, sizeof b), in->tid);
-  if (s->rblock != -1 && s->rblock != in->blin) {
-    if (s->rblock >= 0)
-      block_name(in, s->rblock, a, sizeof a);
-    else
-      snprintf(a, sizeof a, "other blocks");
+  if (other_block(in, s->rblock))
     interp_fail_block(in, op, "race on global %s[%lld]: read by %s, written by %s thread %d "
-                      "(blocks are unordered)", m->buf->name, (long long)idx, a,
+                      "(blocks are unordered)", m->buf->name, (long long)idx,
+                      blocks_name(in, s->rblock, a, sizeof a),
                       block_name(in, in->blin, b, sizeof b), in->tid);
-  }
+  if (other_block(in, s->ablock))
+    interp_fail_block(in, op, "race on global %s[%lld]: atomic add by %s, written by %s thread "
+                      "%d (blocks are unordered)", m->buf->name, (long long)idx,
+                      blocks_name(in, s->ablock, a, sizeof a),
+                      block_name(in, in->blin, b, sizeof b), in->tid);
+}
+
+static void cross_block_atomic(Interp *in, const Op *op, const Mem *m, int64_t idx, Shadow *s) {
+  char a[48], b[48];
+  if (s->wblock >= 0 && s->wblock != in->blin)
+    interp_fail_block(in, op, "race on global %s[%lld]: written by %s thread %d, atomic add by "
+                      "%s thread %d (blocks are unordered)", m->buf->name, (long long)idx,
+                      block_name(in, s->wblock, a, sizeof a), s->w,
+                      block_name(in, in->blin, b, sizeof b), in->tid);
+  if (other_block(in, s->rblock))
+    interp_fail_block(in, op, "race on global %s[%lld]: read by %s, atomic add by %s thread %d "
+                      "(blocks are unordered)", m->buf->name, (long long)idx,
+                      blocks_name(in, s->rblock, a, sizeof a),
+                      block_name(in, in->blin, b, sizeof b), in->tid);
+  s->ablock = s->ablock == -1 || s->ablock == in->blin ? in->blin : -2;
 }
 
 /* ---- element access ---- */
@@ -326,7 +397,34 @@ void mem_store(Interp *in, const Op *op, int64_t idx, Val val) {
     s->wblock = in->blin;
     s->wep = in->bepoch;
     s->wwep = in->wepoch[in->tid / IR_WARP_SIZE];
-    s->r1 = s->r2 = s->rwarp = -1;
+    s->rd = s->at = none;
   }
   put_elem(m->data + idx * m->esize, m->buf->elem, val);
+}
+
+/* Sequential execution makes every add atomic; the shadow tells which plain
+ * accesses it races with. */
+Val mem_atomic_add(Interp *in, const Op *op, int64_t idx, Val val) {
+  Mem *m = checked(in, op, idx);
+  if (in->lvl != LVL_THREAD)
+    interp_fail(in, op, "atomic add outside a single-thread context");
+  if (m->buf->space == SPACE_LOCAL)
+    interp_fail(in, op, "atomic add on local array %s", m->buf->name);
+  Shadow *s = m->sh ? &m->sh[idx] : NULL;
+  if (s && m->buf->space == SPACE_SHARED && in->opt.check_uninit && s->w < 0)
+    interp_fail(in, op, "atomic add on shared %s[%lld] before any thread wrote it",
+                m->buf->name, (long long)idx);
+  if (s && in->opt.check_races) {
+    if (m->buf->space == SPACE_GLOBAL)
+      cross_block_atomic(in, op, m, idx, s);
+    check_atomic(in, op, m, idx, s);
+  }
+  char *p = m->data + idx * m->esize;
+  Val old = get_elem(p, m->buf->elem), sum = old;
+  if (m->buf->elem == TY_F32)
+    sum.f = old.f + val.f;
+  else
+    sum.i = (int32_t)(uint32_t)((uint64_t)old.i + (uint64_t)val.i);
+  put_elem(p, m->buf->elem, sum);
+  return old;
 }

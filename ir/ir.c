@@ -244,6 +244,14 @@ void ir_store(Builder *b, Buf *buf, Op *idx, Op *val) {
   op->a[1] = val;
 }
 
+Op *ir_atomic_add(Builder *b, Buf *buf, Op *idx, Op *val) {
+  Op *op = ir_append(b, OP_ATOMIC_ADD, buf->elem);
+  op->buf = buf;
+  op->a[0] = idx;
+  op->a[1] = val;
+  return op;
+}
+
 Op *ir_var(Builder *b, Op *init, const char *hint) {
   Op *op = ir_append(b, OP_VAR, init->type);
   op->a[0] = init;
@@ -334,7 +342,7 @@ static const char *const op_names[OP__COUNT] = {
     [OP_SET] = "set",       [OP_FOR] = "for",           [OP_IF] = "if",
     [OP_PFOR] = "pfor",     [OP_REDUCE] = "reduce",     [OP_YIELD] = "yield",
     [OP_BARRIER] = "barrier", [OP_THREAD_ID] = "thread_id", [OP_WARP_REDUCE] = "warp_reduce",
-    [OP_WARPSYNC] = "warpsync",
+    [OP_WARPSYNC] = "warpsync", [OP_ATOMIC_ADD] = "atomic_add",
 };
 const char *ir_op_name(OpKind k) { return op_names[k]; }
 
@@ -371,7 +379,7 @@ int ir_op_arity(const Op *op) {
   case OP_FMA: case OP_SELECT:
     return 3;
   default:
-    return 2;   /* binary arithmetic, cmp, store, for (lo, hi) */
+    return 2;   /* binary arithmetic, cmp, store, atomic_add, for (lo, hi) */
   }
 }
 

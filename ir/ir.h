@@ -15,7 +15,8 @@
  * reassociated), .lane (a warp collective; result uniform in the warp), .block
  * (a block collective; only in block-level code). Barriers are explicit ops in
  * block-level code; the end of a pfor.lane and a lane reduce synchronise the warp.
- * Stores happen only inside a pfor (so exactly one thread performs each).
+ * Stores happen only inside a pfor (so exactly one thread performs each); so do
+ * atomic adds, which many threads may aim at one element.
  *
  * The map pass (ir/map.c) rewrites parallel ops into primitive ones for a target:
  * thread/lane ids, strided loops, warp_reduce, warpsync (GPU), or plain loops
@@ -63,6 +64,9 @@ typedef enum {
   /* memory */
   OP_LOAD,       /* buf[idx] */
   OP_STORE,      /* buf[idx] = val (no result) */
+  OP_ATOMIC_ADD, /* old = buf[idx]; buf[idx] = old + val, atomically (relaxed); i32/f32 on a
+                    shared or global buffer. Returns old. Only atomics are atomic with each
+                    other: a plain access racing with one is still a race. */
   OP_VAR,        /* declares a mutable per-thread scalar, initialised to operand 0 */
   OP_GET,        /* value of var */
   OP_SET,        /* var = value (no result) */
@@ -93,7 +97,7 @@ struct Op {
   Type type;          /* result type; TY_VOID for ops without a result */
   int id;             /* printing/numbering; assigned by ir_number() */
   Op *a[3];           /* operands (arity depends on kind) */
-  Buf *buf;           /* LOAD/STORE */
+  Buf *buf;           /* LOAD/STORE/ATOMIC_ADD */
   Op *var;            /* GET/SET: the OP_VAR */
   int64_t ival;       /* CONST int; PARAM index; BLOCK_ID dim; FOR step */
   double fval;        /* CONST float */
@@ -192,6 +196,7 @@ Op *ir_cast(Builder *b, Type t, Op *x);
 Op *ir_bitcast(Builder *b, Type t, Op *x);
 Op *ir_load(Builder *b, Buf *buf, Op *idx);
 void ir_store(Builder *b, Buf *buf, Op *idx, Op *val);
+Op *ir_atomic_add(Builder *b, Buf *buf, Op *idx, Op *val);   /* returns the old value */
 Op *ir_var(Builder *b, Op *init, const char *hint);
 Op *ir_get(Builder *b, Op *var);
 void ir_set(Builder *b, Op *var, Op *val);

@@ -3,6 +3,7 @@
  *   kernel NAME(params) warps=W grid=(...) {
  *     shared S: f32[1024]
  *     %3 = add %1, %2 : i32
+ *     %5 = atomic_add hist[%4], %3 : i32
  *     for %4 = %0 to %3 step 1 {
  *     pfor.lane %7 < %6 {
  *     %9 = reduce.lane.max %10 < %6 : f32 {   ...   yield %12 }
@@ -128,6 +129,12 @@ static void print_op(FILE *out, const Kernel *k, const Op *op, int depth) {
     fprintf(out, " %s[", op->buf->name);
     ref(out, op->a[0]);
     fputs("] = ", out);
+    ref(out, op->a[1]);
+    break;
+  case OP_ATOMIC_ADD:
+    fprintf(out, " %s[", op->buf->name);
+    ref(out, op->a[0]);
+    fputs("], ", out);
     ref(out, op->a[1]);
     break;
   case OP_GET:

@@ -2,8 +2,9 @@
  *
  * Parallel context: code starts at block level; pfor.block and pfor.lane enter a
  * single-thread context, pfor.warp a warp context. Barriers and block reductions
- * belong at block level, lane pfors and lane reductions at warp level, stores in a
- * single-thread context, and a var is assigned only in the context that declared it. */
+ * belong at block level, lane pfors and lane reductions at warp level, stores and
+ * atomic adds in a single-thread context, and a var is assigned only in the context
+ * that declared it. */
 #include "ir.h"
 
 #include <stdarg.h>
@@ -130,6 +131,25 @@ static void check_types(Verifier *v, Op *op) {
   }
 }
 
+/* An atomic add reads and writes one element, like a store done by one thread. */
+static void check_atomic(Verifier *v, Op *op, Ctx ctx) {
+  Buf *b = op->buf;
+  if (b->space == SPACE_LOCAL)
+    fail(v, op, "atomic_add on local array %s (atomics are for shared or global memory)",
+         b->name);
+  else if (b->role != ROLE_INOUT)
+    fail(v, op, "atomic_add on %s buffer %s (it reads and writes: the buffer must be inout)",
+         b->role == ROLE_IN ? "input" : "output-only", b->name);
+  if (b->elem != TY_I32 && b->elem != TY_F32)
+    fail(v, op, "atomic_add on %s buffer %s (i32 or f32 only)", ir_type_name(b->elem), b->name);
+  else if (op->a[1]->type != b->elem || op->type != b->elem)
+    fail(v, op, "adds %s to %s buffer %s", ir_type_name(op->a[1]->type), ir_type_name(b->elem),
+         b->name);
+  if (ctx != CTX_THREAD && !v->k->mapped)
+    fail(v, op, "atomic_add outside a single-thread context (wrap it in pfor.block or "
+         "pfor.lane)");
+}
+
 static void check_memory(Verifier *v, Op *op, Ctx ctx) {
   if (!op->buf || !owns_buf(v->k, op->buf)) {
     fail(v, op, "buffer does not belong to this kernel");
@@ -139,6 +159,10 @@ static void check_memory(Verifier *v, Op *op, Ctx ctx) {
     fail(v, op, "index of %s must be an integer", op->buf->name);
   if (op->kind == OP_LOAD && op->buf->role == ROLE_OUT)
     fail(v, op, "load from output-only buffer %s", op->buf->name);
+  if (op->kind == OP_ATOMIC_ADD) {
+    check_atomic(v, op, ctx);
+    return;
+  }
   if (op->kind != OP_STORE)
     return;
   if (op->a[1]->type != op->buf->elem)
@@ -228,7 +252,7 @@ static void verify_op(Verifier *v, Op *op, Ctx ctx, bool last_in_reduce) {
     if (op->ival < 0 || op->ival > 2)
       fail(v, op, "grid dimension %d", (int)op->ival);
     break;
-  case OP_LOAD: case OP_STORE:
+  case OP_LOAD: case OP_STORE: case OP_ATOMIC_ADD:
     check_memory(v, op, ctx);
     break;
   case OP_VAR:

@@ -1,6 +1,8 @@
 /* Which kernels a spec asks for, and the tile configurations they may use. */
 #include "templates.h"
 
+#include "attention_select.h"
+
 #include <stdio.h>
 
 /* Defaults: on the GPU four warps share a block and take two rows each; on the
@@ -35,13 +37,9 @@ int tile_check(const Spec *s, const TileConfig *t, char *err, size_t cap) {
 }
 
 int templates_build(const Spec *s, const TileConfig *t, Module *m, char *err, size_t cap) {
-  if (s->select == SEL_HEAD_QUANTILE || s->select == SEL_LAYER_QUANTILE) {
-    snprintf(err, cap, "select = %s is not implemented yet (none and row_topk are)",
-             select_name(s->select));
-    return -1;
-  }
   if (tile_check(s, t, err, cap))
     return -1;
   m->kernels[m->n++] = attention_fwd_build(s, t);
-  return 0;
+  /* head/layer_quantile: NAME_select_{init,hist,pick} after the forward */
+  return attention_select_build(s, t, m, err, cap);
 }

@@ -70,7 +70,18 @@ expect_bad "bad target" "unknown target" examples/crisp80.spec --target sm_99
 expect_bad "bad emit" "unknown --emit" examples/crisp80.spec --emit wat
 expect_bad "bad -d" "unknown pass" examples/crisp80.spec -d nothing
 expect_bad "unknown option" "unknown option" examples/crisp80.spec --frobnicate
-expect_bad "unsupported select" "not implemented" examples/crisp80.spec -D select=head_quantile
+
+# quantile selects add the select kernels (init, hist, pick) after the forward
+for sel in head_quantile layer_quantile; do
+  out="$tmp/$sel.ptx"
+  check "$sel -> ptx" "$CRISPC" examples/crisp80.spec -D select=$sel --target sm_90 -o "$out"
+  check "$sel: four kernels" test "$(grep -c '.visible .entry' "$out")" -eq 4
+  check "$sel: select kernels" grep -q '.entry crisp80_select_hist' "$out"
+  [ -n "$PTXAS" ] || continue
+  log=$("$PTXAS" -arch=sm_90 -v "$out" -o "$tmp/x.cubin" 2>&1); rc=$?
+  check "ptxas -arch=sm_90 accepts $sel" test $rc -eq 0
+  check "no spills ($sel)" bash -c "! grep -E '[1-9][0-9]* bytes spill' <<< \"\$0\"" "$log"
+done
 
 # an unwritable destination leaves nothing behind
 mkdir "$tmp/ro"; chmod 555 "$tmp/ro"

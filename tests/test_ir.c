@@ -72,6 +72,32 @@ static Kernel *mixed_kernel(void) {
   return k;
 }
 
+/* A per-block histogram in shared memory, added into a global one: atomics at
+ * lane and block-thread level, on both spaces, i32 and f32. */
+static Kernel *hist_kernel(void) {
+  Kernel *k = ir_kernel_new("hist", 2);
+  Buf *x = ir_param_buf(k, "x", TY_I32, ROLE_IN);
+  Buf *h = ir_param_buf(k, "h", TY_I32, ROLE_INOUT);
+  Buf *fs = ir_param_buf(k, "fs", TY_F32, ROLE_INOUT);
+  Buf *s = ir_shared(k, "s", TY_I32, 16);
+  Op *n = ir_param_scalar(k, "n", TY_I32);
+  Builder bb = ir_builder(k), zb, wb, lb, pb, nz;
+  Op *i = ir_pfor(&bb, AXIS_BLOCK, ir_const_i32(&bb, 16), "i", &zb)->index;
+  ir_store(&zb, s, i, ir_const_i32(&zb, 0));
+  ir_barrier(&bb);
+  ir_pfor(&bb, AXIS_WARP, ir_const_i32(&bb, 2), "w", &wb);
+  Op *j = ir_pfor(&wb, AXIS_LANE, n, "j", &lb)->index;
+  Op *bin = ir_bin(&lb, OP_AND, ir_load(&lb, x, j), ir_const_i32(&lb, 15));
+  ir_atomic_add(&lb, s, bin, ir_const_i32(&lb, 1));   /* old value unused */
+  ir_barrier(&bb);
+  i = ir_pfor(&bb, AXIS_BLOCK, ir_const_i32(&bb, 16), "i", &pb)->index;
+  Op *c = ir_load(&pb, s, i);
+  ir_if(&pb, ir_cmp(&pb, CMP_NE, c, ir_const_i32(&pb, 0)), &nz, NULL);
+  Op *old = ir_atomic_add(&nz, h, i, c);
+  ir_atomic_add(&nz, fs, i, ir_cast(&nz, TY_F32, old));
+  return k;
+}
+
 /* Accepted as built, and after simplify + map + simplify for each target. */
 static void expect_valid(const char *name, Kernel *(*build)(void)) {
   char err[512];
@@ -264,6 +290,56 @@ static Kernel *bad_float_index(void) {
   return f.k;
 }
 
+static Kernel *bad_atomic_block_level(void) {
+  Fixture f = fixture();
+  Buf *h = ir_param_buf(f.k, "h", TY_I32, ROLE_INOUT);
+  ir_atomic_add(&f.b, h, ir_const_i32(&f.b, 0), ir_const_i32(&f.b, 1));
+  return f.k;
+}
+
+static Kernel *bad_atomic_input(void) {
+  Fixture f = fixture();
+  Builder p;
+  Op *i = pfor_block(&f, &p);
+  ir_atomic_add(&p, f.in, i, ir_const_f32(&p, 1));
+  return f.k;
+}
+
+static Kernel *bad_atomic_output(void) {
+  Fixture f = fixture();
+  Builder p;
+  Op *i = pfor_block(&f, &p);
+  ir_atomic_add(&p, f.iout, i, i);
+  return f.k;
+}
+
+static Kernel *bad_atomic_type(void) {
+  Fixture f = fixture();
+  Buf *h = ir_param_buf(f.k, "h", TY_I32, ROLE_INOUT);
+  Builder p;
+  Op *i = pfor_block(&f, &p);
+  ir_atomic_add(&p, h, i, ir_const_f32(&p, 1));
+  return f.k;
+}
+
+static Kernel *bad_atomic_f64(void) {
+  Fixture f = fixture();
+  Buf *h = ir_param_buf(f.k, "d", TY_F64, ROLE_INOUT);
+  Builder p;
+  Op *i = pfor_block(&f, &p);
+  ir_atomic_add(&p, h, i, ir_const_f64(&p, 1));
+  return f.k;
+}
+
+static Kernel *bad_atomic_local(void) {
+  Fixture f = fixture();
+  Buf *l = ir_local(f.k, "l", TY_I32, 4);
+  Builder p;
+  Op *i = pfor_block(&f, &p);
+  ir_atomic_add(&p, l, i, i);
+  return f.k;
+}
+
 static const struct {
   const char *name;
   Kernel *(*build)(void);
@@ -291,6 +367,14 @@ static const struct {
     {"mapped-only op", bad_mapped_only_op, "thread_id is a mapped-only op"},
     {"shared without size", bad_shared_size, "shared array s has no size"},
     {"float index", bad_float_index, "index of x must be an integer"},
+    {"atomic at block level", bad_atomic_block_level,
+     "(atomic_add): atomic_add outside a single-thread context"},
+    {"atomic on input buffer", bad_atomic_input,
+     "atomic_add on input buffer x (it reads and writes: the buffer must be inout)"},
+    {"atomic on output buffer", bad_atomic_output, "atomic_add on output-only buffer q"},
+    {"atomic adds f32 to i32", bad_atomic_type, "adds f32 to i32 buffer h"},
+    {"atomic on f64", bad_atomic_f64, "atomic_add on f64 buffer d (i32 or f32 only)"},
+    {"atomic on local array", bad_atomic_local, "atomic_add on local array l"},
 };
 
 static void test_rejects(void) {
@@ -334,6 +418,22 @@ static void test_simplify(void) {
          "simplify: add(2, 3) not folded to const 5 (kind %s)", ir_op_name(v->kind));
   expect(before == 8 && after == 4, "simplify: %d ops -> %d, want 8 -> 4", before, after);
   expect(ir_verify(k, err, sizeof err) == 0, "simplified kernel rejected: %s", err);
+  ir_kernel_free(k);
+  /* an atomic add whose old value nobody uses is not dead */
+  k = hist_kernel();
+  int atomics = 0;
+  expect(ir_simplify(k, err, sizeof err) == 0, "simplify hist: %s", err);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  ir_print(out, k);
+  fclose(out);
+  for (const char *p = text; (p = strstr(p, "atomic_add")); p++)
+    atomics++;
+  expect(atomics == 3, "simplify hist: %d atomic_adds left, want 3:\n%s", atomics, text);
+  expect(text && strstr(text, "= atomic_add s[%") && strstr(text, "= atomic_add fs[%"),
+         "atomic_add print format:\n%s", text);
+  free(text);
   ir_kernel_free(k);
 }
 
@@ -407,6 +507,7 @@ static void test_print(void) {
 int main(void) {
   expect_valid("vadd", vadd_kernel);
   expect_valid("mixed", mixed_kernel);
+  expect_valid("hist", hist_kernel);
   test_rejects();
   test_simplify();
   test_print();

@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime, popen, mkdtemp */
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -322,6 +323,39 @@ static Kernel *k_cmps(void) {
   return k;
 }
 
+/* Atomics: a shared histogram of x[i] & 255 per block (512 elements), added bin by
+ * bin into h; ws[bin] += w[i] (f32, global); ticket[i] = old value of ctr[0]. */
+static Kernel *k_hist(void) {
+  Kernel *k = ir_kernel_new("hist", 4);
+  Buf *x = ir_param_buf(k, "x", TY_I32, ROLE_IN), *w = ir_param_buf(k, "w", TY_F32, ROLE_IN);
+  Buf *h = ir_param_buf(k, "h", TY_I32, ROLE_INOUT);
+  Buf *ws = ir_param_buf(k, "ws", TY_F32, ROLE_INOUT);
+  Buf *ctr = ir_param_buf(k, "ctr", TY_I32, ROLE_INOUT);
+  Buf *ticket = ir_param_buf(k, "ticket", TY_I32, ROLE_OUT);
+  Op *n = ir_param_scalar(k, "n", TY_I32);
+  Buf *sh = ir_shared(k, "sh", TY_I32, 256);
+  ir_set_grid(k, 0, 6, -1, 512);
+  Builder B = ir_builder(k), zb, pb, then, fb, nz;
+  Op *bin = ir_pfor(&B, AXIS_BLOCK, ir_const_i32(&B, 256), "bin", &zb)->index;
+  ir_store(&zb, sh, bin, ir_const_i32(&zb, 0));
+  ir_barrier(&B);
+  Op *base = ir_bin(&B, OP_MUL, ir_block_id(&B, 0), ir_const_i32(&B, 512));
+  Op *j = ir_pfor(&B, AXIS_BLOCK, ir_const_i32(&B, 512), "j", &pb)->index;
+  Op *i = ir_bin(&pb, OP_ADD, base, j);
+  ir_if(&pb, ir_cmp(&pb, CMP_LT, i, n), &then, NULL);
+  Op *b = ir_bin(&then, OP_AND, ir_load(&then, x, i), ir_const_i32(&then, 255));
+  ir_atomic_add(&then, sh, b, ir_const_i32(&then, 1));
+  ir_atomic_add(&then, ws, b, ir_load(&then, w, i));
+  Op *old = ir_atomic_add(&then, ctr, ir_const_i32(&then, 0), ir_const_i32(&then, 1));
+  ir_store(&then, ticket, i, old);
+  ir_barrier(&B);
+  bin = ir_pfor(&B, AXIS_BLOCK, ir_const_i32(&B, 256), "bin", &fb)->index;
+  Op *c = ir_load(&fb, sh, bin);
+  ir_if(&fb, ir_cmp(&fb, CMP_NE, c, ir_const_i32(&fb, 0)), &nz, NULL);
+  ir_atomic_add(&nz, h, bin, c);
+  return k;
+}
+
 /* ---- running a kernel on the host ---- */
 
 /* Runs all blocks, in two calls (as a thread pool would split them). */
@@ -581,6 +615,76 @@ static int run_cmps(CpuKernelFn fn, Kernel *k) {
 }
 
 typedef struct {
+  CpuKernelFn fn;
+  void **args;
+  const int32_t *grid;
+  int64_t first, last;
+} BlockRange;
+
+static void *run_range(void *p) {
+  BlockRange *r = p;
+  r->fn(r->args, r->grid, r->first, r->last);
+  return NULL;
+}
+
+/* The histogram with its blocks split over `threads` threads running at once
+ * (1: on this thread). Returns the number of wrong outputs. */
+static int hist_on_threads(CpuKernelFn fn, Kernel *k, int n, int threads) {
+  int32_t *x = xmalloc(n * sizeof(int32_t)), *ticket = xmalloc(n * sizeof(int32_t));
+  float *w = xmalloc(n * sizeof(float));
+  int32_t h[256] = {0}, want[256] = {0}, ctr = 0;
+  float ws[256] = {0}, wantw[256] = {0};
+  uint64_t s = 11;
+  for (int i = 0; i < n; i++) {
+    x[i] = (int32_t)(rnd(&s) * 1e9);
+    w[i] = 0.25f * (float)(i % 8);   /* sums stay exact in f32, in any order */
+    want[x[i] & 255]++;
+    wantw[x[i] & 255] += w[i];
+    ticket[i] = -1;
+  }
+  float *pws = ws;
+  int32_t *ph = h, *pc = &ctr;
+  void *args[] = {&x, &w, &ph, &pws, &pc, &ticket, &n};
+  int32_t grid[3];
+  ir_grid(k, args, grid);
+  int64_t total = (int64_t)grid[0] * grid[1] * grid[2];
+  pthread_t tids[8];
+  BlockRange r[8];
+  for (int t = 0; t < threads; t++) {
+    r[t] = (BlockRange){fn, args, grid, total * t / threads, total * (t + 1) / threads};
+    if (threads > 1)
+      pthread_create(&tids[t], NULL, run_range, &r[t]);
+    else
+      run_range(&r[t]);
+  }
+  for (int t = 0; t < threads && threads > 1; t++)
+    pthread_join(tids[t], NULL);
+  uint8_t *seen = calloc((size_t)n, 1);
+  int bad = ctr != n;
+  for (int b = 0; b < 256; b++)
+    bad += h[b] != want[b] || ws[b] != wantw[b];
+  for (int i = 0; i < n; i++) {
+    bool ok = ticket[i] >= 0 && ticket[i] < n && !seen[ticket[i]];
+    bad += !ok;
+    if (ok)
+      seen[ticket[i]] = 1;
+  }
+  free(seen), free(x), free(w), free(ticket);
+  return bad;
+}
+
+static int run_hist(CpuKernelFn fn, Kernel *k) { return hist_on_threads(fn, k, 100000, 1); }
+
+/* Two threads at once on disjoint block ranges: only real atomics keep the global
+ * histogram, the f32 sums and the tickets right. */
+static void test_atomic_threads(CpuKernelFn fn, Kernel *k) {
+  int bad = 0;
+  for (int rep = 0; rep < 20; rep++)
+    bad += hist_on_threads(fn, k, 1 << 18, 2);
+  check(bad == 0, "host hist on two threads: %d wrong outputs", bad);
+}
+
+typedef struct {
   const char *name;
   Kernel *(*build)(void);
   int (*run)(CpuKernelFn, Kernel *);
@@ -593,6 +697,7 @@ static const Case cases[] = {
     {"mathk", k_math, run_math},        {"bits", k_bits, run_bits},
     {"transpose", k_transpose, run_transpose}, {"misc", k_misc, run_misc},
     {"grid3", k_grid3, run_grid3},       {"cmps", k_cmps, run_cmps},
+    {"hist", k_hist, run_hist},
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 
@@ -738,6 +843,7 @@ static void test_host(void) {
     check(jit_lookup(j, "no_such_kernel") == NULL, "lookup of a missing kernel");
     test_exp_sweep(jit_lookup(j, "expk"), m.kernels[5]);
     test_log_sweep(jit_lookup(j, "mathk"), m.kernels[6]);
+    test_atomic_threads(jit_lookup(j, "hist"), m.kernels[NCASES - 1]);
     jit_free(j);
   }
   test_vectorized(&m);
@@ -840,6 +946,9 @@ static void test_gpu_target(Target t, const char *ptxas) {
     check(strstr(ptx, "shfl.sync.bfly.b32") && strstr(ptx, "bar.sync") && strstr(ptx, "ex2.approx") &&
               strstr(ptx, ".shared") && strstr(ptx, "%ctaid.z") && strstr(ptx, ".maxntid 128"),
           "PTX for %s lacks an expected instruction", target_name(t));
+    check(strstr(ptx, "atom.global.add.u32") && strstr(ptx, ".shared.add.u32") &&
+              strstr(ptx, ".global.add.f32"),
+          "PTX for %s lacks the hist kernel's global/shared atomic adds", target_name(t));
     if (getenv("CRISP_TEST_PTX"))
       fputs(ptx, stdout);
     if (ptxas)

@@ -1,0 +1,292 @@
+/* The select template: group thresholds by a 3-round radix select over order keys
+ * of recomputed scores (see attention_select.h for the algorithm and the plan). */
+#include "attention_select.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "attention_common.h"
+
+#define i32 attn_i32
+#define add attn_add
+#define mul attn_mul
+
+enum { CHUNK = 16, NCHUNKS = SELECT_BINS / CHUNK };   /* pick: bins per thread, threads */
+
+typedef struct {
+  const Spec *spec;
+  Kernel *k;
+  Buf *q, *kk, *lengths, *hist, *prefix, *rank, *tau_group;
+  Op *p[SELECT_NPARAMS];   /* scalar parameter values */
+} Ctx;
+
+static const char *const suffixes[SELECT_NKERNELS] = {"select_init", "select_hist",
+                                                      "select_pick"};
+
+const char *attention_select_kernel_name(SelectKernel which) { return suffixes[which]; }
+
+static bool per_head(const Spec *s) { return s->select == SEL_HEAD_QUANTILE; }
+
+static bool has_groups(const Spec *s) {
+  return s->select == SEL_HEAD_QUANTILE || s->select == SEL_LAYER_QUANTILE;
+}
+
+int attention_select_groups(const Spec *s, int B, int H) {
+  return !has_groups(s) ? 0 : per_head(s) ? B * H : 1;
+}
+
+static void declare_params(Ctx *c) {
+  static const char *const ints[] = {"B", "H", "N", "qkv_sb", "qkv_sn", "qkv_sh"};
+  Kernel *k = c->k;
+  c->q = ir_param_buf(k, "q", TY_F32, ROLE_IN);
+  c->kk = ir_param_buf(k, "k", TY_F32, ROLE_IN);
+  c->lengths = ir_param_buf(k, "lengths", TY_I32, ROLE_IN);
+  c->hist = ir_param_buf(k, "hist", TY_I32, ROLE_INOUT);
+  c->prefix = ir_param_buf(k, "prefix", TY_I32, ROLE_INOUT);
+  c->rank = ir_param_buf(k, "rank", TY_I32, ROLE_INOUT);
+  c->tau_group = ir_param_buf(k, "tau_group", TY_F32, ROLE_OUT);
+  for (int i = 0; i < 6; i++)
+    c->p[SELECT_B + i] = ir_param_scalar(k, ints[i], TY_I32);
+  c->p[SELECT_SPARSITY] = ir_param_scalar(k, "sparsity", TY_F64);
+  c->p[SELECT_ROUND] = ir_param_scalar(k, "round", TY_I32);
+}
+
+/* Kernels with one block per group: grid (H, B) for head_quantile, (1) for layer. */
+static Op *group_grid(Ctx *c, Builder *b) {
+  if (!per_head(c->spec))
+    return i32(b, 0);
+  ir_set_grid(c->k, 0, SELECT_H, -1, 1);
+  ir_set_grid(c->k, 1, SELECT_B, -1, 1);
+  return add(b, mul(b, ir_block_id(b, 1), c->p[SELECT_H]), ir_block_id(b, 0));
+}
+
+/* Per round: a = round 0 ? v0 : round 1 ? v1 : v2, block-uniform. */
+static Op *by_round(Ctx *c, Builder *b, int64_t v0, int64_t v1, int64_t v2) {
+  Op *r = c->p[SELECT_ROUND];
+  Op *late = ir_select(b, ir_cmp(b, CMP_EQ, r, i32(b, 1)), i32(b, v1), i32(b, v2));
+  return ir_select(b, ir_cmp(b, CMP_EQ, r, i32(b, 0)), i32(b, v0), late);
+}
+
+/* position of the round's digit in the key: bits 31..21, 20..10, 9..0 */
+static Op *digit_shift(Ctx *c, Builder *b) { return by_round(c, b, 21, 10, 0); }
+
+/* ---- init ---- */
+
+static void build_init(Ctx *c, Builder *b) {
+  Op *g = group_grid(c, b);
+  Op *base = mul(b, g, i32(b, SELECT_BINS));
+  Builder zb, one;
+  Op *i = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &zb)->index;
+  ir_store(&zb, c->hist, add(&zb, base, i), i32(&zb, 0));
+  ir_pfor(b, AXIS_BLOCK, i32(b, 1), "one", &one);
+  ir_store(&one, c->prefix, g, i32(&one, 0));
+  ir_store(&one, c->rank, g, i32(&one, 0));
+}
+
+/* ---- hist ---- */
+
+/* One query row i of (batch, head), in warp-level code: lanes over its m valid
+ * keys. S_ij is built exactly as attn_row_scores builds the forward's (a serial
+ * f32 dot over d, times f32(1/sqrt(D))), so the threshold is one of its scores;
+ * it is binned instead of stored. */
+static void hist_row(Ctx *c, Builder *b, Op *batch, Op *head, Op *i, Op *m, Op *match,
+                     Op *himask, Op *shift, Op *dmask, Buf *sh) {
+  Op **p = c->p;
+  int D = c->spec->head_dim;
+  Op *qoff = attn_offset(b, batch, i, head, p[SELECT_QKV_SB], p[SELECT_QKV_SN], p[SELECT_QKV_SH]);
+  Op *k0 = attn_offset(b, batch, i32(b, 0), head, p[SELECT_QKV_SB], p[SELECT_QKV_SN],
+                       p[SELECT_QKV_SH]);
+  Builder lane, dot, hit;
+  Op *j = ir_pfor(b, AXIS_LANE, m, "j", &lane)->index;
+  Op *koff = add(&lane, k0, mul(&lane, j, p[SELECT_QKV_SN]));
+  Op *red = ir_reduce(&lane, AXIS_SERIAL, RED_ADD, TY_F32, i32(&lane, D), "d", &dot);
+  Op *d = red->index;
+  Op *qd = ir_load(&dot, c->q, add(&dot, qoff, d));
+  Op *kd = ir_load(&dot, c->kk, add(&dot, koff, d));
+  ir_yield(&dot, mul(&dot, qd, kd));
+  Op *s = mul(&lane, red, ir_const_f32(&lane, 1.0 / sqrt((double)D)));
+  Op *key = attn_order_key(&lane, s);
+  ir_if(&lane, ir_cmp(&lane, CMP_EQ, ir_bin(&lane, OP_AND, key, himask), match), &hit, NULL);
+  Op *digit = ir_bin(&hit, OP_AND, ir_bin(&hit, OP_SHR, key, shift), dmask);
+  ir_atomic_add(&hit, sh, digit, i32(&hit, 1));
+}
+
+static void build_hist(Ctx *c, Builder *b, const TileConfig *t) {
+  Kernel *k = c->k;
+  Buf *sh = ir_shared(k, "bins", TY_I32, SELECT_BINS);
+  ir_set_grid(k, 0, SELECT_N, -1, t->rows);
+  ir_set_grid(k, 1, SELECT_H, -1, 1);
+  ir_set_grid(k, 2, SELECT_B, -1, 1);
+  Op *row0 = mul(b, ir_block_id(b, 0), i32(b, t->rows));
+  Op *head = ir_block_id(b, 1), *batch = ir_block_id(b, 2);
+  Op *len = ir_bin(b, OP_MIN, ir_load(b, c->lengths, batch), c->p[SELECT_N]);
+  Op *g = per_head(c->spec) ? add(b, mul(b, batch, c->p[SELECT_H]), head) : i32(b, 0);
+  Op *round0 = ir_cmp(b, CMP_EQ, c->p[SELECT_ROUND], i32(b, 0));
+  /* keys count when (key & himask) == match: the bits decided in earlier rounds */
+  Op *match = ir_select(b, round0, i32(b, 0), ir_load(b, c->prefix, g));
+  Op *himask = by_round(c, b, 0, (int32_t)0xFFE00000u, (int32_t)0xFFFFFC00u);
+  Op *dmask = by_round(c, b, 0x7FF, 0x7FF, 0x3FF);
+  Op *shift = digit_shift(c, b);
+
+  Builder zb, warp, rows, valid, fb, nz;
+  Op *bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &zb)->index;
+  ir_store(&zb, sh, bin, i32(&zb, 0));
+  ir_barrier(b);
+  Op *w = ir_pfor(b, AXIS_WARP, i32(b, t->warps), "w", &warp)->index;
+  Op *r = ir_for(&warp, w, i32(&warp, t->rows), t->warps, "r", &rows)->index;
+  Op *i = add(&rows, row0, r);
+  ir_if(&rows, ir_cmp(&rows, CMP_LT, i, len), &valid, NULL);   /* padded rows: none */
+  Op *m = len;
+  if (c->spec->causal)
+    m = ir_bin(&valid, OP_MIN, add(&valid, i, i32(&valid, 1)), len);
+  hist_row(c, &valid, batch, head, i, m, match, himask, shift, dmask, sh);
+  ir_barrier(b);
+  Op *base = mul(b, g, i32(b, SELECT_BINS));
+  bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &fb)->index;
+  Op *n = ir_load(&fb, sh, bin);
+  ir_if(&fb, ir_cmp(&fb, CMP_NE, n, i32(&fb, 0)), &nz, NULL);
+  ir_atomic_add(&nz, c->hist, add(&nz, base, bin), n);
+}
+
+/* ---- pick ---- */
+
+/* Single-thread code: for x = first + n - 1 down to first, run += buf[x]; the first
+ * x where run reaches rank goes to the var `found` (which must hold -1 before) and
+ * the count above it (run before adding buf[x]) to the var `above`. */
+static void scan_down(Builder *b, Buf *buf, Op *first, int n, Op *rank, Op *run, Op *found,
+                      Op *above) {
+  Builder loop, hit;
+  Op *r = ir_for(b, i32(b, 0), i32(b, n), 1, "r", &loop)->index;
+  Op *x = add(&loop, first, ir_bin(&loop, OP_SUB, i32(&loop, n - 1), r));
+  Op *v = ir_load(&loop, buf, x);
+  Op *before = ir_get(&loop, run);
+  Op *after = add(&loop, before, v);
+  Op *first_hit = ir_bin(&loop, OP_AND, ir_cmp(&loop, CMP_LT, ir_get(&loop, found), i32(&loop, 0)),
+                         ir_cmp(&loop, CMP_GE, after, rank));
+  ir_if(&loop, first_hit, &hit, NULL);
+  ir_set(&hit, found, x);
+  ir_set(&hit, above, before);
+  ir_set(&loop, run, after);
+}
+
+static void build_pick(Ctx *c, Builder *b) {
+  Kernel *k = c->k;
+  Buf *hs = ir_shared(k, "bins", TY_I32, SELECT_BINS);
+  Buf *cs = ir_shared(k, "chunks", TY_I32, NCHUNKS);
+  Op *g = group_grid(c, b);
+  Op *base = mul(b, g, i32(b, SELECT_BINS));
+  Op *round = c->p[SELECT_ROUND];
+
+  /* 1. move the group's histogram to shared memory (zeroing it for the next
+   * round), then sum chunks of CHUNK bins */
+  Builder mb, cb, loop, one;
+  Op *bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &mb)->index;
+  Op *at = add(&mb, base, bin);
+  ir_store(&mb, hs, bin, ir_load(&mb, c->hist, at));
+  ir_store(&mb, c->hist, at, i32(&mb, 0));
+  ir_barrier(b);
+  Op *ch = ir_pfor(b, AXIS_BLOCK, i32(b, NCHUNKS), "chunk", &cb)->index;
+  Op *acc = ir_var(&cb, i32(&cb, 0), "sum");
+  Op *e = ir_for(&cb, i32(&cb, 0), i32(&cb, CHUNK), 1, "e", &loop)->index;
+  /* rotated start: threads of a warp hit different banks */
+  Op *rot = ir_bin(&loop, OP_AND, add(&loop, e, ch), i32(&loop, CHUNK - 1));
+  Op *v = ir_load(&loop, hs, add(&loop, mul(&loop, ch, i32(&loop, CHUNK)), rot));
+  ir_set(&loop, acc, add(&loop, ir_get(&loop, acc), v));
+  ir_store(&cb, cs, ch, ir_get(&cb, acc));
+  ir_barrier(b);
+
+  /* 2. one thread: the rank (round 0: keep_g of the total), the chunk and the bin
+   * where the count from the top reaches it, the new prefix and rank */
+  ir_pfor(b, AXIS_BLOCK, i32(b, 1), "one", &one);
+  Builder tl;
+  Op *total = ir_var(&one, i32(&one, 0), "total");
+  Op *t = ir_for(&one, i32(&one, 0), i32(&one, NCHUNKS), 1, "c", &tl)->index;
+  ir_set(&tl, total, add(&tl, ir_get(&tl, total), ir_load(&tl, cs, t)));
+  Op *keep = attn_keep_count(&one, c->p[SELECT_SPARSITY], ir_get(&one, total),
+                             c->spec->keep_min);
+  Op *round0 = ir_cmp(&one, CMP_EQ, round, i32(&one, 0));
+  Op *rank = ir_select(&one, round0, keep, ir_load(&one, c->rank, g));
+  Op *prefix = ir_select(&one, round0, i32(&one, 0), ir_load(&one, c->prefix, g));
+  Op *run = ir_var(&one, i32(&one, 0), "run");
+  Op *chunk = ir_var(&one, i32(&one, -1), "chunk");
+  Op *above_chunk = ir_var(&one, i32(&one, 0), "above_chunk");
+  scan_down(&one, cs, i32(&one, 0), NCHUNKS, rank, run, chunk, above_chunk);
+  Op *cfound = ir_bin(&one, OP_MAX, ir_get(&one, chunk), i32(&one, 0));
+  Op *run2 = ir_var(&one, ir_get(&one, above_chunk), "run");
+  Op *sel = ir_var(&one, i32(&one, -1), "bin");
+  Op *above = ir_var(&one, i32(&one, 0), "above");
+  scan_down(&one, hs, mul(&one, cfound, i32(&one, CHUNK)), CHUNK, rank, run2, sel, above);
+  Op *digit = ir_bin(&one, OP_MAX, ir_get(&one, sel), i32(&one, 0));
+  Op *key = ir_bin(&one, OP_OR, prefix, ir_bin(&one, OP_SHL, digit, digit_shift(c, &one)));
+  Op *left = ir_bin(&one, OP_SUB, rank, ir_get(&one, above));
+  ir_store(&one, c->prefix, g, key);
+  ir_store(&one, c->rank, g, left);
+  /* 3. after the last round the key is complete: tau; rank 0 means no valid score */
+  Builder last;
+  ir_if(&one, ir_cmp(&one, CMP_GE, round, i32(&one, SELECT_ROUNDS - 1)), &last, NULL);
+  Op *tau = ir_select(&last, ir_cmp(&last, CMP_GT, left, i32(&last, 0)),
+                      attn_from_order_key(&last, key), ir_const_f32(&last, INFINITY));
+  ir_store(&last, c->tau_group, g, tau);
+}
+
+/* ---- kernels, module, plan ---- */
+
+Kernel *attention_select_build_kernel(const Spec *s, const TileConfig *t, SelectKernel which) {
+  if (!has_groups(s))
+    return NULL;
+  char name[96];
+  snprintf(name, sizeof name, "%s_%s", s->name, suffixes[which]);
+  Kernel *k = ir_kernel_new(name, t->warps);
+  Builder b = ir_builder(k);
+  Ctx c = {.spec = s, .k = k};
+  declare_params(&c);
+  switch (which) {
+  case SELECT_KERNEL_INIT: build_init(&c, &b); break;
+  case SELECT_KERNEL_HIST: build_hist(&c, &b, t); break;
+  default: build_pick(&c, &b); break;
+  }
+  return k;
+}
+
+int attention_select_build(const Spec *s, const TileConfig *t, Module *m, char *err, size_t cap) {
+  if (!has_groups(s))
+    return 0;
+  if (m->n + SELECT_NKERNELS > (int)(sizeof m->kernels / sizeof m->kernels[0])) {
+    snprintf(err, cap, "module full: no room for the %d select kernels", SELECT_NKERNELS);
+    return -1;
+  }
+  for (int w = 0; w < SELECT_NKERNELS; w++)
+    m->kernels[m->n++] = attention_select_build_kernel(s, t, (SelectKernel)w);
+  return 0;
+}
+
+int attention_select_plan(SelectLaunch plan[SELECT_PLAN_LEN]) {
+  int n = 0;
+  plan[n++] = (SelectLaunch){SELECT_KERNEL_INIT, 0};
+  for (int r = 0; r < SELECT_ROUNDS; r++) {
+    plan[n++] = (SelectLaunch){SELECT_KERNEL_HIST, r};
+    plan[n++] = (SelectLaunch){SELECT_KERNEL_PICK, r};
+  }
+  return n;
+}
+
+int attention_select_run(Kernel *const kernels[SELECT_NKERNELS], void *const *args,
+                         SelectLaunchFn launch, void *ctx) {
+  SelectLaunch plan[SELECT_PLAN_LEN];
+  int n = attention_select_plan(plan);
+  void *a[SELECT_NPARAMS];
+  memcpy(a, args, sizeof a);
+  int32_t round;
+  a[SELECT_ROUND] = &round;
+  for (int i = 0; i < n; i++) {
+    Kernel *k = kernels[plan[i].kernel];
+    int32_t grid[3];
+    round = plan[i].round;
+    ir_grid(k, a, grid);
+    int rc = launch(ctx, plan[i].kernel, k, a, grid);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}

@@ -1,0 +1,92 @@
+/* The select kernels: group thresholds for select = head_quantile | layer_quantile
+ * (DESIGN §4), which the forward kernel reads as its `tau_group` input.
+ *
+ * For group g (one (b, h) for head_quantile, G = B*H; the whole batch for
+ * layer_quantile, G = 1) with M_g valid scores (j < L, and j <= i when causal):
+ *   keep_g = min(max(keep_min, ceil((1 - s) * M_g - 1e-6)), M_g)   (f64)
+ *   tau_group[g] = the keep_g-th largest valid score (counting repeats), as the f32
+ *                  score the forward computes; +inf when M_g = 0.
+ * No n x n matrix is stored: the scores are recomputed in every round and reduced
+ * to a histogram of their order-preserving u32 keys (attn_order_key), a radix
+ * select over 3 rounds of 11, 11 and 10 bits, most significant first.
+ *
+ * Kernels, all with the same parameters (names, types, roles) in this order:
+ *   q, k:      f32 in, strided as in templates.h (qkv_sb, qkv_sn, qkv_sh)
+ *   lengths:   i32 in [B]
+ *   hist:      i32 inout [G * SELECT_BINS]   global histograms, one row per group
+ *   prefix:    i32 inout [G]                 decided high bits of tau's key
+ *   rank:      i32 inout [G]                 tau's rank from the top among the
+ *                                            scores that share the prefix (0: empty)
+ *   tau_group: f32 out [G]
+ *   B, H, N, qkv_sb, qkv_sn, qkv_sh: i32; sparsity: f64; round: i32 (0, 1, 2)
+ *
+ *   NAME_select_init  grid (H, B) | (1)   hist[g, :] = 0, prefix[g] = rank[g] = 0
+ *   NAME_select_hist  grid (ceil(N / rows), H, B)   warps = tile warps
+ *       per block `rows` query rows of one (b, h), a warp per row, lanes over keys:
+ *       S_ij as the forward computes it, key = order key; keys whose decided bits
+ *       equal prefix[g] add 1 to bin (key >> shift) & mask of a shared histogram
+ *       (shared atomics), which is then added to hist[g, :] (global atomics, zero
+ *       bins skipped). Round 0 ignores prefix; shift = 21, 10, 0.
+ *   NAME_select_pick  grid (H, B) | (1)
+ *       per group: copies hist[g, :] and zeroes it (ready for the next round), finds
+ *       the bin where the count from the top reaches rank (round 0: rank = keep_g,
+ *       with M_g the total of the histogram), appends it to prefix[g] and subtracts
+ *       the count above it from rank[g]; round 2 writes tau_group[g].
+ *
+ * The launch plan (attention_select_plan), in order on one stream, the same
+ * arguments each time except `round`:
+ *   init, hist(0), pick(0), hist(1), pick(1), hist(2), pick(2)
+ * Afterwards hist is all zero again; prefix and rank hold tau's key and its rank
+ * within the ties at tau. init makes the plan independent of the buffers' earlier
+ * contents. Counts are i32: M_g must stay below 2^31 (B*H*N*N for layer_quantile). */
+#ifndef CRISP_ATTENTION_SELECT_H
+#define CRISP_ATTENTION_SELECT_H
+
+#include "templates.h"
+
+enum { SELECT_BINS = 2048, SELECT_ROUNDS = 3 };
+
+/* parameter indices, the same in every select kernel */
+enum {
+  SELECT_Q, SELECT_K, SELECT_LENGTHS, SELECT_HISTOGRAM, SELECT_PREFIX, SELECT_RANK,
+  SELECT_TAU_GROUP, SELECT_B, SELECT_H, SELECT_N, SELECT_QKV_SB, SELECT_QKV_SN,
+  SELECT_QKV_SH, SELECT_SPARSITY, SELECT_ROUND, SELECT_NPARAMS
+};
+
+typedef enum {
+  SELECT_KERNEL_INIT, SELECT_KERNEL_HIST, SELECT_KERNEL_PICK, SELECT_NKERNELS
+} SelectKernel;
+
+/* Kernel name suffixes: "select_init", "select_hist", "select_pick" (NAME_ + suffix). */
+const char *attention_select_kernel_name(SelectKernel which);
+
+/* G: B*H for head_quantile, 1 for layer_quantile, 0 for the other modes. */
+int attention_select_groups(const Spec *s, int B, int H);
+
+/* Builds one kernel (NULL if the spec's select mode needs none). */
+Kernel *attention_select_build_kernel(const Spec *s, const TileConfig *t, SelectKernel which);
+
+/* Appends init, hist, pick (SelectKernel order) to m; nothing for modes without
+ * group thresholds. Returns 0, or -1 with err (module full). */
+int attention_select_build(const Spec *s, const TileConfig *t, Module *m, char *err, size_t cap);
+
+typedef struct SelectLaunch {
+  SelectKernel kernel;
+  int round;            /* the `round` argument (0 for init) */
+} SelectLaunch;
+
+enum { SELECT_PLAN_LEN = 1 + 2 * SELECT_ROUNDS };
+
+/* Fills plan[] with the launch sequence above; returns SELECT_PLAN_LEN. */
+int attention_select_plan(SelectLaunch plan[SELECT_PLAN_LEN]);
+
+/* Runs the plan: for each launch, args with `round` set (args[SELECT_ROUND] is
+ * replaced by the runner's own) and the grid from ir_grid, through `launch`, which
+ * returns 0 or nonzero to stop. kernels[] in SelectKernel order. Any target: the
+ * caller's launch JIT-calls, interprets or enqueues on a GPU stream. */
+typedef int (*SelectLaunchFn)(void *ctx, SelectKernel which, Kernel *k, void **args,
+                              const int32_t grid[3]);
+int attention_select_run(Kernel *const kernels[SELECT_NKERNELS], void *const *args,
+                         SelectLaunchFn launch, void *ctx);
+
+#endif

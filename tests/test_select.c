@@ -1,0 +1,505 @@
+/* The select kernels (templates/attention_select.h) against attention_group_tau_ref:
+ *   - host JIT of the launch plan (hist blocks split over two threads at once, so
+ *     the global atomics are real) for head_quantile and layer_quantile, causal or
+ *     not, B/H/N from 1 up, padded and empty lengths, all-equal scores, s = 0 ..
+ *     0.999, keep_min; the buffers start as garbage (init must clean them) and the
+ *     histogram must be all zero after the plan;
+ *   - the GPU-mapped kernels in the IR interpreter (races and uninitialised reads
+ *     checked) with two tile configurations;
+ *   - PTX of the select kernels through ptxas sm_80/sm_90, without spills.
+ * q and k are quantized (multiples of 1/4 in [-1, 1]) so the f32 dot products are
+ * exact and tau must equal the reference's score bit for bit, as the f32 the
+ * kernels compute (f32(dot) * f32(1/sqrt(D))). */
+#define _POSIX_C_SOURCE 200809L   /* popen */
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../compiler/emit.h"
+#include "../compiler/lower.h"
+#include "../ir/interp.h"
+#include "../templates/attention_select.h"
+#include "attn_harness.h"
+#include "check.h"
+
+static uint64_t rng;
+
+static Spec make_spec(SelectKind sel, int head_dim, bool causal, int keep_min) {
+  Spec s;
+  spec_defaults(&s);
+  snprintf(s.name, sizeof s.name, "t");
+  s.head_dim = head_dim;
+  s.max_seq = 128;
+  s.select = sel;
+  s.causal = causal;
+  s.keep_min = keep_min;
+  return s;
+}
+
+static const char *describe(const Spec *s, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s D=%d causal=%d keep_min=%d", select_name(s->select), s->head_dim,
+           s->causal, s->keep_min);
+  return buf;
+}
+
+/* verify -> simplify [-> map -> simplify -> verify] for the three select kernels */
+static int compile_select(Module *m, const Spec *s, const TileConfig *t, MapTarget target,
+                          char *err, size_t cap) {
+  if (attention_select_build(s, t, m, err, cap))
+    return -1;
+  for (int i = 0; i < m->n; i++) {
+    Kernel *k = m->kernels[i];
+    if (ir_verify(k, err, cap) || ir_simplify(k, err, cap))
+      return -1;
+    if (target != MAP_NONE &&
+        (ir_map(k, target, err, cap) || ir_simplify(k, err, cap) || ir_verify(k, err, cap)))
+      return -1;
+  }
+  return 0;
+}
+
+/* ---- buffers and arguments ---- */
+
+typedef struct {
+  int G;
+  int32_t *hist, *prefix, *rank;
+  float *tau;
+  int32_t ints[6];
+  double sparsity;
+  int32_t round;
+  void *ptrs[SELECT_B];
+  void *args[SELECT_NPARAMS];
+  int64_t counts[SELECT_NPARAMS];
+} SelArgs;
+
+/* State buffers full of garbage: the plan's init kernel must clean them. */
+static void sel_args(SelArgs *a, AttnCase *c, double sparsity) {
+  memset(a, 0, sizeof *a);
+  const AttnLayout *l = &c->l;
+  a->G = attention_select_groups(&c->spec, l->B, l->H);
+  a->hist = malloc((size_t)a->G * SELECT_BINS * sizeof(int32_t));
+  a->prefix = malloc((size_t)a->G * sizeof(int32_t));
+  a->rank = malloc((size_t)a->G * sizeof(int32_t));
+  a->tau = malloc((size_t)a->G * sizeof(float));
+  if (!a->hist || !a->prefix || !a->rank || !a->tau)
+    abort();
+  for (int64_t i = 0; i < (int64_t)a->G * SELECT_BINS; i++)
+    a->hist[i] = (int32_t)(i * 2654435761u);
+  for (int g = 0; g < a->G; g++)
+    a->prefix[g] = -12345, a->rank[g] = 777, a->tau[g] = NAN;
+  const float *base = c->fused ? c->qkv : NULL;
+  void *ptrs[SELECT_B] = {c->q, c->k, c->lengths, a->hist, a->prefix, a->rank, a->tau};
+  int64_t counts[SELECT_B] = {c->qkv_count - (base ? c->q - base : 0),
+                              c->qkv_count - (base ? c->k - base : 0), l->B,
+                              (int64_t)a->G * SELECT_BINS, a->G, a->G, a->G};
+  int64_t ints[6] = {l->B, l->H, l->N, l->qkv_sb, l->qkv_sn, l->qkv_sh};
+  for (int i = 0; i < SELECT_B; i++) {
+    a->ptrs[i] = ptrs[i];
+    a->args[i] = &a->ptrs[i];
+    a->counts[i] = counts[i];
+  }
+  for (int i = 0; i < 6; i++) {
+    a->ints[i] = (int32_t)ints[i];
+    a->args[SELECT_B + i] = &a->ints[i];
+  }
+  a->sparsity = sparsity;
+  a->args[SELECT_SPARSITY] = &a->sparsity;
+  a->args[SELECT_ROUND] = &a->round;
+}
+
+static void sel_args_free(SelArgs *a) {
+  free(a->hist), free(a->prefix), free(a->rank), free(a->tau);
+}
+
+/* The f32 score the kernels compute for a reference score of quantized inputs. */
+static float kernel_score(double s, int D) {
+  if (isinf(s))
+    return (float)s;
+  double dot = round(s * sqrt((double)D) * 16) / 16;   /* exact: a multiple of 1/16 */
+  return (float)dot * (float)(1.0 / sqrt((double)D));
+}
+
+static uint32_t bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+/* tau (bitwise) against the reference; the histogram must be zero again. */
+static void check_taus(AttnCase *c, SelArgs *a, double s, const char *what) {
+  double *ref = malloc((size_t)a->G * sizeof(double));
+  int G = attention_group_tau_ref(&c->spec, &c->l, c->q, c->k, c->lengths, s, ref);
+  int bad = 0, first = -1;
+  for (int g = 0; g < G; g++)
+    if (bits(a->tau[g]) != bits(kernel_score(ref[g], c->spec.head_dim)) && bad++ == 0)
+      first = g;
+  int64_t dirty = 0;
+  for (int64_t i = 0; i < (int64_t)G * SELECT_BINS; i++)
+    dirty += a->hist[i] != 0;
+  char d[96];
+  CHECK(G == a->G && bad == 0 && dirty == 0,
+        "%s: %s B=%d H=%d N=%d s=%g: %d of %d taus wrong (g=%d: %.9g, want %.9g), %lld "
+        "histogram bins left nonzero", what, describe(&c->spec, d, sizeof d), c->l.B, c->l.H,
+        c->l.N, s, bad, G, first, first >= 0 ? a->tau[first] : 0.0,
+        first >= 0 ? kernel_score(ref[first], c->spec.head_dim) : 0.0, (long long)dirty);
+  free(ref);
+}
+
+/* ---- host JIT ---- */
+
+typedef struct {
+  CpuKernelFn fn[SELECT_NKERNELS];
+} HostPlan;
+
+typedef struct {
+  CpuKernelFn fn;
+  void **args;
+  const int32_t *grid;
+  int64_t first, last;
+} Range;
+
+static void *run_range(void *p) {
+  Range *r = p;
+  r->fn(r->args, r->grid, r->first, r->last);
+  return NULL;
+}
+
+/* hist: the blocks on two threads at once (global atomics); the others on this one */
+static int launch_jit(void *ctx, SelectKernel which, Kernel *k, void **args,
+                      const int32_t grid[3]) {
+  (void)k;
+  CpuKernelFn fn = ((HostPlan *)ctx)->fn[which];
+  int64_t total = (int64_t)grid[0] * grid[1] * grid[2];
+  if (which != SELECT_KERNEL_HIST || total < 2) {
+    fn(args, grid, 0, total);
+    return 0;
+  }
+  Range r[2] = {{fn, args, grid, 0, total / 2}, {fn, args, grid, total / 2, total}};
+  pthread_t t;
+  if (pthread_create(&t, NULL, run_range, &r[1]))
+    return -1;
+  run_range(&r[0]);
+  pthread_join(t, NULL);
+  return 0;
+}
+
+typedef struct {
+  Module m;
+  Jit *jit;
+  HostPlan plan;
+} HostKernels;
+
+static int host_compile(HostKernels *hk, const Spec *s, const TileConfig *t) {
+  char err[1024];
+  memset(hk, 0, sizeof *hk);
+  if (compile_select(&hk->m, s, t, MAP_CPU, err, sizeof err) ||
+      !(hk->jit = jit_compile(&hk->m, err, sizeof err))) {
+    CHECK(0, "compile select kernels: %s", err);
+    ir_module_free(&hk->m);
+    return -1;
+  }
+  for (int w = 0; w < SELECT_NKERNELS; w++) {
+    hk->plan.fn[w] = jit_lookup(hk->jit, hk->m.kernels[w]->name);
+    CHECK(hk->plan.fn[w] != NULL, "lookup %s", hk->m.kernels[w]->name);
+    if (!hk->plan.fn[w])
+      return -1;
+  }
+  return 0;
+}
+
+static void host_free(HostKernels *hk) {
+  jit_free(hk->jit);
+  ir_module_free(&hk->m);
+}
+
+/* The plan on fresh (garbage) buffers, then again on the same ones, as a runtime
+ * reuses them from batch to batch. */
+static void host_case(HostKernels *hk, AttnCase *c, double s, const char *what) {
+  SelArgs a;
+  sel_args(&a, c, s);
+  int rc = attention_select_run(hk->m.kernels, a.args, launch_jit, &hk->plan);
+  CHECK(rc == 0, "%s: plan failed", what);
+  check_taus(c, &a, s, what);
+  a.sparsity = s > 0.5 ? s - 0.4 : s + 0.3;
+  rc = attention_select_run(hk->m.kernels, a.args, launch_jit, &hk->plan);
+  CHECK(rc == 0, "%s: second plan failed", what);
+  check_taus(c, &a, a.sparsity, what);
+  sel_args_free(&a);
+}
+
+static void fill_equal(AttnCase *c, float value) {
+  const AttnLayout *l = &c->l;
+  for (int b = 0; b < l->B; b++)
+    for (int i = 0; i < l->N; i++)
+      for (int h = 0; h < l->H; h++)
+        for (int d = 0; d < c->spec.head_dim; d++) {
+          int64_t at = b * l->qkv_sb + i * l->qkv_sn + h * l->qkv_sh + d;
+          c->q[at] = value;
+          c->k[at] = value;
+        }
+}
+
+static void host_shapes(HostKernels *hk, const Spec *s) {
+  static const double sparsities[] = {0.0, 0.5, 0.8, 0.999};
+  static const int shapes[][3] = {{1, 1, 1}, {2, 3, 7}, {3, 2, 33}, {2, 2, 64}, {1, 2, 100}};
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    AttnCase c;
+    int B = shapes[si][0], H = shapes[si][1], N = shapes[si][2];
+    attn_case_init(&c, s, B, H, N, si % 2 == 1);
+    attn_case_fill(&c, &rng, true);
+    for (size_t k = 0; k < sizeof sparsities / sizeof sparsities[0]; k++)
+      host_case(hk, &c, sparsities[k], "host");
+    /* padding, one example empty when B > 1 */
+    for (int b = 0; b < B; b++)
+      c.lengths[b] = b == 1 ? 0 : 1 + (int)(harness_uniform(&rng) * N);
+    host_case(hk, &c, 0.8, "host padded");
+    host_case(hk, &c, 0.5, "host padded");
+    /* every score equal: tau is that score, whatever keep is */
+    for (int b = 0; b < B; b++)
+      c.lengths[b] = N;
+    fill_equal(&c, 0.25f);
+    host_case(hk, &c, 0.8, "host all-equal");
+    fill_equal(&c, -0.5f);
+    c.lengths[0] = N > 2 ? N - 2 : N;
+    host_case(hk, &c, 0.3, "host all-equal padded");
+    attn_case_free(&c);
+  }
+}
+
+/* Unquantized inputs: the kernel's f32 scores round differently from the double
+ * reference's, so tau agrees to rounding only. */
+static void host_unquantized(HostKernels *hk, const Spec *s) {
+  AttnCase c;
+  attn_case_init(&c, s, 2, 2, 50, false);
+  attn_case_fill(&c, &rng, false);
+  SelArgs a;
+  sel_args(&a, &c, 0.8);
+  CHECK(attention_select_run(hk->m.kernels, a.args, launch_jit, &hk->plan) == 0, "plan failed");
+  double ref[4];
+  int G = attention_group_tau_ref(&c.spec, &c.l, c.q, c.k, c.lengths, 0.8, ref);
+  double worst = 0;
+  for (int g = 0; g < G; g++)
+    worst = fmax(worst, fabs(a.tau[g] - ref[g]) / fmax(fabs(ref[g]), 1e-3));
+  CHECK(worst < 1e-5, "unquantized %s: tau relative error %.3g", select_name(s->select), worst);
+  sel_args_free(&a);
+  attn_case_free(&c);
+}
+
+static void test_host(void) {
+  static const SelectKind modes[] = {SEL_HEAD_QUANTILE, SEL_LAYER_QUANTILE};
+  static const int dims[] = {16, 64, 32};   /* 1/sqrt(32) is inexact: kernel_score rounds */
+  int variants = 0;
+  for (int mi = 0; mi < 2; mi++)
+    for (int causal = 0; causal < 2; causal++)
+      for (int di = 0; di < 3; di++) {
+        Spec s = make_spec(modes[mi], dims[di], causal, di == 2 ? 5 : 1);
+        TileConfig tiles[2] = {tile_resolve(&s, TUNE_CPU), {8, 4}};
+        for (int ti = 0; ti < (di == 0 ? 2 : 1); ti++) {
+          HostKernels hk;
+          if (host_compile(&hk, &s, &tiles[ti]))
+            continue;
+          host_shapes(&hk, &s);
+          if (di == 1 && !causal)
+            host_unquantized(&hk, &s);
+          host_free(&hk);
+          variants++;
+        }
+      }
+  printf("host JIT: %d compiled variants of the select plan\n", variants);
+}
+
+/* ---- the GPU mapping in the interpreter ---- */
+
+typedef struct {
+  const int64_t *counts;
+  char err[1024];
+} InterpCtx;
+
+static int launch_interp(void *ctx, SelectKernel which, Kernel *k, void **args,
+                         const int32_t grid[3]) {
+  (void)which;
+  InterpCtx *ic = ctx;
+  return interp_run(k, args, ic->counts, grid, NULL, ic->err, sizeof ic->err);
+}
+
+static void test_interp(void) {
+  static const TileConfig tiles[] = {{4, 2}, {3, 1}};
+  static const SelectKind modes[] = {SEL_HEAD_QUANTILE, SEL_LAYER_QUANTILE};
+  int runs = 0;
+  for (int mi = 0; mi < 2; mi++)
+    for (int causal = 0; causal < 2; causal++)
+      for (int ti = 0; ti < 2; ti++) {
+        Spec s = make_spec(modes[mi], 16, causal, 2);
+        Module m = {0};
+        char err[1024], d[96];
+        if (compile_select(&m, &s, &tiles[ti], MAP_NONE, err, sizeof err)) {
+          CHECK(0, "compile %s: %s", describe(&s, d, sizeof d), err);
+          ir_module_free(&m);
+          continue;
+        }
+        AttnCase c;
+        attn_case_init(&c, &s, 2, 2, 9, ti == 0);
+        attn_case_fill(&c, &rng, true);
+        c.lengths[1] = 6;
+        for (int k = 0; k < 2; k++) {
+          double sp = k ? 0.8 : 0.5;
+          SelArgs a;
+          sel_args(&a, &c, sp);
+          InterpCtx ic = {.counts = a.counts};
+          int rc = attention_select_run(m.kernels, a.args, launch_interp, &ic);
+          CHECK(rc == 0, "interp %s tile (%d, %d): %s", describe(&s, d, sizeof d),
+                tiles[ti].rows, tiles[ti].warps, ic.err);
+          if (rc == 0)
+            check_taus(&c, &a, sp, "interp");
+          sel_args_free(&a);
+          runs++;
+        }
+        attn_case_free(&c);
+        ir_module_free(&m);
+      }
+  printf("interpreter: %d plans run with the GPU mapping, races checked\n", runs);
+}
+
+/* ---- PTX ---- */
+
+static const char *find_ptxas(void) {
+  static char path[512];
+  if (access("/usr/local/cuda/bin/ptxas", X_OK) == 0)
+    return "/usr/local/cuda/bin/ptxas";
+  const char *env = getenv("PATH");
+  while (env && *env) {
+    const char *colon = strchr(env, ':');
+    size_t n = colon ? (size_t)(colon - env) : strlen(env);
+    snprintf(path, sizeof path, "%.*s/ptxas", (int)n, env);
+    if (n && access(path, X_OK) == 0)
+      return path;
+    env = colon ? colon + 1 : NULL;
+  }
+  return NULL;
+}
+
+static int count(const char *s, const char *needle) {
+  int n = 0;
+  for (const char *p = s; (p = strstr(p, needle)); p++)
+    n++;
+  return n;
+}
+
+static void run_ptxas(const char *ptxas, Target t, const char *ptx, size_t len, const char *what) {
+  char err[512], path[96], cmd[1024];
+  snprintf(path, sizeof path, "/tmp/crisp_select_%d_%s.ptx", (int)getpid(), target_name(t));
+  if (write_file_atomic(path, ptx, len, err, sizeof err)) {
+    CHECK(0, "%s", err);
+    return;
+  }
+  snprintf(cmd, sizeof cmd, "%s -v -arch=%s %s -o /dev/null 2>&1", ptxas, target_name(t), path);
+  FILE *p = popen(cmd, "r");
+  char *out = malloc(1 << 16);
+  size_t n = p && out ? fread(out, 1, (1 << 16) - 1, p) : 0;
+  if (out)
+    out[n] = 0;
+  int rc = p ? pclose(p) : -1;
+  int spills = out ? count(out, "spill stores") : 0;
+  int zero = out ? count(out, " 0 bytes spill stores") : 0;
+  CHECK(rc == 0 && spills == SELECT_NKERNELS && zero == spills,
+        "%s: ptxas -arch=%s: rc %d, %d functions, %d spill-free:\n%s", what, target_name(t), rc,
+        spills, zero, out ? out : "");
+  if (getenv("CRISP_TEST_VERBOSE") && out)
+    fputs(out, stdout);
+  unlink(path);
+  free(out);
+}
+
+static void test_ptx(void) {
+  const char *ptxas = find_ptxas();
+  if (!ptxas)
+    printf("ptxas not found: PTX is emitted but not assembled\n");
+  static const TileConfig tiles[] = {{8, 4}, {16, 8}};
+  static const Target targets[] = {TARGET_SM90, TARGET_SM80};
+  int assembled = 0;
+  for (int mi = 0; mi < 2; mi++)
+    for (int ti = 0; ti < 2; ti++)
+      for (int tt = 0; tt < 2; tt++) {
+        Spec s = make_spec(mi ? SEL_LAYER_QUANTILE : SEL_HEAD_QUANTILE, 64, ti == 1, 1);
+        char err[1024], d[96], what[160];
+        snprintf(what, sizeof what, "%s tile (%d, %d)", describe(&s, d, sizeof d),
+                 tiles[ti].rows, tiles[ti].warps);
+        Module m = {0};
+        if (compile_select(&m, &s, &tiles[ti], MAP_GPU, err, sizeof err)) {
+          CHECK(0, "%s: %s", what, err);
+          ir_module_free(&m);
+          continue;
+        }
+        LLVMContextRef ctx = LLVMContextCreate();
+        LLVMModuleRef mod = lower_module(ctx, &m, targets[tt], err, sizeof err);
+        LLVMTargetMachineRef tm = mod ? emit_target_machine(targets[tt], err, sizeof err) : NULL;
+        char *ptx = NULL;
+        size_t len = 0;
+        int ok = tm && !emit_optimize(mod, tm, err, sizeof err) &&
+                 !emit_buffer(mod, tm, EMIT_ASM, &ptx, &len, err, sizeof err);
+        CHECK(ok, "%s: PTX for %s: %s", what, target_name(targets[tt]), err);
+        if (ok) {
+          CHECK(count(ptx, ".entry ") == SELECT_NKERNELS && strstr(ptx, "atom.shared.add.u32") &&
+                    strstr(ptx, "atom.global.add.u32"),
+                "%s: PTX lacks the kernels or their atomics", what);
+          if (getenv("CRISP_TEST_PTX"))
+            fputs(ptx, stdout);
+          if (ptxas) {
+            run_ptxas(ptxas, targets[tt], ptx, len, what);
+            assembled++;
+          }
+        }
+        free(ptx);
+        if (tm)
+          LLVMDisposeTargetMachine(tm);
+        if (mod)
+          LLVMDisposeModule(mod);
+        LLVMContextDispose(ctx);
+        ir_module_free(&m);
+      }
+  printf("ptxas: %d modules of %d select kernels assembled (sm_90, sm_80)\n", assembled,
+         SELECT_NKERNELS);
+}
+
+/* ---- the plan and the API ---- */
+
+static void test_plan(void) {
+  SelectLaunch plan[SELECT_PLAN_LEN];
+  int n = attention_select_plan(plan);
+  static const char want[] = "init0 hist0 pick0 hist1 pick1 hist2 pick2 ";
+  char got[128] = "";
+  for (int i = 0; i < n; i++) {
+    size_t at = strlen(got);
+    snprintf(got + at, sizeof got - at, "%s%d ",
+             attention_select_kernel_name(plan[i].kernel) + 7, plan[i].round);
+  }
+  CHECK(n == SELECT_PLAN_LEN && !strcmp(got, want), "plan: %s", got);
+  Spec s = make_spec(SEL_ROW_TOPK, 64, false, 1);
+  Module m = {0};
+  char err[64];
+  TileConfig t = {8, 4};
+  CHECK(attention_select_build(&s, &t, &m, err, sizeof err) == 0 && m.n == 0 &&
+            attention_select_groups(&s, 4, 8) == 0,
+        "row_topk needs no select kernels");
+  s.select = SEL_HEAD_QUANTILE;
+  CHECK(attention_select_groups(&s, 4, 8) == 32, "head_quantile: G = B*H");
+  s.select = SEL_LAYER_QUANTILE;
+  CHECK(attention_select_groups(&s, 4, 8) == 1, "layer_quantile: G = 1");
+  CHECK(attention_select_build(&s, &t, &m, err, sizeof err) == 0 && m.n == 3 &&
+            !strcmp(m.kernels[SELECT_KERNEL_PICK]->name, "t_select_pick"),
+        "select kernels built");
+  ir_module_free(&m);
+}
+
+int main(void) {
+  rng = harness_seed();
+  test_plan();
+  test_host();
+  test_interp();
+  test_ptx();
+  LLVMShutdown();
+  return check_summary();
+}
