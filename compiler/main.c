@@ -110,9 +110,6 @@ static int compile(const Options *o) {
     fprintf(stderr, "%s: error: %s\n", o->spec_path, err);
     return 2;
   }
-  if (spec.backward)
-    fprintf(stderr, "%s: warning: backward = true: the gradient kernels are not implemented "
-            "yet; emitting the forward kernel only\n", o->spec_path);
   int rc = run_passes(o, &m);
   if (!rc)
     rc = o->emit == EMIT_KIND_IR ? emit_ir(o, &m) : emit_llvm(o, &spec, &tile, &m);

@@ -1,6 +1,7 @@
 /* Which kernels a spec asks for, and the tile configurations they may use. */
 #include "templates.h"
 
+#include "attention_bwd.h"
 #include "attention_select.h"
 
 #include <stdio.h>
@@ -41,5 +42,8 @@ int templates_build(const Spec *s, const TileConfig *t, Module *m, char *err, si
     return -1;
   m->kernels[m->n++] = attention_fwd_build(s, t);
   /* head/layer_quantile: NAME_select_{init,hist,pick} after the forward */
-  return attention_select_build(s, t, m, err, cap);
+  if (attention_select_build(s, t, m, err, cap))
+    return -1;
+  /* backward = true: NAME_attn_bwd_dq, then NAME_attn_bwd_dkdv */
+  return s->backward ? attention_bwd_build(s, t, m, err, cap) : 0;
 }
