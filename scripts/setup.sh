@@ -4,7 +4,7 @@
 #   CRISP_SANITIZE=1 scripts/setup.sh   ASan+UBSan build (build-asan/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(build-essential cmake pkg-config llvm-16-dev libcjson-dev libutf8proc-dev)
+packages=(build-essential cmake pkg-config llvm-16-dev libcjson-dev libutf8proc-dev libopenblas0)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,0 +1,161 @@
+/* bench_train.c: the speed of one training step of crisp's model on the CPU, for
+ * bench/bench_train.sh (which measures PyTorch + transformers in the same run and
+ * prints the ratio).
+ *
+ *     bench_train --shape distilbert|minilm [--threads N] [--batch 16] [--len 64]
+ *                 [--steps 5] [--warmup 3]
+ *                 [--select none|row_topk|head_quantile|layer_quantile]
+ *                 [--sparsity 0.8] [--impl crisp|ref]
+ *
+ * A step is what the trainer does per optimizer step with no accumulation: forward
+ * (training mode, dropout at the config's rates), backward, the gradient norm and
+ * clip, AdamW over every parameter, zeroing the gradients. Random weights
+ * (transformers' init) and random token ids, every row full length. Prints one line:
+ *     crisp SHAPE select S: times_s t1,t2,... median_s X tokens_per_s Y (steps N, ...)
+ * after `warmup` untimed steps (PyTorch needs a few to reach its steady speed; both
+ * sides get the same number). */
+#include "train.h"
+
+#include "../runtime/fsutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static int usage(const char *msg) {
+  fprintf(stderr, "bench_train: %s\nusage: bench_train --shape distilbert|minilm [--threads N] "
+                  "[--batch B] [--len N] [--steps K] [--warmup W] [--select S] [--sparsity s] [--impl I]\n",
+          msg);
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  const char *shape = NULL, *select = "none", *impl = "crisp";
+  int threads = 0, B = 16, N = 64, steps = 5, warmup = 3;
+  double sparsity = 0.8;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!v)
+      return usage("an option lacks its value");
+    if (!strcmp(a, "--shape"))
+      shape = v;
+    else if (!strcmp(a, "--threads"))
+      threads = atoi(v);
+    else if (!strcmp(a, "--batch"))
+      B = atoi(v);
+    else if (!strcmp(a, "--len"))
+      N = atoi(v);
+    else if (!strcmp(a, "--steps"))
+      steps = atoi(v);
+    else if (!strcmp(a, "--warmup"))
+      warmup = atoi(v);
+    else if (!strcmp(a, "--select"))
+      select = v;
+    else if (!strcmp(a, "--sparsity"))
+      sparsity = atof(v);
+    else if (!strcmp(a, "--impl"))
+      impl = v;
+    else
+      return usage("unknown option");
+    i++;
+  }
+  if (!shape || B < 1 || N < 2 || steps < 1)
+    return usage("need --shape, and positive sizes");
+  ModelConfig mc;
+  if (!strcmp(shape, "distilbert")) {
+    hf_config_default(&mc, MODEL_DISTILBERT);   /* distilbert-base-uncased */
+  } else if (!strcmp(shape, "minilm")) {
+    hf_config_default(&mc, MODEL_BERT);         /* all-MiniLM-L6-v2 */
+    mc.hidden = 384, mc.layers = 6, mc.heads = 12, mc.intermediate = 1536;
+  } else {
+    return usage("--shape is distilbert or minilm");
+  }
+  const char *names[] = {"none", "row_topk", "head_quantile", "layer_quantile"};
+  int sel = -1;
+  for (int k = 0; k < 4; k++)
+    if (!strcmp(select, names[k]))
+      sel = k;
+  if (sel < 0)
+    return usage("--select: none, row_topk, head_quantile or layer_quantile");
+  char err[2048];
+  if (threads > 0) {
+    char t[16];
+    snprintf(t, sizeof t, "%d", threads);
+    setenv("OPENBLAS_NUM_THREADS", t, 1);
+  }
+  Backend *be = backend_open("cpu", &(BackendOptions){.threads = threads}, err, sizeof err);
+  if (!be) {
+    fprintf(stderr, "bench_train: %s\n", err);
+    return 1;
+  }
+  Model *m = model_create(be, &mc, &(ModelOptions){.max_batch = B, .max_len = N}, err, sizeof err);
+  if (!m) {
+    fprintf(stderr, "bench_train: %s\n", err);
+    return 1;
+  }
+  model_init_params(m, 1);
+  m->attn.select = (SelectKind)sel;
+  m->attn.keep_min = 1;
+  for (int l = 0; l < mc.layers; l++)
+    m->attn.sparsity[l] = sel == 0 ? 0.0f : (float)sparsity;
+  RtModule *mod = NULL;
+  if (!strcmp(impl, "crisp")) {
+    if (train_attach_crisp(m, (SelectKind)sel, 1, &mod, err, sizeof err)) {
+      fprintf(stderr, "bench_train: %s\n", err);
+      return 1;
+    }
+    m->attn.impl = ATTN_IMPL_CRISP;
+  }
+  AdamW o;
+  if (adamw_init(&o, m->n_param_floats, &(AdamWConfig){0.9, 0.999, 1e-8, 0.01}))
+    return 1;
+  int32_t *ids = malloc((size_t)B * N * sizeof *ids), *len = malloc((size_t)B * sizeof *len),
+          *lab = malloc((size_t)B * sizeof *lab);
+  uint64_t s = 7;
+  for (int i = 0; i < B * N; i++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    ids[i] = 1000 + (int32_t)((s >> 33) % 20000);
+  }
+  for (int b = 0; b < B; b++)
+    len[b] = N, lab[b] = b & 1;
+  double *t = malloc((size_t)steps * sizeof *t);
+  for (int k = -warmup; k < steps; k++) {
+    double t0 = rt_now();
+    ModelRun run = {.train = true, .seed = 1, .step = (uint32_t)(k + warmup)};
+    if (model_forward(m, ids, len, B, N, lab, &run) || model_backward(m)) {
+      fprintf(stderr, "bench_train: %s\n", m->err);
+      return 1;
+    }
+    double norm = grad_norm(m->grads_mem, m->n_param_floats);
+    float gscale = (float)clip_coef(norm, 1.0);
+    adamw_begin(&o);
+    for (int i = 0; i < m->n_params; i++)
+      adamw_update(&o, m->param[i], m->grad[i], (size_t)(m->param[i] - m->params_mem),
+                   m->info[i].numel, m->info[i].rank == 2, 2e-5, gscale);
+    model_zero_grad(m);
+    if (k >= 0)
+      t[k] = rt_now() - t0;
+  }
+  printf("crisp %s select %s: times_s", shape, select);
+  for (int k = 0; k < steps; k++)
+    printf("%s%.4f", k ? "," : " ", t[k]);
+  qsort(t, (size_t)steps, sizeof *t, cmp_double);
+  double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
+  printf(" median_s %.4f tokens_per_s %.1f (steps %d, threads %d, %s)\n", med,
+         (double)B * N / med, steps, be->threads, be->gemm_lib);
+  free(t);
+  free(ids);
+  free(len);
+  free(lab);
+  adamw_free(&o);
+  model_free(m);
+  if (mod)
+    rt_module_unload(be, mod);
+  backend_close(be);
+  return 0;
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The `crisp` command (train | eval | predict) end to end, on generated data:
+#   - --help for each command exits 0 and names its options; a bad flag, a missing
+#     value, a bad config key exit 2 with a message naming it;
+#   - a tiny `crisp train` (synthetic data, a few steps) writes RUNS/NAME/{config.json,
+#     metrics.jsonl, summary.json, final/}; the files hold what docs/training.md says;
+#   - --resume of that run continues it; SIGINT during a run saves a checkpoint and
+#     exits 130; `crisp eval` and `crisp predict` on final/.
+#   test_cli_crisp.sh CRISP
+set -uo pipefail
+crisp=$1
+tmp=$(mktemp -d /tmp/crisp-test-cli-crisp.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+expect_rc() {   # expect_rc RC MESSAGE-REGEX -- ARGS...
+  local want=$1 re=$2
+  shift 3
+  local out rc
+  out=$("$crisp" "$@" 2>&1)
+  rc=$?
+  if [ $rc -ne "$want" ]; then
+    bad "crisp $*: exit $rc, wanted $want: $out"
+  elif [ -n "$re" ] && ! echo "$out" | grep -Eq -- "$re"; then
+    bad "crisp $*: no /$re/ in: $out"
+  else
+    ok
+  fi
+}
+
+# --help and usage errors
+for c in train eval predict; do
+  expect_rc 0 "usage: crisp $c" -- $c --help
+done
+expect_rc 0 "commands:" -- --help
+expect_rc 2 "usage: crisp COMMAND" --
+expect_rc 2 "unknown command \"fly\"" -- fly
+expect_rc 2 "unknown option \"--bogus\"" -- train --bogus
+expect_rc 2 "--config needs a file" -- train --config
+expect_rc 2 "--threads: expected a non-negative integer" -- train --threads many
+expect_rc 2 "--model DIR is required" -- eval
+expect_rc 2 "give at least one TEXT" -- predict --model "$tmp"
+expect_rc 2 "--keep-min: expected an integer" -- eval --model x --keep-min 0
+printf '{"name": "x", "learning_rate": 1}\n' > "$tmp/bad.json"
+expect_rc 2 "$tmp/bad.json: unknown key \"learning_rate\"" -- train --config "$tmp/bad.json"
+printf '{"budget": {"kind": "adaptive", "target": "high"}}\n' > "$tmp/bad2.json"
+expect_rc 2 "bad2.json: key \"budget.target\": expected a number" -- train --config "$tmp/bad2.json"
+expect_rc 2 "unknown key \"nope\"" -- train --set nope=1
+# a malformed data row is reported with file:line
+mkdir -p "$tmp/baddata"
+printf 'sentence\tlabel\ngood film \t1\nbad film \t7\n' > "$tmp/baddata/train.tsv"
+cp "$tmp/baddata/train.tsv" "$tmp/baddata/dev.tsv"
+printf '[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ngood\nbad\nfilm\n' > "$tmp/baddata/vocab.txt"
+expect_rc 2 "baddata/train.tsv:3:" -- train --data "$tmp/baddata" --runs "$tmp/runs" --name bad --quiet
+
+# a tiny training run on generated data
+common=(--data synthetic --runs "$tmp/runs" --threads 1 --no-progress
+        --set train_limit=96 --set eval_limit=64 --set max_len=24 --set batch_size=8
+        --set grad_accum=2 --set random_model.hidden=16 --set random_model.heads=2
+        --set random_model.intermediate=32 --set eval_every=3)
+out=$("$crisp" train "${common[@]}" --name tiny --max-steps 4 2>&1)
+rc=$?
+echo "$out"
+[ $rc -eq 0 ] && ok || bad "crisp train exited $rc"
+echo "$out" | grep -q "synthetic data" && ok || bad "no note about the synthetic data"
+echo "$out" | grep -Eq "^step 4/4 .*loss [0-9.]+ .*tok/s .*ETA" && ok || bad "no plain progress line"
+echo "$out" | grep -Eq "accuracy [0-9.]+ \([0-9]+/64\)" && ok || bad "no accuracy x/64"
+run=$tmp/runs/tiny
+for f in config.json metrics.jsonl summary.json checkpoint.bin final/config.json \
+         final/model.safetensors final/vocab.txt final/crisp_attention.json data/train.tsv; do
+  [ -s "$run/$f" ] && ok || bad "missing $run/$f"
+done
+python3 - "$run" <<'PY' && ok || bad "the run's files do not hold what they should"
+import json, sys
+run = sys.argv[1]
+cfg = json.load(open(f"{run}/config.json"))
+assert cfg["name"] == "tiny" and cfg["batch_size"] == 8 and cfg["budget"]["kind"] == "adaptive", cfg
+assert cfg["max_len"] == 24 and cfg["model"] == "" and cfg["data"] == "synthetic", cfg
+lines = [json.loads(l) for l in open(f"{run}/metrics.jsonl")]
+steps = [l for l in lines if l["type"] == "step"]
+evals = [l for l in lines if l["type"] == "eval"]
+assert [s["step"] for s in steps] == [1, 2, 3, 4], steps
+for s in steps:
+    assert len(s["sparsity"]) == 2 and s["tokens_per_s"] > 0 and s["lr"] >= 0, s
+    assert len(s["concentration"]) == 2, s
+assert [e["step"] for e in evals] == [3, 4], evals
+for e in evals:
+    assert e["total"] == 64 and len(e["achieved_sparsity"]) == 2, e
+    assert len(e["entropy"]) == 2 and len(e["entropy"][0]) == 2, e
+    assert abs(sum(e["sparsity"]) / 2 - 0.8) < 1e-6, e
+summ = json.load(open(f"{run}/summary.json"))
+assert summ["count"] == f'{summ["correct"]}/64' and summ["steps"] == 4 and not summ["finished"], summ
+att = json.load(open(f"{run}/final/crisp_attention.json"))
+assert att["select"] == "head_quantile" and len(att["sparsity"]) == 2, att
+PY
+
+# a run that exists is not overwritten; --resume continues it to the end
+expect_rc 2 "already holds a run" -- train "${common[@]}" --name tiny --max-steps 4
+expect_rc 2 "cannot change in a resumed run" -- train --resume "$run" --set lr=1
+out=$("$crisp" train --resume "$run" --no-progress 2>&1)
+rc=$?
+[ $rc -eq 0 ] && ok || bad "resume exited $rc: $out"
+echo "$out" | grep -q "resuming .* at step 4" && ok || bad "no resume line: $out"
+[ ! -e "$run/checkpoint.bin" ] && ok || bad "the finished run kept its checkpoint"
+python3 -c "
+import json; s = json.load(open('$run/summary.json')); assert s['finished'] and s['steps'] == 6, s
+steps = [json.loads(l)['step'] for l in open('$run/metrics.jsonl') if '\"step\"' in l and '\"type\":\"step\"' in l]
+assert steps == [1, 2, 3, 4, 5, 6], steps" && ok || bad "resumed run's summary/metrics"
+expect_rc 2 "no checkpoint to resume from" -- train --resume "$run"
+
+# Ctrl-C: a real SIGINT once the run is under way saves a checkpoint and exits 130
+"$crisp" train "${common[@]}" --name sig --set train_limit=2000 --epochs 50 --quiet &
+pid=$!
+for _ in $(seq 300); do
+  grep -q '"type":"step"' "$tmp/runs/sig/metrics.jsonl" 2>/dev/null && break
+  sleep 0.05
+done
+kill -INT $pid
+wait $pid
+rc=$?
+[ $rc -eq 130 ] && ok || bad "SIGINT: exit $rc, wanted 130"
+[ -s "$tmp/runs/sig/checkpoint.bin" ] && ok || bad "SIGINT: no checkpoint"
+ls "$tmp/runs/sig" | grep -q tmp && bad "SIGINT: a temporary file was left" || ok
+out=$("$crisp" train --resume "$tmp/runs/sig" --max-steps 1 --quiet 2>&1)
+[ $? -eq 0 ] && echo "$out" | grep -q "stopped early" && ok || bad "resume after SIGINT: $out"
+
+# eval and predict on the trained folder
+out=$("$crisp" eval --model "$run/final" --data "$run/data" --threads 1 2>&1)
+rc=$?
+echo "$out"
+[ $rc -eq 0 ] && ok || bad "crisp eval exited $rc"
+echo "$out" | grep -Eq "accuracy [0-9.]+ \([0-9]+/872\)" && ok || bad "eval: no count x/872"
+echo "$out" | grep -q "attention: head_quantile" && ok || bad "eval: settings from crisp_attention.json"
+out=$("$crisp" eval --model "$run/final" --data "$run/data/dev.tsv" --limit 10 --json --select none 2>&1)
+echo "$out" | python3 -c "import json,sys; d=json.load(sys.stdin); assert d['total']==10 and d['select']=='none', d" \
+  && ok || bad "eval --json: $out"
+out=$("$crisp" predict --model "$run/final" "the film is very good ." "the plot is dull ." 2>&1)
+rc=$?
+echo "$out"
+[ $rc -eq 0 ] && ok || bad "crisp predict exited $rc"
+[ "$(echo "$out" | grep -Ec '^(positive|negative)	negative [0-9.]+  positive [0-9.]+	the ')" -eq 2 ] \
+  && ok || bad "predict: not one line per text with both probabilities"
+expect_rc 2 "--sparsity: 3 values for a 2-layer model" -- predict --model "$run/final" --sparsity 0.1,0.2,0.3 x
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
