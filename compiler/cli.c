@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "manifest.h"
 #include "version.h"
 
@@ -238,7 +239,7 @@ int output_text(const Options *o, const char *data, size_t len) {
     }
     return 0;
   }
-  if (write_file_atomic(o->output, data, len, err, sizeof err)) {
+  if (rt_write_atomic(o->output, data, len, err, sizeof err)) {
     fprintf(stderr, "crispc: %s\n", err);
     return 1;
   }
@@ -250,7 +251,7 @@ int output_manifest(const Options *o, const Spec *s, const TileConfig *t, const 
   char *path = manifest_path_for(o->output);
   char *json = manifest_json(s, t, o->target, m);
   int rc = 0;
-  if (!path || !json || write_file_atomic(path, json, strlen(json), err, sizeof err)) {
+  if (!path || !json || rt_write_atomic(path, json, strlen(json), err, sizeof err)) {
     fprintf(stderr, "crispc: manifest: %s\n", path && json ? err : "out of memory");
     unlink(o->output);   /* a PTX without its manifest is half an output */
     rc = 1;

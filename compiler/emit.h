@@ -3,7 +3,6 @@
  *   tm = emit_target_machine(t)        the LLVM target machine for a Target
  *   emit_optimize(mod, tm)             verify, then run LLVM's default<O3> pipeline
  *   emit_buffer(mod, tm, kind, ...)    LLVM IR text, assembly (PTX on NVPTX), or an object
- *   write_file_atomic(path, ...)       publish a file all at once, or not at all
  *
  * Only the NVPTX and X86 back ends are initialised (once, thread-safely). Every
  * function returns 0 / non-NULL on success, or -1 / NULL with a message in err. */
@@ -40,8 +39,5 @@ int emit_optimize(LLVMModuleRef mod, LLVMTargetMachineRef tm, char *err, size_t 
 int emit_buffer(LLVMModuleRef mod, LLVMTargetMachineRef tm, EmitKind kind, char **out,
                 size_t *len, char *err, size_t cap);
 
-/* Writes data to a temporary file in path's directory, fsyncs it and renames it over
- * path: readers see the old file or the whole new one. On failure nothing is left. */
-int write_file_atomic(const char *path, const char *data, size_t len, char *err, size_t cap);
 
 #endif

@@ -6,6 +6,7 @@
  * so reading, checking and writing all name the key the user sees in the file. */
 #include "hf.h"
 
+#include "fsutil.h"
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -359,50 +360,6 @@ int hf_config_load(const char *path, ModelConfig *c, char *err, size_t cap) {
   return rc;
 }
 
-/* ---- writing files atomically -------------------------------------------------- */
-
-static int write_all(int fd, const char *p, size_t n) {
-  while (n) {
-    ssize_t k = write(fd, p, n);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return -1;
-    p += k;
-    n -= (size_t)k;
-  }
-  return 0;
-}
-
-static void sync_dir(const char *path) {
-  char *copy = strdup(path);
-  if (!copy) return;
-  int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
-  free(copy);
-}
-
-/* path gets data[0..n) via a temporary file, fsync and rename. */
-static int write_file_atomic(const char *path, const char *data, size_t n, char *err,
-                             size_t cap) {
-  char tmp[4200];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp)
-    return fail(err, cap, "%s: path too long", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0)
-    return fail(err, cap, "%s: cannot create a temporary file: %s", path, strerror(errno));
-  int ok = fchmod(fd, 0644) == 0 && write_all(fd, data, n) == 0 && fsync(fd) == 0;
-  int saved = errno;
-  ok = close(fd) == 0 && ok;
-  if (ok && rename(tmp, path) != 0) ok = 0, saved = errno;
-  if (!ok) {
-    unlink(tmp);
-    return fail(err, cap, "%s: write failed: %s", path, strerror(saved));
-  }
-  sync_dir(path);
-  return 0;
-}
 
 /* ---- config.json out ----------------------------------------------------------- */
 
@@ -498,7 +455,7 @@ int hf_config_save(const char *path, const ModelConfig *c, char *err, size_t cap
   char *out = text ? pretty(text, &n) : NULL;
   free(text);
   if (!out) return fail(err, cap, "%s: out of memory", file);
-  int rc = write_file_atomic(file, out, n, err, cap);
+  int rc = rt_write_atomic(file, out, n, err, cap);
   free(out);
   return rc;
 }
@@ -767,7 +724,7 @@ static int copy_vocab(const char *dst, const char *src, char *err, size_t cap) {
   char *text;
   size_t len;
   if (slurp(src, &text, &len, err, cap)) return -1;
-  int rc = write_file_atomic(dst, text, len, err, cap);
+  int rc = rt_write_atomic(dst, text, len, err, cap);
   free(text);
   return rc;
 }
@@ -781,7 +738,7 @@ static int save_tokenizer_config(const char *file, const ModelConfig *c, char *e
                    "  \"cls_token\": \"[CLS]\",\n  \"mask_token\": \"[MASK]\"\n}\n",
                    c->type == MODEL_BERT ? "BertTokenizer" : "DistilBertTokenizer",
                    c->max_position);
-  return write_file_atomic(file, text, (size_t)n, err, cap);
+  return rt_write_atomic(file, text, (size_t)n, err, cap);
 }
 
 int hf_save_model(const char *dir, const ModelConfig *c, const float *const *src,

@@ -71,6 +71,22 @@ static int write_all(int fd, const char *data, size_t len) {
   return 0;
 }
 
+/* fsync the directory holding path, so the rename itself is durable (best effort). */
+static void sync_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else if (snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + (slash == path)), path) >=
+           (int)sizeof dir)
+    return;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
 int rt_write_atomic(const char *path, const void *data, size_t len, char *err, size_t cap) {
   size_t n = strlen(path);
   char *tmp = malloc(n + 16);
@@ -105,6 +121,8 @@ int rt_write_atomic(const char *path, const void *data, size_t len, char *err, s
   if (what) {
     snprintf(err, cap, "%s: %s failed: %s", path, what, strerror(saved));
     unlink(tmp);
+  } else {
+    sync_dir(path);
   }
   free(tmp);
   return what ? -1 : 0;

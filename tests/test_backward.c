@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "../compiler/emit.h"
+#include "fsutil.h"
 #include "../compiler/jit.h"
 #include "../compiler/lower.h"
 #include "../ir/interp.h"
@@ -637,7 +638,7 @@ static int run_ptxas(const char *ptxas, const char *arch, const char *ptx, size_
   static int serial;
   snprintf(path, sizeof path, "/tmp/crisp_test_bwd_%d_%d.ptx", (int)getpid(), serial++);
   *fns = *clean = 0;
-  if (write_file_atomic(path, ptx, len, err, sizeof err)) {
+  if (rt_write_atomic(path, ptx, len, err, sizeof err)) {
     if (out)
       snprintf(out, cap, "%s", err);
     return -1;

@@ -6,7 +6,7 @@
  * poisoned first), and (2) lowered for sm_90 and sm_80, emitted as PTX and checked
  * with `ptxas -v` (no spills), when ptxas is installed. Also: the host exp/log
  * accuracy over dense sweeps, vectorisation of a `vectorize` reduction, error
- * messages, and write_file_atomic. Prints "N passed, M failed". */
+ * messages, and rt_write_atomic. Prints "N passed, M failed". */
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime, popen, mkdtemp */
 
 #include <math.h>
@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "emit.h"
+#include "fsutil.h"
 #include "ir.h"
 #include "jit.h"
 #include "lower.h"
@@ -898,7 +899,7 @@ static int count(const char *s, const char *needle) {
 static void run_ptxas(const char *ptxas, Target t, const char *ptx, size_t len) {
   char err[512], path[64], cmd[1024];
   snprintf(path, sizeof path, "/tmp/crisp_test_%d_%s.ptx", (int)getpid(), target_name(t));
-  if (write_file_atomic(path, ptx, len, err, sizeof err)) {
+  if (rt_write_atomic(path, ptx, len, err, sizeof err)) {
     check(0, "%s", err);
     return;
   }
@@ -1044,17 +1045,17 @@ static void test_write_atomic(void) {
   check(mkdtemp(dir) != NULL, "mkdtemp");
   char path[128];
   snprintf(path, sizeof path, "%s/out.ptx", dir);
-  check(!write_file_atomic(path, "old", 3, err, sizeof err), "%s", err);
-  check(!write_file_atomic(path, "hello\n", 6, err, sizeof err), "%s", err);
+  check(!rt_write_atomic(path, "old", 3, err, sizeof err), "%s", err);
+  check(!rt_write_atomic(path, "hello\n", 6, err, sizeof err), "%s", err);
   FILE *f = fopen(path, "rb");
   char buf[16] = "";
   size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
   if (f)
     fclose(f);
-  check(n == 6 && !memcmp(buf, "hello\n", 6), "write_file_atomic content");
+  check(n == 6 && !memcmp(buf, "hello\n", 6), "rt_write_atomic content");
   char bad[160];
   snprintf(bad, sizeof bad, "%s/missing/out.ptx", dir);
-  check(write_file_atomic(bad, "x", 1, err, sizeof err) == -1 && strstr(err, "missing"),
+  check(rt_write_atomic(bad, "x", 1, err, sizeof err) == -1 && strstr(err, "missing"),
         "write into a missing directory must fail");
   unlink(path);
   check(rmdir(dir) == 0, "leftover files in %s", dir);   /* no temp file left behind */

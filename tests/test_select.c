@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../compiler/emit.h"
+#include "fsutil.h"
 #include "../compiler/lower.h"
 #include "../ir/interp.h"
 #include "../templates/attention_select.h"
@@ -391,7 +392,7 @@ static int count(const char *s, const char *needle) {
 static void run_ptxas(const char *ptxas, Target t, const char *ptx, size_t len, const char *what) {
   char err[512], path[96], cmd[1024];
   snprintf(path, sizeof path, "/tmp/crisp_select_%d_%s.ptx", (int)getpid(), target_name(t));
-  if (write_file_atomic(path, ptx, len, err, sizeof err)) {
+  if (rt_write_atomic(path, ptx, len, err, sizeof err)) {
     CHECK(0, "%s", err);
     return;
   }
