@@ -28,6 +28,7 @@
 
 #include "../compiler/emit.h"
 #include "fsutil.h"
+#include "ptxas_util.h"
 #include "../compiler/jit.h"
 #include "../compiler/lower.h"
 #include "../ir/interp.h"
@@ -606,29 +607,6 @@ static void interp_suite(const Spec *s, TileConfig t) {
 }
 
 /* ---- d) PTX through ptxas ---- */
-
-static const char *find_ptxas(void) {
-  static char path[512];
-  if (access("/usr/local/cuda/bin/ptxas", X_OK) == 0)
-    return "/usr/local/cuda/bin/ptxas";
-  const char *env = getenv("PATH");
-  while (env && *env) {
-    const char *colon = strchr(env, ':');
-    size_t n = colon ? (size_t)(colon - env) : strlen(env);
-    snprintf(path, sizeof path, "%.*s/ptxas", (int)n, env);
-    if (n && access(path, X_OK) == 0)
-      return path;
-    env = colon ? colon + 1 : NULL;
-  }
-  return NULL;
-}
-
-static int count(const char *s, const char *needle) {
-  int n = 0;
-  for (const char *p = s; (p = strstr(p, needle)); p++)
-    n++;
-  return n;
-}
 
 /* ptxas -v on ptx: *fns functions, *clean of them with no spill stores; the
  * output (when out != NULL) into out. Returns ptxas's exit status, or -1. */

@@ -21,6 +21,7 @@
 
 #include "emit.h"
 #include "fsutil.h"
+#include "ptxas_util.h"
 #include "ir.h"
 #include "jit.h"
 #include "lower.h"
@@ -871,29 +872,6 @@ static void test_jit_time(void) {
 }
 
 /* ---- GPU ---- */
-
-static const char *find_ptxas(void) {
-  static char path[512];
-  if (access("/usr/local/cuda/bin/ptxas", X_OK) == 0)
-    return "/usr/local/cuda/bin/ptxas";
-  const char *env = getenv("PATH");
-  while (env && *env) {
-    const char *colon = strchr(env, ':');
-    size_t n = colon ? (size_t)(colon - env) : strlen(env);
-    snprintf(path, sizeof path, "%.*s/ptxas", (int)n, env);
-    if (n && access(path, X_OK) == 0)
-      return path;
-    env = colon ? colon + 1 : NULL;
-  }
-  return NULL;
-}
-
-static int count(const char *s, const char *needle) {
-  int n = 0;
-  for (const char *p = s; (p = strstr(p, needle)); p++)
-    n++;
-  return n;
-}
 
 /* ptxas -v: compiles, and reports no spills for any function. */
 static void run_ptxas(const char *ptxas, Target t, const char *ptx, size_t len) {

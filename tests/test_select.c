@@ -20,6 +20,7 @@
 
 #include "../compiler/emit.h"
 #include "fsutil.h"
+#include "ptxas_util.h"
 #include "../compiler/lower.h"
 #include "../ir/interp.h"
 #include "../templates/attention_select.h"
@@ -365,29 +366,6 @@ static void test_interp(void) {
 }
 
 /* ---- PTX ---- */
-
-static const char *find_ptxas(void) {
-  static char path[512];
-  if (access("/usr/local/cuda/bin/ptxas", X_OK) == 0)
-    return "/usr/local/cuda/bin/ptxas";
-  const char *env = getenv("PATH");
-  while (env && *env) {
-    const char *colon = strchr(env, ':');
-    size_t n = colon ? (size_t)(colon - env) : strlen(env);
-    snprintf(path, sizeof path, "%.*s/ptxas", (int)n, env);
-    if (n && access(path, X_OK) == 0)
-      return path;
-    env = colon ? colon + 1 : NULL;
-  }
-  return NULL;
-}
-
-static int count(const char *s, const char *needle) {
-  int n = 0;
-  for (const char *p = s; (p = strstr(p, needle)); p++)
-    n++;
-  return n;
-}
 
 static void run_ptxas(const char *ptxas, Target t, const char *ptx, size_t len, const char *what) {
   char err[512], path[96], cmd[1024];
