@@ -12,6 +12,9 @@
  *     bench DIR... [--db F] [--n L] [--json F]
  *                                  each DIR's forward kernel at B=16 H=12 (the tuned tile
  *                                  when the database has one), median of repeats
+ *     train FILE... [--n L] [--json F] each X.manifest.json's select + forward + backward
+ *                                  kernels as one training call (fused QKV, dropout) vs
+ *                                  the reference, then forward and backward timed
  * Exit status: 0 all passed, 1 a check failed or the device failed, 2 usage. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -25,6 +28,7 @@
 #include <time.h>
 
 #include "attn_task.h"
+#include "devcheck.h"
 #include "attn_tune.h"
 #include "backend.h"
 #include "fsutil.h"
@@ -38,28 +42,9 @@ static const char usage[] =
     "  gemm                        sgemm against a double-precision reference\n"
     "  check DIR...                every X.manifest.json (+ X.ptx) in each DIR against the reference\n"
     "  tune DIR [--db F] [--n L]   the autotuner over the tile variants in DIR\n"
-    "  bench DIR... [--db F] [--n L] [--json F]   time each DIR's forward kernel\n";
-
-typedef struct {
-  const char *device;
-  int threads;
-  uint64_t seed;
-  const char *db;
-  const char *json;
-  int n[TUNE_MAX_BUCKETS];
-  int nn;
-  int reps;
-} Opts;
-
-/* ---- loading a variant ---- */
-
-typedef struct {
-  char path[1024];           /* X.manifest.json */
-  RtManifest man;
-  bool parsed;               /* man is valid */
-  RtModule *mod;             /* NULL: failed to load (err says why) */
-  char err[4400];
-} Variant;
+    "  bench DIR... [--db F] [--n L] [--json F]   time each DIR's forward kernel\n"
+    "  train FILE... [--n L] [--json F]   select + forward + backward of each manifest vs the\n"
+    "                              reference, then timed at B=16 H=12\n";
 
 static int ends_with(const char *s, const char *suffix) {
   size_t n = strlen(s), m = strlen(suffix);
@@ -95,7 +80,7 @@ static int list_manifests(const char *dir, char ***out) {
   return n;
 }
 
-static int load_variant(Backend *b, Variant *v, char *err, size_t cap) {
+int load_variant(Backend *b, Variant *v, char *err, size_t cap) {
   if (rt_manifest_load(v->path, &v->man, err, cap))
     return -1;
   v->parsed = true;
@@ -131,7 +116,7 @@ static int load_variant(Backend *b, Variant *v, char *err, size_t cap) {
 #endif
 }
 
-static void free_variants(Backend *b, Variant *v, int n) {
+void free_variants(Backend *b, Variant *v, int n) {
   for (int i = 0; i < n; i++)
     rt_module_unload(b, v[i].mod);
   free(v);
@@ -533,6 +518,23 @@ static int parse_list(const char *s, int *out, int *n) {
   return *n ? 0 : -1;
 }
 
+static int train_command(Backend *b, const char *const *files, int n, const Opts *o) {
+  FILE *json = o->json ? fopen(o->json, "w") : NULL;
+  if (o->json && !json) {
+    fprintf(stderr, "crisp-devcheck: cannot write %s\n", o->json);
+    return 1;
+  }
+  int failures = 0;
+  for (int i = 0; i < n; i++)
+    if (train_check_file(b, files[i], o, json, &failures))
+      break;   /* the device failed */
+  if (json)
+    fclose(json);
+  printf("train: %s (%d failure%s)\n", failures ? "FAILED" : "all passed", failures,
+         failures == 1 ? "" : "s");
+  return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
   Opts o = {.device = "auto", .seed = (uint64_t)time(NULL)};
   const char *env = getenv("CRISP_SEED");
@@ -594,8 +596,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   bool known = !strcmp(cmd, "info") || !strcmp(cmd, "gemm") || !strcmp(cmd, "check") ||
-               !strcmp(cmd, "tune") || !strcmp(cmd, "bench");
-  if (!known || ((!strcmp(cmd, "check") || !strcmp(cmd, "bench")) && npos < 1) ||
+               !strcmp(cmd, "tune") || !strcmp(cmd, "bench") || !strcmp(cmd, "train");
+  bool needs_pos = !strcmp(cmd, "check") || !strcmp(cmd, "bench") || !strcmp(cmd, "train");
+  if (!known || (needs_pos && npos < 1) ||
       (!strcmp(cmd, "tune") && npos != 1)) {
     fprintf(stderr, "crisp-devcheck: bad command line\n%s", usage);
     return 2;
@@ -623,6 +626,8 @@ int main(int argc, char **argv) {
     rc = failures ? 1 : 0;
   } else if (!strcmp(cmd, "tune")) {
     rc = tune_dir(b, pos[0], &o);
+  } else if (!strcmp(cmd, "train")) {
+    rc = train_command(b, pos, npos, &o);
   } else if (!strcmp(cmd, "bench")) {
     TuneDb db = {0};
     char path[1100];

@@ -96,10 +96,59 @@ def main():
             s = s.masked_fill(s < kth, float("-inf"))
         return torch.matmul(torch.softmax(s, dim=-1), v)
 
+    def paper_attention(q, k, v, select, sparsity, keep_min, dropout):
+        """Forward as the paper's authors would write it for training: scores, the
+        threshold by topk (per row, per head, or per layer), masked_fill(-inf),
+        softmax, attention dropout, matmul."""
+        n, d = q.shape[-2], q.shape[-1]
+        s = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(d))
+        if select != "none" and sparsity > 0:
+            if select == "row_topk":
+                flat = s
+            elif select == "head_quantile":
+                flat = s.flatten(-2)
+            else:   # layer_quantile: one threshold over the whole batch
+                flat = s.reshape(1, -1)
+            keep = keep_count(sparsity, keep_min, flat.shape[-1])
+            kth = flat.topk(keep, dim=-1).values[..., -1:]
+            if select != "row_topk":
+                kth = kth.reshape(*kth.shape[:-1], 1, 1) if select == "head_quantile" else kth.reshape(())
+            s = s.masked_fill(s < kth, float("-inf"))
+        p = torch.softmax(s, dim=-1)
+        if dropout > 0:
+            p = F.dropout(p, dropout)
+        return torch.matmul(p, v)
+
+    def fwdbwd(fn, q, k, v, g):
+        def step():
+            for t in (q, k, v):
+                t.grad = None
+            fn(q, k, v).backward(g)
+        return step
+
     print(f"torch {torch.__version__} on {name}, f32, TF32 off, "
           f"median of {args.reps}")
     results = []
+    train = []
     for r in rows:
+        if r.get("mode") == "fwdbwd":
+            B, H, N, D = r["B"], r["H"], r["N"], r["D"]
+            sp, keep_min, p = r["sparsity"], r.get("keep_min", 1), r.get("dropout", 0.0)
+            q, k, v, g = ((torch.rand(B, H, N, D, device=dev, generator=gen) * 2 - 1)
+                          for _ in range(4))
+            for t in (q, k, v):
+                t.requires_grad_(True)
+            sdpa = timed(fwdbwd(lambda a, b_, c: F.scaled_dot_product_attention(
+                a, b_, c, dropout_p=p), q, k, v, g))
+            paper = None
+            if r["select"] != "none" and sp > 0 and not r.get("causal", False):
+                paper = timed(fwdbwd(lambda a, b_, c: paper_attention(
+                    a, b_, c, r["select"], sp, keep_min, p), q, k, v, g))
+            train.append(dict(r, torch_sdpa_ms=sdpa, torch_paper_ms=paper))
+            print(f"  fwd+bwd {r['select']:14s} n={N:<4d} s={sp:.2f} p={p:.2f}: crisp {r['ms']:.4f} ms "
+                  f"(fwd {r['fwd_ms']:.4f}, bwd {r['bwd_ms']:.4f}), SDPA {sdpa:.4f} ms"
+                  + (f", paper-style {paper:.4f} ms" if paper is not None else ""))
+            continue
         B, H, N, D = r["B"], r["H"], r["N"], r["D"]
         sp, causal, keep_min = r["sparsity"], r.get("causal", False), r.get("keep_min", 1)
         q = torch.rand(B, H, N, D, device=dev, generator=gen) * 2 - 1
@@ -132,7 +181,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": name, "torch": torch.__version__,
-                       "reps": args.reps, "results": results}, f, indent=2)
+                       "reps": args.reps, "results": results, "train": train}, f, indent=2)
 
     print()
     print(f"== crisp vs PyTorch on {name} (ratio = crisp time / baseline time; < 1: crisp faster)")
@@ -146,6 +195,24 @@ def main():
         print(f"{r['spec']:8s} {r['B']:3d} {r['H']:3d} {r['N']:5d} {r['sparsity']:5.2f} {tile:>6s} "
               f"{r['ms']:10.4f} {r['torch_sdpa_ms']:10.4f} {topk_ms} "
               f"{r['ms'] / r['torch_sdpa_ms']:11.2f} {topk_ratio}")
+    if train:
+        print()
+        print(f"== crisp vs PyTorch on {name}, forward + backward (training: dropout on; "
+              f"ratio = baseline time / crisp time, > 1: crisp faster)")
+        print(f"{'select':21s} {'n':>5s} {'s':>5s} {'crisp fwd':>10s} {'crisp bwd':>10s} "
+              f"{'crisp ms':>9s} {'SDPA ms':>9s} {'paper ms':>9s} {'vs SDPA':>8s} {'vs paper':>9s} "
+              f"{'s vs s=0':>9s}")
+        dense = {(r["select"], r["causal"], r["N"]): r["ms"] for r in train if r["sparsity"] == 0}
+        for r in train:
+            paper = r["torch_paper_ms"]
+            d = dense.get((r["select"], r["causal"], r["N"]))
+            print(f"{r['select'] + (' causal' if r['causal'] else ''):21s} {r['N']:5d} "
+                  f"{r['sparsity']:5.2f} {r['fwd_ms']:10.4f} {r['bwd_ms']:10.4f} {r['ms']:9.4f} "
+                  f"{r['torch_sdpa_ms']:9.4f} "
+                  + (f"{paper:9.4f} " if paper is not None else f"{'-':>9s} ")
+                  + f"{r['torch_sdpa_ms'] / r['ms']:7.2f}x "
+                  + (f"{paper / r['ms']:8.2f}x " if paper is not None else f"{'-':>9s} ")
+                  + (f"{r['ms'] / d:9.2f}" if d else f"{'-':>9s}"))
     return 0
 
 

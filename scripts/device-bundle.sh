@@ -10,6 +10,8 @@
 #   build-device/include/cjson/       cJSON's header, to rebuild there if need be
 #   build-device/ptx/crisp80/*        every legal tile of crisp80 (the tuner's space)
 #   build-device/ptx/NAME/default.*   every other example spec at its default tile
+#   build-device/train/SELECT.*       crisp80 with backward kernels, one per select mode
+#                                     (and causal head_quantile), for `crisp-devcheck train`
 #   build-device/BUNDLE.txt           what was built, from which commit, how big
 # Every PTX is checked with ptxas (sm_90) here first, when the toolkit is present.
 #   scripts/device-bundle.sh [CRISPC]          (default build/crispc)
@@ -86,7 +88,17 @@ for spec in examples/*.spec; do
     n=$((n + 1))
   fi
 done
-echo "  $n kernels${ptxas:+, each checked by ptxas -arch=sm_90}"
+# the training call's kernels (select + forward + backward) for every select mode,
+# at the default tile: crisp-devcheck train runs them against the reference
+mkdir -p "$out/train"
+for sel in none row_topk head_quantile layer_quantile; do
+  compile examples/crisp80.spec "$out/train/$sel" -D select=$sel -D backward=true
+  n=$((n + 1))
+done
+compile examples/crisp80.spec "$out/train/causal_head_quantile" -D select=head_quantile \
+  -D causal=true -D backward=true
+n=$((n + 1))
+echo "  $n PTX files (kernels of one spec each)${ptxas:+, each checked by ptxas -arch=sm_90}"
 
 glibc=$(objdump -T "$out/bin/crisp-devcheck" | grep -o 'GLIBC_[0-9.]*' | sort -t. -k2 -n -u | tail -1)
 size_kib=$(du -sk "$out" | cut -f1)

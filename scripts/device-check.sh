@@ -9,8 +9,10 @@
 #      its database written to $OUT/tune.json
 #   4. the attention benchmark: crisp (tuned tile) against PyTorch on the GPU, SDPA
 #      dense and the topk/masked_fill version, in one run; the ratio table last
-# Logs go to $OUT (at most 8 files come back): device.log check.log tune.log
-# tune.json bench.log bench.json summary.txt. Exit status 0 when every step passed.
+#   2b. (train) the select + forward + backward kernels of every select mode as one
+#      training call against the reference, then forward and backward timed
+# Logs go to $OUT: device.log check.log train.log tune.log tune.json bench.log
+# bench.json summary.txt. Exit status 0 when every step passed.
 #
 # CRISP_DEVICE_CHECK_DRY=1 rehearses the script on a machine without a GPU: the
 # full build's crisp-devcheck (build/runtime, with the JIT) on --device cpu, short
@@ -111,6 +113,15 @@ run_step check 150 "$OUT/check.log" "$dc" --device $dev check "$B"/ptx/*
 grep -E "^(FAIL|check:)" "$OUT/check.log" | head -20
 grep -c "^PASS" "$OUT/check.log" | sed 's/^/kernels passed: /'
 
+# 2b. the training call (select + forward + backward, fused QKV, dropout) of every
+#     select mode against the reference, then forward and backward timed
+crisp_json=/tmp/crisp-bench.jsonl
+rm -f "$crisp_json"
+rm -f /tmp/crisp-train.jsonl
+run_step train 120 "$OUT/train.log" "$dc" --device $dev train "$B"/train/*.manifest.json \
+  --json /tmp/crisp-train.jsonl "${short[@]}"
+grep -E "^(FAIL|PASS|train)" "$OUT/train.log" | head -30
+
 # 3. the autotuner on crisp80
 rm -f "$OUT/tune.json"
 run_step tune 150 "$OUT/tune.log" "$dc" --device $dev tune "$B/ptx/crisp80" --db "$OUT/tune.json" \
@@ -118,11 +129,10 @@ run_step tune 150 "$OUT/tune.log" "$dc" --device $dev tune "$B/ptx/crisp80" --db
 sed -n '/rows  warps/,$p' "$OUT/tune.log"
 
 # 4. crisp against PyTorch, ratio table last
-crisp_json=/tmp/crisp-bench.jsonl
-rm -f "$crisp_json"
 run_step bench_crisp 60 "$OUT/bench.log" "$dc" --device $dev bench "$B/ptx/crisp80" "$B/ptx/dense" \
   --db "$OUT/tune.json" --json "$crisp_json" "${short[@]}"
 grep "^bench" "$OUT/bench.log"
+[ -f /tmp/crisp-train.jsonl ] && cat /tmp/crisp-train.jsonl >> "$crisp_json"
 if [ "$dry" = 1 ] && ! python3 -c 'import torch' 2>/dev/null; then
   status[bench_torch]="skipped (dry run without PyTorch)"
   say "bench_torch: ${status[bench_torch]}"
@@ -133,7 +143,7 @@ fi
 
 {
   echo "crisp device check, $(( $(date +%s) - t_start )) s, seed $CRISP_SEED"
-  for s in gemm check tune bench_crisp bench_torch; do
+  for s in gemm check train tune bench_crisp bench_torch; do
     printf '  %-12s %s\n' "$s" "${status[$s]:-not run}"
   done
 } > "$OUT/summary.txt"
@@ -141,7 +151,7 @@ cat "$OUT/summary.txt"
 echo
 # the ratio table is the last thing printed
 sed -n '/^== crisp vs PyTorch/,$p' "$OUT/bench.log"
-for s in gemm check tune bench_crisp bench_torch; do
+for s in gemm check train tune bench_crisp bench_torch; do
   case "${status[$s]:-}" in passed|skipped*) ;; *) exit 1 ;; esac
 done
 exit 0

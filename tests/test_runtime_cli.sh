@@ -49,7 +49,7 @@ expect() {   # status, message pattern, command...
   local got
   got=$("$@" 2>&1)
   local rc=$?
-  if [ $rc -eq "$want" ] && echo "$got" | grep -q -- "$pattern"; then ok; else bad "$* -> $rc: $got"; fi
+  if [ $rc -eq "$want" ] && grep -q -- "$pattern" <<< "$got"; then ok; else bad "$* -> $rc: $got"; fi
 }
 expect 2 "unknown --device 'gpu'" "$crispc" "$tmp/tiny.spec" --tune --device gpu
 expect 2 "go with --tune" "$crispc" "$tmp/tiny.spec" --device cpu
@@ -67,6 +67,24 @@ fi
 expect 2 "unknown device" "$devcheck" --device tpu info
 expect 2 "bad command line" "$devcheck" check
 expect 0 "PASS gemm NN" "$devcheck" --device cpu gemm
+
+# the training call (select + forward + backward) of every select mode, as the GPU
+# check runs it, on the CPU; a manifest without backward kernels is a clear failure
+for sel in row_topk head_quantile layer_quantile; do
+  "$crispc" "$tmp/tiny.spec" -D select=$sel -D backward=true -D dropout=0.1 -o "$tmp/$sel.ptx" &&
+    ok || bad "crispc $sel"
+done
+"$crispc" "$tmp/tiny.spec" -D select=head_quantile -D causal=true -D backward=true \
+  -o "$tmp/causal.ptx" && ok || bad "crispc causal"
+out=$("$devcheck" --device cpu train "$tmp"/{row_topk,head_quantile,layer_quantile,causal}.manifest.json \
+      --n 16 --reps 1 --json "$tmp/train.jsonl" 2>&1)
+rc=$?
+echo "$out"
+[ $rc -eq 0 ] && ok || bad "train exited $rc"
+[ "$(echo "$out" | grep -c '^PASS tiny .*select+fwd+bwd: 6 shapes')" -eq 4 ] && ok || bad "train: not 4 PASS lines"
+[ "$(grep -c '"mode": "fwdbwd"' "$tmp/train.jsonl")" -eq 8 ] && ok || bad "train: not 8 timings in the json"
+"$crispc" "$tmp/tiny.spec" -o "$tmp/fwdonly.ptx" && ok || bad "crispc forward-only"
+expect 1 "no kernel tiny_attn_bwd_dq" "$devcheck" --device cpu train "$tmp/fwdonly.manifest.json"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
