@@ -105,11 +105,11 @@ run_step() {   # name, time limit (s), log file, command...
 }
 
 # 1. device + cuBLAS
-run_step gemm 60 "$OUT/device.log" "$dc" --device $dev gemm
+run_step gemm 45 "$OUT/device.log" "$dc" --device $dev gemm
 tail -9 "$OUT/device.log"
 
 # 2. every kernel against the reference
-run_step check 150 "$OUT/check.log" "$dc" --device $dev check "$B"/ptx/*
+run_step check 120 "$OUT/check.log" "$dc" --device $dev check "$B"/ptx/*
 grep -E "^(FAIL|check:)" "$OUT/check.log" | head -20
 grep -c "^PASS" "$OUT/check.log" | sed 's/^/kernels passed: /'
 
@@ -118,18 +118,18 @@ grep -c "^PASS" "$OUT/check.log" | sed 's/^/kernels passed: /'
 crisp_json=/tmp/crisp-bench.jsonl
 rm -f "$crisp_json"
 rm -f /tmp/crisp-train.jsonl
-run_step train 120 "$OUT/train.log" "$dc" --device $dev train "$B"/train/*.manifest.json \
+run_step train 90 "$OUT/train.log" "$dc" --device $dev train "$B"/train/*.manifest.json \
   --json /tmp/crisp-train.jsonl "${short[@]}"
 grep -E "^(FAIL|PASS|train)" "$OUT/train.log" | head -30
 
 # 3. the autotuner on crisp80
 rm -f "$OUT/tune.json"
-run_step tune 150 "$OUT/tune.log" "$dc" --device $dev tune "$B/ptx/crisp80" --db "$OUT/tune.json" \
+run_step tune 120 "$OUT/tune.log" "$dc" --device $dev tune "$B/ptx/crisp80" --db "$OUT/tune.json" \
   "${short[@]}"
 sed -n '/rows  warps/,$p' "$OUT/tune.log"
 
 # 4. crisp against PyTorch, ratio table last
-run_step bench_crisp 60 "$OUT/bench.log" "$dc" --device $dev bench "$B/ptx/crisp80" "$B/ptx/dense" \
+run_step bench_crisp 45 "$OUT/bench.log" "$dc" --device $dev bench "$B/ptx/crisp80" "$B/ptx/dense" \
   --db "$OUT/tune.json" --json "$crisp_json" "${short[@]}"
 grep "^bench" "$OUT/bench.log"
 [ -f /tmp/crisp-train.jsonl ] && cat /tmp/crisp-train.jsonl >> "$crisp_json"
@@ -137,7 +137,7 @@ if [ "$dry" = 1 ] && ! python3 -c 'import torch' 2>/dev/null; then
   status[bench_torch]="skipped (dry run without PyTorch)"
   say "bench_torch: ${status[bench_torch]}"
 else
-  run_step bench_torch 150 "$OUT/bench.log" python3 scripts/device-bench.py --crisp "$crisp_json" \
+  run_step bench_torch 120 "$OUT/bench.log" python3 scripts/device-bench.py --crisp "$crisp_json" \
     --json "$OUT/bench.json" "${torch_extra[@]}"
 fi
 
