@@ -1,10 +1,11 @@
-/* jit.c: ORC LLJIT over the host lowering (see jit.h).
+/* jit.c: ORC LLJIT over the host lowering, or over host object code (see jit.h).
  *
  * Ownership, which the ORC C API makes easy to get wrong: the thread-safe module
  * owns the LLVM module and shares the thread-safe context; adding it to the JIT
  * transfers it (on failure we still own it). The JIT target machine builder takes
  * the host target machine; the LLJIT builder takes the target machine builder, and
- * LLVMOrcCreateLLJIT takes the LLJIT builder, even when it fails. */
+ * LLVMOrcCreateLLJIT takes the LLJIT builder, even when it fails;
+ * LLVMOrcLLJITAddObjectFile takes the memory buffer. */
 #include "jit.h"
 
 #include <stdio.h>
@@ -73,7 +74,16 @@ static LLVMOrcLLJITRef make_lljit(char *err, size_t cap) {
   return lljit;
 }
 
-static CpuKernelFn lookup(Jit *j, const char *name, char *err, size_t cap);
+static Jit *wrap(LLVMOrcLLJITRef lljit, char *err, size_t cap) {
+  Jit *j = malloc(sizeof *j);
+  if (!j) {
+    snprintf(err, cap, "out of memory");
+    LLVMConsumeError(LLVMOrcDisposeLLJIT(lljit));
+    return NULL;
+  }
+  j->lljit = lljit;
+  return j;
+}
 
 Jit *jit_compile(Module *m, char *err, size_t cap) {
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
@@ -96,24 +106,34 @@ Jit *jit_compile(Module *m, char *err, size_t cap) {
     LLVMConsumeError(LLVMOrcDisposeLLJIT(lljit));
     return NULL;
   }
-  Jit *j = malloc(sizeof *j);
-  if (!j) {
-    snprintf(err, cap, "out of memory");
-    LLVMConsumeError(LLVMOrcDisposeLLJIT(lljit));
+  Jit *j = wrap(lljit, err, cap);
+  if (!j)
     return NULL;
-  }
-  j->lljit = lljit;
   /* compile everything now, so that errors surface here and lookups are cheap */
   for (int i = 0; i < m->n; i++)
-    if (!lookup(j, m->kernels[i]->name, err, cap)) {
+    if (!jit_find(j, m->kernels[i]->name, err, cap)) {
       jit_free(j);
       return NULL;
     }
   return j;
 }
 
-/* Looks a kernel up, materialising (compiling) it on first use. */
-static CpuKernelFn lookup(Jit *j, const char *name, char *err, size_t cap) {
+Jit *jit_load_object(const char *obj, size_t len, char *err, size_t cap) {
+  LLVMOrcLLJITRef lljit = make_lljit(err, cap);
+  if (!lljit)
+    return NULL;
+  LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(obj, len, "crisp-kernels.o");
+  LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(lljit, LLVMOrcLLJITGetMainJITDylib(lljit), buf);
+  if (e) {
+    take_error(e, "cannot add the object to the JIT", err, cap);
+    LLVMConsumeError(LLVMOrcDisposeLLJIT(lljit));
+    return NULL;
+  }
+  return wrap(lljit, err, cap);
+}
+
+/* Materialises (compiles) a kernel on first use. */
+CpuKernelFn jit_find(Jit *j, const char *name, char *err, size_t cap) {
   LLVMOrcExecutorAddress addr = 0;
   LLVMErrorRef e = LLVMOrcLLJITLookup(j->lljit, &addr, name);
   if (e) {
@@ -128,7 +148,7 @@ static CpuKernelFn lookup(Jit *j, const char *name, char *err, size_t cap) {
 }
 
 CpuKernelFn jit_lookup(Jit *j, const char *kernel_name) {
-  return j && kernel_name ? lookup(j, kernel_name, NULL, 0) : NULL;
+  return j && kernel_name ? jit_find(j, kernel_name, NULL, 0) : NULL;
 }
 
 void jit_free(Jit *j) {

@@ -1,4 +1,5 @@
-/* jit.h: JIT-compile a CPU-mapped Module in process (ORC LLJIT, LLVM C API).
+/* jit.h: JIT-compile a CPU-mapped Module in process (ORC LLJIT, LLVM C API), or
+ * link host object code compiled earlier.
  *
  * jit_compile lowers the module for TARGET_HOST in a fresh context, optimises it
  * with default<O3> for the host CPU and features, and hands it to an LLJIT whose
@@ -23,6 +24,13 @@ typedef struct Jit Jit;
 
 /* Returns NULL with a message in err on failure. */
 Jit *jit_compile(Module *m, char *err, size_t cap);
+
+/* An LLJIT over host object code (emit.h's EMIT_OBJ, e.g. from the kernel cache):
+ * the JIT only links it. NULL with a message in err on failure. */
+Jit *jit_load_object(const char *obj, size_t len, char *err, size_t cap);
+
+/* The entry of kernel name; NULL with the reason in err (err may be NULL). */
+CpuKernelFn jit_find(Jit *j, const char *name, char *err, size_t cap);
 
 /* The entry of kernel kernel_name, or NULL if the module has no such kernel. */
 CpuKernelFn jit_lookup(Jit *j, const char *kernel_name);

@@ -11,6 +11,7 @@
 #include <llvm-c/TargetMachine.h>
 
 #include "../compiler/emit.h"
+#include "../compiler/jit.h"
 #include "../compiler/lower.h"
 #include "../compiler/manifest.h"
 #include "../compiler/version.h"
@@ -25,6 +26,8 @@
 #endif
 
 static atomic_long compilations;
+
+static void free_jit(void *j) { jit_free(j); }   /* as an RtModule's owner */
 
 long rt_compile_count(void) { return atomic_load(&compilations); }
 
@@ -150,20 +153,20 @@ int rt_artifact_load(Backend *b, const RtArtifact *a, RtModule **out, char *err,
   src.manifest = man;
   CpuKernelFn fns[RT_MAX_KERNELS] = {0};
   if (a->target == TARGET_HOST) {
-    RtJit *j = rt_jit_from_object(a->code, a->code_len, err, cap);
+    Jit *j = jit_load_object(a->code, a->code_len, err, cap);
     if (!j) {
       free(man);
       return -1;
     }
     for (int i = 0; i < man->nkernels; i++)
-      if (!(fns[i] = rt_jit_lookup(j, man->kernels[i].name, err, cap))) {
-        rt_jit_free(j);
+      if (!(fns[i] = jit_find(j, man->kernels[i].name, err, cap))) {
+        jit_free(j);
         free(man);
         return -1;
       }
     src.cpu_fns = fns;
     src.owner = j;
-    src.owner_free = rt_jit_free;
+    src.owner_free = free_jit;
   } else {
     src.ptx = a->code;
     src.ptx_len = a->code_len;

@@ -68,10 +68,4 @@ int rt_compile_for(Backend *b, const Spec *s, int n, RtCache *cache, const TuneD
 void rt_compile_many(const Spec *s, const TileConfig *tiles, int n, Target target,
                      RtCache *cache, int threads, RtArtifact *out, char (*errs)[512]);
 
-/* ---- host objects in an ORC LLJIT (jit_obj.c) ---- */
-typedef struct RtJit RtJit;
-RtJit *rt_jit_from_object(const char *obj, size_t len, char *err, size_t cap);
-CpuKernelFn rt_jit_lookup(RtJit *j, const char *name, char *err, size_t cap);
-void rt_jit_free(void *j);   /* RtJit *, as an RtModule owner */
-
 #endif
