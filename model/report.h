@@ -33,9 +33,9 @@ typedef struct ReportRun {
   char *group_key;                 /* the resolved config minus seed, name and bookkeeping */
   bool has_summary, finished;      /* summary.json exists; it says finished */
   bool evaluated;                  /* at least one evaluation */
-  int64_t steps, total_steps;
+  int64_t steps, total_steps;      /* trained (the last step line or summary), scheduled */
+  int64_t eval_step;               /* the step of the last evaluation */
   int epochs;                      /* configured */
-  double epochs_done;              /* epochs x steps / total_steps */
   double accuracy, val_loss;
   int correct, total;
   int layers, heads;               /* of the last evaluation's arrays */

@@ -209,6 +209,7 @@ static int read_line(const cJSON *o, const char *where, ReportRun *r, TokenCount
   if (!strcmp(type, "eval")) {
     if (read_result(o, where, r, err, cap))
       return -1;
+    r->eval_step = (int64_t)step;
     if (push_eval(r, (ReportEval){(int64_t)step, r->val_loss, r->accuracy}))
       goto oom;
     return 0;
@@ -341,7 +342,7 @@ static int load_summary(const char *path, ReportRun *r, char *err, size_t cap) {
       need_num(s, "total_steps", path, &total, err, cap) || read_result(s, path, r, err, cap))
     goto out;
   r->has_summary = true, r->finished = cJSON_IsTrue(fin);
-  r->steps = (int64_t)steps, r->total_steps = (int64_t)total;
+  r->steps = r->eval_step = (int64_t)steps, r->total_steps = (int64_t)total;
   if (cJSON_IsNumber(get(s, "train_tokens")) && steps > 0 && r->batch_size > 0)
     tokens = get(s, "train_tokens")->valuedouble,
     r->mean_len = tokens / (steps * r->batch_size * r->grad_accum);
@@ -371,9 +372,6 @@ int report_load_run(const char *dir, ReportRun *r, void (*warn)(const char *msg)
   snprintf(path, sizeof path, "%s/summary.json", dir);
   if (!stat(path, &st) && load_summary(path, r, err, cap))
     return -1;
-  /* fractional: summary.json's epochs_done counts whole epochs only */
-  if (r->total_steps > 0)
-    r->epochs_done = (double)r->epochs * (double)r->steps / (double)r->total_steps;
   return 0;
 }
 

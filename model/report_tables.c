@@ -45,6 +45,22 @@ static void pct_or_dash(Svg *t, double x, int dec, const char *unit) {
     P(t, "—");
 }
 
+/* The step of the evaluation reported (the step reached, before any), of the steps
+ * scheduled. */
+static int64_t shown_step(const ReportRun *r) { return r->evaluated ? r->eval_step : r->steps; }
+
+/* Steps (once when the seeds agree) and the epochs they make. */
+static void steps_cells(Svg *t, const Report *rep, const ReportGroup *g) {
+  for (int i = 0; i < g->n_runs; i++) {
+    const ReportRun *r = run_of(rep, g, i), *q = i ? run_of(rep, g, i - 1) : NULL;
+    if (!q || shown_step(r) != shown_step(q) || r->total_steps != q->total_steps)
+      P(t, "%s%lld/%lld", i ? ", " : "", (long long)shown_step(r), (long long)r->total_steps);
+  }
+  const ReportRun *r0 = run_of(rep, g, 0);
+  P(t, " | %.2f | ", r0->total_steps > 0 ? (double)r0->epochs * (double)shown_step(r0) /
+                                                (double)r0->total_steps : 0);
+}
+
 static void table1_row(Svg *t, const Report *rep, int gi) {
   const ReportGroup *g = &rep->groups[gi];
   const ReportRun *r0 = run_of(rep, g, 0);
@@ -52,7 +68,9 @@ static void table1_row(Svg *t, const Report *rep, int gi) {
   pct_or_dash(t, r0->target, 0, "%");
   P(t, " | %d | ", g->n_runs);
   if (!g->n_eval) {
-    P(t, "not evaluated yet | | | | | | |\n");
+    P(t, "not evaluated yet | | | | ");
+    steps_cells(t, rep, g);
+    P(t, "— |\n");
     return;
   }
   pct_or_dash(t, g->acc_mean, 2, "%");
@@ -66,14 +84,7 @@ static void table1_row(Svg *t, const Report *rep, int gi) {
         (long long)r->seed);
   }
   P(t, " | %.4f | ", g->loss_mean);
-  for (int i = 0; i < g->n_runs; i++) {
-    const ReportRun *r = run_of(rep, g, i);
-    bool same = i > 0 && r->steps == run_of(rep, g, i - 1)->steps &&
-                r->total_steps == run_of(rep, g, i - 1)->total_steps;
-    if (!same)
-      P(t, "%s%lld/%lld", i ? ", " : "", (long long)r->steps, (long long)r->total_steps);
-  }
-  P(t, " | %.2f | ", r0->epochs_done);
+  steps_cells(t, rep, g);
   if (rep->baseline < 0 || gi == rep->baseline)
     P(t, "— |\n");
   else
@@ -84,8 +95,8 @@ static void table1(Svg *t, const Report *rep) {
   P(t, "## Table 1: accuracy per configuration\n\n"
        "SST-2 dev accuracy after the last evaluation of each run (the paper's \"Final "
        "Accuracy\"), mean and sample standard deviation (n - 1) over the seeds of a "
-       "configuration, each seed's count, the mean validation loss, optimizer steps "
-       "trained / scheduled, epochs trained, and the difference of the mean to the "
+       "configuration, each seed's count, the mean validation loss, the optimizer step "
+       "of that evaluation / the steps scheduled, the epochs that makes, and the difference of the mean to the "
        "dense baseline in percentage points.\n\n");
   P(t, "| Configuration | select | budget | target s | seeds | accuracy (mean) | std | "
        "counts | val loss | steps | epochs | vs. baseline |\n"

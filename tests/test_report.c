@@ -238,6 +238,16 @@ static void test_report(void) {
         "Table 2 sparse row: wanted \"%s\" and L = 10", want);
   CHECK(strstr(md, "0.500 / ") && strstr(md, "0.700 / "), "per-layer sparsity missing");
   free(md);
+  /* --seq-len replaces the measured L */
+  char out2[320];
+  snprintf(out2, sizeof out2, "%s/out2", g_tmp);
+  char *argv[] = {"--quiet", "--seq-len", "32", "--out", out2, runs};
+  CHECK(report_cli(6, argv) == 0, "--seq-len 32 failed");
+  snprintf(path, sizeof path, "%s/report.md", out2);
+  md = slurp(path);
+  CHECK(md && strstr(md, "8, 32, 32.0 |") && !strstr(md, "8, 32, 10.0 |"),
+        "--seq-len 32 not used in Table 2");
+  free(md);
   const char *labels[] = {"baseline", "sparse", "wip"};
   for (int k = 1; k <= 4; k++) {
     snprintf(path, sizeof path, "%s/fig%d.svg", out, k);
