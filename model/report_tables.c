@@ -153,7 +153,7 @@ static void table2(Svg *t, const Report *rep) {
     double L = seq_len(rep, g);
     P(t, "%.3f |", g->mean_achieved);
     for (int m = 0; m < 3; m++)
-      P(t, " %.1f%% | %.1f%% |", 100 * reduction(g, L, modes[m], false),
+      P(t, " %.1f%% | %.2f%% |", 100 * reduction(g, L, modes[m], false),
         100 * reduction(g, L, modes[m], true));
     P(t, " %d, %d, %.1f |\n", g->hidden, g->intermediate, L);
   }
@@ -178,7 +178,7 @@ static void table2(Svg *t, const Report *rep) {
       }
       P(t, " %.3f", g->achieved[l]);
       if (flops_known(rep, g))
-        P(t, " / %.1f%%", 100 * report_layer_reduction(report_layer_flops(
+        P(t, " / %.2f%%", 100 * report_layer_reduction(report_layer_flops(
                                     g->hidden, g->intermediate, seq_len(rep, g), g->achieved[l],
                                     FLOPS_TRAIN)));
       P(t, " |");

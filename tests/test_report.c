@@ -232,7 +232,7 @@ static void test_report(void) {
     LayerFlops x = report_layer_flops(8, 32, 10, RUNS[2].ach[l], FLOPS_TRAIN);
     attn += report_attn_reduction(x) / 2, layer += report_layer_reduction(x) / 2;
   }
-  snprintf(want, sizeof want, "| %.1f%% | %.1f%% | ", 100 * attn, 100 * layer);
+  snprintf(want, sizeof want, "| %.1f%% | %.2f%% | ", 100 * attn, 100 * layer);
   CHECK(strstr(md, "| sparse | 0.600 | 60.0% |") && strstr(md, want) &&
             strstr(md, "8, 32, 10.0 |"),
         "Table 2 sparse row: wanted \"%s\" and L = 10", want);
