@@ -77,6 +77,21 @@ static int need_num(const cJSON *o, const char *key, const char *where, double *
   return 0;
 }
 
+/* An integer in [lo, hi] (so the casts to int / int64_t that follow are defined). */
+static int need_int(const cJSON *o, const char *key, const char *where, double lo, double hi,
+                    double *out, char *err, size_t cap) {
+  if (need_num(o, key, where, out, err, cap))
+    return -1;
+  if (*out != floor(*out) || *out < lo || *out > hi) {
+    snprintf(err, cap, "%s: key \"%s\": expected an integer in [%.0f, %.0f]", where, key, lo, hi);
+    return -1;
+  }
+  return 0;
+}
+
+enum { I32 = 2147483647 };
+#define I53 9007199254740992.0
+
 static int need_str(const cJSON *o, const char *key, const char *where, char *out, size_t n,
                     char *err, size_t cap) {
   const cJSON *v = get(o, key);
@@ -138,8 +153,8 @@ static int read_result(const cJSON *o, const char *where, ReportRun *r, char *er
   double correct, total;
   if (need_num(o, "accuracy", where, &r->accuracy, err, cap) ||
       need_num(o, "val_loss", where, &r->val_loss, err, cap) ||
-      need_num(o, "correct", where, &correct, err, cap) ||
-      need_num(o, "total", where, &total, err, cap) ||
+      need_int(o, "correct", where, 0, I32, &correct, err, cap) ||
+      need_int(o, "total", where, 0, I32, &total, err, cap) ||
       read_eval_arrays(o, where, r, err, cap))
     return -1;
   r->correct = (int)correct, r->total = (int)total;
@@ -189,12 +204,12 @@ static int read_line(const cJSON *o, const char *where, ReportRun *r, TokenCount
   char type[16];
   double step;
   if (need_str(o, "type", where, type, sizeof type, err, cap) ||
-      need_num(o, "step", where, &step, err, cap))
+      need_int(o, "step", where, 0, I53, &step, err, cap))
     return -1;
   if (!strcmp(type, "step")) {
     double loss, total, tps = NAN, el = NAN;
     if (need_num(o, "loss", where, &loss, err, cap) ||
-        need_num(o, "total_steps", where, &total, err, cap))
+        need_int(o, "total_steps", where, 0, I53, &total, err, cap))
       return -1;
     if (cJSON_IsNumber(get(o, "tokens_per_s")) && cJSON_IsNumber(get(o, "elapsed_s")))
       tps = get(o, "tokens_per_s")->valuedouble, el = get(o, "elapsed_s")->valuedouble;
@@ -307,9 +322,10 @@ static int load_config(const char *dir, ReportRun *r, char *err, size_t cap) {
       need_str(c, "select", path, r->select, sizeof r->select, err, cap) ||
       need_str(c, "budget.kind", path, r->budget, sizeof r->budget, err, cap) ||
       need_num(c, "budget.target", path, &r->target, err, cap) ||
-      need_num(c, "seed", path, &seed, err, cap) || need_num(c, "epochs", path, &epochs, err, cap) ||
-      need_num(c, "batch_size", path, &bs, err, cap) ||
-      need_num(c, "grad_accum", path, &ga, err, cap))
+      need_int(c, "seed", path, 0, I53, &seed, err, cap) ||
+      need_int(c, "epochs", path, 1, I32, &epochs, err, cap) ||
+      need_int(c, "batch_size", path, 1, I32, &bs, err, cap) ||
+      need_int(c, "grad_accum", path, 1, I32, &ga, err, cap))
     goto out;
   if (!strcmp(r->select, "none"))
     r->target = 0;
@@ -335,11 +351,13 @@ static int load_summary(const char *path, ReportRun *r, char *err, size_t cap) {
   int rc = -1;
   const cJSON *fin = get(s, "finished");
   if (!cJSON_IsBool(fin)) {
-    snprintf(err, cap, "%s: key \"finished\": %s", path, fin ? "expected true or false" : "missing");
+    snprintf(err, cap, "%s: key \"finished\": %s", path,
+             fin ? "expected true or false" : "missing");
     goto out;
   }
-  if (need_num(s, "steps", path, &steps, err, cap) ||
-      need_num(s, "total_steps", path, &total, err, cap) || read_result(s, path, r, err, cap))
+  if (need_int(s, "steps", path, 0, I53, &steps, err, cap) ||
+      need_int(s, "total_steps", path, 0, I53, &total, err, cap) ||
+      read_result(s, path, r, err, cap))
     goto out;
   r->has_summary = true, r->finished = cJSON_IsTrue(fin);
   r->steps = r->eval_step = (int64_t)steps, r->total_steps = (int64_t)total;

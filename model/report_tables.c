@@ -96,8 +96,8 @@ static void table1(Svg *t, const Report *rep) {
        "SST-2 dev accuracy after the last evaluation of each run (the paper's \"Final "
        "Accuracy\"), mean and sample standard deviation (n - 1) over the seeds of a "
        "configuration, each seed's count, the mean validation loss, the optimizer step "
-       "of that evaluation / the steps scheduled, the epochs that makes, and the difference of the mean to the "
-       "dense baseline in percentage points.\n\n");
+       "of that evaluation / the steps scheduled, the epochs that makes, and the "
+       "difference of the mean to the dense baseline in percentage points.\n\n");
   P(t, "| Configuration | select | budget | target s | seeds | accuracy (mean) | std | "
        "counts | val loss | steps | epochs | vs. baseline |\n"
        "|---|---|---|---|---|---|---|---|---|---|---|---|\n");

@@ -109,7 +109,9 @@ void svg_line(Svg *s, double x1, double y1, double x2, double y2, const char *co
               const char *dash) {
   if (!fin(x1, y1) || !fin(x2, y2))
     return;
-  put(s, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"%s\" stroke-width=\"%.2f\"",
+  put(s,
+      "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"%s\" "
+      "stroke-width=\"%.2f\"",
       x1, y1, x2, y2, color, width);
   if (dash)
     put(s, " stroke-dasharray=\"%s\"", dash);

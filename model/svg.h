@@ -24,8 +24,8 @@ typedef struct Svg {
 void svg_printf(Svg *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void svg_begin(Svg *s, double width, double height, const char *title);
-/* Closes the document (appends "</svg>"); the text is the caller's (malloc'd), or NULL after a failed
- * allocation. The Svg is empty afterwards. */
+/* Closes the document (appends "</svg>"); the text is the caller's (malloc'd), or NULL
+ * after a failed allocation. The Svg is empty afterwards. */
 char *svg_end(Svg *s, size_t *len);
 void svg_free(Svg *s);
 /* The text so far without closing anything (malloc'd, or NULL after a failed

@@ -194,8 +194,10 @@ static int run_report(const char *out, const char *a1, const char *a2) {
 }
 
 static const Fake RUNS[] = {
-    {"baseline_s1", "none", "uniform", 0, 1, 790, 872, 1, 0.30, {0, 0}, {3, 3.2, 3.1, 3.3}, true, false},
-    {"baseline_s2", "none", "uniform", 0, 2, 784, 872, 2, 0.34, {0, 0}, {3, 3.1, 3.2, 3.4}, true, false},
+    {"baseline_s1", "none", "uniform", 0, 1, 790, 872, 1, 0.30, {0, 0}, {3, 3.2, 3.1, 3.3}, true,
+     false},
+    {"baseline_s2", "none", "uniform", 0, 2, 784, 872, 2, 0.34, {0, 0}, {3, 3.1, 3.2, 3.4}, true,
+     false},
     {"sparse_s1", "head_quantile", "adaptive", 0.6, 1, 800, 872, 1, 0.28, {0.5, 0.7},
      {1.5, 1.7, 1.2, 1.1}, true, false},
     {"wip", "head_quantile", "uniform", 0.8, 7, 770, 872, 1, 0.40, {0.8, 0.8},
