@@ -302,6 +302,9 @@ static void test_bad_input(void) {
              "metrics.jsonl:1: unknown \"type\" \"nope\"");
   expect_bad("bad_summary", "summary.json", "{\n  \"finished\": true,\n  \"steps\": ,\n}\n",
              "summary.json:3:");
+  expect_bad("bad_int", "summary.json",
+             "{\"finished\": true, \"steps\": 2.5, \"total_steps\": 4}\n",
+             "summary.json: key \"steps\": expected an integer");
   expect_bad("bad_config", "config.json", "{\"name\": \"x\", \"select\": 3}\n",
              "config.json: key \"select\": expected a string");
   char out[400], miss[400];
