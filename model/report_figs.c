@@ -210,12 +210,33 @@ static void smooth(const double *y, double *out, int n, int w) {
   }
 }
 
+/* Each run's smoothed training loss (malloc'd, run order; NULL when out of memory). */
+static double **smoothed_losses(const Report *rep) {
+  double **y = calloc((size_t)(rep->n_runs ? rep->n_runs : 1), sizeof *y);
+  for (int i = 0; y && i < rep->n_runs; i++) {
+    const ReportRun *r = &rep->runs[i];
+    if (!(y[i] = malloc(sizeof(double) * (size_t)(r->n_steps + 1)))) {
+      for (int j = 0; j < i; j++)
+        free(y[j]);
+      free(y);
+      return NULL;
+    }
+    smooth(r->step_loss, y[i], r->n_steps, r->n_steps / 20 > 1 ? r->n_steps / 20 : 1);
+  }
+  return y;
+}
+
 static void fig4_train(Svg *s, const Report *rep, double px) {
-  double lo = INFINITY, hi = -INFINITY, xmax = 1;
+  double **y = smoothed_losses(rep), lo = INFINITY, hi = -INFINITY, xmax = 1;
+  double *x = malloc(sizeof(double) * (size_t)(rep->n_runs ? rep->n_runs : 1));
+  if (!y || !x) {
+    s->oom = true;
+    free(x), free(y);
+    return;
+  }
   for (int i = 0; i < rep->n_runs; i++)
     for (int k = 0; k < rep->runs[i].n_steps; k++)
-      widen(&lo, &hi, rep->runs[i].step_loss[k]),
-          xmax = fmax(xmax, (double)rep->runs[i].step_at[k]);
+      widen(&lo, &hi, y[i][k]), xmax = fmax(xmax, (double)rep->runs[i].step_at[k]);
   if (!isfinite(lo))
     lo = 0, hi = 1;
   Plot p;
@@ -223,21 +244,21 @@ static void fig4_train(Svg *s, const Report *rep, double px) {
   plot_axes(s, &p, "optimizer step", "training loss", "Training loss (moving average)", NULL, 0);
   for (int g = 0; g < rep->n_groups; g++)
     for (int i = 0; i < rep->groups[g].n_runs; i++) {
-      const ReportRun *r = &rep->runs[rep->groups[g].runs[i]];
-      double *x = malloc(sizeof(double) * (size_t)(r->n_steps + 1));
-      double *y = malloc(sizeof(double) * (size_t)(r->n_steps + 1));
-      if (!x || !y) {
+      int ri = rep->groups[g].runs[i];
+      const ReportRun *r = &rep->runs[ri];
+      double *xs = realloc(x, sizeof(double) * (size_t)(r->n_steps + 1));
+      if (!xs) {
         s->oom = true;
-        free(x), free(y);
-        return;
+        break;
       }
+      x = xs;
       for (int k = 0; k < r->n_steps; k++)
         x[k] = (double)r->step_at[k];
-      int w = r->n_steps / 20 > 1 ? r->n_steps / 20 : 1;
-      smooth(r->step_loss, y, r->n_steps, w);
-      plot_line(s, &p, x, y, r->n_steps, svg_color(g), 1.5, i % 2 ? "6 3" : NULL, 0);
-      free(x), free(y);
+      plot_line(s, &p, x, y[ri], r->n_steps, svg_color(g), 1.5, i % 2 ? "6 3" : NULL, 0);
     }
+  for (int i = 0; i < rep->n_runs; i++)
+    free(y[i]);
+  free(y), free(x);
 }
 
 static void fig4_val(Svg *s, const Report *rep, double px) {
