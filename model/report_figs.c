@@ -97,7 +97,7 @@ static char *fig2(const Report *rep, size_t *len) {
   int maxl = 0;
   for (int g = 0; g < rep->n_groups; g++)
     maxl = rep->groups[g].layers > maxl ? rep->groups[g].layers : maxl;
-  char names[REPORT_MAX_LAYERS][8];
+  char names[REPORT_MAX_LAYERS][12];
   const char *cat[REPORT_MAX_LAYERS];
   for (int l = 0; l < maxl; l++)
     snprintf(names[l], sizeof names[l], "%d", l + 1), cat[l] = names[l];
