@@ -63,6 +63,17 @@ static int push_path(Paths *ps, const char *path) {
   return 0;
 }
 
+/* Adds a run folder unless the same folder is already in (runs/x and runs/x/ and
+ * ./runs/x are one run). */
+static int push_run(Paths *ps, const char *path) {
+  char a[PATH_MAX], b[PATH_MAX];
+  if (realpath(path, a))
+    for (int i = 0; i < ps->n; i++)
+      if (realpath(ps->p[i], b) && !strcmp(a, b))
+        return 0;
+  return push_path(ps, path);
+}
+
 static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -90,7 +101,7 @@ static int scan_dir(const char *dir, Paths *out, char *err, size_t cap) {
   qsort(found.p, (size_t)found.n, sizeof *found.p, cmp_str);
   for (int i = 0; i < found.n; i++) {
     if (!rc)
-      rc = push_path(out, found.p[i]);
+      rc = push_run(out, found.p[i]);
     free(found.p[i]);
   }
   free(found.p);
@@ -117,7 +128,7 @@ static int expand(char **args, int n, const char *out_dir, Paths *runs, char *er
       snprintf(msg, sizeof msg, "%s: not a folder, skipped", args[i]);
       warn(msg);
     } else if (report_is_run_dir(args[i])) {
-      if (push_path(runs, args[i])) {
+      if (push_run(runs, args[i])) {
         snprintf(err, cap, "report: out of memory");
         return -1;
       }

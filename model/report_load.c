@@ -343,7 +343,8 @@ out:
   return rc;
 }
 
-static int load_summary(const char *path, ReportRun *r, char *err, size_t cap) {
+static int load_summary(const char *path, ReportRun *r, void (*warn)(const char *), char *err,
+                        size_t cap) {
   cJSON *s = parse_file(path, err, cap);
   if (!s)
     return -1;
@@ -356,8 +357,20 @@ static int load_summary(const char *path, ReportRun *r, char *err, size_t cap) {
     goto out;
   }
   if (need_int(s, "steps", path, 0, I53, &steps, err, cap) ||
-      need_int(s, "total_steps", path, 0, I53, &total, err, cap) ||
-      read_result(s, path, r, err, cap))
+      need_int(s, "total_steps", path, 0, I53, &total, err, cap))
+    goto out;
+  /* --resume leaves the summary of the stop it continues from until it writes a new
+   * one: metrics.jsonl then has later evaluations, which are the run's state */
+  if (r->evaluated && (int64_t)steps < r->eval_step) {
+    char msg[4400];
+    snprintf(msg, sizeof msg, "%s: older than metrics.jsonl (a resumed run in progress?); "
+             "the last evaluation there is used", path);
+    if (warn)
+      warn(msg);
+    rc = 0;
+    goto out;
+  }
+  if (read_result(s, path, r, err, cap))
     goto out;
   r->has_summary = true, r->finished = cJSON_IsTrue(fin);
   r->steps = r->eval_step = (int64_t)steps, r->total_steps = (int64_t)total;
@@ -388,7 +401,7 @@ int report_load_run(const char *dir, ReportRun *r, void (*warn)(const char *msg)
   /* the summary is written last by a finished (or max_steps-stopped) run; its final
    * evaluation is the same as the last eval line, and it has the exact token count */
   snprintf(path, sizeof path, "%s/summary.json", dir);
-  if (!stat(path, &st) && load_summary(path, r, err, cap))
+  if (!stat(path, &st) && load_summary(path, r, warn, err, cap))
     return -1;
   return 0;
 }

@@ -212,7 +212,9 @@ static void test_report(void) {
   for (size_t i = 0; i < sizeof RUNS / sizeof *RUNS; i++)
     write_run(&RUNS[i]);
   put_file(runs, "README", "not a run\n");   /* a shell glob picks it up: skipped */
-  CHECK(run_report(out, runs, NULL) == 0, "report over a folder of runs failed");
+  char again[320];   /* a run named twice counts once */
+  snprintf(again, sizeof again, "%s/baseline_s1/", runs);
+  CHECK(run_report(out, runs, again) == 0, "report over a folder of runs failed");
   snprintf(path, sizeof path, "%s/report.md", out);
   char *md = slurp(path), want[256];
   CHECK(md != NULL, "no report.md");
@@ -316,6 +318,27 @@ static void test_bad_input(void) {
         "--help / unknown option / no RUN_DIR");
 }
 
+/* A resumed run still in progress keeps the summary of the stop it continued from;
+ * the later evaluations of metrics.jsonl win. */
+static void test_stale_summary(void) {
+  Fake f = RUNS[2];
+  f.name = "resumed";
+  write_run(&f);
+  char dir[400], err[512];
+  snprintf(dir, sizeof dir, "%s/runs/resumed", g_tmp);
+  FILE *m = fopen(strcat(strcpy(err, dir), "/metrics.jsonl"), "a");
+  fprintf(m, "{\"type\": \"eval\", \"step\": 8, \"val_loss\": 0.25, \"accuracy\": 0.9, "
+             "\"correct\": 810, \"total\": 872, \"achieved_sparsity\": [0.4, 0.6], "
+             "\"entropy\": [[1, 1], [1, 1]]}\n");
+  fclose(m);
+  ReportRun r;
+  CHECK(report_load_run(dir, &r, NULL, err, sizeof err) == 0, "%s", err);
+  CHECK(!r.has_summary && r.correct == 810 && r.eval_step == 8 && r.achieved[0] == 0.4,
+        "stale summary used: has_summary %d, correct %d, step %lld", r.has_summary, r.correct,
+        (long long)r.eval_step);
+  report_run_free(&r);
+}
+
 int main(void) {
   snprintf(g_tmp, sizeof g_tmp, "/tmp/crisp-test-report.XXXXXX");
   if (!mkdtemp(g_tmp))
@@ -324,6 +347,7 @@ int main(void) {
   test_flops();
   test_report();
   test_bad_input();
+  test_stale_summary();
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
   if (check_failed == 0 && system(cmd) != 0)
