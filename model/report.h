@@ -57,6 +57,7 @@ typedef struct ReportGroup {
   int n_runs, *runs;               /* indices into the run array */
   int n_eval;                      /* runs with an evaluation */
   bool dense;                      /* select "none" */
+  char select[32];
   double acc_mean, acc_std;        /* over evaluated runs; std NAN when n_eval < 2 */
   double loss_mean;
   double achieved[REPORT_MAX_LAYERS], mean_achieved; /* means over evaluated runs */
@@ -94,7 +95,9 @@ double report_pearson(const double *x, const double *y, int n);
 
 /* FLOPs of one encoder layer for one sequence of L tokens (hidden d, FFN f) at attention
  * sparsity s; multiply-adds count 2, elementwise work (softmax, LayerNorm, GELU) is not
- * counted. See docs/report.md for the derivation. */
+ * counted. select_passes: extra dense score passes the selection makes in the forward
+ * (report_select_passes); the reference is always the dense kernel (select "none").
+ * See docs/report.md for the derivation. */
 typedef enum FlopsMode {
   FLOPS_TRAIN,       /* forward + backward, a kept-only kernel: the score pass stays dense */
   FLOPS_INFER,       /* forward only, a kept-only kernel */
@@ -102,10 +105,14 @@ typedef enum FlopsMode {
 } FlopsMode;
 typedef struct LayerFlops {
   double linear;     /* Q, K, V, output projections and the FFN */
-  double attn_dense; /* attention at s = 0 */
+  double attn_dense; /* the dense kernel's attention (select none) */
   double attn;       /* attention at s */
 } LayerFlops;
-LayerFlops report_layer_flops(double d, double f, double L, double s, FlopsMode mode);
+LayerFlops report_layer_flops(double d, double f, double L, double s, FlopsMode mode,
+                              int select_passes);
+/* crisp's select kernels for head_quantile and layer_quantile recompute every score in
+ * each of their 3 radix rounds (docs/kernels-select.md): 3; other modes 0. */
+int report_select_passes(const char *select);
 /* 1 - attn / attn_dense and the same for the layer (linear + attention). */
 double report_attn_reduction(LayerFlops x);
 double report_layer_reduction(LayerFlops x);

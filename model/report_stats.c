@@ -43,27 +43,33 @@ double report_pearson(const double *x, const double *y, int n) {
  * kernels are FlashAttention-style: the score pass S = Q K^T runs densely in the
  * forward (the threshold needs every score) and is recomputed by both backward
  * kernels; the products with P or dS (P V; dP = dO V^T, in both backward kernels;
- * dQ, dK, dV) touch kept pairs only and so scale with 1 - s. */
-LayerFlops report_layer_flops(double d, double f, double L, double s, FlopsMode mode) {
-  double lin = 2 * L * (4 * d * d + 2 * d * f), prod = 2 * L * L * d;
+ * dQ, dK, dV) touch kept pairs only and so scale with 1 - s. The quantile modes'
+ * select kernels add their score passes to the forward. */
+LayerFlops report_layer_flops(double d, double f, double L, double s, FlopsMode mode,
+                              int select_passes) {
+  double lin = 2 * L * (4 * d * d + 2 * d * f), prod = 2 * L * L * d, sel = select_passes;
   LayerFlops x;
   switch (mode) {
   case FLOPS_TRAIN:
     x.linear = 3 * lin;
     x.attn_dense = 3 * prod + 6 * prod;
-    x.attn = 3 * prod + 6 * prod * (1 - s);
+    x.attn = (3 + sel) * prod + 6 * prod * (1 - s);
     break;
   case FLOPS_INFER:
     x.linear = lin;
     x.attn_dense = 2 * prod;
-    x.attn = prod + prod * (1 - s);
+    x.attn = (1 + sel) * prod + prod * (1 - s);
     break;
-  default:  /* the paper's count; the same ratios for forward and training */
+  default:  /* the paper's count, no selection cost; the same ratios for training */
     x.linear = lin;
     x.attn_dense = 2 * prod;
     x.attn = 2 * prod * (1 - s);
   }
   return x;
+}
+
+int report_select_passes(const char *select) {
+  return !strcmp(select, "head_quantile") || !strcmp(select, "layer_quantile") ? 3 : 0;
 }
 
 double report_attn_reduction(LayerFlops x) {
@@ -178,6 +184,7 @@ int report_group(Report *rep, char *err, size_t cap) {
         return -1;
       }
       g->dense = !strcmp(rep->runs[i].select, "none");
+      snprintf(g->select, sizeof g->select, "%s", rep->runs[i].select);
     }
     g->runs[g->n_runs++] = i;
   }

@@ -116,7 +116,8 @@ static double seq_len(const Report *rep, const ReportGroup *g) {
 static double reduction(const ReportGroup *g, double L, FlopsMode m, bool layer) {
   double sum = 0;
   for (int l = 0; l < g->layers; l++) {
-    LayerFlops x = report_layer_flops(g->hidden, g->intermediate, L, g->achieved[l], m);
+    LayerFlops x = report_layer_flops(g->hidden, g->intermediate, L, g->achieved[l], m,
+                                      report_select_passes(g->select));
     sum += layer ? report_layer_reduction(x) : report_attn_reduction(x);
   }
   return g->layers ? sum / g->layers : NAN;
@@ -133,9 +134,11 @@ static void table2(Svg *t, const Report *rep) {
        "*paper*: every attention product scales with 1 - s (the paper's count); "
        "*crisp train*: a training step with crisp's kept-only kernels (the score pass "
        "Q·Kᵀ stays dense — forward and both backward recomputations —, the products "
-       "with P or dS scale with 1 - s); *crisp infer*: the forward only. \"Layer\" is "
-       "the share of one encoder layer's FLOPs (attention + Q/K/V/output projections + "
-       "FFN) saved. Formulas below.\n\n",
+       "with P or dS scale with 1 - s; head_quantile and layer_quantile add the select "
+       "kernels' 3 score passes); *crisp infer*: the forward only. All against the dense "
+       "kernel (select none); negative: more FLOPs than dense. \"Layer\" is the share of "
+       "one encoder layer's FLOPs (attention + Q/K/V/output projections + FFN) saved. "
+       "Formulas below.\n\n",
     rep->seq_len_override > 0 ? "given by --seq-len" : "the measured mean of the training "
                                                        "sentences");
   P(t, "| Configuration | achieved s | Attn. (paper) | Layer (paper) | Attn. (crisp train) | "
@@ -178,9 +181,11 @@ static void table2(Svg *t, const Report *rep) {
       }
       P(t, " %.3f", g->achieved[l]);
       if (flops_known(rep, g))
-        P(t, " / %.2f%%", 100 * report_layer_reduction(report_layer_flops(
-                                    g->hidden, g->intermediate, seq_len(rep, g), g->achieved[l],
-                                    FLOPS_TRAIN)));
+        P(t, " / %.2f%%",
+          100 * report_layer_reduction(report_layer_flops(g->hidden, g->intermediate,
+                                                           seq_len(rep, g), g->achieved[l],
+                                                           FLOPS_TRAIN,
+                                                           report_select_passes(g->select))));
       P(t, " |");
     }
     P(t, "\n");
@@ -233,9 +238,12 @@ static void formulas(Svg *t) {
        "= 2L²d. Forward: scores Q·Kᵀ (dense) + P·V (× (1 - s)). Training with crisp's "
        "kernels: 3 dense score passes (forward; recomputed by both backward kernels) + "
        "6 products × (1 - s) (P·V; dP = dO·Vᵀ in each backward kernel; dQ, dK, dV). "
-       "The paper's count scales all attention products with (1 - s). Attention "
-       "reduction = 1 - attn(s)/attn(0); layer reduction = (attn(0) - attn(s)) / "
-       "(linear + attn(0)); the model's = the mean over layers.\n"
+       "head_quantile and layer_quantile: + 3 dense score passes in the forward (the "
+       "select kernels' radix rounds each recompute every score). The paper's count "
+       "scales all attention products with (1 - s) and has no selection cost. Attention "
+       "reduction = 1 - attn(s)/attn_dense; layer reduction = (attn_dense - attn(s)) / "
+       "(linear + attn_dense), attn_dense being the dense kernel's (select none); the "
+       "model's = the mean over layers.\n"
        "- L: valid tokens per training sentence, train_tokens / (steps × batch_size × "
        "grad_accum) (the last, shorter group of an epoch makes it a slight "
        "underestimate); attention cost grows with L², so a mix of lengths saves more "

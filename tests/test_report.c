@@ -116,30 +116,42 @@ static void test_stats(void) {
         "pearson must be NAN without spread or with n < 3");
 }
 
-/* d = 64, f = 256, L = 32, s = 0.5: linear forward 64 x (4 x 4096 + 2 x 64 x 256) =
+/* Without selection passes (row_topk), d = 64, f = 256, L = 32, s = 0.5: linear forward 64 x (4 x 4096 + 2 x 64 x 256) =
  * 3,145,728; one L x L product 2 x 1024 x 64 = 131,072 = P.
  * train: linear 9,437,184; attention 9P dense, 3P + 6P x 0.5 = 6P: saves 3P = 393,216
  *   -> attention 1/3, layer 393,216 / 10,616,832 = 1/27.
  * infer: 2P dense, P + 0.5 P: saves P/2 -> attention 1/4, layer 65,536 / 3,407,872 = 1/52.
  * paper: saves half of 2P -> attention 1/2, layer 131,072 / 3,407,872 = 1/26. */
 static void test_flops(void) {
-  LayerFlops t = report_layer_flops(64, 256, 32, 0.5, FLOPS_TRAIN);
+  LayerFlops t = report_layer_flops(64, 256, 32, 0.5, FLOPS_TRAIN, 0);
   CHECK(t.linear == 9437184 && t.attn_dense == 1179648 && t.attn == 786432,
         "train flops %g %g %g", t.linear, t.attn_dense, t.attn);
   CHECK(fabs(report_attn_reduction(t) - 1.0 / 3) < 1e-15, "train attn %g",
         report_attn_reduction(t));
   CHECK(fabs(report_layer_reduction(t) - 1.0 / 27) < 1e-15, "train layer %g",
         report_layer_reduction(t));
-  LayerFlops i = report_layer_flops(64, 256, 32, 0.5, FLOPS_INFER);
+  LayerFlops i = report_layer_flops(64, 256, 32, 0.5, FLOPS_INFER, 0);
   CHECK(fabs(report_attn_reduction(i) - 0.25) < 1e-15 &&
             fabs(report_layer_reduction(i) - 1.0 / 52) < 1e-15,
         "infer %g %g", report_attn_reduction(i), report_layer_reduction(i));
-  LayerFlops a = report_layer_flops(64, 256, 32, 0.5, FLOPS_ALL_SCALE);
+  LayerFlops a = report_layer_flops(64, 256, 32, 0.5, FLOPS_ALL_SCALE, 3);
   CHECK(fabs(report_attn_reduction(a) - 0.5) < 1e-15 &&
             fabs(report_layer_reduction(a) - 1.0 / 26) < 1e-15,
         "paper %g %g", report_attn_reduction(a), report_layer_reduction(a));
-  LayerFlops z = report_layer_flops(64, 256, 32, 0, FLOPS_TRAIN);
+  LayerFlops z = report_layer_flops(64, 256, 32, 0, FLOPS_TRAIN, 0);
   CHECK(report_layer_reduction(z) == 0, "s = 0 saves nothing");
+  /* head_quantile: 3 more score passes. train 6P + 6P x 0.5 = 9P: nothing saved;
+   * infer 4P + P/2 against 2P: 2.5 P = 327,680 more -> attention -5/4, layer -5/52 */
+  CHECK(report_select_passes("head_quantile") == 3 && report_select_passes("row_topk") == 0 &&
+            report_select_passes("none") == 0,
+        "select passes");
+  LayerFlops q = report_layer_flops(64, 256, 32, 0.5, FLOPS_TRAIN, 3);
+  CHECK(q.attn == q.attn_dense && report_attn_reduction(q) == 0, "quantile train %g %g", q.attn,
+        q.attn_dense);
+  q = report_layer_flops(64, 256, 32, 0.5, FLOPS_INFER, 3);
+  CHECK(fabs(report_attn_reduction(q) + 1.25) < 1e-15 &&
+            fabs(report_layer_reduction(q) + 5.0 / 52) < 1e-15,
+        "quantile infer %g %g", report_attn_reduction(q), report_layer_reduction(q));
 }
 
 /* Balanced tags, <?xml ...?> prolog, no nan/inf in the text. */
@@ -233,7 +245,7 @@ static void test_report(void) {
   /* Table 2, sparse: s = (0.5, 0.7), d 8, f 32, L = 320 / (4 x 4 x 2) = 10 */
   double attn = 0, layer = 0;
   for (int l = 0; l < 2; l++) {
-    LayerFlops x = report_layer_flops(8, 32, 10, RUNS[2].ach[l], FLOPS_TRAIN);
+    LayerFlops x = report_layer_flops(8, 32, 10, RUNS[2].ach[l], FLOPS_TRAIN, 3);
     attn += report_attn_reduction(x) / 2, layer += report_layer_reduction(x) / 2;
   }
   snprintf(want, sizeof want, "| %.1f%% | %.2f%% | ", 100 * attn, 100 * layer);
