@@ -116,8 +116,8 @@ static void test_stats(void) {
         "pearson must be NAN without spread or with n < 3");
 }
 
-/* Without selection passes (row_topk), d = 64, f = 256, L = 32, s = 0.5: linear forward 64 x (4 x 4096 + 2 x 64 x 256) =
- * 3,145,728; one L x L product 2 x 1024 x 64 = 131,072 = P.
+/* Without selection passes (row_topk), d = 64, f = 256, L = 32, s = 0.5: linear forward
+ * 64 x (4 x 4096 + 2 x 64 x 256) = 3,145,728; one L x L product 2 x 1024 x 64 = 131,072 = P.
  * train: linear 9,437,184; attention 9P dense, 3P + 6P x 0.5 = 6P: saves 3P = 393,216
  *   -> attention 1/3, layer 393,216 / 10,616,832 = 1/27.
  * infer: 2P dense, P + 0.5 P: saves P/2 -> attention 1/4, layer 65,536 / 3,407,872 = 1/52.
