@@ -1,6 +1,7 @@
 /* cli.c: `crisp train | eval | predict` (see cli.h and docs/training.md). */
 #include "cli.h"
 
+#include "report.h"
 #include "train.h"
 
 #include "../runtime/fsutil.h"
@@ -28,6 +29,7 @@ static const char USAGE_MAIN[] =
     "  train     fine-tune on SST-2 (no --model: a small random model, a quick demo run)\n"
     "  eval      accuracy and loss of a model folder on SST-2's dev set\n"
     "  predict   label and probabilities for sentences\n"
+    "  report    the paper's tables and figures from run folders\n"
     "\n"
     "`crisp COMMAND --help` lists each command's options. docs/training.md has the details.\n";
 
@@ -699,6 +701,8 @@ int crisp_cli(int argc, char **argv) {
     return cmd_eval(argc - 2, argv + 2);
   if (!strcmp(cmd, "predict"))
     return cmd_predict(argc - 2, argv + 2);
+  if (!strcmp(cmd, "report"))
+    return report_cli(argc - 2, argv + 2);
   fprintf(stderr, "crisp: unknown command \"%s\"\n\n%s", cmd, USAGE_MAIN);
   return 2;
 }

@@ -31,7 +31,7 @@ expect_rc() {   # expect_rc RC MESSAGE-REGEX -- ARGS...
 }
 
 # --help and usage errors
-for c in train eval predict; do
+for c in train eval predict report; do
   expect_rc 0 "usage: crisp $c" -- $c --help
 done
 expect_rc 0 "commands:" -- --help
@@ -143,6 +143,15 @@ echo "$out"
 [ "$(echo "$out" | grep -Ec '^(positive|negative)	negative [0-9.]+  positive [0-9.]+	the ')" -eq 2 ] \
   && ok || bad "predict: not one line per text with both probabilities"
 expect_rc 2 "--sparsity: 3 values for a 2-layer model" -- predict --model "$run/final" --sparsity 0.1,0.2,0.3 x
+
+# crisp report reads what crisp train wrote (the format of metrics.c, end to end)
+out=$("$crisp" report --out "$tmp/report" "$tmp/runs" 2>&1)
+rc=$?
+[ $rc -eq 0 ] && ok || bad "crisp report exited $rc: $out"
+count=$(python3 -c "import json; print(json.load(open('$run/summary.json'))['count'])")
+grep -q "^| tiny | head_quantile | adaptive | 80% | 1 | .* | $count (s42) | .* | 6/6 | " \
+  "$tmp/report/report.md" && ok || bad "report.md: no Table 1 row for tiny with $count"
+ls "$tmp/report"/fig{1,2,3,4}.svg >/dev/null && ok || bad "report: figures missing"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
