@@ -131,13 +131,13 @@ int main(int argc, char **argv) {
       fprintf(stderr, "bench_train: %s\n", m->err);
       return 1;
     }
-    double norm = grad_norm(m->grads_mem, m->n_param_floats);
+    RtPool *pool = rt_host_pool(be);   /* as the trainer's optimizer step */
+    double norm = grad_norm_par(pool, m->grads_mem, m->n_param_floats);
     float gscale = (float)clip_coef(norm, 1.0);
     adamw_begin(&o);
-    for (int i = 0; i < m->n_params; i++)
-      adamw_update(&o, m->param[i], m->grad[i], (size_t)(m->param[i] - m->params_mem),
-                   m->info[i].numel, m->info[i].rank == 2, 2e-5, gscale);
-    model_zero_grad(m);
+    for (int i = 0; i < m->n_params; i++)   /* zeroes the gradients too */
+      adamw_update_par(pool, &o, m->param[i], m->grad[i], (size_t)(m->param[i] - m->params_mem),
+                       m->info[i].numel, m->info[i].rank == 2, 2e-5, gscale, true);
     if (k >= 0)
       t[k] = rt_now() - t0;
   }

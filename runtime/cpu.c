@@ -32,6 +32,8 @@ struct RtEvent {
 
 static Cpu *cpu(Backend *b) { return b->impl; }
 
+static const BackendOps cpu_ops;
+
 static int cpu_alloc(Backend *b, size_t bytes, DevPtr *out) {
   size_t n = (bytes + 63) / 64 * 64;
   void *p = aligned_alloc(64, n ? n : 64);
@@ -173,6 +175,10 @@ static int cpu_gemm(Backend *b, const RtGemm *g) {
     }
   }
   return 0;
+}
+
+struct RtPool *rt_host_pool(Backend *b) {
+  return b && b->ops == &cpu_ops ? cpu(b)->pool : NULL;
 }
 
 static void cpu_close(Backend *b) {
