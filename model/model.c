@@ -68,6 +68,7 @@ static void plan_acts(Model *m, Plan *p, LayerActs *layers) {
     t->rows.tau = take_f(p, BHN);
     t->rows.kept = take_i(p, BHN);
     t->rows.entropy = take_f(p, BHN);
+    t->rows.dense_entropy = take_f(p, BHN);
     t->rows.delta = a->delta;
     t->res1 = take_f(p, R * C);
     t->ln1_mean = take_f(p, R);
@@ -335,10 +336,11 @@ static DropoutSite hidden_site(const Model *m, float p, int layer, int site) {
   return (DropoutSite){p, m->seed, m->step, HIDDEN_SITE | (uint32_t)layer, (uint32_t)site};
 }
 
-static AttnCall attn_call(const Model *m, int l, bool stats) {
+static AttnCall attn_call(const Model *m, int l, bool stats, bool dense_stats) {
   return (AttnCall){.impl = m->run_attn.impl, .select = m->run_attn.select, .sparsity = m->run_attn.sparsity[l],
                     .keep_min = m->run_attn.keep_min, .dropout = m->run_drop.attention,
-                    .seed = m->seed, .step = m->step, .layer = (uint32_t)l, .stats = stats};
+                    .seed = m->seed, .step = m->step, .layer = (uint32_t)l, .stats = stats,
+                    .dense_stats = dense_stats};
 }
 
 static void collect_stats(Model *m, int l) {
@@ -407,7 +409,7 @@ int model_forward(Model *m, const int32_t *ids, const int32_t *lengths, int B, i
         linear_forward(be, t->qkv + C, 3 * C, x, C, p->kw, p->kb, R, C, C) ||
         linear_forward(be, t->qkv + 2 * C, 3 * C, x, C, p->vw, p->vb, R, C, C))
       return gemm_fail(m, "q/k/v projection");
-    AttnCall ac = attn_call(m, l, run->stats);
+    AttnCall ac = attn_call(m, l, run->stats, run->dense_stats);
     if (attention_forward(&m->attn_engine, &ac, t->qkv, t->att, a->lengths, B, N, &t->rows,
                           m->err, sizeof m->err))
       return -1;
@@ -531,7 +533,7 @@ int model_backward(Model *m) {
     }
     if (linear_backward(be, X, C, 0.0f, gp->ow, gp->ob, d_proj, C, t->att, C, p->ow, R, C, C))
       return gemm_fail(m, "attention output projection backward");
-    AttnCall ac = attn_call(m, l, false);
+    AttnCall ac = attn_call(m, l, false, false);
     if (attention_backward(&m->attn_engine, &ac, t->qkv, t->att, X, a->g_qkv, a->lengths, B, N,
                            &t->rows, m->err, sizeof m->err))
       return -1;

@@ -804,7 +804,8 @@ int train_run(TrainConfig *c, const TrainOptions *opt, TrainResult *res, char *e
         for (int l = 0; l < L; l++)   /* the mean over the step's micro-batches */
           s_used[l] = (j ? s_used[l] : 0) + (double)m->attn.sparsity[l] / group;
         ModelRun run = {.train = true, .seed = (uint32_t)c->seed, .step = (uint32_t)r.st.micro,
-                        .stats = adaptive};
+                        .stats = adaptive && c->budget.entropy == BUDGET_ENTROPY_KEPT,
+                        .dense_stats = adaptive && c->budget.entropy == BUDGET_ENTROPY_DENSE};
         if (model_forward(m, b.ids, b.lengths, b.B, b.N, b.labels, &run) || model_backward(m)) {
           snprintf(err, cap, "step %lld: %s", (long long)r.st.opt_step + 1, m->err);
           failed = true;
@@ -812,7 +813,7 @@ int train_run(TrainConfig *c, const TrainOptions *opt, TrainResult *res, char *e
         }
         if (adaptive) {
           double conc[MODEL_MAX_LAYERS];
-          budget_concentration(m, c->budget.norm, conc);
+          budget_concentration(m, &c->budget, conc);
           budget_observe(&r.st.budget, conc);
         }
         loss_sum += run.loss;
