@@ -194,14 +194,19 @@ static void gemm_blocks(void *ctx, int64_t first, int64_t last) {
 /* BLAS's own threads spin (sched_yield) for a while after each call and while waiting
  * for each other; between GEMMs the pool runs the attention kernels and the model's
  * loops on the same cores, so on a small machine those spinning threads take time
- * from them. With split, BLAS runs single-threaded and each GEMM is cut into blocks
- * of 128 rows (or columns, whichever dimension is larger) that the pool's threads
- * take: one set of threads for everything. Each element of C is computed by the same
- * single-threaded kernel over the whole k whatever the block, so the result does not
- * depend on the thread count. */
+ * from them. With split, BLAS runs single-threaded and each GEMM is cut along the
+ * larger dimension of C into about two blocks per thread (a multiple of 16, at least
+ * 64) that the pool's threads take: one set of threads for everything. Each call
+ * packs the other operand again, so blocks stay few and large; cutting the larger
+ * dimension re-packs the smaller operand. Each element of C is computed by the same
+ * single-threaded kernel over the whole k whatever the block, so the result does
+ * not depend on the thread count. */
 static void gemm_split(Cpu *c, const RtGemm *g, const float *A, const float *B, float *C) {
-  SplitCtx x = {c, g, A, B, C, g->m >= g->n, 128};
-  int64_t dim = x.by_rows ? g->m : g->n;
+  SplitCtx x = {c, g, A, B, C, g->m >= g->n, 0};
+  int64_t dim = x.by_rows ? g->m : g->n, parts = 2 * (int64_t)rt_pool_threads(c->pool);
+  x.block = ((dim + parts - 1) / parts + 15) / 16 * 16;
+  if (x.block < 64)
+    x.block = 64;
   rt_pool_run(c->pool, (dim + x.block - 1) / x.block, 1, gemm_blocks, &x);
 }
 

@@ -302,9 +302,9 @@ static void test_gemm(void) {
     RtGemm bad = {.m = 4, .n = 4, .k = 4, .lda = 2, .ldb = 4, .ldc = 4};
     CHECK(rt_gemm(b, &bad) == -1 && strstr(b->err, "leading dimension"), "lda check: %s", b->err);
     backend_close(b);
-    /* three threads: OpenBLAS runs single-threaded, each GEMM cut into blocks of 128
-     * rows or columns over the pool (cpu.c gemm_split): shapes with several blocks
-     * and a short last one along either dimension, every transpose, a batch */
+    /* three threads: OpenBLAS runs single-threaded, each GEMM cut into blocks of rows
+     * or columns over the pool (cpu.c gemm_split; 64 here): shapes with several
+     * blocks and a short last one along either dimension, every transpose, a batch */
     if (!(b = backend_open("cpu", &(BackendOptions){.threads = 3}, err, sizeof err))) {
       CHECK(0, "cpu: %s", err);
       continue;
