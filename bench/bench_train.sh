@@ -15,6 +15,7 @@
 # s = 0.8 (the sparse configurations); PyTorch runs transformers' default attention
 # (sdpa). Without torch/transformers, PyTorch is skipped with a message.
 #
+# SHAPES="minilm" (or "distilbert") limits the run to those shapes.
 # BASE_BUILD=DIR also runs DIR/bench/bench_train (an older build of crisp) in every
 # round, right after the current one, so a change is measured against what it
 # replaces on the same machine at the same time; the table gains its column and the
@@ -38,7 +39,7 @@ python3 -c "import torch, transformers" 2>/dev/null || {
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-for shape in distilbert minilm; do
+for shape in ${SHAPES:-distilbert minilm}; do
   for r in $(seq "$rounds"); do
     if [ $have_torch = 1 ]; then
       python3 "$here/bench_train_torch.py" --shape $shape --threads "$threads" --steps "$steps" \

@@ -397,7 +397,8 @@ int model_forward(Model *m, const int32_t *ids, const int32_t *lengths, int B, i
   float eps = c->layer_norm_eps;
 
   embedding_forward_par(tp, a->emb, a->ids, w->wte, w->wpe, w->wtt, B, N, C);
-  layernorm_forward_par(tp, a->x0, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, R, C, eps);
+  layernorm_forward_par(tp, a->x0, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, R,
+                        C, eps);
   DropoutSite ds = hidden_site(m, dr.hidden, L, 0);
   dropout_forward_par(tp, a->x0, a->x0, &ds, B, N, C);
 
@@ -420,7 +421,8 @@ int model_forward(Model *m, const int32_t *ids, const int32_t *lengths, int B, i
       dropout_forward_par(tp, t->res1, t->res1, &ds, B, N, C);
     }
     residual_forward_par(tp, t->res1, x, (size_t)R * C);
-    layernorm_forward_par(tp, t->ln1, t->ln1_mean, t->ln1_rstd, t->res1, p->ln1w, p->ln1b, R, C, eps);
+    layernorm_forward_par(tp, t->ln1, t->ln1_mean, t->ln1_rstd, t->res1, p->ln1w, p->ln1b, R, C,
+                          eps);
     if (linear_forward(be, t->fch, I, t->ln1, C, p->f1w, p->f1b, R, C, I))
       return gemm_fail(m, "FFN lin1");
     if (gelu)
