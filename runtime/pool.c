@@ -1,12 +1,5 @@
-/* The thread pool (see pool.h). Workers sleep on a condition variable until a run is
- * posted, take chunks from the run's atomic counter, and report back.
- *
- * The caller returns as soon as every chunk is done, without waiting for workers that
- * have not woken yet: on a loaded machine a sleeping worker can take milliseconds to
- * be scheduled, and waiting for each one to check in cost that much per run even when
- * the caller had done all the chunks itself. A run's state lives on the caller's
- * stack, so a worker that joined a run holds a reference the caller waits for, and a
- * worker that wakes after the run is over finds no run posted and sleeps again. */
+/* The thread pool (see pool.h). Workers sleep on a condition variable until the
+ * generation number moves, take chunks from an atomic counter, and report back. */
 #include "pool.h"
 
 #include <pthread.h>
@@ -14,23 +7,19 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-typedef struct Run {
-  RtPoolFn fn;
-  void *ctx;
-  int64_t total, chunk, nchunks;
-  atomic_llong next;            /* the next chunk's first index */
-  atomic_llong done;            /* chunks finished */
-  int refs;                     /* workers inside the run (under the pool's mutex) */
-} Run;
-
 struct RtPool {
   int nthreads;                 /* including the caller */
   pthread_t *tids;
   pthread_mutex_t mu;
   pthread_cond_t start, done;
-  uint64_t generation;          /* moves when a run is posted */
-  Run *run;                     /* the current run, NULL between runs */
+  uint64_t generation;
+  int busy;                     /* workers still in the current run */
   int stop;
+  /* the current run */
+  RtPoolFn fn;
+  void *ctx;
+  int64_t total, chunk;
+  atomic_llong next;
 };
 
 int rt_cpu_count(void) {
@@ -38,14 +27,13 @@ int rt_cpu_count(void) {
   return n < 1 ? 1 : n > 256 ? 256 : (int)n;
 }
 
-static void work(Run *r) {
+static void work(RtPool *p) {
   for (;;) {
-    int64_t first = atomic_fetch_add(&r->next, r->chunk);
-    if (first >= r->total)
+    int64_t first = atomic_fetch_add(&p->next, p->chunk);
+    if (first >= p->total)
       return;
-    int64_t last = first + r->chunk < r->total ? first + r->chunk : r->total;
-    r->fn(r->ctx, first, last);
-    atomic_fetch_add(&r->done, 1);
+    int64_t last = first + p->chunk < p->total ? first + p->chunk : p->total;
+    p->fn(p->ctx, first, last);
   }
 }
 
@@ -54,19 +42,15 @@ static void *worker(void *arg) {
   uint64_t seen = 0;
   pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (!p->stop && (p->generation == seen || !p->run)) {
-      seen = p->generation;   /* a run that ended before we woke: skip it */
+    while (!p->stop && p->generation == seen)
       pthread_cond_wait(&p->start, &p->mu);
-    }
     if (p->stop)
       break;
     seen = p->generation;
-    Run *r = p->run;
-    r->refs++;
     pthread_mutex_unlock(&p->mu);
-    work(r);
+    work(p);
     pthread_mutex_lock(&p->mu);
-    if (--r->refs == 0)
+    if (--p->busy == 0)
       pthread_cond_signal(&p->done);
   }
   pthread_mutex_unlock(&p->mu);
@@ -127,21 +111,19 @@ void rt_pool_run(RtPool *p, int64_t total, int64_t chunk, RtPoolFn fn, void *ctx
     fn(ctx, 0, total);
     return;
   }
-  Run r = {.fn = fn, .ctx = ctx, .total = total, .chunk = chunk,
-           .nchunks = (total + chunk - 1) / chunk};
-  atomic_init(&r.next, 0);
-  atomic_init(&r.done, 0);
   pthread_mutex_lock(&p->mu);
-  p->run = &r;
+  p->fn = fn;
+  p->ctx = ctx;
+  p->total = total;
+  p->chunk = chunk;
+  atomic_store(&p->next, 0);
+  p->busy = p->nthreads - 1;
   p->generation++;
   pthread_cond_broadcast(&p->start);
   pthread_mutex_unlock(&p->mu);
-  work(&r);
+  work(p);
   pthread_mutex_lock(&p->mu);
-  /* every chunk done and no worker still inside (one that took the last chunk may
-   * not have counted it yet: it holds a reference until it has) */
-  while (atomic_load(&r.done) < r.nchunks || r.refs > 0)
+  while (p->busy > 0)
     pthread_cond_wait(&p->done, &p->mu);
-  p->run = NULL;
   pthread_mutex_unlock(&p->mu);
 }
