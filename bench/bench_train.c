@@ -11,7 +11,10 @@
  * (training mode, dropout at the config's rates), backward, the gradient norm and
  * clip, AdamW over every parameter, zeroing the gradients. Random weights
  * (transformers' init) and random token ids, every row full length. Prints one line:
- *     crisp SHAPE select S: times_s t1,t2,... median_s X tokens_per_s Y (steps N, ...)
+ *     crisp SHAPE select S: times_s t1,t2,... median_s X tokens_per_s Y
+ *                           cpu_s c1,c2,... median_cpu_s Z (steps N, ...)
+ * (cpu_s: CPU seconds of all threads per step, a measure of work that other users
+ * of a shared machine disturb much less than the wall time)
  * after `warmup` untimed steps (PyTorch needs a few to reach its steady speed; both
  * sides get the same number). */
 #include "train.h"
@@ -21,10 +24,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
+}
+
+/* CPU seconds of every thread of the process so far: on a shared machine the wall
+ * time of a step depends on the other users, its CPU time much less so. */
+static double cpu_now(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec +
+         (double)u.ru_stime.tv_sec + 1e-6 * (double)u.ru_stime.tv_usec;
+}
+
+static double median(double *t, int n) {
+  qsort(t, (size_t)n, sizeof *t, cmp_double);
+  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
 static int usage(const char *msg) {
@@ -123,32 +141,35 @@ int main(int argc, char **argv) {
   }
   for (int b = 0; b < B; b++)
     len[b] = N, lab[b] = b & 1;
-  double *t = malloc((size_t)steps * sizeof *t);
+  double *t = malloc((size_t)steps * sizeof *t), *cpu = malloc((size_t)steps * sizeof *cpu);
   for (int k = -warmup; k < steps; k++) {
-    double t0 = rt_now();
+    double t0 = rt_now(), c0 = cpu_now();
     ModelRun run = {.train = true, .seed = 1, .step = (uint32_t)(k + warmup)};
     if (model_forward(m, ids, len, B, N, lab, &run) || model_backward(m)) {
       fprintf(stderr, "bench_train: %s\n", m->err);
       return 1;
     }
-    double norm = grad_norm(m->grads_mem, m->n_param_floats);
+    RtPool *pool = rt_host_pool(be);   /* as the trainer's optimizer step */
+    double norm = grad_norm_par(pool, m->grads_mem, m->n_param_floats);
     float gscale = (float)clip_coef(norm, 1.0);
     adamw_begin(&o);
-    for (int i = 0; i < m->n_params; i++)
-      adamw_update(&o, m->param[i], m->grad[i], (size_t)(m->param[i] - m->params_mem),
-                   m->info[i].numel, m->info[i].rank == 2, 2e-5, gscale);
-    model_zero_grad(m);
+    for (int i = 0; i < m->n_params; i++)   /* zeroes the gradients too */
+      adamw_update_par(pool, &o, m->param[i], m->grad[i], (size_t)(m->param[i] - m->params_mem),
+                       m->info[i].numel, m->info[i].rank == 2, 2e-5, gscale, true);
     if (k >= 0)
-      t[k] = rt_now() - t0;
+      t[k] = rt_now() - t0, cpu[k] = cpu_now() - c0;
   }
   printf("crisp %s select %s: times_s", shape, select);
   for (int k = 0; k < steps; k++)
     printf("%s%.4f", k ? "," : " ", t[k]);
-  qsort(t, (size_t)steps, sizeof *t, cmp_double);
-  double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
-  printf(" median_s %.4f tokens_per_s %.1f (steps %d, threads %d, %s)\n", med,
-         (double)B * N / med, steps, be->threads, be->gemm_lib);
+  double med = median(t, steps);
+  printf(" median_s %.4f tokens_per_s %.1f cpu_s", med, (double)B * N / med);
+  for (int k = 0; k < steps; k++)
+    printf("%s%.3f", k ? "," : " ", cpu[k]);
+  printf(" median_cpu_s %.4f (steps %d, threads %d, %s)\n", median(cpu, steps), steps,
+         be->threads, be->gemm_lib);
   free(t);
+  free(cpu);
   free(ids);
   free(len);
   free(lab);

@@ -14,6 +14,12 @@
 # crisp runs dense attention (select none, as the paper's baseline) and head_quantile at
 # s = 0.8 (the sparse configurations); PyTorch runs transformers' default attention
 # (sdpa). Without torch/transformers, PyTorch is skipped with a message.
+#
+# SHAPES="minilm" (or "distilbert") limits the run to those shapes.
+# BASE_BUILD=DIR also runs DIR/bench/bench_train (an older build of crisp) in every
+# round, right after the current one, so a change is measured against what it
+# replaces on the same machine at the same time; the table gains its column and the
+# ratio new / base.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build}
@@ -33,7 +39,7 @@ python3 -c "import torch, transformers" 2>/dev/null || {
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-for shape in distilbert minilm; do
+for shape in ${SHAPES:-distilbert minilm}; do
   for r in $(seq "$rounds"); do
     if [ $have_torch = 1 ]; then
       python3 "$here/bench_train_torch.py" --shape $shape --threads "$threads" --steps "$steps" \
@@ -42,6 +48,10 @@ for shape in distilbert minilm; do
     for sel in none head_quantile; do
       "$bench" --shape $shape --threads "$threads" --steps "$steps" --warmup "$warmup" \
         --select $sel | tee -a "$log"
+      if [ -n "${BASE_BUILD:-}" ]; then
+        "$BASE_BUILD/bench/bench_train" --shape $shape --threads "$threads" --steps "$steps" \
+          --warmup "$warmup" --select $sel | sed 's/^crisp /base /' | tee -a "$log"
+      fi
     done
   done
 done
@@ -49,17 +59,23 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$log" "$threads" "$steps" "$rounds" <<'PY'
 import re, statistics, sys
 log, threads, steps, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-times = {}
+times, cpus = {}, {}
 for line in open(log):
-    m = re.match(r"(torch|crisp) (\w+)(?: select (\w+))?: times_s ([0-9.,]+)", line)
+    m = re.match(r"(torch|crisp|base) (\w+)(?: select (\w+))?: times_s ([0-9.,]+)", line)
     if m:
         key = (m.group(2), m.group(1), m.group(3) or "")
         times.setdefault(key, []).extend(float(t) for t in m.group(4).split(","))
+        c = re.search(r"cpu_s ([0-9.,]+)", line)
+        if c:
+            cpus.setdefault(key, []).extend(float(t) for t in c.group(1).split(","))
 tokens = 16 * 64
 print(f"\ntraining step, batch 16 x 64 tokens, {threads} threads, median of {rounds} x {steps} "
-      "steps (tokens/s):")
-print("| shape      | crisp attention        |  crisp | PyTorch | ratio |")
-print("|------------|------------------------|--------|---------|-------|")
+      "steps (tokens/s; CPU s/step: all threads' CPU time per step, median):")
+has_base = any(k[1] == "base" for k in times)
+extra_h, extra_l = ((" |  base | new/base | CPU s/step new, base", " |-------|---------|----------------------")
+                    if has_base else ("", ""))
+print(f"| shape      | crisp attention        |  crisp | PyTorch | ratio{extra_h} |")
+print(f"|------------|------------------------|--------|---------|------{extra_l}|")
 for shape in ("distilbert", "minilm"):
     torch = times.get((shape, "torch", ""))
     ttps = tokens / statistics.median(torch) if torch else None
@@ -70,5 +86,13 @@ for shape in ("distilbert", "minilm"):
         ctps = tokens / statistics.median(c)
         ratio = f"{ctps / ttps:.2f}x" if ttps else "-"
         tt = f"{ttps:7.1f}" if ttps else "      -"
-        print(f"| {shape:<10} | {label:<22} | {ctps:6.1f} | {tt} | {ratio:>5} |")
+        extra = ""
+        if has_base:
+            b = times.get((shape, "base", sel))
+            btps = tokens / statistics.median(b) if b else None
+            extra = (f" | {btps:5.1f} | {ctps / btps:7.2f}x" if btps else " |     - |       -")
+            cn, cb = cpus.get((shape, "crisp", sel)), cpus.get((shape, "base", sel))
+            extra += (f" | {statistics.median(cn):.2f}, {statistics.median(cb):.2f}"
+                      if cn and cb else " | -")
+        print(f"| {shape:<10} | {label:<22} | {ctps:6.1f} | {tt} | {ratio:>5}{extra} |")
 PY

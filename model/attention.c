@@ -218,18 +218,20 @@ static int crisp_forward(AttnEngine *e, const AttnCall *c, const float *qkv, flo
   int64_t C = (int64_t)e->heads * e->head_dim;
   DevPtr q = dp(qkv), k = dp(qkv + C), v = dp(qkv + 2 * C), po = dp(o), len = dp(lengths),
          kept = dp(rows->kept), lse = dp(rows->lse), tau = dp(rows->tau),
-         ent = dp(rows->entropy), hist = e->crisp->hist, prefix = e->crisp->prefix,
-         rank = e->crisp->rank, tg = e->crisp->tau_group;
+         ent = dp(rows->entropy), dent = dp(rows->dense_entropy), hist = e->crisp->hist,
+         prefix = e->crisp->prefix, rank = e->crisp->rank, tg = e->crisp->tau_group;
   int32_t iB = B, iH = e->heads, iN = N, sb = (int32_t)l.qkv_sb, sn = (int32_t)l.qkv_sn,
           sh = (int32_t)l.qkv_sh, osb = (int32_t)l.o_sb, osn = (int32_t)l.o_sn,
           osh = (int32_t)l.o_sh, seed = (int32_t)c->seed, step = (int32_t)c->step,
-          layer = (int32_t)c->layer, stats = c->stats ? ATTN_STATS_ENTROPY : 0, round = 0;
+          layer = (int32_t)c->layer, round = 0,
+          stats = (c->stats ? ATTN_STATS_ENTROPY : 0) |
+                  (c->dense_stats ? ATTN_STATS_DENSE_ENTROPY : 0);
   double sparsity = c->sparsity;
   float dropout = c->dropout;
   Arg tab[] = {
       BUF("q", q), BUF("k", k), BUF("v", v), BUF("o", po), BUF("lengths", len),
       BUF("kept", kept), BUF("lse", lse), BUF("tau", tau), BUF("entropy", ent),
-      BUF("dense_entropy", ent), BUF("tau_group", tg), BUF("hist", hist),
+      BUF("dense_entropy", dent), BUF("tau_group", tg), BUF("hist", hist),
       BUF("prefix", prefix), BUF("rank", rank), I32("B", iB), I32("H", iH), I32("N", iN),
       I32("qkv_sb", sb), I32("qkv_sn", sn), I32("qkv_sh", sh), I32("o_sb", osb),
       I32("o_sn", osn), I32("o_sh", osh), {"sparsity", false, RT_T_F64, &sparsity},
@@ -290,7 +292,8 @@ int attention_forward(AttnEngine *e, const AttnCall *c, const float *qkv, float 
   int64_t C = (int64_t)e->heads * e->head_dim;
   AttnRefArgs a = ref_args(c);
   if (attn_ref_forward(&l, e->head_dim, &a, qkv, qkv + C, qkv + 2 * C, lengths, o, rows->lse,
-                       rows->tau, rows->kept, c->stats ? rows->entropy : NULL, e->ws)) {
+                       rows->tau, rows->kept, c->stats ? rows->entropy : NULL,
+                       c->dense_stats ? rows->dense_entropy : NULL, e->ws)) {
     snprintf(err, cap, "attention: the reference refused the arguments");
     return -1;
   }

@@ -52,7 +52,8 @@ typedef struct AttnCall {
   int keep_min;          /* >= 1 (the crisp kernels compile it in: it must match) */
   float dropout;         /* attention dropout probability (0 at evaluation) */
   uint32_t seed, step, layer;   /* dropout mask counters (dropout.h) */
-  bool stats;            /* also write the per-row entropy */
+  bool stats;            /* also write the per-row entropy of the kept distribution */
+  bool dense_stats;      /* also write the per-row entropy of the dense softmax */
 } AttnCall;
 
 /* What the forward saves per row for the backward and the statistics ([B, H, N]). */
@@ -60,6 +61,7 @@ typedef struct AttnRows {
   float *lse, *tau;
   int32_t *kept;         /* keys kept per row */
   float *entropy;        /* entropy of the kept distribution (written when stats) */
+  float *dense_entropy;  /* of the softmax over every valid key (when dense_stats) */
   float *delta;          /* backward scratch: dO . O per row */
 } AttnRows;
 

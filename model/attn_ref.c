@@ -215,7 +215,8 @@ static uint32_t row_hash(const Call *c, int b, int h, int i) {
 
 int attn_ref_forward(const AttnLayout *l, int D, const AttnRefArgs *a, const float *q,
                      const float *k, const float *v, const int32_t *lengths, float *o,
-                     float *lse, float *tau, int32_t *kept, float *entropy, void *ws) {
+                     float *lse, float *tau, int32_t *kept, float *entropy,
+                     float *dense_entropy, void *ws) {
   Call c;
   if (setup(&c, l, D, a, q, k, v, lengths))
     return -1;
@@ -237,6 +238,7 @@ int attn_ref_forward(const AttnLayout *l, int D, const AttnRefArgs *a, const flo
           tau[r] = INFINITY;
           if (kept) kept[r] = 0;
           if (entropy) entropy[r] = 0.0f;
+          if (dense_entropy) dense_entropy[r] = 0.0f;
           continue;
         }
         row_scores(&c, b, h, i, L, w.s);
@@ -244,13 +246,14 @@ int attn_ref_forward(const AttnLayout *l, int D, const AttnRefArgs *a, const flo
         float mx = -INFINITY;
         for (int j = 0; j < L; j++)
           mx = w.s[j] > mx ? w.s[j] : mx;
-        double sum = 0, et = 0;
+        double sum = 0, et = 0, dsum = 0, det = 0;
         int n = 0;
-        for (int j = 0; j < L; j++)
-          if (w.s[j] >= t) {
-            double x = (double)w.s[j] - mx, e = exp(x);
+        for (int j = 0; j < L; j++) {
+          double x = (double)w.s[j] - mx, e = exp(x);
+          if (w.s[j] >= t)
             sum += e, et += e * x, n++;
-          }
+          dsum += e, det += e * x;   /* every valid key: the dense softmax */
+        }
         for (int d = 0; d < D; d++)
           acc[d] = 0;
         uint32_t rh = row_hash(&c, b, h, i);
@@ -268,6 +271,7 @@ int attn_ref_forward(const AttnLayout *l, int D, const AttnRefArgs *a, const flo
         tau[r] = n == L ? -INFINITY : t;
         if (kept) kept[r] = n;
         if (entropy) entropy[r] = (float)(log(sum) - et / sum);
+        if (dense_entropy) dense_entropy[r] = (float)(log(dsum) - det / dsum);
       }
     }
   }

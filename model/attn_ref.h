@@ -15,7 +15,8 @@
  *   O_i = sum_j P_ij z_ij / (1 - p) V_j, z_ij dropout.h's keep bit of (seed, step,
  *     layer, b, h, i, j);
  * saved per row [B, H, N]: lse (before dropout), tau (-inf when every valid key is
- * kept), kept, and the entropy of P when asked. Padded rows: O = 0, lse 0,
+ * kept), kept, and when asked the entropy of P and of the dense softmax over all L
+ * valid keys (the kernels' stats bits 1 and 2). Padded rows: O = 0, lse 0,
  * tau +inf, kept 0, entropy 0.
  * Backward with tau held constant (the same float scores, so the same kept sets):
  *   Delta_i = dO_i . O_i, dP_ij = z_ij / (1 - p) dO_i . V_j, dS_ij = P_ij (dP_ij - Delta_i),
@@ -42,12 +43,14 @@ typedef struct AttnRefArgs {
 size_t attn_ref_workspace_bytes(int N, int D);
 
 /* q, k, v (and dq, dk, dv) use l's qkv strides, o and dout its o strides; lse, tau,
- * kept, entropy, delta are [B, H, N] (kept and entropy may be NULL). ws holds
+ * kept, entropy, dense_entropy, delta are [B, H, N] (kept and the entropies may be
+ * NULL). ws holds
  * attn_ref_workspace_bytes(N, D) bytes. Returns 0, or -1 for an unsupported argument
  * (keep_min < 1, sparsity outside [0, 1), dropout outside [0, 1), D outside 1..512). */
 int attn_ref_forward(const AttnLayout *l, int D, const AttnRefArgs *a, const float *q,
                      const float *k, const float *v, const int32_t *lengths, float *o,
-                     float *lse, float *tau, int32_t *kept, float *entropy, void *ws);
+                     float *lse, float *tau, int32_t *kept, float *entropy,
+                     float *dense_entropy, void *ws);
 int attn_ref_backward(const AttnLayout *l, int D, const AttnRefArgs *a, const float *q,
                       const float *k, const float *v, const float *o, const float *dout,
                       const int32_t *lengths, const float *lse, const float *tau, float *dq,

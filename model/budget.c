@@ -120,10 +120,13 @@ void budget_observe(Budget *b, const double *c) {
   budget_recenter(raw, L, b->cfg.target, b->cfg.s_min, b->cfg.s_max, b->s);
 }
 
-void budget_concentration(const Model *m, BudgetNorm norm, double *c) {
+void budget_concentration(const Model *m, const BudgetConfig *cfg, double *c) {
   int B = m->B, N = m->N, H = m->cfg.heads;
+  bool dense = cfg->entropy == BUDGET_ENTROPY_DENSE;
+  BudgetNorm norm = dense ? BUDGET_NORM_LENGTH : cfg->norm;
   for (int l = 0; l < m->cfg.layers; l++) {
     const AttnRows *r = &m->a.layer[l].rows;
+    const float *ent = dense ? r->dense_entropy : r->entropy;
     double sum = 0, rows = 0;
     for (int b = 0; b < B; b++) {
       int L = m->a.lengths[b];
@@ -133,7 +136,7 @@ void budget_concentration(const Model *m, BudgetNorm norm, double *c) {
           int n = norm == BUDGET_NORM_KEPT ? r->kept[at] : L;
           if (n < 2)
             continue;
-          double hn = r->entropy[at] / log((double)n);
+          double hn = ent[at] / log((double)n);
           sum += 1.0 - (hn < 0 ? 0 : hn > 1 ? 1 : hn);
           rows++;
         }

@@ -7,10 +7,11 @@
  *    gradients, so gradient accumulation over micro-batches needs no extra pass;
  *  - a layer touches memory only through the pointers it is given (no globals, no
  *    hidden buffers), so each can later become a kernel launch;
- *  - linear layers go through the backend's GEMM (rt_gemm); the others are plain C
- *    loops over floats for now: on the CPU backend a device pointer is a host
- *    pointer. The GPU versions of the loops (elementwise kernels) come later; see
- *    docs/model.md.
+ *  - linear layers go through the backend's GEMM (rt_gemm); the others are C loops
+ *    over floats: on the CPU backend a device pointer is a host pointer. Each has a
+ *    plain single-threaded version (the reference) and a threaded one over the
+ *    backend's pool (below, bitwise equal), which the model runs. The GPU versions
+ *    of the loops (elementwise kernels) come later; see docs/model.md.
  * In-place use (out == inp, dinp == dout) is allowed where a function says so. */
 #ifndef CRISP_MODEL_LAYERS_H
 #define CRISP_MODEL_LAYERS_H
@@ -20,6 +21,7 @@
 #include <stdint.h>
 
 #include "../runtime/backend.h"
+#include "../runtime/pool.h"
 
 /* ---- embeddings ------------------------------------------------------------------ */
 
@@ -48,6 +50,11 @@ int linear_forward(Backend *be, float *out, int ld_out, const float *inp, int ld
 int linear_backward(Backend *be, float *dinp, int ld_dinp, float beta, float *dw, float *dbias,
                     const float *dout, int ld_dout, const float *inp, int ld_inp,
                     const float *w, int rows, int in_f, int out_f);
+/* The two bias loops of the above (plain; linear_* run the threaded versions below on
+ * the backend's pool): out[r, :] = bias for r < rows (row stride ld), and
+ * dbias[j] += sum_r dout[r, j] (in double, rows in order). */
+void bias_fill(float *out, int ld, const float *bias, int rows, int n);
+void bias_grad(float *dbias, const float *dout, int ld, int rows, int n);
 
 /* ---- LayerNorm over the last dimension ------------------------------------------- */
 
@@ -108,5 +115,34 @@ float crossentropy_forward(float *probs, const float *logits, const int32_t *lab
 /* dlogits[b, k] = scale * (probs[b, k] - [k == labels[b]]); scale = 1 / B for the mean. */
 void crossentropy_backward(float *dlogits, const float *probs, const int32_t *labels, int B,
                            int K, float scale);
+
+/* ---- threaded versions ------------------------------------------------------------ */
+
+/* The same layers over a thread pool (NULL: the calling thread), same arguments
+ * after the pool, for the model on the cpu backend (rt_host_pool). Bitwise equal to
+ * the plain functions above with any thread count: rows are independent, and each
+ * sum into a parameter gradient (LayerNorm dw/db, bias columns, embedding rows) is
+ * split by column strips, each column summed over the rows in the plain order.
+ * The plain functions stay as the references (tests/test_layers.c compares). */
+void embedding_forward_par(RtPool *pool, float *out, const int32_t *ids, const float *wte,
+                           const float *wpe, const float *wtt, int B, int N, int C);
+void embedding_backward_par(RtPool *pool, float *dwte, float *dwpe, float *dwtt,
+                            const float *dout, const int32_t *ids, const int32_t *lengths, int B,
+                            int N, int C, int pad_id);
+void layernorm_forward_par(RtPool *pool, float *out, float *mean, float *rstd, const float *inp,
+                           const float *w, const float *b, int rows, int C, float eps);
+void layernorm_backward_par(RtPool *pool, float *dinp, float *dw, float *db, const float *dout,
+                            const float *inp, const float *w, const float *mean,
+                            const float *rstd, int rows, int C);
+void gelu_forward_par(RtPool *pool, float *out, const float *inp, size_t n);
+void gelu_backward_par(RtPool *pool, float *dinp, const float *inp, const float *dout,
+                       size_t n);
+void residual_forward_par(RtPool *pool, float *out, const float *inp, size_t n);
+void dropout_forward_par(RtPool *pool, float *out, const float *inp, const DropoutSite *d, int B,
+                         int N, int C);
+void dropout_backward_par(RtPool *pool, float *dinp, const float *dout, const DropoutSite *d,
+                          int B, int N, int C);
+void bias_fill_par(RtPool *pool, float *out, int ld, const float *bias, int rows, int n);
+void bias_grad_par(RtPool *pool, float *dbias, const float *dout, int ld, int rows, int n);
 
 #endif

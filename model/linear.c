@@ -9,11 +9,7 @@ int linear_forward(Backend *be, float *out, int ld_out, const float *inp, int ld
     return 0;
   /* the bias first, then out += inp w^T (one pass less than adding it afterwards) */
   if (bias)
-    for (int r = 0; r < rows; r++) {
-      float *o = out + (size_t)r * ld_out;
-      for (int j = 0; j < out_f; j++)
-        o[j] = bias[j];
-    }
+    bias_fill_par(rt_host_pool(be), out, ld_out, bias, rows, out_f);
   RtGemm g = {.ta = RT_NOTRANS, .tb = RT_TRANS, .m = rows, .n = out_f, .k = in_f,
               .alpha = 1.0f, .beta = bias ? 1.0f : 0.0f,
               .a = dp(inp), .lda = ld_inp, .b = dp(w), .ldb = in_f, .c = dp(out), .ldc = ld_out};
@@ -40,11 +36,23 @@ int linear_backward(Backend *be, float *dinp, int ld_dinp, float beta, float *dw
   if (rt_gemm(be, &g))
     return -1;
   if (dbias)
-    for (int j = 0; j < out_f; j++) {
-      double s = 0;
-      for (int r = 0; r < rows; r++)
-        s += dout[(size_t)r * ld_dout + j];
-      dbias[j] += (float)s;
-    }
+    bias_grad_par(rt_host_pool(be), dbias, dout, ld_dout, rows, out_f);
   return 0;
+}
+
+void bias_fill(float *out, int ld, const float *bias, int rows, int n) {
+  for (int r = 0; r < rows; r++) {
+    float *o = out + (size_t)r * ld;
+    for (int j = 0; j < n; j++)
+      o[j] = bias[j];
+  }
+}
+
+void bias_grad(float *dbias, const float *dout, int ld, int rows, int n) {
+  for (int j = 0; j < n; j++) {
+    double s = 0;
+    for (int r = 0; r < rows; r++)
+      s += dout[(size_t)r * ld + j];
+    dbias[j] += (float)s;
+  }
 }

@@ -68,6 +68,7 @@ static void plan_acts(Model *m, Plan *p, LayerActs *layers) {
     t->rows.tau = take_f(p, BHN);
     t->rows.kept = take_i(p, BHN);
     t->rows.entropy = take_f(p, BHN);
+    t->rows.dense_entropy = take_f(p, BHN);
     t->rows.delta = a->delta;
     t->res1 = take_f(p, R * C);
     t->ln1_mean = take_f(p, R);
@@ -335,10 +336,11 @@ static DropoutSite hidden_site(const Model *m, float p, int layer, int site) {
   return (DropoutSite){p, m->seed, m->step, HIDDEN_SITE | (uint32_t)layer, (uint32_t)site};
 }
 
-static AttnCall attn_call(const Model *m, int l, bool stats) {
+static AttnCall attn_call(const Model *m, int l, bool stats, bool dense_stats) {
   return (AttnCall){.impl = m->run_attn.impl, .select = m->run_attn.select, .sparsity = m->run_attn.sparsity[l],
                     .keep_min = m->run_attn.keep_min, .dropout = m->run_drop.attention,
-                    .seed = m->seed, .step = m->step, .layer = (uint32_t)l, .stats = stats};
+                    .seed = m->seed, .step = m->step, .layer = (uint32_t)l, .stats = stats,
+                    .dense_stats = dense_stats};
 }
 
 static void collect_stats(Model *m, int l) {
@@ -377,6 +379,7 @@ int model_forward(Model *m, const int32_t *ids, const int32_t *lengths, int B, i
   ModelActs *a = &m->a;
   const ModelParams *w = &m->w;
   Backend *be = m->be;
+  RtPool *tp = rt_host_pool(be);
   int C = c->hidden, I = c->intermediate, K = c->num_labels, L = c->layers;
   int R = B * N;
   bool bert = is_bert(m), gelu = !strcmp(c->activation, "gelu");
@@ -393,10 +396,11 @@ int model_forward(Model *m, const int32_t *ids, const int32_t *lengths, int B, i
   ModelDropout dr = m->run_drop;
   float eps = c->layer_norm_eps;
 
-  embedding_forward(a->emb, a->ids, w->wte, w->wpe, w->wtt, B, N, C);
-  layernorm_forward(a->x0, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, R, C, eps);
+  embedding_forward_par(tp, a->emb, a->ids, w->wte, w->wpe, w->wtt, B, N, C);
+  layernorm_forward_par(tp, a->x0, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, R,
+                        C, eps);
   DropoutSite ds = hidden_site(m, dr.hidden, L, 0);
-  dropout_forward(a->x0, a->x0, &ds, B, N, C);
+  dropout_forward_par(tp, a->x0, a->x0, &ds, B, N, C);
 
   const float *x = a->x0;
   for (int l = 0; l < L; l++) {
@@ -406,7 +410,7 @@ int model_forward(Model *m, const int32_t *ids, const int32_t *lengths, int B, i
         linear_forward(be, t->qkv + C, 3 * C, x, C, p->kw, p->kb, R, C, C) ||
         linear_forward(be, t->qkv + 2 * C, 3 * C, x, C, p->vw, p->vb, R, C, C))
       return gemm_fail(m, "q/k/v projection");
-    AttnCall ac = attn_call(m, l, run->stats);
+    AttnCall ac = attn_call(m, l, run->stats, run->dense_stats);
     if (attention_forward(&m->attn_engine, &ac, t->qkv, t->att, a->lengths, B, N, &t->rows,
                           m->err, sizeof m->err))
       return -1;
@@ -414,22 +418,23 @@ int model_forward(Model *m, const int32_t *ids, const int32_t *lengths, int B, i
       return gemm_fail(m, "attention output projection");
     if (bert) {
       ds = hidden_site(m, dr.hidden, l, 0);
-      dropout_forward(t->res1, t->res1, &ds, B, N, C);
+      dropout_forward_par(tp, t->res1, t->res1, &ds, B, N, C);
     }
-    residual_forward(t->res1, x, (size_t)R * C);
-    layernorm_forward(t->ln1, t->ln1_mean, t->ln1_rstd, t->res1, p->ln1w, p->ln1b, R, C, eps);
+    residual_forward_par(tp, t->res1, x, (size_t)R * C);
+    layernorm_forward_par(tp, t->ln1, t->ln1_mean, t->ln1_rstd, t->res1, p->ln1w, p->ln1b, R, C,
+                          eps);
     if (linear_forward(be, t->fch, I, t->ln1, C, p->f1w, p->f1b, R, C, I))
       return gemm_fail(m, "FFN lin1");
     if (gelu)
-      gelu_forward(t->fact, t->fch, (size_t)R * I);
+      gelu_forward_par(tp, t->fact, t->fch, (size_t)R * I);
     else
       relu_forward(t->fact, t->fch, (size_t)R * I);
     if (linear_forward(be, t->res2, C, t->fact, I, p->f2w, p->f2b, R, I, C))
       return gemm_fail(m, "FFN lin2");
     ds = hidden_site(m, dr.hidden, l, 1);
-    dropout_forward(t->res2, t->res2, &ds, B, N, C);
-    residual_forward(t->res2, t->ln1, (size_t)R * C);
-    layernorm_forward(t->ln2, t->ln2_mean, t->ln2_rstd, t->res2, p->ln2w, p->ln2b, R, C, eps);
+    dropout_forward_par(tp, t->res2, t->res2, &ds, B, N, C);
+    residual_forward_par(tp, t->res2, t->ln1, (size_t)R * C);
+    layernorm_forward_par(tp, t->ln2, t->ln2_mean, t->ln2_rstd, t->res2, p->ln2w, p->ln2b, R, C, eps);
     x = t->ln2;
     if (run->stats)
       collect_stats(m, l);
@@ -443,7 +448,7 @@ int model_forward(Model *m, const int32_t *ids, const int32_t *lengths, int B, i
   else
     relu_forward(a->pre_act, a->pre, (size_t)B * C);
   ds = hidden_site(m, dr.classifier, L + 1, 0);
-  dropout_forward(a->pre_drop, a->pre_act, &ds, B, 1, C);
+  dropout_forward_par(tp, a->pre_drop, a->pre_act, &ds, B, 1, C);
   if (linear_forward(be, a->logits, K, a->pre_drop, C, w->cls_w, w->cls_b, B, C, K))
     return gemm_fail(m, "classifier");
   run->loss = crossentropy_forward(a->probs, a->logits, labels ? a->labels : NULL, B, K);
@@ -469,6 +474,7 @@ int model_backward(Model *m) {
   const ModelParams *w = &m->w;
   const ModelParams *g = &m->g;
   Backend *be = m->be;
+  RtPool *tp = rt_host_pool(be);
   int B = m->B, N = m->N, C = c->hidden, I = c->intermediate, K = c->num_labels,
       L = c->layers, R = B * N;
   bool bert = is_bert(m), gelu = !strcmp(c->activation, "gelu");
@@ -481,7 +487,7 @@ int model_backward(Model *m) {
                       C, w->cls_w, B, C, K))
     return gemm_fail(m, "classifier backward");
   DropoutSite ds = hidden_site(m, dr.classifier, L + 1, 0);
-  dropout_backward(a->g_head, a->g_head, &ds, B, 1, C);
+  dropout_backward_par(tp, a->g_head, a->g_head, &ds, B, 1, C);
   if (bert)
     tanh_backward(a->g_head, a->pre_act, a->g_head, (size_t)B * C);
   else
@@ -500,36 +506,36 @@ int model_backward(Model *m) {
     LayerActs *t = &a->layer[l];
     const float *x_in = l ? a->layer[l - 1].ln2 : a->x0;
     /* res2 = dropout(lin2(act(lin1(ln1)))) + ln1; ln2 = LN(res2) */
-    layernorm_backward(X, gp->ln2w, gp->ln2b, D, t->res2, p->ln2w, t->ln2_mean, t->ln2_rstd, R,
+    layernorm_backward_par(tp, X, gp->ln2w, gp->ln2b, D, t->res2, p->ln2w, t->ln2_mean, t->ln2_rstd, R,
                        C);
     const float *d_lin2 = X;
     if (dr.hidden > 0) {
       ds = hidden_site(m, dr.hidden, l, 1);
-      dropout_backward(Y, X, &ds, B, N, C);
+      dropout_backward_par(tp, Y, X, &ds, B, N, C);
       d_lin2 = Y;
     }
     if (linear_backward(be, a->g_i, I, 0.0f, gp->f2w, gp->f2b, d_lin2, C, t->fact, I, p->f2w, R,
                         I, C))
       return gemm_fail(m, "FFN lin2 backward");
     if (gelu)
-      gelu_backward(a->g_i, t->fch, a->g_i, (size_t)R * I);
+      gelu_backward_par(tp, a->g_i, t->fch, a->g_i, (size_t)R * I);
     else
       relu_backward(a->g_i, t->fact, a->g_i, (size_t)R * I);
     /* X = d(ln1) = residual path (X) + FFN path */
     if (linear_backward(be, X, C, 1.0f, gp->f1w, gp->f1b, a->g_i, I, t->ln1, C, p->f1w, R, C, I))
       return gemm_fail(m, "FFN lin1 backward");
     /* res1 = dropout(out_proj(att)) + x_in; ln1 = LN(res1) */
-    layernorm_backward(D, gp->ln1w, gp->ln1b, X, t->res1, p->ln1w, t->ln1_mean, t->ln1_rstd, R,
+    layernorm_backward_par(tp, D, gp->ln1w, gp->ln1b, X, t->res1, p->ln1w, t->ln1_mean, t->ln1_rstd, R,
                        C);
     const float *d_proj = D;
     if (bert && dr.hidden > 0) {
       ds = hidden_site(m, dr.hidden, l, 0);
-      dropout_backward(Y, D, &ds, B, N, C);
+      dropout_backward_par(tp, Y, D, &ds, B, N, C);
       d_proj = Y;
     }
     if (linear_backward(be, X, C, 0.0f, gp->ow, gp->ob, d_proj, C, t->att, C, p->ow, R, C, C))
       return gemm_fail(m, "attention output projection backward");
-    AttnCall ac = attn_call(m, l, false);
+    AttnCall ac = attn_call(m, l, false, false);
     if (attention_backward(&m->attn_engine, &ac, t->qkv, t->att, X, a->g_qkv, a->lengths, B, N,
                            &t->rows, m->err, sizeof m->err))
       return -1;
@@ -545,10 +551,10 @@ int model_backward(Model *m) {
 
   /* embeddings: x0 = dropout(LN(emb)) */
   ds = hidden_site(m, dr.hidden, L, 0);
-  dropout_backward(D, D, &ds, B, N, C);
-  layernorm_backward(X, g->emb_lnw, g->emb_lnb, D, a->emb, w->emb_lnw, a->emb_mean, a->emb_rstd,
+  dropout_backward_par(tp, D, D, &ds, B, N, C);
+  layernorm_backward_par(tp, X, g->emb_lnw, g->emb_lnb, D, a->emb, w->emb_lnw, a->emb_mean, a->emb_rstd,
                      R, C);
-  embedding_backward(g->wte, g->wpe, g->wtt, X, a->ids, a->lengths, B, N, C,
+  embedding_backward_par(tp, g->wte, g->wpe, g->wtt, X, a->ids, a->lengths, B, N, C,
                      c->pad_token_id);
   return 0;
 }

@@ -66,7 +66,7 @@ typedef struct ModelParams {
 typedef struct LayerActs {
   float *qkv;                      /* [B, N, 3, H, D] */
   float *att;                      /* [B, N, H, D] attention output */
-  AttnRows rows;                   /* lse, tau, kept, entropy [B, H, N] */
+  AttnRows rows;                   /* lse, tau, kept, entropy, dense_entropy [B, H, N] */
   float *res1;                     /* out-projection (+ dropout) + input: ln1's input */
   float *ln1_mean, *ln1_rstd, *ln1;
   float *fch, *fact;               /* [rows, I]: lin1 output, after GELU/ReLU */
@@ -112,6 +112,8 @@ typedef struct ModelRun {
   bool train;               /* in: dropout at m->drop's rates (else none) */
   uint32_t seed, step;      /* in: dropout counters */
   bool stats;               /* in: fill m->stat_* (kept fraction, entropy per head) */
+  bool dense_stats;         /* in: the attention also writes each row's dense entropy
+                               (m->a.layer[l].rows.dense_entropy; the adaptive budget) */
   float loss;               /* out: mean cross-entropy (NAN without labels) */
   int correct;              /* out: rows whose argmax equals the label */
   const float *logits;      /* out: [B, num_labels], valid until the next forward */

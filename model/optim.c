@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "par.h"
+
 int adamw_init(AdamW *o, size_t n, const AdamWConfig *cfg) {
   memset(o, 0, sizeof *o);
   o->cfg = *cfg;
@@ -58,7 +60,8 @@ CLONES void adamw_update(AdamW *o, float *p, const float *g, size_t off, size_t 
 
 enum { LANES = 16 };
 
-CLONES double grad_sumsq(const float *g, size_t n) {
+/* One chunk's sum of squares in 16 fixed lanes. */
+CLONES static double lanes_sumsq(const float *g, size_t n) {
   double acc[LANES] = {0};
   size_t i = 0;
   for (; i + LANES <= n; i += LANES)
@@ -70,6 +73,76 @@ CLONES double grad_sumsq(const float *g, size_t n) {
   for (int j = 0; j < LANES; j++)
     s += acc[j];
   return s;
+}
+
+/* The chunks of the norm's sum: 2^16 floats, or more for a block over 2^28 floats so
+ * there are at most SUMSQ_MAX_CHUNKS; a function of n alone, never of the threads. */
+enum { SUMSQ_MAX_CHUNKS = 4096 };
+
+static size_t sumsq_chunk(size_t n) {
+  size_t c = (size_t)1 << 16, need = (n + SUMSQ_MAX_CHUNKS - 1) / SUMSQ_MAX_CHUNKS;
+  return need > c ? (need + LANES - 1) / LANES * LANES : c;
+}
+
+double grad_sumsq(const float *g, size_t n) {
+  size_t chunk = sumsq_chunk(n);
+  double s = 0;
+  for (size_t i = 0; i < n; i += chunk)
+    s += lanes_sumsq(g + i, n - i < chunk ? n - i : chunk);
+  return s;
+}
+
+typedef struct {
+  const float *g;
+  size_t n, chunk;
+  double *part;
+} SumsqCtx;
+
+static void sumsq_chunks(void *ctx, int64_t first, int64_t last) {
+  const SumsqCtx *x = ctx;
+  for (int64_t k = first; k < last; k++) {
+    size_t at = (size_t)k * x->chunk;
+    x->part[k] = lanes_sumsq(x->g + at, x->n - at < x->chunk ? x->n - at : x->chunk);
+  }
+}
+
+double grad_sumsq_par(RtPool *pool, const float *g, size_t n) {
+  double part[SUMSQ_MAX_CHUNKS];
+  SumsqCtx x = {g, n, sumsq_chunk(n), part};
+  int64_t nk = (int64_t)((n + x.chunk - 1) / x.chunk);
+  par_for(pool, nk, 1, sumsq_chunks, &x);
+  double s = 0;   /* in chunk order, as grad_sumsq */
+  for (int64_t k = 0; k < nk; k++)
+    s += part[k];
+  return s;
+}
+
+double grad_norm_par(RtPool *pool, const float *g, size_t n) {
+  return sqrt(grad_sumsq_par(pool, g, n));
+}
+
+typedef struct {
+  AdamW *o;
+  float *p, *g;
+  size_t off;
+  bool decay, zero;
+  double lr;
+  float gscale;
+} AdamCtx;
+
+static void adamw_chunk(void *ctx, int64_t first, int64_t last) {
+  const AdamCtx *x = ctx;
+  size_t n = (size_t)(last - first);
+  adamw_update(x->o, x->p + first, x->g + first, x->off + (size_t)first, n, x->decay, x->lr,
+               x->gscale);
+  if (x->zero)   /* while the chunk is still in cache: saves model_zero_grad's pass */
+    memset(x->g + first, 0, n * sizeof *x->g);
+}
+
+void adamw_update_par(RtPool *pool, AdamW *o, float *params, float *grads, size_t off, size_t n,
+                      bool decay, double lr, float gscale, bool zero_grads) {
+  AdamCtx x = {o, params, grads, off, decay, zero_grads, lr, gscale};
+  par_for(pool, (int64_t)n, 1 << 14, adamw_chunk, &x);
 }
 
 double grad_norm(const float *g, size_t n) { return sqrt(grad_sumsq(g, n)); }

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../runtime/pool.h"
+
 typedef struct AdamWConfig {
   double beta1, beta2, eps, weight_decay;
 } AdamWConfig;
@@ -42,9 +44,19 @@ void adamw_begin(AdamW *o);
 void adamw_update(AdamW *o, float *params, const float *grads, size_t off, size_t n, bool decay,
                   double lr, float gscale);
 
-/* sum g^2 / its square root over n floats, in double (16 fixed lanes: deterministic). */
+/* sum g^2 / its square root over n floats, in double: chunks of 2^16 floats (more
+ * past 2^28), each summed in 16 fixed lanes, the chunks' sums added in order. */
 double grad_sumsq(const float *g, size_t n);
 double grad_norm(const float *g, size_t n);
+
+/* Threaded versions over a pool (NULL: the caller), bitwise equal to the plain ones
+ * with any thread count (elementwise updates; the norm's chunks are a function of n
+ * alone and their sums are added in order). adamw_update_par also zeroes each chunk
+ * of grads after using it when zero_grads (the trainer's model_zero_grad, fused). */
+void adamw_update_par(RtPool *pool, AdamW *o, float *params, float *grads, size_t off, size_t n,
+                      bool decay, double lr, float gscale, bool zero_grads);
+double grad_sumsq_par(RtPool *pool, const float *g, size_t n);
+double grad_norm_par(RtPool *pool, const float *g, size_t n);
 /* torch's clip factor: min(1, max_norm / (norm + 1e-6)); 1 when max_norm <= 0. */
 double clip_coef(double norm, double max_norm);
 /* torch.nn.utils.clip_grad_norm_: scales g by max_norm / (norm + 1e-6) when that is

@@ -525,14 +525,16 @@ static void apply_budget(Run *r) {
 }
 
 /* One optimizer step's AdamW over every tensor (no decay on rank-1 tensors: biases
- * and LayerNorm weights, as transformers' Trainer). */
+ * and LayerNorm weights, as transformers' Trainer), on the backend's threads; it
+ * leaves the gradients zeroed for the next step. */
 static void optimizer_step(Run *r, double lr, float gscale) {
   Model *m = r->m;
+  RtPool *pool = rt_host_pool(m->be);
   adamw_begin(&r->adam);
   for (int i = 0; i < m->n_params; i++) {
     size_t off = (size_t)(m->param[i] - m->params_mem);
-    adamw_update(&r->adam, m->param[i], m->grad[i], off, m->info[i].numel, m->info[i].rank == 2,
-                 lr, gscale);
+    adamw_update_par(pool, &r->adam, m->param[i], m->grad[i], off, m->info[i].numel,
+                     m->info[i].rank == 2, lr, gscale, true);
   }
 }
 
@@ -802,7 +804,8 @@ int train_run(TrainConfig *c, const TrainOptions *opt, TrainResult *res, char *e
         for (int l = 0; l < L; l++)   /* the mean over the step's micro-batches */
           s_used[l] = (j ? s_used[l] : 0) + (double)m->attn.sparsity[l] / group;
         ModelRun run = {.train = true, .seed = (uint32_t)c->seed, .step = (uint32_t)r.st.micro,
-                        .stats = adaptive};
+                        .stats = adaptive && c->budget.entropy == BUDGET_ENTROPY_KEPT,
+                        .dense_stats = adaptive && c->budget.entropy == BUDGET_ENTROPY_DENSE};
         if (model_forward(m, b.ids, b.lengths, b.B, b.N, b.labels, &run) || model_backward(m)) {
           snprintf(err, cap, "step %lld: %s", (long long)r.st.opt_step + 1, m->err);
           failed = true;
@@ -810,7 +813,7 @@ int train_run(TrainConfig *c, const TrainOptions *opt, TrainResult *res, char *e
         }
         if (adaptive) {
           double conc[MODEL_MAX_LAYERS];
-          budget_concentration(m, c->budget.norm, conc);
+          budget_concentration(m, &c->budget, conc);
           budget_observe(&r.st.budget, conc);
         }
         loss_sum += run.loss;
@@ -822,11 +825,10 @@ int train_run(TrainConfig *c, const TrainOptions *opt, TrainResult *res, char *e
         break;
       /* the gradient is the mean over the group's micro-batches (each backward added
        * d(mean loss)), clipped to max_grad_norm: both folded into one scale */
-      double gnorm = grad_norm(m->grads_mem, m->n_param_floats) / group;
+      double gnorm = grad_norm_par(rt_host_pool(m->be), m->grads_mem, m->n_param_floats) / group;
       float gscale = (float)(clip_coef(gnorm, c->max_grad_norm) / group);
       double lr = lr_linear(r.st.opt_step, total, warmup, c->lr);
-      optimizer_step(&r, lr, gscale);
-      model_zero_grad(m);
+      optimizer_step(&r, lr, gscale);   /* and zeroes the gradients */
       r.st.opt_step++;
       double dt = rt_now() - t0;
       r.st.train_seconds += dt;

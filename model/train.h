@@ -33,6 +33,10 @@ typedef struct EvalResult EvalResult;
 typedef enum BudgetKind { BUDGET_UNIFORM, BUDGET_ADAPTIVE, BUDGET_LIST } BudgetKind;
 /* What an attention row's entropy is normalised by for the concentration. */
 typedef enum BudgetNorm { BUDGET_NORM_KEPT, BUDGET_NORM_LENGTH } BudgetNorm;
+/* Which distribution's entropy measures a layer's concentration: the kept
+ * (re-normalised) one, or the dense softmax over every valid key, which does not
+ * depend on the sparsity the budget just applied. */
+typedef enum BudgetEntropy { BUDGET_ENTROPY_KEPT, BUDGET_ENTROPY_DENSE } BudgetEntropy;
 
 typedef struct BudgetConfig {
   BudgetKind kind;
@@ -40,7 +44,8 @@ typedef struct BudgetConfig {
   double gain;            /* adaptive: g in s_l = target + g (c_l - mean c) */
   double s_min, s_max;    /* adaptive: the clip range (s_min <= target <= s_max < 1) */
   double ema;             /* adaptive: c_ema = ema * c_ema + (1 - ema) * c_batch */
-  BudgetNorm norm;        /* adaptive: entropy / log(kept keys) or / log(valid keys) */
+  BudgetNorm norm;        /* adaptive, kept entropy: / log(kept keys) or / log(valid keys) */
+  BudgetEntropy entropy;  /* adaptive: of the kept or of the dense distribution */
   int n_list;             /* list: layers given */
   double list[MODEL_MAX_LAYERS];
 } BudgetConfig;
@@ -63,11 +68,14 @@ void budget_observe(Budget *b, const double *c);
  * equal target (lo <= target <= hi): found exactly on the piecewise-linear mean, then
  * the rounding residue spread over the unclipped layers. */
 void budget_recenter(const double *x, int n, double target, double lo, double hi, double *out);
-/* The concentration of every layer in the model's last forward (run with stats):
- * mean over heads and valid rows with more than one candidate key of
- * 1 - H_row / log(n_row), n_row = the row's kept keys (BUDGET_NORM_KEPT) or its valid
- * keys (BUDGET_NORM_LENGTH); H_row is the kept distribution's entropy. */
-void budget_concentration(const Model *m, BudgetNorm norm, double *c);
+/* The concentration of every layer in the model's last forward: mean over heads and
+ * valid rows with more than one candidate key of 1 - H_row / log(n_row), clipped to
+ * [0, 1]. BUDGET_ENTROPY_KEPT (the forward ran with stats): H_row is the kept
+ * distribution's entropy, n_row the row's kept keys (BUDGET_NORM_KEPT) or its valid
+ * keys (BUDGET_NORM_LENGTH). BUDGET_ENTROPY_DENSE (the forward ran with dense_stats):
+ * H_row is the dense softmax's entropy and n_row the valid keys, whatever norm says
+ * (the dense distribution spans them all, so log(L) is its maximum). */
+void budget_concentration(const Model *m, const BudgetConfig *cfg, double *c);
 /* Copies s into the model's settings (as floats). */
 void budget_apply(const Budget *b, Model *m);
 const char *budget_kind_name(BudgetKind k);

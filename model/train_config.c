@@ -20,6 +20,7 @@ typedef enum KeyType {
   K_SELECT,  /* SelectKind */
   K_BKIND,   /* BudgetKind */
   K_BNORM,   /* BudgetNorm */
+  K_BENT,    /* BudgetEntropy */
   K_MTYPE,   /* ModelType */
   K_BETAS,   /* beta1, beta2 */
   K_LIST,    /* budget list */
@@ -46,6 +47,7 @@ static const Key KEYS[] = {
     {"budget.s_max", K_NUM, F(budget.s_max), 0, 1, 1},
     {"budget.ema", K_NUM, F(budget.ema), 0, 1, 1},
     {"budget.norm", K_BNORM, F(budget.norm), 0, 0, 0},
+    {"budget.entropy", K_BENT, F(budget.entropy), 0, 0, 0},
     {"budget.layers", K_LIST, F(budget.list), 0, 1, 1},
     {"keep_min", K_INT, F(keep_min), 1, 8192, 0},
     {"lr", K_NUM, F(lr), 0, 10, 0},
@@ -90,6 +92,7 @@ static const char *const GROUPS[] = {"budget", "dropout", "random_model"};
 static const char *const SELECT_NAMES[] = {"none", "row_topk", "head_quantile", "layer_quantile"};
 static const char *const BKIND_NAMES[] = {"uniform", "adaptive", "list"};
 static const char *const BNORM_NAMES[] = {"kept", "length"};
+static const char *const BENT_NAMES[] = {"kept", "dense"};
 static const char *const MTYPE_NAMES[] = {"distilbert", "bert"};
 
 void train_config_defaults(TrainConfig *c) {
@@ -230,10 +233,12 @@ static int set_key(TrainConfig *c, int ki, const cJSON *v, const char *where, ch
   case K_SELECT:
   case K_BKIND:
   case K_BNORM:
+  case K_BENT:
   case K_MTYPE: {
     const char *const *tab = k->type == K_SELECT  ? SELECT_NAMES
                              : k->type == K_BKIND ? BKIND_NAMES
                              : k->type == K_BNORM ? BNORM_NAMES
+                             : k->type == K_BENT  ? BENT_NAMES
                                                   : MTYPE_NAMES;
     int n = k->type == K_SELECT ? 4 : k->type == K_BKIND ? 3 : 2;
     enum_list(tab, n, names, sizeof names);
@@ -454,6 +459,9 @@ static cJSON *config_object(const TrainConfig *c, bool resumable_too) {
       continue;   /* not used */
     if (!strcmp(k->name, "budget.layers") && c->budget.kind != BUDGET_LIST)
       continue;
+    if (!resumable_too && !strcmp(k->name, "budget.entropy") &&
+        c->budget.entropy == BUDGET_ENTROPY_KEPT)
+      continue;   /* hashed as before the key existed: older checkpoints still resume */
     const char *leaf;
     cJSON *o = group_of(root, k->name, &leaf);
     const char *p = (const char *)c + k->off;
@@ -472,6 +480,7 @@ static cJSON *config_object(const TrainConfig *c, bool resumable_too) {
     case K_SELECT: cJSON_AddStringToObject(o, leaf, SELECT_NAMES[*(const int *)p]); break;
     case K_BKIND: cJSON_AddStringToObject(o, leaf, BKIND_NAMES[*(const int *)p]); break;
     case K_BNORM: cJSON_AddStringToObject(o, leaf, BNORM_NAMES[*(const int *)p]); break;
+    case K_BENT: cJSON_AddStringToObject(o, leaf, BENT_NAMES[*(const int *)p]); break;
     case K_MTYPE: cJSON_AddStringToObject(o, leaf, MTYPE_NAMES[*(const int *)p]); break;
     case K_BETAS: {
       double b[2] = {c->beta1, c->beta2};

@@ -160,6 +160,11 @@ void rt_event_destroy(Backend *b, RtEvent *e);
 
 int rt_gemm(Backend *b, const RtGemm *g);
 
+/* The cpu backend's thread pool (the one its kernels run on), for host loops that
+ * run between launches, such as the model's elementwise layers; NULL for any other
+ * backend. Borrowed: it lives as long as the backend. */
+struct RtPool *rt_host_pool(Backend *b);
+
 /* Sets b->err (printf-style) and returns -1. */
 int rt_fail(Backend *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -24,6 +24,7 @@ typedef struct {
   RtPool *pool;
   void *blas;             /* dlopen handle */
   CblasSgemm sgemm;
+  bool split;             /* sgemm single-threaded, split over the pool (see cpu_gemm) */
 } Cpu;
 
 struct RtEvent {
@@ -31,6 +32,8 @@ struct RtEvent {
 };
 
 static Cpu *cpu(Backend *b) { return b->impl; }
+
+static const BackendOps cpu_ops;
 
 static int cpu_alloc(Backend *b, size_t bytes, DevPtr *out) {
   size_t n = (bytes + 63) / 64 * 64;
@@ -156,6 +159,57 @@ static void gemm_rows(void *ctx, int64_t first, int64_t last) {
   }
 }
 
+/* One BLAS call per block of rows (or columns) of C, on the pool's threads. */
+typedef struct {
+  Cpu *cpu;
+  const RtGemm *g;
+  const float *a, *b;
+  float *c;
+  bool by_rows;
+  int64_t block;
+} SplitCtx;
+
+static void gemm_blocks(void *ctx, int64_t first, int64_t last) {
+  const SplitCtx *x = ctx;
+  const RtGemm *g = x->g;
+  for (int64_t blk = first; blk < last; blk++) {
+    int64_t lo = blk * x->block, dim = x->by_rows ? g->m : g->n;
+    int len = (int)(lo + x->block < dim ? x->block : dim - lo);
+    const float *A = x->a, *B = x->b;
+    float *C = x->c;
+    if (x->by_rows) {   /* rows lo.. of op(A) and C */
+      A += g->ta ? lo : lo * g->lda;
+      C += lo * g->ldc;
+    } else {            /* columns lo.. of op(B) and C */
+      B += g->tb ? lo * g->ldb : lo;
+      C += lo;
+    }
+    x->cpu->sgemm(CBLAS_ROW_MAJOR, g->ta ? CBLAS_TRANS : CBLAS_NO_TRANS,
+                  g->tb ? CBLAS_TRANS : CBLAS_NO_TRANS, x->by_rows ? len : g->m,
+                  x->by_rows ? g->n : len, g->k, g->alpha, A, g->lda, B, g->ldb, g->beta, C,
+                  g->ldc);
+  }
+}
+
+/* BLAS's own threads spin (sched_yield) for a while after each call and while waiting
+ * for each other; between GEMMs the pool runs the attention kernels and the model's
+ * loops on the same cores, so on a small machine those spinning threads take time
+ * from them. With split, BLAS runs single-threaded and each GEMM is cut along the
+ * larger dimension of C into about two blocks per thread (a multiple of 16, at least
+ * 64) that the pool's threads take: one set of threads for everything. Each call
+ * packs the other operand again, so blocks stay few and large; cutting the larger
+ * dimension re-packs the smaller operand. Each element of C is computed by the same
+ * single-threaded kernel over the whole k whatever the block, so the result does
+ * not depend on the thread count. */
+static void gemm_split(Cpu *c, const RtGemm *g, const float *A, const float *B, float *C) {
+  SplitCtx x = {c, g, A, B, C, g->m >= g->n, 0};
+  int64_t dim = x.by_rows ? g->m : g->n, parts = 2 * (int64_t)rt_pool_threads(c->pool);
+  x.block = ((dim + parts - 1) / parts + 15) / 16 * 16;
+  if (x.block < 64)
+    x.block = 64;
+  rt_pool_run(c->pool, (dim + x.block - 1) / x.block, 1, gemm_blocks, &x);
+}
+
 static int cpu_gemm(Backend *b, const RtGemm *g) {
   Cpu *c = cpu(b);
   int batch = g->batch > 1 ? g->batch : 1;
@@ -163,7 +217,9 @@ static int cpu_gemm(Backend *b, const RtGemm *g) {
     const float *A = (const float *)(uintptr_t)g->a + i * g->stride_a;
     const float *B = (const float *)(uintptr_t)g->b + i * g->stride_b;
     float *C = (float *)(uintptr_t)g->c + i * g->stride_c;
-    if (c->sgemm) {
+    if (c->sgemm && c->split) {
+      gemm_split(c, g, A, B, C);
+    } else if (c->sgemm) {
       c->sgemm(CBLAS_ROW_MAJOR, g->ta ? CBLAS_TRANS : CBLAS_NO_TRANS,
                g->tb ? CBLAS_TRANS : CBLAS_NO_TRANS, g->m, g->n, g->k, g->alpha, A, g->lda, B,
                g->ldb, g->beta, C, g->ldc);
@@ -173,6 +229,10 @@ static int cpu_gemm(Backend *b, const RtGemm *g) {
     }
   }
   return 0;
+}
+
+struct RtPool *rt_host_pool(Backend *b) {
+  return b && b->ops == &cpu_ops ? cpu(b)->pool : NULL;
 }
 
 static void cpu_close(Backend *b) {
@@ -239,6 +299,13 @@ static void load_blas(Cpu *c, Backend *b) {
     }
     c->blas = h;
     c->sgemm = f;
+    /* CRISP_GEMM_THREADS=blas keeps BLAS's own threading (see gemm_split) */
+    void (*set_threads)(int) = (void (*)(int))dlsym(h, "openblas_set_num_threads");
+    const char *mode = getenv("CRISP_GEMM_THREADS");
+    if (set_threads && rt_pool_threads(c->pool) > 1 && !(mode && !strcmp(mode, "blas"))) {
+      set_threads(1);
+      c->split = true;
+    }
     char *(*config)(void) = (char *(*)(void))dlsym(h, "openblas_get_config");
     if (config)
       snprintf(b->gemm_lib, sizeof b->gemm_lib, "%.80s", config());

@@ -463,7 +463,7 @@ static void attn_case(const AttnCase *t, int *fails) {
   AttnLayout l = fused_layout(B, H, N, D);
   size_t nq = (size_t)B * N * 3 * C, no = (size_t)B * N * C, nr = (size_t)B * H * N;
   float *qkv = fnew(nq), *o = fnew(no), *dout = fnew(no), *dqkv = fnew(nq);
-  float *lse = fnew(nr), *tau = fnew(nr), *ent = fnew(nr), *delta = fnew(nr);
+  float *lse = fnew(nr), *tau = fnew(nr), *ent = fnew(nr), *dent = fnew(nr), *delta = fnew(nr);
   int32_t *kept = calloc(nr, sizeof *kept), *rkept = calloc(nr, sizeof *rkept);
   int32_t len[8];
   for (int b = 0; b < B; b++)
@@ -475,16 +475,18 @@ static void attn_case(const AttnCase *t, int *fails) {
   fill(dout, no, 1);
   AttnRefArgs a = {t->sel, t->s, t->keep_min, t->p, 3, 5, 1};
   void *ws = malloc(attn_ref_workspace_bytes(N, D));
-  attn_ref_forward(&l, D, &a, qkv, qkv + C, qkv + 2 * C, len, o, lse, tau, kept, ent, ws);
+  attn_ref_forward(&l, D, &a, qkv, qkv + C, qkv + 2 * C, len, o, lse, tau, kept, ent, dent, ws);
   attn_ref_backward(&l, D, &a, qkv, qkv + C, qkv + 2 * C, o, dout, len, lse, tau, dqkv,
                     dqkv + C, dqkv + 2 * C, delta, ws);
   Spec sp;
   spec_defaults(&sp);
   sp.head_dim = D, sp.max_seq = N, sp.select = t->sel, sp.keep_min = t->keep_min;
   double *ro = calloc(no, sizeof *ro), *rlse = calloc(nr, sizeof *rlse),
-         *rtau = calloc(nr, sizeof *rtau), *rent = calloc(nr, sizeof *rent);
+         *rtau = calloc(nr, sizeof *rtau), *rent = calloc(nr, sizeof *rent),
+         *rdent = calloc(nr, sizeof *rdent);
   AttnFwdArgs fa = {.sparsity = t->s, .dropout = t->p, .seed = 3, .step = 5, .layer = 1};
-  AttnFwdOut fo = {.o = ro, .lse = rlse, .tau = rtau, .entropy = rent, .kept = rkept};
+  AttnFwdOut fo = {.o = ro, .lse = rlse, .tau = rtau, .entropy = rent, .dense_entropy = rdent,
+                   .kept = rkept};
   attention_fwd_full_ref(&sp, &l, qkv, qkv + C, qkv + 2 * C, len, &fa, &fo);
   double *rq = calloc(nq, sizeof *rq), *rdelta = calloc(nr, sizeof *rdelta);
   AttnDropout dp = {t->p, 3, 5, 1};
@@ -492,7 +494,7 @@ static void attn_case(const AttnCase *t, int *fails) {
   attention_bwd_ref(&sp, &l, qkv, qkv + C, qkv + 2 * C, dout, len, t->s, &dp, &br);
   /* per-row outputs */
   size_t kept_bad = 0, tau_bad = 0;
-  double lse_e = 0, ent_e = 0, delta_e = 0;
+  double lse_e = 0, ent_e = 0, dent_e = 0, delta_e = 0;
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++)
       for (int i = 0; i < N; i++) {
@@ -503,6 +505,7 @@ static void attn_case(const AttnCase *t, int *fails) {
         tau_bad += !(tau[r] == rtau[r] || fabs(tau[r] - rtau[r]) <= 1e-6 * fabs(rtau[r]));
         lse_e = fmax(lse_e, fabs(lse[r] - rlse[r]) / fmax(1, fabs(rlse[r])));
         ent_e = fmax(ent_e, fabs(ent[r] - rent[r]));
+        dent_e = fmax(dent_e, fabs(dent[r] - rdent[r]));
         delta_e = fmax(delta_e, fabs(delta[r] - rdelta[r]) / fmax(1, fabs(rdelta[r])));
       }
   double eo = cmp_rows(o, ro, &l, D, len, true, true);
@@ -510,13 +513,14 @@ static void attn_case(const AttnCase *t, int *fails) {
   double ek = cmp_rows(dqkv + C, rq + C, &l, D, len, false, true);
   double ev = cmp_rows(dqkv + 2 * C, rq + 2 * C, &l, D, len, false, true);
   bool good = kept_bad == 0 && (!t->quantized || tau_bad == 0) && lse_e < 1e-5 &&
-              ent_e < 1e-5 && delta_e < 1e-5 && eo < 1e-5 && eq < 1e-5 && ek < 1e-5 &&
+              ent_e < 1e-5 && dent_e < 1e-5 && delta_e < 1e-5 && eo < 1e-5 && eq < 1e-5 && ek < 1e-5 &&
               ev < 1e-5;
   if (!good || getenv("CRISP_VERBOSE"))
     printf("attention %-14s s %.2f keep_min %d p %.1f B %d H %d N %2d D %2d%s: o %.1e dq %.1e "
-           "dk %.1e dv %.1e lse %.1e delta %.1e, kept/tau mismatches %zu/%zu\n",
-           select_name(t->sel), t->s, t->keep_min, (double)t->p, B, H, N, D,
-           t->quantized ? " (ties)" : "", eo, eq, ek, ev, lse_e, delta_e, kept_bad, tau_bad);
+           "dk %.1e dv %.1e lse %.1e entropy %.1e dense %.1e delta %.1e, kept/tau mismatches "
+           "%zu/%zu\n", select_name(t->sel), t->s, t->keep_min, (double)t->p, B, H, N, D,
+           t->quantized ? " (ties)" : "", eo, eq, ek, ev, lse_e, ent_e, dent_e, delta_e,
+           kept_bad, tau_bad);
   CHECK(good, "attention reference vs templates' double reference (%s, s %.2f)",
         select_name(t->sel), t->s);
   *fails += !good;
@@ -528,14 +532,15 @@ static void attn_case(const AttnCase *t, int *fails) {
   for (int b = 0; b < B; b++)
     memcpy(qkv2 + (size_t)b * N2 * 3 * C, qkv + (size_t)b * N * 3 * C, (size_t)N * 3 * C * 4);
   void *ws2 = malloc(attn_ref_workspace_bytes(N2, D));
-  attn_ref_forward(&l2, D, &a, qkv2, qkv2 + C, qkv2 + 2 * C, len, o2, lse2, tau2, NULL, NULL, ws2);
+  attn_ref_forward(&l2, D, &a, qkv2, qkv2 + C, qkv2 + 2 * C, len, o2, lse2, tau2, NULL, NULL,
+                   NULL, ws2);
   size_t pad_diff = 0;
   for (int b = 0; b < B; b++)
     pad_diff += memcmp(o2 + (size_t)b * N2 * C, o + (size_t)b * N * C, (size_t)N * C * 4) != 0;
   CHECK(pad_diff == 0, "attention: output depends on the padded length (%s)", select_name(t->sel));
   free(qkv2), free(o2), free(lse2), free(tau2), free(ws2);
-  free(qkv), free(o), free(dout), free(dqkv), free(lse), free(tau), free(ent), free(delta);
-  free(kept), free(rkept), free(ws), free(ro), free(rlse), free(rtau), free(rent), free(rq);
+  free(qkv), free(o), free(dout), free(dqkv), free(lse), free(tau), free(ent), free(dent), free(delta);
+  free(kept), free(rkept), free(ws), free(ro), free(rlse), free(rtau), free(rent), free(rdent), free(rq);
   free(rdelta);
 }
 
@@ -551,7 +556,7 @@ typedef struct AttnFdCtx {
 static double attn_loss(void *p) {
   AttnFdCtx *c = p;
   attn_ref_forward(&c->l, c->D, &c->a, c->qkv, c->qkv + c->C, c->qkv + 2 * c->C, c->len, c->o,
-                   c->lse, c->tau, NULL, NULL, c->ws);
+                   c->lse, c->tau, NULL, NULL, NULL, c->ws);
   return dot_w(c->o, c->w, (size_t)c->l.B * c->l.N * c->C);
 }
 
@@ -880,7 +885,9 @@ static void test_model_errors(Backend *be) {
 
 /* The same tiny model with attention through the JIT'd crisp kernels (host target,
  * thread pool) and through the C reference: logits, loss, every gradient and the
- * kept counts agree, in every selection mode, with dropout on. */
+ * kept counts agree, in every selection mode, with dropout on; so do the per-row
+ * entropies of the kept and of the dense distribution (stats, dense_stats), the
+ * dense one equal to the kept one where nothing is pruned and not where it is. */
 static void test_crisp_path(Backend *be) {
   SelectKind sels[] = {SEL_NONE, SEL_ROW_TOPK, SEL_HEAD_QUANTILE, SEL_LAYER_QUANTILE};
   for (int t = 0; t < 2; t++) {
@@ -923,7 +930,8 @@ static void test_crisp_path(Backend *be) {
         ms[w]->attn.select = sels[k];
         for (int l = 0; l < cfg.layers; l++)
           ms[w]->attn.sparsity[l] = k ? 0.6f : 0.0f;
-        run[w] = (ModelRun){.train = true, .seed = 5, .step = 9, .stats = true};
+        run[w] = (ModelRun){.train = true, .seed = 5, .step = 9, .stats = true,
+                            .dense_stats = true};
         model_zero_grad(ms[w]);
         CHECK(model_forward(ms[w], ids, len, 3, 7, labels, &run[w]) == 0 &&
               model_backward(ms[w]) == 0, "%s", ms[w]->err);
@@ -934,8 +942,20 @@ static void test_crisp_path(Backend *be) {
       for (size_t i = 0; i < ref->n_param_floats; i++)
         eg = fmax(eg, fabs(ref->grads_mem[i] - cr->grads_mem[i])), mg = fmax(mg, fabs(ref->grads_mem[i]));
       bool kept_same = true;
-      for (int l = 0; l < cfg.layers; l++)
+      double ee = 0, ed = 0, kd = 0;   /* kernel vs reference; dense vs kept */
+      for (int l = 0; l < cfg.layers; l++) {
         kept_same &= ref->stat_kept[l] == cr->stat_kept[l];
+        const AttnRows *a = &ref->a.layer[l].rows, *b = &cr->a.layer[l].rows;
+        for (int i = 0; i < 3 * cfg.heads * 7; i++) {
+          ee = fmax(ee, fabs(a->entropy[i] - b->entropy[i]));
+          ed = fmax(ed, fabs(a->dense_entropy[i] - b->dense_entropy[i]));
+          kd = fmax(kd, fabs(b->dense_entropy[i] - b->entropy[i]));
+        }
+      }
+      CHECK(ee < 1e-5 && ed < 1e-5, "crisp vs ref entropies (%s): kept %.1e dense %.1e",
+            select_name(sels[k]), ee, ed);
+      CHECK(k ? kd > 1e-2 : kd < 1e-5, "dense vs kept entropy (%s): %.1e", select_name(sels[k]),
+            kd);
       printf("crisp vs ref, %s %s (dropout on): logits %.2e  loss %.2e  grads %.2e  kept %s "
              "(%.3f)\n", type == MODEL_BERT ? "bert" : "distilbert", select_name(sels[k]), el / ml,
              fabs(run[0].loss - run[1].loss) / fabs(run[0].loss), eg / mg,

@@ -4,8 +4,9 @@
  *   - the forward kernel compiled by the JIT, loaded through the backend, launched
  *     from its manifest and checked against the reference on several shapes;
  *     1 thread and N threads give bit-identical outputs;
- *   - sgemm (transposes, padded leading dimensions, strided batched) against a
- *     double-precision loop, through BLAS and through the built-in fallback;
+ *   - sgemm (transposes, padded leading dimensions, strided batched, split over a
+ *     3-thread pool) against a double-precision loop, through BLAS and through the
+ *     built-in fallback;
  *   - bad modules and bad manifests are reported, never crash. */
 #include <math.h>
 #include <stdatomic.h>
@@ -300,6 +301,19 @@ static void test_gemm(void) {
     gemm_once(b, RT_NOTRANS, RT_TRANS, 12, 16, 20, 4);
     RtGemm bad = {.m = 4, .n = 4, .k = 4, .lda = 2, .ldb = 4, .ldc = 4};
     CHECK(rt_gemm(b, &bad) == -1 && strstr(b->err, "leading dimension"), "lda check: %s", b->err);
+    backend_close(b);
+    /* three threads: OpenBLAS runs single-threaded, each GEMM cut into blocks of rows
+     * or columns over the pool (cpu.c gemm_split; 64 here): shapes with several
+     * blocks and a short last one along either dimension, every transpose, a batch */
+    if (!(b = backend_open("cpu", &(BackendOptions){.threads = 3}, err, sizeof err))) {
+      CHECK(0, "cpu: %s", err);
+      continue;
+    }
+    for (int t = 0; t < 4; t++) {   /* split by rows, then by columns */
+      gemm_once(b, (RtTrans)(t & 1), (RtTrans)(t >> 1), 300, 37, 50, 1);
+      gemm_once(b, (RtTrans)(t & 1), (RtTrans)(t >> 1), 37, 290, 17, 1);
+    }
+    gemm_once(b, RT_NOTRANS, RT_TRANS, 150, 20, 10, 2);
     backend_close(b);
   }
   unsetenv("CRISP_BLAS");

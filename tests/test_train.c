@@ -20,6 +20,7 @@
 
 #include "../runtime/fsutil.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,59 @@ static void test_budget(void) {
   CHECK(budget_init(&b, &bc, 6, err, sizeof err) == -1, "target below s_min refused");
 }
 
+/* The adaptive rule fed known per-row entropies through a model's saved rows: two
+ * layers, two heads, batch rows of length 4 and 1 (the latter, and padding, hold
+ * garbage that must be skipped). Kept entropy 0.1 log 2 over 2 kept keys in both
+ * layers (c = 0.9 each: no spread); dense entropy 0.5 log 4 and 0.25 log 4 (c = 0.5
+ * and 0.75). Target 0.8, gain 1: dense gives s = 0.8 + (c - 0.625) = 0.675, 0.925. */
+static void test_budget_entropy(void) {
+  enum { L = 2, H = 2, Bt = 2, Nt = 4, ROWS = Bt * H * Nt };
+  float ent[L][ROWS], dent[L][ROWS];
+  int32_t kept[L][ROWS], lengths[Bt] = {4, 1};
+  LayerActs acts[L];
+  Model m;
+  memset(&m, 0, sizeof m);
+  memset(acts, 0, sizeof acts);
+  m.cfg.layers = L, m.cfg.heads = H, m.B = Bt, m.N = Nt;
+  m.a.lengths = lengths, m.a.layer = acts;
+  for (int l = 0; l < L; l++) {
+    acts[l].rows = (AttnRows){.entropy = ent[l], .dense_entropy = dent[l], .kept = kept[l]};
+    for (int r = 0; r < ROWS; r++) {
+      bool valid = r / (H * Nt) == 0;   /* batch row 0: every position valid */
+      ent[l][r] = valid ? (float)(0.1 * log(2.0)) : 5.0f;
+      dent[l][r] = valid ? (float)((l ? 0.25 : 0.5) * log(4.0)) : 5.0f;
+      kept[l][r] = valid ? 2 : 1;
+    }
+  }
+  BudgetConfig bc = {.kind = BUDGET_ADAPTIVE, .target = 0.8, .gain = 1.0, .s_min = 0.5,
+                     .s_max = 0.95, .ema = 0.9};
+  double c[L];
+  bc.entropy = BUDGET_ENTROPY_DENSE;
+  budget_concentration(&m, &bc, c);
+  CHECK(fabs(c[0] - 0.5) < 1e-6 && fabs(c[1] - 0.75) < 1e-6, "dense concentration %g %g", c[0],
+        c[1]);
+  Budget b;
+  char err[256];
+  CHECK(budget_init(&b, &bc, L, err, sizeof err) == 0, "%s", err);
+  budget_observe(&b, c);
+  CHECK(fabs(b.s[0] - 0.675) < 1e-6 && fabs(b.s[1] - 0.925) < 1e-6, "dense s_l %g %g", b.s[0],
+        b.s[1]);
+  bc.norm = BUDGET_NORM_KEPT;   /* ignored for the dense entropy */
+  budget_concentration(&m, &bc, c);
+  CHECK(fabs(c[0] - 0.5) < 1e-6, "dense ignores budget.norm: %g", c[0]);
+  bc.entropy = BUDGET_ENTROPY_KEPT;
+  budget_concentration(&m, &bc, c);
+  CHECK(fabs(c[0] - 0.9) < 1e-6 && fabs(c[1] - 0.9) < 1e-6, "kept concentration %g %g", c[0],
+        c[1]);
+  CHECK(budget_init(&b, &bc, L, err, sizeof err) == 0, "%s", err);
+  budget_observe(&b, c);
+  CHECK(fabs(b.s[0] - 0.8) < 1e-12 && fabs(b.s[1] - 0.8) < 1e-12, "kept s_l %g %g", b.s[0],
+        b.s[1]);
+  bc.norm = BUDGET_NORM_LENGTH;   /* 0.1 log 2 / log 4 = 0.05 */
+  budget_concentration(&m, &bc, c);
+  CHECK(fabs(c[0] - 0.95) < 1e-6, "kept / log(length): %g", c[0]);
+}
+
 /* ---- config ------------------------------------------------------------------------ */
 
 static void write_text(const char *path, const char *text) {
@@ -183,6 +237,11 @@ static void test_config(void) {
         err);
 
   train_config_defaults(&c);
+  CHECK(train_config_set(&c, "budget.entropy=dense", err, sizeof err) == 0 &&
+            c.budget.entropy == BUDGET_ENTROPY_DENSE, "budget.entropy: %s", err);
+  CHECK(train_config_set(&c, "budget.entropy=full", err, sizeof err) != 0 &&
+            strstr(err, "budget.entropy") && strstr(err, "dense"), "bad budget.entropy: %s", err);
+  c.budget.entropy = BUDGET_ENTROPY_KEPT;
   CHECK(train_config_set(&c, "budget.target=0.6", err, sizeof err) == 0 && c.budget.target == 0.6,
         "--set number: %s", err);
   CHECK(train_config_set(&c, "name=run-1", err, sizeof err) == 0 && !strcmp(c.name, "run-1"),
@@ -270,6 +329,44 @@ static int run(TrainConfig *c, bool resume, volatile sig_atomic_t *stop, TrainRe
 
 static void weights(char *buf, size_t cap, const char *name) {
   snprintf(buf, cap, "%s/%s/final/model.safetensors", g_tmp, name);
+}
+
+/* summary.json's final_sparsity of run NAME into s[2]; false if unreadable */
+static bool final_sparsity(const char *name, double s[2]) {
+  char path[600];
+  size_t n;
+  snprintf(path, sizeof path, "%s/%s/summary.json", g_tmp, name);
+  char *text = read_all(path, &n);
+  cJSON *j = text ? cJSON_Parse(text) : NULL;
+  cJSON *a = cJSON_GetObjectItem(j, "final_sparsity");
+  bool ok = cJSON_GetArraySize(a) == 2;
+  for (int l = 0; ok && l < 2; l++)
+    s[l] = cJSON_GetArrayItem(a, l)->valuedouble;
+  cJSON_Delete(j);
+  free(text);
+  return ok;
+}
+
+/* The dense entropy reaches the adaptive rule: the layers' s_l move apart around the
+ * target (with the rows left unwritten they would all read entropy 0 and stay
+ * uniform) and differ from the kept entropy's. */
+static void test_run_dense_entropy(void) {
+  TrainConfig c;
+  TrainResult r;
+  double sk[2], sd[2];
+  tiny_config(&c, "kept_entropy", 7);
+  c.budget.gain = 50;   /* the tiny random model's layers differ little */
+  CHECK(run(&c, false, NULL, &r) == 0, "run kept_entropy");
+  tiny_config(&c, "dense_entropy", 7);
+  c.budget.gain = 50;
+  c.budget.entropy = BUDGET_ENTROPY_DENSE;
+  CHECK(run(&c, false, NULL, &r) == 0, "run dense_entropy");
+  CHECK(final_sparsity("kept_entropy", sk) && final_sparsity("dense_entropy", sd),
+        "summary.json final_sparsity");
+  /* unwritten rows would give every layer the same c, hence s_l = 0.8 exactly */
+  CHECK(fabs(sd[0] - sd[1]) > 1e-5 && fabs(0.5 * (sd[0] + sd[1]) - 0.8) < 1e-6,
+        "dense: s_l %.9f %.9f around 0.8", sd[0], sd[1]);
+  CHECK(fabs(sd[0] - sk[0]) > 1e-5, "dense %.9f vs kept %.9f", sd[0], sk[0]);
 }
 
 static void test_runs(void) {
@@ -485,9 +582,11 @@ int main(int argc, char **argv) {
   if (argc > 1)
     test_examples(argv[1]);
   test_budget();
+  test_budget_entropy();
   test_config();
   test_checkpoint();
   test_runs();
+  test_run_dense_entropy();
   if (!check_failed)
     rm_rf(g_tmp);
   else
