@@ -7,15 +7,16 @@
           the paper's "s-th percentile") -- masked_fill(-inf), softmax, matmul, all
           through autograd
 
-Prints one JSON object per line: first {"impl": "info", "torch", "threads"}, then
-{"impl", "select", "n", "s", "ms"} (median of --reps runs after
---warmup runs), for
---batch x --heads x n x --dim inputs on --threads threads. bench_vs_torch runs this as
-a child process in the same run and prints the ratios. Exits 77 without torch.
+Prints one JSON object per line: first {"impl": "info", "torch", "threads",
+"omp_wait_policy"}, then {"impl", "select", "n", "s", "ms"} (median of --reps runs
+after --warmup runs), for --batch x --heads x n x --dim inputs on --threads threads.
+bench_vs_torch runs this as a child process in the same run and prints the ratios.
+Exits 77 without torch.
 """
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -85,7 +86,8 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    emit({"impl": "info", "torch": torch.__version__, "threads": torch.get_num_threads()})
+    emit({"impl": "info", "torch": torch.__version__, "threads": torch.get_num_threads(),
+          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")})
     for n in args.n:
         shape = (args.batch, args.heads, n, args.dim)
         ms = time_fwd_bwd(dense_attention, shape, 0.0, "none", args.reps, args.warmup)
@@ -99,6 +101,11 @@ def main():
 
 
 if __name__ == "__main__":
+    # Threads that sleep at a barrier instead of spinning: on a shared machine (the 2-core
+    # one here, load 7-9) spinning OpenMP workers fight the other processes and made
+    # every PyTorch time 1.5-2x longer. Must be set before torch loads libgomp; an
+    # OMP_WAIT_POLICY already in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
     except ImportError:

@@ -54,6 +54,8 @@ static int parse_line(const char *line, int lineno, TorchRun *out, char *err, si
     if (cJSON_IsString(v) && cJSON_IsNumber(th)) {
       snprintf(out->version, sizeof out->version, "%s", v->valuestring);
       out->threads = th->valueint;
+      const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "omp_wait_policy");
+      snprintf(out->omp_wait, sizeof out->omp_wait, "%s", cJSON_IsString(w) ? w->valuestring : "?");
       rc = 0;
     }
   } else if (cJSON_IsString(impl)) {

@@ -27,6 +27,7 @@ typedef struct TorchRun {
   int count, cap;
   char version[64];
   int threads;        /* what torch reported after set_num_threads */
+  char omp_wait[16];  /* the child's OMP_WAIT_POLICY */
 } TorchRun;
 
 /* Times every baseline at length n, appending to out. Returns 0; 1 when PyTorch is
