@@ -106,7 +106,7 @@ static int parse_args(int argc, char **argv, Opts *o) {
       o->torch = false;
     else if (!v)
       return usage("unknown option or missing value", a);
-    else if (i++, !strcmp(a, "--threads"))
+    else if (i++, !strcmp(a, "--threads"))   /* from here on every option takes v */
       bad = parse_int(v, 1, BENCH_MAX_THREADS, &o->threads);
     else if (!strcmp(a, "--reps"))
       bad = parse_int(v, 1, BENCH_MAX_REPS, &o->reps);
