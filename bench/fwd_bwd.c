@@ -1,0 +1,269 @@
+/* See fwd_bwd.h. Moved out of bench_backward.c so that bench_vs_torch times exactly
+ * the same code. */
+#include "fwd_bwd.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double bench_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double bench_median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void *bench_xcalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size);
+  if (!p)
+    abort();
+  return p;
+}
+
+/* ---- running a kernel (or the naive code) on every core ---- */
+
+typedef struct {
+  CpuKernelFn fn;     /* NULL: the naive code */
+  Kernel *k;
+  void **args;
+  const NaiveAttn *naive;
+  int part, parts;
+} Job;
+
+static void *job_run(void *p) {
+  Job *j = p;
+  if (j->fn) {
+    int32_t grid[3];
+    ir_grid(j->k, j->args, grid);
+    int64_t total = (int64_t)grid[0] * grid[1] * grid[2];
+    j->fn(j->args, grid, total * j->part / j->parts, total * (j->part + 1) / j->parts);
+  } else {
+    int B = j->naive->B;
+    naive_attention_fwd_bwd(j->naive, B * j->part / j->parts, B * (j->part + 1) / j->parts);
+  }
+  return NULL;
+}
+
+static void parallel(Job proto, int threads) {
+  pthread_t tid[BENCH_MAX_THREADS];
+  Job jobs[BENCH_MAX_THREADS];
+  for (int i = 0; i < threads; i++) {
+    jobs[i] = proto;
+    jobs[i].part = i;
+    jobs[i].parts = threads;
+    if (pthread_create(&tid[i], NULL, job_run, &jobs[i]))
+      abort();
+  }
+  for (int i = 0; i < threads; i++)
+    pthread_join(tid[i], NULL);
+}
+
+/* ---- the compiled kernels ---- */
+
+static int pipeline(Module *m, char *err, size_t cap) {
+  for (int i = 0; i < m->n; i++) {
+    Kernel *k = m->kernels[i];
+    if (ir_verify(k, err, cap) || ir_simplify(k, err, cap) || ir_map(k, MAP_CPU, err, cap) ||
+        ir_simplify(k, err, cap) || ir_verify(k, err, cap))
+      return -1;
+  }
+  return 0;
+}
+
+void bench_kernels_free(BenchKernels *ks) {
+  jit_free(ks->fj);
+  jit_free(ks->bj);
+  jit_free(ks->sj);
+  ir_module_free(&ks->fm);
+  ir_module_free(&ks->bm);
+  ir_module_free(&ks->sm);
+  memset(ks, 0, sizeof *ks);
+}
+
+/* attention_select_run's launcher: one select kernel over every core */
+static int select_launch(void *ctx, SelectKernel which, Kernel *k, void **args,
+                         const int32_t grid[3]) {
+  BenchKernels *ks = ctx;
+  (void)grid;
+  parallel((Job){ks->sel[which], k, args, NULL, 0, 1}, ks->threads);
+  return 0;
+}
+
+int bench_kernels_compile(BenchKernels *ks, SelectKind select, int threads, char *err,
+                          size_t cap) {
+  memset(ks, 0, sizeof *ks);
+  ks->threads = threads;
+  Spec *s = &ks->spec;
+  spec_defaults(s);
+  snprintf(s->name, sizeof s->name, "bench");
+  s->select = select;
+  s->backward = true;
+  s->dropout = 0.1;   /* as in training; the rate itself is a run-time argument */
+  TileConfig t = tile_resolve(s, TUNE_CPU);
+  if (harness_compile(&ks->fm, s, &t, MAP_CPU, err, cap) ||
+      !(ks->fj = jit_compile(&ks->fm, err, cap)))
+    return -1;
+  if (attention_bwd_build(s, &t, &ks->bm, err, cap) || pipeline(&ks->bm, err, cap) ||
+      !(ks->bj = jit_compile(&ks->bm, err, cap)))
+    return -1;
+  if (attention_select_build(s, &t, &ks->sm, err, cap) || pipeline(&ks->sm, err, cap))
+    return -1;
+  if (ks->sm.n) {
+    if (!(ks->sj = jit_compile(&ks->sm, err, cap)))
+      return -1;
+    for (int i = 0; i < SELECT_NKERNELS; i++)
+      if (!(ks->sel[i] = jit_lookup(ks->sj, ks->sm.kernels[i]->name))) {
+        snprintf(err, cap, "select kernel %s not found in the JIT", ks->sm.kernels[i]->name);
+        return -1;
+      }
+  }
+  ks->fwd = jit_lookup(ks->fj, ks->fm.kernels[0]->name);
+  ks->dq = jit_lookup(ks->bj, ks->bm.kernels[0]->name);
+  ks->dkdv = jit_lookup(ks->bj, ks->bm.kernels[1]->name);
+  if (!ks->fwd || !ks->dq || !ks->dkdv) {
+    snprintf(err, cap, "a forward or backward kernel is missing from the JIT");
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- one shape ---- */
+
+static double max_rel_diff(const float *x, const float *y, int64_t n) {
+  double d = 0, m = 1e-30;
+  for (int64_t i = 0; i < n; i++) {
+    d = fmax(d, fabs((double)x[i] - y[i]));
+    m = fmax(m, fabs(y[i]));
+  }
+  return d / m;
+}
+
+/* backward kernel arguments: q/k/v, o, dout, the forward's per-row statistics, and
+ * the gradients fused [B, N, 3, H, D] like q/k/v */
+static void bwd_args(BenchShape *sh) {
+  AttnCase *c = &sh->c;
+  const AttnLayout *l = &c->l;
+  int64_t HD = (int64_t)l->H * c->spec.head_dim;
+  void *ptrs[12] = {c->q, c->k, c->v, c->o, sh->dout, c->lse, c->tau, c->lengths, sh->delta,
+                    sh->grad, sh->grad + HD, sh->grad + 2 * HD};
+  int32_t ints[16] = {l->B, l->H, l->N, (int32_t)l->qkv_sb, (int32_t)l->qkv_sn,
+                      (int32_t)l->qkv_sh, (int32_t)l->o_sb, (int32_t)l->o_sn,
+                      (int32_t)l->o_sh, (int32_t)l->qkv_sb, (int32_t)l->qkv_sn,
+                      (int32_t)l->qkv_sh, 0, 1234, 7, 2};
+  memcpy(sh->ptrs, ptrs, sizeof ptrs);
+  memcpy(sh->ints, ints, sizeof ints);
+  for (int i = 0; i < 12; i++)
+    sh->ba[i] = &sh->ptrs[i];
+  for (int i = 0; i < 12; i++)
+    sh->ba[ATTN_BWD_B + i] = &sh->ints[i];
+  sh->ba[ATTN_BWD_DROPOUT] = &sh->p;
+  sh->ba[ATTN_BWD_SEED] = &sh->ints[13];
+  sh->ba[ATTN_BWD_STEP] = &sh->ints[14];
+  sh->ba[ATTN_BWD_LAYER] = &sh->ints[15];
+}
+
+/* quantile modes: the select kernels write tau_group (G = B*H or 1) first */
+static void select_args(BenchShape *sh, const Spec *s) {
+  AttnCase *c = &sh->c;
+  sh->G = attention_select_groups(s, c->l.B, c->l.H);
+  int g = sh->G ? sh->G : 1;
+  sh->hist = bench_xcalloc((size_t)g * SELECT_BINS, sizeof(int32_t));
+  sh->prefix = bench_xcalloc((size_t)g, sizeof(int32_t));
+  sh->rank = bench_xcalloc((size_t)g, sizeof(int32_t));
+  void *sp_ptrs[7] = {c->q, c->k, c->lengths, sh->hist, sh->prefix, sh->rank, c->tau_group};
+  memcpy(sh->sp_ptrs, sp_ptrs, sizeof sp_ptrs);
+  for (int i = 0; i < 7; i++)
+    sh->sa[i] = &sh->sp_ptrs[i];
+  for (int i = 0; i < 6; i++)
+    sh->sa[SELECT_B + i] = &sh->ints[i];
+  sh->sa[SELECT_SPARSITY] = &sh->spv;
+  sh->sa[SELECT_ROUND] = &sh->round;
+}
+
+void bench_shape_init(BenchShape *sh, const BenchKernels *ks, const BenchShapeOpts *o,
+                      uint64_t rng) {
+  const Spec *s = &ks->spec;
+  memset(sh, 0, sizeof *sh);
+  sh->opt = *o;
+  AttnCase *c = &sh->c;
+  attn_case_init(c, s, o->B, o->H, o->n, true);
+  attn_case_fill(c, &rng, o->quantized);
+  const AttnLayout *l = &c->l;
+  AttnRun run = {.sparsity = o->sparsity, .dropout = o->dropout, .seed = 1234, .step = 7,
+                 .layer = 2};
+  attn_args_run(&sh->fa, c, &run);
+  sh->dout = bench_xcalloc((size_t)c->o_count, sizeof(float));
+  for (int64_t i = 0; i < c->o_count; i++)
+    sh->dout[i] = (float)(harness_uniform(&rng) * 2 - 1);
+  sh->delta = bench_xcalloc((size_t)c->kept_count, sizeof(float));
+  sh->grad = bench_xcalloc((size_t)c->qkv_count, sizeof(float));
+  sh->ngrad = bench_xcalloc((size_t)c->qkv_count, sizeof(float));
+  sh->no = bench_xcalloc((size_t)c->o_count, sizeof(float));
+  sh->p = o->dropout;
+  sh->spv = o->sparsity;
+  bwd_args(sh);
+  select_args(sh, s);
+  int64_t HD = (int64_t)o->H * s->head_dim;
+  sh->na = (NaiveAttn){c->q, c->k, c->v, sh->dout, sh->no, sh->ngrad, sh->ngrad + HD,
+                       sh->ngrad + 2 * HD, c->lengths, o->B, o->H, o->n, s->head_dim,
+                       l->qkv_sb, l->qkv_sn, l->qkv_sh, l->o_sb, l->o_sn, l->o_sh,
+                       o->sparsity,
+                       s->select == SEL_HEAD_QUANTILE ? 2 : s->select == SEL_ROW_TOPK,
+                       o->dropout, 1234, 7, 2};
+}
+
+void bench_shape_run(BenchShape *sh, BenchKernels *ks, int r) {
+  Job fwd = {ks->fwd, ks->fm.kernels[0], sh->fa.args, NULL, 0, 1};
+  Job dq = {ks->dq, ks->bm.kernels[0], sh->ba, NULL, 0, 1};
+  Job dkdv = {ks->dkdv, ks->bm.kernels[1], sh->ba, NULL, 0, 1};
+  Job naive = {NULL, NULL, NULL, &sh->na, 0, 1};
+  double t0 = bench_now();
+  if (sh->G)
+    attention_select_run(ks->sm.kernels, sh->sa, select_launch, ks);
+  parallel(fwd, ks->threads);
+  double t1 = bench_now();
+  parallel(dq, ks->threads);
+  parallel(dkdv, ks->threads);
+  double t2 = bench_now();
+  if (sh->opt.naive)
+    parallel(naive, ks->threads);
+  double t3 = bench_now();
+  if (r >= 0 && r < BENCH_MAX_REPS)
+    sh->tf[r] = t1 - t0, sh->tb[r] = t2 - t1, sh->tt[r] = t2 - t0, sh->tn[r] = t3 - t2;
+}
+
+BenchResult bench_shape_result(BenchShape *sh, int reps) {
+  AttnCase *c = &sh->c;
+  int n = c->l.N, H = c->l.H;
+  bool nv = sh->opt.naive;
+  BenchResult res = {bench_median(sh->tf, reps), bench_median(sh->tb, reps),
+                     bench_median(sh->tt, reps), nv ? bench_median(sh->tn, reps) : NAN,
+                     nv ? max_rel_diff(c->o, sh->no, c->o_count) : NAN,
+                     nv ? max_rel_diff(sh->grad, sh->ngrad, c->qkv_count) : NAN, 0};
+  double kept = 0, valid = 0;
+  for (int64_t r = 0; r < c->kept_count; r++) {
+    int L = c->lengths[r / ((int64_t)H * n)];
+    kept += c->kept[r];
+    valid += (r % n) < L ? L : 0;
+  }
+  res.kept = kept / valid;
+  return res;
+}
+
+void bench_shape_free(BenchShape *sh) {
+  void *p[] = {sh->hist, sh->prefix, sh->rank, sh->dout, sh->delta, sh->grad, sh->ngrad, sh->no};
+  for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+    free(p[i]);
+  attn_case_free(&sh->c);
+}

@@ -1,0 +1,78 @@
+/* Running the crisp CPU kernels (select + forward + dQ + dK/dV, JIT-compiled) and the
+ * straightforward C version (naive_backward.c) on one attention shape, on the same
+ * threads and inputs; shared by bench_backward and bench_vs_torch. Only the public
+ * template/IR/JIT interfaces are used, so a new kernel schedule is picked up as is. */
+#ifndef CRISP_BENCH_FWD_BWD_H
+#define CRISP_BENCH_FWD_BWD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../templates/attention_bwd.h"
+#include "../templates/attention_select.h"
+#include "../tests/attn_harness.h"
+#include "naive_backward.h"
+
+enum { BENCH_MAX_REPS = 31, BENCH_MAX_THREADS = 64 };
+
+double bench_now(void);
+/* Sorts v in place. */
+double bench_median(double *v, int n);
+void *bench_xcalloc(size_t n, size_t size);
+
+typedef struct BenchKernels {
+  Spec spec;
+  Module fm, bm, sm;                   /* forward, backward, select (quantile modes) */
+  Jit *fj, *bj, *sj;
+  CpuKernelFn fwd, dq, dkdv, sel[SELECT_NKERNELS];
+  int threads;
+} BenchKernels;
+
+/* Compiles the kernels of one strategy (default spec, backward on). On failure err
+ * says why; bench_kernels_free is safe either way. */
+int bench_kernels_compile(BenchKernels *ks, SelectKind select, int threads, char *err,
+                          size_t cap);
+void bench_kernels_free(BenchKernels *ks);
+
+typedef struct BenchShapeOpts {
+  int B, H, n;
+  double sparsity;
+  float dropout;
+  bool quantized;   /* q, k multiples of 1/4: exact scores, so both sides keep the same keys */
+  bool naive;       /* also run the naive version */
+} BenchShapeOpts;
+
+typedef struct {
+  double fwd, bwd, total, naive;   /* medians, seconds (naive NAN when not run) */
+  double diff_o;                   /* max |crisp - naive| / max |naive| over o */
+  double diff_grad;                /* the same over dq, dk, dv */
+  double kept;                     /* kept keys / valid keys, from the forward's counts */
+} BenchResult;
+
+/* One shape and sparsity: inputs, outputs and both kernels' argument arrays. The
+ * struct points into itself: initialise it in place and do not move it. */
+typedef struct BenchShape {
+  BenchShapeOpts opt;
+  AttnCase c;
+  AttnArgs fa;
+  float *dout, *delta, *grad, *ngrad, *no;
+  int32_t *hist, *prefix, *rank;
+  int G;                     /* select groups (quantile modes), else 0 */
+  void *ptrs[12], *sp_ptrs[7];
+  int32_t ints[16], round;
+  float p;
+  double spv;
+  void *ba[ATTN_BWD_NPARAMS], *sa[SELECT_NPARAMS];
+  NaiveAttn na;
+  double tf[BENCH_MAX_REPS], tb[BENCH_MAX_REPS], tt[BENCH_MAX_REPS], tn[BENCH_MAX_REPS];
+} BenchShape;
+
+/* rng is copied, so shapes made from one state share their inputs. */
+void bench_shape_init(BenchShape *sh, const BenchKernels *ks, const BenchShapeOpts *o,
+                      uint64_t rng);
+/* One repetition r (< 0: a warm-up, not recorded): crisp, then the naive version. */
+void bench_shape_run(BenchShape *sh, BenchKernels *ks, int r);
+BenchResult bench_shape_result(BenchShape *sh, int reps);
+void bench_shape_free(BenchShape *sh);
+
+#endif

@@ -1,0 +1,37 @@
+/* bench_vs_torch's results and their report: the ratio table, the targets of issue 3
+ * item 8 (met / not met), and the same as one JSON document. */
+#ifndef CRISP_BENCH_VS_TORCH_H
+#define CRISP_BENCH_VS_TORCH_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "peak.h"
+
+/* One (strategy, n, s): medians in ms, NAN where not measured. */
+typedef struct VsRow {
+  const char *select;
+  int n;
+  double s, kept;
+  double crisp, fwd, bwd, naive, sdpa, paper;
+} VsRow;
+
+typedef struct VsConfig {
+  int B, H, D, threads, reps;
+  double dropout;
+  const char *torch_status;   /* "torch 2.x, 2 threads" or why the baselines are absent */
+} VsConfig;
+
+/* Dense forward + backward FLOPs of one row: 12 n^2 d per head, whatever is kept. */
+double vs_flops(const VsConfig *c, int n);
+
+void vs_print_peak(FILE *f, const MachinePeak *p);
+void vs_print_table(FILE *f, const VsConfig *c, const MachinePeak *p, const VsRow *rows,
+                    int nrows);
+void vs_print_targets(FILE *f, const MachinePeak *p, const VsConfig *c, const VsRow *rows,
+                      int nrows);
+/* The whole report as JSON, written atomically; -1 with err naming the path. */
+int vs_write_json(const char *path, const VsConfig *c, const MachinePeak *p,
+                  const VsRow *rows, int nrows, char *err, size_t cap);
+
+#endif
