@@ -11,6 +11,9 @@
  * same gradients.
  *
  *   bench_backward [--quick] [--reps N] [--n N] [--s S1,S2,...] [--threads T] [--no-naive]
+ *                  [--warp]
+ * --warp compiles the warp-per-row schedule (tile 16 x 1, the GPU's) instead of the CPU
+ * tile schedule that tile = auto picks on the host: the before/after comparison.
  * --n / --s replace the lengths (64, 128, 512) and sparsities (0, 0.6, 0.8); the first
  * sparsity is the base of the ratios.                                           */
 #include <math.h>
@@ -88,6 +91,8 @@ static void parallel(Job proto, int threads) {
 
 /* ---- the compiled kernels ---- */
 
+static bool warp_sched;   /* --warp: the warp-per-row schedule */
+
 typedef struct Kernels {
   Module fm, bm, sm;                   /* forward, backward, select (quantile modes) */
   Jit *fj, *bj, *sj;
@@ -126,6 +131,8 @@ static int select_launch(void *ctx, SelectKernel which, Kernel *k, void **args,
 static int compile_all(Kernels *ks, const Spec *s, char *err, size_t cap) {
   memset(ks, 0, sizeof *ks);
   TileConfig t = tile_resolve(s, TUNE_CPU);
+  if (warp_sched)
+    t = (TileConfig){16, 1, SCHED_WARP};
   if (harness_compile(&ks->fm, s, &t, MAP_CPU, err, cap) ||
       !(ks->fj = jit_compile(&ks->fm, err, cap)))
     return -1;
@@ -303,6 +310,8 @@ int main(int argc, char **argv) {
       threads_arg = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--no-naive"))
       skip_naive = true;
+    else if (!strcmp(argv[i], "--warp"))
+      warp_sched = true;
     else if (!strcmp(argv[i], "--n") && i + 1 < argc)
       ns[0] = atoi(argv[++i]), nn = 1;
     else if (!strcmp(argv[i], "--s") && i + 1 < argc) {

@@ -3,17 +3,19 @@
 
 #include "attention_bwd.h"
 #include "attention_select.h"
+#include "attention_tile.h"
 
 #include <stdio.h>
 
 /* Defaults: on the GPU four warps share a block and take two rows each; on the
- * CPU a "block" is one thread-pool task, so one slot and a run of 16 rows. */
+ * CPU a "block" is one thread-pool task running the tile schedule over 32 rows
+ * (the packed K^T is reused by 32 rows; n = 64 still gives B*H*2 tasks). */
 TileConfig tile_resolve(const Spec *s, TileTarget t) {
   if (!s->tile.is_auto)
-    return (TileConfig){s->tile.rows, s->tile.warps};
+    return (TileConfig){s->tile.rows, s->tile.warps, SCHED_WARP};
   if (t == TUNE_CPU)
-    return (TileConfig){16, 1};
-  return (TileConfig){8, 4};
+    return (TileConfig){32, 1, SCHED_TILE};
+  return (TileConfig){8, 4, SCHED_WARP};
 }
 
 int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t) {
@@ -23,6 +25,14 @@ int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t) {
 enum { SHARED_LIMIT = 48 * 1024 };   /* static shared memory per block on sm_80/sm_90 */
 
 int tile_check(const Spec *s, const TileConfig *t, char *err, size_t cap) {
+  if (t->sched == SCHED_TILE) {   /* block-local arrays live in the host's frame */
+    if (t->warps != 1 || t->rows < TILE_RT || t->rows % TILE_RT) {
+      snprintf(err, cap, "tile schedule: rows = %d, warps = %d: rows must be a positive "
+               "multiple of %d and warps 1", t->rows, t->warps, TILE_RT);
+      return -1;
+    }
+    return 0;
+  }
   if (t->warps < 1 || t->warps > 16 || t->rows < 1 || t->rows % t->warps) {
     snprintf(err, cap, "tile rows = %d, warps = %d: rows must be a positive multiple of warps "
              "(1..16)", t->rows, t->warps);

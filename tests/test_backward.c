@@ -804,12 +804,12 @@ static void tile_suite(void) {
   char err[256];
   Module m = {0};
   Spec s = make_spec(64, 8192, SEL_ROW_TOPK, false, 1);
-  CHECK(attention_bwd_build(&s, &(TileConfig){8, 4}, &m, err, sizeof err) == -1 &&
+  CHECK(attention_bwd_build(&s, &(TileConfig){8, 4, SCHED_WARP}, &m, err, sizeof err) == -1 &&
             strstr(err, "shared memory") && m.n == 0,
         "an oversized tile is refused (got \"%s\")", err);
-  CHECK(attention_bwd_build(&s, &(TileConfig){6, 4}, &m, err, sizeof err) == -1 &&
+  CHECK(attention_bwd_build(&s, &(TileConfig){6, 4, SCHED_WARP}, &m, err, sizeof err) == -1 &&
             strstr(err, "multiple of warps"), "rows not a multiple of warps is refused");
-  CHECK(attention_bwd_build(&s, &(TileConfig){16, 1}, &m, err, sizeof err) == 0 && m.n == 2 &&
+  CHECK(attention_bwd_build(&s, &(TileConfig){16, 1, SCHED_WARP}, &m, err, sizeof err) == 0 && m.n == 2 &&
             strcmp(m.kernels[0]->name, "t_attn_bwd_dq") == 0 &&
             strcmp(m.kernels[1]->name, "t_attn_bwd_dkdv") == 0 &&
             m.kernels[0]->nparams == ATTN_BWD_NPARAMS &&
@@ -840,12 +840,14 @@ int main(void) {
          "%.3g (%.1f s)\n", worst_rel, worst_term, (double)(clock() - t0) / CLOCKS_PER_SEC);
   worst_rel = worst_term = 0;
   t0 = clock();
-  static const TileConfig tiles[] = {{1, 1}, {4, 2}, {6, 3}};
-  for (int ti = 0; ti < 3; ti++)
+  /* the warp schedule's tiles, then the CPU tile schedule (one group; two groups) */
+  static const TileConfig tiles[] = {{1, 1, SCHED_WARP}, {4, 2, SCHED_WARP}, {6, 3, SCHED_WARP},
+                                     {4, 1, SCHED_TILE}, {8, 1, SCHED_TILE}};
+  for (int ti = 0; ti < 5; ti++)
     for (int si = 0; si < 4; si++)
       interp_suite((Spec[]){make_spec(si % 2 ? 16 : 8, 40, sels[si], (si + ti) % 2, 1)},
                    tiles[ti]);
-  printf("c) interpreter, GPU mapping (3 tiles x 4 modes x 3 shapes): worst norm-wise rel err "
+  printf("c) interpreter, GPU mapping (5 tiles x 4 modes x 3 shapes): worst norm-wise rel err "
          "%.3g, vs terms %.3g (%.1f s)\n", worst_rel, worst_term,
          (double)(clock() - t0) / CLOCKS_PER_SEC);
   t0 = clock();
