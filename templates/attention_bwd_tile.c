@@ -7,16 +7,16 @@
  *   S = Q K^T / sqrt(d) and dP' = dO V^T as register tiles (S: the forward's own
  *   tile_scores, so the same bits and the same kept set); per valid row Delta_i and,
  *   lanes over keys, dS_ij = P_ij (dP'_ij z_ij / (1 - p) - Delta_i) for kept pairs
- *   (else 0), over S in its slot; dQ = dS K by tile_axpy over keys (skipping keys no
- *   row of the group keeps), dq = dQ / sqrt(d).
+ *   (else 0), over S in its slot; dQ = dS K by tile_axpy over keys, dq = dQ / sqrt(d).
  * dkdv kernel: Q^T and dO^T of the query rows that see the block's keys (i >= lo:
  *   lo = the block's first key when causal, else 0) are packed once; per group of
  *   TILE_RT keys: S^T = K Q^T / sqrt(d) (fma is commutative: the forward's bits) and
  *   dP'^T = V dO^T; per valid key, lanes over rows, dS and P z/(1 - p) of kept pairs
  *   (causal: i >= j) into the two slots; dK = dS^T Q and dV = (P z/(1-p))^T dO by
  *   tile_axpy over rows (two passes: one TILE_RT x D accumulator tile each).
- * Score and dP' tiles are dense over the valid keys (rows); the three products that
- * follow skip pairs nobody in the group keeps, which is where sparsity pays. */
+ * Every product is dense over the valid keys (rows), dropped pairs with weight 0:
+ * on the CPU the register-tiled dense work measured faster than skipping pairs (see
+ * tile_axpy), so here sparsity saves only the exp and hash of dropped pairs. */
 #include <math.h>
 #include <stdio.h>
 
@@ -36,6 +36,7 @@ typedef struct {
   Buf *ta, *tb;            /* packed transposes (dq: K^T, V^T; dkdv: Q^T, dO^T) */
   Buf *s1, *s2;            /* TILE_RT slots of ld: S then dS; dP' then P z/(1-p) */
   Buf *sacc, *acc;         /* score micro-tile; TILE_RT x D product accumulators */
+  Buf *rhash;              /* dkdv: the dropout row hash of each packed row */
   int64_t ld;
   Op *batch, *head, *len, *lim, *blk0, *scale, *thresh, *inv_keep;
 } Ctx;
@@ -189,7 +190,8 @@ static void dkdv_key(Ctx *c, Builder *b, int r, Op *j, Op *lo, Op *cnt) {
   ir_if(&lane, kept, &yes, &no);
   Op *delta = ir_load(&yes, c->buf[ATTN_BWD_DELTA], row_stat(c, &yes, i));
   Op *pz;
-  Op *ds = grad_pair(c, &yes, x, ir_load(&yes, c->s2, se), i, j, hash(c, &yes, i), delta, &pz);
+  Op *rh = ir_load(&yes, c->rhash, e);
+  Op *ds = grad_pair(c, &yes, x, ir_load(&yes, c->s2, se), i, j, rh, delta, &pz);
   ir_store(&yes, c->s1, se, ds);
   ir_store(&yes, c->s2, se, pz);
   ir_store(&no, c->s1, se, f32(&no, 0));
@@ -265,6 +267,10 @@ static void emit_block(Ctx *c, Builder *b, int rows, bool dq) {
                 p[ATTN_BWD_QKV_SN], cnt, D);
     tile_pack_t(&work, c->tb, c->ld, c->buf[ATTN_BWD_DOUT], row_off(c, &work, ATTN_BWD_O_SB, lo),
                 p[ATTN_BWD_O_SN], cnt, D);
+    /* once per row here, not once per (row, key) pair */
+    Builder lane;
+    Op *e = ir_pfor(&work, AXIS_LANE, cnt, "e", &lane)->index;
+    ir_store(&lane, c->rhash, e, hash(c, &lane, add(&lane, lo, e)));
   }
   Op *g = ir_for(&work, i32(&work, 0), i32(&work, rows), TILE_RT, "g", &groups)->index;
   Op *first = add(&groups, c->blk0, g);
@@ -289,6 +295,8 @@ Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t, bool dq) {
   c.s2 = ir_shared(k, "s2", TY_F32, TILE_RT * c.ld);
   c.sacc = ir_shared(k, "sacc", TY_F32, TILE_RT * TILE_JT);
   c.acc = ir_shared(k, "acc", TY_F32, (int64_t)TILE_RT * D);
+  if (!dq)
+    c.rhash = ir_shared(k, "rhash", TY_I32, c.ld);
   ir_set_grid(k, 0, ATTN_BWD_N, -1, t->rows);
   ir_set_grid(k, 1, ATTN_BWD_H, -1, 1);
   ir_set_grid(k, 2, ATTN_BWD_B, -1, 1);

@@ -8,13 +8,13 @@
  *      tiles, keys contiguous), into the group's TILE_RT score slots;
  *   2. per valid row, the forward's own selection/softmax/statistics code
  *      (fwd_softmax_row), then the dropout mask applied to the slot (dropped -> 0);
- *   3. O for the group: over keys j, tile_axpy adds e_rj v_j to the TILE_RT x D
- *      accumulators whenever some row of the group keeps j (kept, undropped);
- *      o = acc / (sum (1 - p)).
+ *   3. O for the group: over its keys j, tile_axpy adds w_rj v_j to the TILE_RT x D
+ *      accumulators, w_rj = e_rj for kept, undropped pairs and 0 otherwise (dense:
+ *      see tile_axpy); o = acc / (sum (1 - p)).
  * Rows past min(N, L) in a group are scored from a clamped query row (in bounds,
  * results unused) and get weight 0. Cost per block: L*D packing, then per row
- * 2*M*D flops of scores at register-tile speed and 2*D flops per key kept by any
- * row of its group. */
+ * 2*M*D flops of scores and 2*M*D of P.V, both register tiles, plus the row's
+ * selection and softmax passes. */
 #include <math.h>
 #include <stdio.h>
 

@@ -74,15 +74,16 @@ void tile_scores(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const 
   score_tile(&loop, out, base, ld, a, rows, bt, j0, D, acc, scale);
 }
 
+/* Unconditional on purpose: skipping keys no row uses (an `if` around the update)
+ * made LLVM keep one vector store per fma in the loop (the accumulators could no
+ * longer stay in registers across it), which measured slower at every sparsity
+ * than doing the dense work; with random per-row kept sets few keys are unused by
+ * all TILE_RT rows anyway. */
 void tile_axpy(Builder *b, Buf *acc, Op *const w[], int R, Buf *x, Op *xoff, int D) {
-  Op *any = ir_cmp(b, CMP_NE, w[0], ir_const_f32(b, 0));
-  for (int r = 1; r < R; r++)
-    any = ir_bin(b, OP_OR, any, ir_cmp(b, CMP_NE, w[r], ir_const_f32(b, 0)));
-  Builder then, lane;
-  ir_if(b, any, &then, NULL);
-  Op *x0 = wide(&then, xoff);
+  Builder lane;
+  Op *x0 = wide(b, xoff);
   for (int r = 0; r < R; r++) {
-    Op *d = ir_pfor(&then, AXIS_LANE, i64(&then, D), "d", &lane)->index;
+    Op *d = ir_pfor(b, AXIS_LANE, i64(b, D), "d", &lane)->index;
     Op *at = add(&lane, i64(&lane, (int64_t)r * D), d);
     Op *xv = ir_load(&lane, x, add(&lane, x0, d));
     ir_store(&lane, acc, at, ir_fma(&lane, w[r], xv, ir_load(&lane, acc, at)));

@@ -38,9 +38,9 @@ void tile_scores(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const 
 /* acc[r * D + d] = 0 for r < R, d < D. */
 void tile_zero(Builder *b, Buf *acc, int R, int D);
 
-/* If some w[r] != 0 (r < R): acc[r * D + d] += w[r] * x[xoff + d] for every r < R and
- * d < D (an fma; a zero weight leaves its row unchanged). The caller's loop over
- * keys supplies the weights (0 for pairs it skips), so sparsity pays per key. */
+/* acc[r * D + d] += w[r] * x[xoff + d] for every r < R and d < D (an fma; a zero
+ * weight leaves its row unchanged). Dense: the caller's loop over keys gives
+ * skipped pairs weight 0 (see attention_tile.c for why it does not branch). */
 void tile_axpy(Builder *b, Buf *acc, Op *const w[], int R, Buf *x, Op *xoff, int D);
 
 #endif
