@@ -14,8 +14,16 @@ TileConfig tile_resolve(const Spec *s, TileTarget t) {
   if (!s->tile.is_auto)
     return (TileConfig){s->tile.rows, s->tile.warps, SCHED_WARP};
   if (t == TUNE_CPU)
-    return (TileConfig){32, 1, SCHED_TILE};
+    return tile_frame_bytes(s) <= TILE_FRAME_LIMIT ? (TileConfig){32, 1, SCHED_TILE}
+                                                   : (TileConfig){16, 1, SCHED_WARP};
   return (TileConfig){8, 4, SCHED_WARP};
+}
+
+/* The dkdv kernel's arrays, the largest of the tile schedule: two packed D x ld
+ * transposes, two TILE_RT x ld slots, the row hashes and the micro-tiles. */
+int64_t tile_frame_bytes(const Spec *s) {
+  int64_t ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT, D = s->head_dim;
+  return 4 * (2 * D * ld + 2 * TILE_RT * ld + ld + TILE_RT * TILE_JT + TILE_RT * D);
 }
 
 int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t) {
@@ -29,6 +37,12 @@ int tile_check(const Spec *s, const TileConfig *t, char *err, size_t cap) {
     if (t->warps != 1 || t->rows < TILE_RT || t->rows % TILE_RT) {
       snprintf(err, cap, "tile schedule: rows = %d, warps = %d: rows must be a positive "
                "multiple of %d and warps 1", t->rows, t->warps, TILE_RT);
+      return -1;
+    }
+    if (tile_frame_bytes(s) > TILE_FRAME_LIMIT) {
+      snprintf(err, cap, "tile schedule: max_seq = %d, head_dim = %d need %lld bytes of "
+               "block-local arrays on the stack (limit %d)", s->max_seq, s->head_dim,
+               (long long)tile_frame_bytes(s), TILE_FRAME_LIMIT);
       return -1;
     }
     return 0;

@@ -809,6 +809,21 @@ static void tile_suite(void) {
         "an oversized tile is refused (got \"%s\")", err);
   CHECK(attention_bwd_build(&s, &(TileConfig){6, 4, SCHED_WARP}, &m, err, sizeof err) == -1 &&
             strstr(err, "multiple of warps"), "rows not a multiple of warps is refused");
+  /* the CPU tile schedule: groups of TILE_RT rows, one warp, no shared-memory limit */
+  CHECK(attention_bwd_build(&s, &(TileConfig){6, 1, SCHED_TILE}, &m, err, sizeof err) == -1 &&
+            strstr(err, "tile schedule") && m.n == 0, "tile schedule: rows 6 refused");
+  CHECK(attention_bwd_build(&s, &(TileConfig){8, 2, SCHED_TILE}, &m, err, sizeof err) == -1 &&
+            strstr(err, "warps 1") && m.n == 0, "tile schedule: 2 warps refused");
+  CHECK(attention_bwd_build(&s, &(TileConfig){8, 1, SCHED_TILE}, &m, err, sizeof err) == -1 &&
+            strstr(err, "stack") && m.n == 0, "tile schedule: 8192 keys need too big a frame");
+  CHECK(tile_resolve(&s, TUNE_CPU).sched == SCHED_WARP, "tile = auto past the frame limit: "
+        "the warp schedule");
+  Spec small = make_spec(64, 512, SEL_ROW_TOPK, false, 1);
+  CHECK(attention_bwd_build(&small, &(TileConfig){8, 1, SCHED_TILE}, &m, err, sizeof err) == 0 &&
+            m.n == 2 && m.kernels[0]->warps == 1, "tile schedule: 8 rows, 1 warp, 512 keys");
+  CHECK(tile_resolve(&small, TUNE_CPU).sched == SCHED_TILE, "tile = auto on the CPU: tiles");
+  ir_module_free(&m);
+  m = (Module){0};
   CHECK(attention_bwd_build(&s, &(TileConfig){16, 1, SCHED_WARP}, &m, err, sizeof err) == 0 && m.n == 2 &&
             strcmp(m.kernels[0]->name, "t_attn_bwd_dq") == 0 &&
             strcmp(m.kernels[1]->name, "t_attn_bwd_dkdv") == 0 &&
