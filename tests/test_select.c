@@ -298,8 +298,10 @@ static void test_host(void) {
     for (int causal = 0; causal < 2; causal++)
       for (int di = 0; di < 3; di++) {
         Spec s = make_spec(modes[mi], dims[di], causal, di == 2 ? 5 : 1);
-        TileConfig tiles[2] = {tile_resolve(&s, TUNE_CPU), {8, 4, SCHED_WARP}};
-        for (int ti = 0; ti < (di == 0 ? 2 : 1); ti++) {
+        /* the CPU default, a GPU tile, and the tile schedule's ordered-fma scores */
+        TileConfig tiles[3] = {tile_resolve(&s, TUNE_CPU), {8, 4, SCHED_WARP},
+                               {8, 1, SCHED_TILE}};
+        for (int ti = 0; ti < (di == 0 ? 3 : 1); ti++) {
           HostKernels hk;
           if (host_compile(&hk, &s, &tiles[ti]))
             continue;
