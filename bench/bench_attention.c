@@ -4,7 +4,8 @@
  * repetitions; ratios and GFLOP/s (4 n^2 d FLOPs per head, dense count).
  * Then crispc spec -> PTX end to end, median wall time of several runs.
  *
- *   bench_attention [--quick] [--reps N] [--crispc PATH]                      */
+ *   bench_attention [--quick] [--reps N] [--crispc PATH] [--warp]
+ * --warp: the warp-per-row schedule (tile 16 x 1) instead of the CPU tile schedule. */
 #include <math.h>
 #include <pthread.h>
 #include <spawn.h>
@@ -124,7 +125,7 @@ static double time_crispc(const char *crispc, int runs) {
 }
 
 int main(int argc, char **argv) {
-  int reps = 5, quick = 0;
+  int reps = 5, quick = 0, warp = 0;
   const char *crispc = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick"))
@@ -133,6 +134,8 @@ int main(int argc, char **argv) {
       reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--crispc") && i + 1 < argc)
       crispc = argv[++i];
+    else if (!strcmp(argv[i], "--warp"))
+      warp = 1;
   }
   reps = reps < 1 ? 1 : reps > 31 ? 31 : reps;
   int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -143,6 +146,8 @@ int main(int argc, char **argv) {
   spec_defaults(&s);
   snprintf(s.name, sizeof s.name, "bench");
   TileConfig t = tile_resolve(&s, TUNE_CPU);
+  if (warp)
+    t = (TileConfig){16, 1, SCHED_WARP};
   Module m = {0};
   char err[1024];
   double t0 = now();

@@ -11,6 +11,9 @@
  * same gradients.
  *
  *   bench_backward [--quick] [--reps N] [--n N] [--s S1,S2,...] [--threads T] [--no-naive]
+ *                  [--warp]
+ * --warp compiles the warp-per-row schedule (tile 16 x 1, the GPU's) instead of the CPU
+ * tile schedule that tile = auto picks on the host: the before/after comparison.
  * --n / --s replace the lengths (64, 128, 512) and sparsities (0, 0.6, 0.8); the first
  * sparsity is the base of the ratios.                                           */
 #include <math.h>
@@ -35,6 +38,8 @@ int main(int argc, char **argv) {
       threads_arg = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--no-naive"))
       skip_naive = true;
+    else if (!strcmp(argv[i], "--warp"))
+      bench_warp_schedule = true;
     else if (!strcmp(argv[i], "--n") && i + 1 < argc)
       ns[0] = atoi(argv[++i]), nn = 1;
     else if (!strcmp(argv[i], "--s") && i + 1 < argc) {

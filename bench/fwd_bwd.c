@@ -100,6 +100,8 @@ static int select_launch(void *ctx, SelectKernel which, Kernel *k, void **args,
   return 0;
 }
 
+bool bench_warp_schedule;
+
 int bench_kernels_compile(BenchKernels *ks, SelectKind select, int threads, char *err,
                           size_t cap) {
   memset(ks, 0, sizeof *ks);
@@ -111,6 +113,8 @@ int bench_kernels_compile(BenchKernels *ks, SelectKind select, int threads, char
   s->backward = true;
   s->dropout = 0.1;   /* as in training; the rate itself is a run-time argument */
   TileConfig t = tile_resolve(s, TUNE_CPU);
+  if (bench_warp_schedule)
+    t = (TileConfig){16, 1, SCHED_WARP};
   if (harness_compile(&ks->fm, s, &t, MAP_CPU, err, cap) ||
       !(ks->fj = jit_compile(&ks->fm, err, cap)))
     return -1;

@@ -28,8 +28,11 @@ typedef struct BenchKernels {
   int threads;
 } BenchKernels;
 
-/* Compiles the kernels of one strategy (default spec, backward on). On failure err
- * says why; bench_kernels_free is safe either way. */
+/* Compiles the kernels of one strategy (default spec, backward on) with the tile that
+ * tile = auto picks on the host, or the warp-per-row schedule (16 x 1, the GPU's) when
+ * bench_warp_schedule is set: the before/after comparison. On failure err says why;
+ * bench_kernels_free is safe either way. */
+extern bool bench_warp_schedule;
 int bench_kernels_compile(BenchKernels *ks, SelectKind select, int threads, char *err,
                           size_t cap);
 void bench_kernels_free(BenchKernels *ks);

@@ -27,6 +27,11 @@ void host_function_attrs(Lower *L, LLVMValueRef fn) {
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
                           LLVMCreateStringAttribute(L->ctx, "target-features", 15, features,
                                                     (unsigned)strlen(features)));
+  /* LLVM's x86 cost model caps vectors at 256 bits on CPUs where 512-bit code may
+   * lower the clock; register-blocked loops want all 32 full-width registers
+   * (twice the accumulators per register), so ask for the widest the CPU has. */
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(L->ctx, "prefer-vector-width", 19, "512", 3));
   lower_add_attr(L, fn, LLVMAttributeFunctionIndex, "nounwind");
 }
 

@@ -108,7 +108,7 @@ int load_variant(Backend *b, Variant *v, char *err, size_t cap) {
       fprintf(stderr, "crisp-devcheck: warning: no kernel cache: %s\n", why);
     cache_open = true;
   }
-  TileConfig t = {v->man.tile_rows, v->man.tile_warps};
+  TileConfig t = {v->man.tile_rows, v->man.tile_warps, SCHED_WARP};
   return rt_compile_load(b, &v->man.spec, &t, &cache, &v->mod, err, cap);
 #else
   snprintf(err, cap, "this is the runtime-only build (no LLVM): only --device cuda runs kernels");
@@ -291,7 +291,7 @@ static int tune_dir(Backend *b, const char *dir, const Opts *o) {
   TileConfig def = tile_resolve(s, strcmp(b->kind, "cpu") ? TUNE_GPU : TUNE_CPU);
   int def_index = -1;
   for (int i = 0; i < nv; i++) {
-    tv[i].tile = (TileConfig){v[i].man.tile_rows, v[i].man.tile_warps};
+    tv[i].tile = (TileConfig){v[i].man.tile_rows, v[i].man.tile_warps, SCHED_WARP};
     tv[i].user = v[i].mod;
     if (!v[i].mod)
       snprintf(tv[i].note, sizeof tv[i].note, "%.190s", v[i].err);
@@ -351,7 +351,7 @@ static int bench_dir(Backend *b, const char *dir, const Opts *o, const TuneDb *d
         rc = 1;
         break;
       }
-      want = (TileConfig){v[pick].man.tile_rows, v[pick].man.tile_warps};
+      want = (TileConfig){v[pick].man.tile_rows, v[pick].man.tile_warps, SCHED_WARP};
     }
     char name[96];
     RtKernel *k = rt_kernel(b, v[pick].mod, forward_name(&v[pick], name, sizeof name));

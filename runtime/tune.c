@@ -245,7 +245,7 @@ int tune_legal_tiles(const Spec *s, TileConfig *out, int cap) {
   char err[256];
   for (int rows = 1; rows <= 64; rows *= 2)
     for (int warps = 1; warps <= 16 && warps <= rows; warps++) {
-      TileConfig t = {rows, warps};
+      TileConfig t = {rows, warps, SCHED_WARP};
       if (rows % warps || tile_check(s, &t, err, sizeof err))
         continue;
       if (n < cap)

@@ -28,6 +28,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "attention_bwd_impl.h"
 #include "attention_common.h"
 #include "dropout.h"
 
@@ -225,7 +226,7 @@ static void emit_dkdv_row(Ctx *c, Builder *b, Op *j, Op *w) {
 
 /* ---- kernels ---- */
 
-static void declare_params(Ctx *c, bool dq) {
+void bwd_declare_params(Kernel *k, bool dq, Buf **buf, Op **p) {
   static const char *const bufs[] = {"q", "k", "v", "o", "dout", "lse", "tau", "lengths",
                                      "delta", "dq", "dk", "dv"};
   static const char *const scalars[] = {"B", "H", "N", "qkv_sb", "qkv_sn", "qkv_sh", "o_sb",
@@ -236,23 +237,25 @@ static void declare_params(Ctx *c, bool dq) {
       role = dq ? ROLE_OUT : ROLE_IN;
     else if (i == ATTN_BWD_DK || i == ATTN_BWD_DV)
       role = dq ? ROLE_IN : ROLE_OUT;
-    c->buf[i] = ir_param_buf(c->k, bufs[i], i == ATTN_BWD_LENGTHS ? TY_I32 : TY_F32, role);
+    buf[i] = ir_param_buf(k, bufs[i], i == ATTN_BWD_LENGTHS ? TY_I32 : TY_F32, role);
   }
   for (int i = 0; i < 12; i++)
-    c->p[ATTN_BWD_B + i] = ir_param_scalar(c->k, scalars[i], TY_I32);
-  c->p[ATTN_BWD_DROPOUT] = ir_param_scalar(c->k, "dropout", TY_F32);
-  c->p[ATTN_BWD_SEED] = ir_param_scalar(c->k, "seed", TY_I32);
-  c->p[ATTN_BWD_STEP] = ir_param_scalar(c->k, "step", TY_I32);
-  c->p[ATTN_BWD_LAYER] = ir_param_scalar(c->k, "layer", TY_I32);
+    p[ATTN_BWD_B + i] = ir_param_scalar(k, scalars[i], TY_I32);
+  p[ATTN_BWD_DROPOUT] = ir_param_scalar(k, "dropout", TY_F32);
+  p[ATTN_BWD_SEED] = ir_param_scalar(k, "seed", TY_I32);
+  p[ATTN_BWD_STEP] = ir_param_scalar(k, "step", TY_I32);
+  p[ATTN_BWD_LAYER] = ir_param_scalar(k, "layer", TY_I32);
 }
 
 static Kernel *build(const Spec *s, const TileConfig *t, bool dq) {
+  if (t->sched == SCHED_TILE)
+    return attention_bwd_tile_build(s, t, dq);
   char name[96];
   snprintf(name, sizeof name, "%s_attn_bwd_%s", s->name, dq ? "dq" : "dkdv");
   Kernel *k = ir_kernel_new(name, t->warps);
   Builder b = ir_builder(k);
   Ctx c = {.k = k, .spec = s};
-  declare_params(&c, dq);
+  bwd_declare_params(k, dq, c.buf, c.p);
   int D = s->head_dim;
   c.slot = ir_shared(k, "slot", TY_F32, (int64_t)t->warps * s->max_seq);
   c.vecs = ir_shared(k, "vecs", TY_F32, (int64_t)t->warps * (dq ? 2 : 3) * D);
@@ -290,13 +293,16 @@ int64_t attention_bwd_shared_bytes(const Spec *s, const TileConfig *t) {
 enum { BWD_SHARED_LIMIT = 48 * 1024 };   /* static shared memory per block on sm_80/sm_90 */
 
 int attention_bwd_build(const Spec *s, const TileConfig *t, Module *m, char *err, size_t cap) {
-  if (t->warps < 1 || t->warps > 16 || t->rows < 1 || t->rows % t->warps) {
+  if (t->sched == SCHED_TILE) {
+    if (tile_check(s, t, err, cap))
+      return -1;
+  } else if (t->warps < 1 || t->warps > 16 || t->rows < 1 || t->rows % t->warps) {
     snprintf(err, cap, "tile rows = %d, warps = %d: rows must be a positive multiple of warps "
              "(1..16)", t->rows, t->warps);
     return -1;
   }
   int64_t bytes = attention_bwd_shared_bytes(s, t);
-  if (bytes > BWD_SHARED_LIMIT) {
+  if (t->sched != SCHED_TILE && bytes > BWD_SHARED_LIMIT) {
     snprintf(err, cap, "backward: tile warps = %d needs %lld bytes of shared memory with "
              "max_seq = %d, head_dim = %d (limit %d)", t->warps, (long long)bytes, s->max_seq,
              s->head_dim, BWD_SHARED_LIMIT);

@@ -25,17 +25,9 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "attention_common.h"
+#include "attention_fwd_impl.h"
 #include "dropout.h"
 
-typedef struct {
-  const Spec *spec;
-  Buf *q, *kk, *v, *o, *lengths, *kept, *lse, *tau, *ent, *dent, *tau_group, *scores, *acc;
-  Op *p[ATTN_NPARAMS];     /* scalar parameter values */
-  Op *batch, *head, *len;  /* b, h, L for this block */
-  Op *tg;                  /* the group threshold (quantile modes) */
-  Op *drop_thr;            /* dropout threshold, i32 */
-} Ctx;
 
 #define i32 attn_i32
 #define add attn_add
@@ -44,7 +36,7 @@ typedef struct {
 static Op *zero_f(Builder *b) { return ir_const_f32(b, 0); }
 
 /* tau and the kept count of a row, per select mode (see the top of the file). */
-static void emit_select(Ctx *c, Builder *b, const AttnRow *r, Op **tau, Op **cnt) {
+void fwd_emit_select(Ctx *c, Builder *b, const AttnRow *r, Op **tau, Op **cnt) {
   switch (c->spec->select) {
   case SEL_ROW_TOPK:
     *tau = attn_row_kth_largest(b, r, attn_keep_count(b, c->p[ATTN_SPARSITY], r->m,
@@ -71,7 +63,7 @@ static void emit_select(Ctx *c, Builder *b, const AttnRow *r, Op **tau, Op **cnt
 
 /* 3. e_j = exp(S_j - mx) over the row, stored signed: +e_j for kept j, -e_j for the
  * others (so the dense statistics stay at hand); returns sum over kept j of e_j. */
-static Op *emit_exp_store(Builder *b, const AttnRow *r, Op *mx, Op *tau) {
+Op *fwd_emit_exp_store(Builder *b, const AttnRow *r, Op *mx, Op *tau) {
   Builder body;
   Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_F32, r->m, "j", &body);
   Op *at = add(&body, r->base, red->index);
@@ -110,14 +102,14 @@ static Op *flag_set(Builder *b, Op *stats, int flag) {
 }
 
 /* Position of row i in the per-row outputs [B, H, N]. */
-static Op *row_at(Ctx *c, Builder *b, Op *i) {
+Op *fwd_row_at(Ctx *c, Builder *b, Op *i) {
   Op **p = c->p;
   return add(b, mul(b, add(b, mul(b, c->batch, p[ATTN_H]), c->head), p[ATTN_N]), i);
 }
 
 /* 3'. the entropies the stats flags ask for, from the stored signed e_j (r = NULL:
  * a padded row, zeros); z_kept = sum over kept j of e_j. */
-static void store_entropies(Ctx *c, Builder *b, const AttnRow *r, Op *z_kept, Op *i) {
+void fwd_store_entropies(Ctx *c, Builder *b, const AttnRow *r, Op *z_kept, Op *i) {
   Op *stats = c->p[ATTN_STATS];
   Buf *out[2] = {c->ent, c->dent};
   for (int dense = 0; dense < 2; dense++) {
@@ -130,7 +122,7 @@ static void store_entropies(Ctx *c, Builder *b, const AttnRow *r, Op *z_kept, Op
       h = entropy(&on, z, e_sum(&on, r, dense, true));
     }
     ir_pfor(&on, AXIS_LANE, i32(&on, 1), "one", &lane);
-    ir_store(&lane, out[dense], row_at(c, &lane, i), h);
+    ir_store(&lane, out[dense], fwd_row_at(c, &lane, i), h);
   }
 }
 
@@ -165,13 +157,26 @@ static void emit_pv(Ctx *c, Builder *b, const AttnRow *r, Op *i, Op *acc_base, O
 }
 
 /* kept, lse and tau of one row, by one lane. */
-static void store_row(Ctx *c, Builder *b, Op *i, Op *kept, Op *lse, Op *tau) {
+void fwd_store_row(Ctx *c, Builder *b, Op *i, Op *kept, Op *lse, Op *tau) {
   Builder lane;
   ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &lane);
-  Op *at = row_at(c, &lane, i);
+  Op *at = fwd_row_at(c, &lane, i);
   ir_store(&lane, c->kept, at, kept);
   ir_store(&lane, c->lse, at, lse);
   ir_store(&lane, c->tau, at, tau);
+}
+
+Op *fwd_softmax_row(Ctx *c, Builder *b, const AttnRow *r, Op *i) {
+  Op *tau, *cnt;
+  fwd_emit_select(c, b, r, &tau, &cnt);
+  Op *mx = attn_row_max(b, r);
+  Op *sum = fwd_emit_exp_store(b, r, mx, tau);
+  Op *lse = add(b, mx, ir_un(b, OP_LOG, sum));
+  Op *all = ir_cmp(b, CMP_EQ, cnt, r->m);
+  fwd_store_row(c, b, i, cnt, lse, ir_select(b, all, ir_const_f32(b, -INFINITY), tau));
+  fwd_store_entropies(c, b, r, sum, i);
+  /* sum (1 - p) as fma(-sum, p, sum): exactly sum when p = 0 */
+  return ir_fma(b, ir_un(b, OP_NEG, sum), c->p[ATTN_DROPOUT], sum);
 }
 
 static void emit_valid_row(Ctx *c, Builder *b, Op *i, Op *w) {
@@ -185,28 +190,19 @@ static void emit_valid_row(Ctx *c, Builder *b, Op *i, Op *w) {
   Op *k0 = attn_offset(b, c->batch, i32(b, 0), c->head, p[ATTN_QKV_SB], p[ATTN_QKV_SN],
                        p[ATTN_QKV_SH]);
   attn_row_scores(b, &r, c->q, c->kk, qoff, k0, p[ATTN_QKV_SN], s->head_dim);
-  Op *tau, *cnt;
-  emit_select(c, b, &r, &tau, &cnt);
-  Op *mx = attn_row_max(b, &r);
-  Op *sum = emit_exp_store(b, &r, mx, tau);
-  Op *lse = add(b, mx, ir_un(b, OP_LOG, sum));
-  Op *all = ir_cmp(b, CMP_EQ, cnt, m);
-  store_row(c, b, i, cnt, lse, ir_select(b, all, ir_const_f32(b, -INFINITY), tau));
-  store_entropies(c, b, &r, sum, i);
-  /* 1 / (sum (1 - p)), as fma(-sum, p, sum): exactly sum when p = 0 */
-  Op *kept_mass = ir_fma(b, ir_un(b, OP_NEG, sum), p[ATTN_DROPOUT], sum);
+  Op *kept_mass = fwd_softmax_row(c, b, &r, i);
   emit_pv(c, b, &r, i, mul(b, w, i32(b, s->head_dim)),
           ir_bin(b, OP_DIV, ir_const_f32(b, 1.0), kept_mass));
 }
 
-static void emit_padded_row(Ctx *c, Builder *b, Op *i) {
+void fwd_emit_padded_row(Ctx *c, Builder *b, Op *i) {
   Builder lane;
   Op **p = c->p;
   Op *ooff = attn_offset(b, c->batch, i, c->head, p[ATTN_O_SB], p[ATTN_O_SN], p[ATTN_O_SH]);
   Op *d = ir_pfor(b, AXIS_LANE, i32(b, c->spec->head_dim), "d", &lane)->index;
   ir_store(&lane, c->o, add(&lane, ooff, d), zero_f(&lane));
-  store_row(c, b, i, i32(b, 0), zero_f(b), ir_const_f32(b, INFINITY));
-  store_entropies(c, b, NULL, NULL, i);
+  fwd_store_row(c, b, i, i32(b, 0), zero_f(b), ir_const_f32(b, INFINITY));
+  fwd_store_entropies(c, b, NULL, NULL, i);
 }
 
 /* Everything one warp does for query row i. */
@@ -214,10 +210,10 @@ static void emit_row(Ctx *c, Builder *b, Op *i, Op *w) {
   Builder valid, padded;
   ir_if(b, ir_cmp(b, CMP_LT, i, c->len), &valid, &padded);
   emit_valid_row(c, &valid, i, w);
-  emit_padded_row(c, &padded, i);
+  fwd_emit_padded_row(c, &padded, i);
 }
 
-static void declare_params(Ctx *c, Kernel *k) {
+void fwd_declare_params(Ctx *c, Kernel *k) {
   static const char *const ints[] = {"B", "H", "N", "qkv_sb", "qkv_sn", "qkv_sh",
                                      "o_sb", "o_sn", "o_sh"};
   c->q = ir_param_buf(k, "q", TY_F32, ROLE_IN);
@@ -241,13 +237,28 @@ static void declare_params(Ctx *c, Kernel *k) {
   c->p[ATTN_STATS] = ir_param_scalar(k, "stats", TY_I32);
 }
 
+void fwd_block_values(Ctx *c, Builder *b) {
+  const Spec *s = c->spec;
+  c->head = ir_block_id(b, 1);
+  c->batch = ir_block_id(b, 2);
+  /* lengths beyond max_seq would overflow the score slots: clamp (callers refuse them) */
+  c->len = ir_bin(b, OP_MIN, ir_load(b, c->lengths, c->batch), i32(b, s->max_seq));
+  if (s->select == SEL_HEAD_QUANTILE)
+    c->tg = ir_load(b, c->tau_group, add(b, mul(b, c->batch, c->p[ATTN_H]), c->head));
+  else if (s->select == SEL_LAYER_QUANTILE)
+    c->tg = ir_load(b, c->tau_group, i32(b, 0));
+  c->drop_thr = dropout_threshold_ir(b, c->p[ATTN_DROPOUT]);
+}
+
 Kernel *attention_fwd_build(const Spec *s, const TileConfig *t) {
+  if (t->sched == SCHED_TILE)
+    return attention_fwd_tile_build(s, t);
   char name[96];
   snprintf(name, sizeof name, "%s_attn_fwd", s->name);
   Kernel *k = ir_kernel_new(name, t->warps);
   Builder b = ir_builder(k);
   Ctx c = {.spec = s};
-  declare_params(&c, k);
+  fwd_declare_params(&c, k);
   c.scores = ir_shared(k, "scores", TY_F32, (int64_t)t->warps * s->max_seq);
   c.acc = ir_shared(k, "acc", TY_F32, (int64_t)t->warps * s->head_dim);
   ir_set_grid(k, 0, ATTN_N, -1, t->rows);
@@ -255,15 +266,7 @@ Kernel *attention_fwd_build(const Spec *s, const TileConfig *t) {
   ir_set_grid(k, 2, ATTN_B, -1, 1);
 
   Op *row0 = mul(&b, ir_block_id(&b, 0), i32(&b, t->rows));
-  c.head = ir_block_id(&b, 1);
-  c.batch = ir_block_id(&b, 2);
-  /* lengths beyond max_seq would overflow the score slots: clamp (callers refuse them) */
-  c.len = ir_bin(&b, OP_MIN, ir_load(&b, c.lengths, c.batch), i32(&b, s->max_seq));
-  if (s->select == SEL_HEAD_QUANTILE)
-    c.tg = ir_load(&b, c.tau_group, add(&b, mul(&b, c.batch, c.p[ATTN_H]), c.head));
-  else if (s->select == SEL_LAYER_QUANTILE)
-    c.tg = ir_load(&b, c.tau_group, i32(&b, 0));
-  c.drop_thr = dropout_threshold_ir(&b, c.p[ATTN_DROPOUT]);
+  fwd_block_values(&c, &b);
   Builder warp, rows, inside;
   Op *w = ir_pfor(&b, AXIS_WARP, i32(&b, t->warps), "w", &warp)->index;
   Op *r = ir_for(&warp, w, i32(&warp, t->rows), t->warps, "r", &rows)->index;

@@ -19,6 +19,7 @@ typedef struct {
   Kernel *k;
   Buf *q, *kk, *lengths, *hist, *prefix, *rank, *tau_group;
   Op *p[SELECT_NPARAMS];   /* scalar parameter values */
+  bool ordered;            /* SCHED_TILE: S as the tile schedule's in-order fma chain */
 } Ctx;
 
 static const char *const suffixes[SELECT_NKERNELS] = {"select_init", "select_hist",
@@ -87,9 +88,10 @@ static void build_init(Ctx *c, Builder *b) {
 /* ---- hist ---- */
 
 /* One query row i of (batch, head), in warp-level code: lanes over its m valid
- * keys. S_ij is built exactly as attn_row_scores builds the forward's (a serial
- * f32 dot over d, times f32(1/sqrt(D))), so the threshold is one of its scores;
- * it is binned instead of stored. */
+ * keys. S_ij is built exactly as the forward of the same schedule builds it
+ * (warp schedule: attn_row_scores' serial f32 dot over d; tile schedule: the
+ * tile micro-kernel's in-order fma chain; then times f32(1/sqrt(D))), so the
+ * threshold is one of the forward's scores; it is binned instead of stored. */
 static void hist_row(Ctx *c, Builder *b, Op *batch, Op *head, Op *i, Op *m, Op *match,
                      Op *himask, Op *shift, Op *dmask, Buf *sh) {
   Op **p = c->p;
@@ -100,11 +102,21 @@ static void hist_row(Ctx *c, Builder *b, Op *batch, Op *head, Op *i, Op *m, Op *
   Builder lane, dot, hit;
   Op *j = ir_pfor(b, AXIS_LANE, m, "j", &lane)->index;
   Op *koff = add(&lane, k0, mul(&lane, j, p[SELECT_QKV_SN]));
-  Op *red = ir_reduce(&lane, AXIS_SERIAL, RED_ADD, TY_F32, i32(&lane, D), "d", &dot);
-  Op *d = red->index;
-  Op *qd = ir_load(&dot, c->q, add(&dot, qoff, d));
-  Op *kd = ir_load(&dot, c->kk, add(&dot, koff, d));
-  ir_yield(&dot, mul(&dot, qd, kd));
+  Op *red;
+  if (c->ordered) {   /* the tile schedule's bits (attention_tile.h): fma over d in order */
+    Op *acc = ir_var(&lane, ir_const_f32(&lane, 0), "acc");
+    Op *d = ir_for(&lane, i32(&lane, 0), i32(&lane, D), 1, "d", &dot)->index;
+    Op *qd = ir_load(&dot, c->q, add(&dot, qoff, d));
+    Op *kd = ir_load(&dot, c->kk, add(&dot, koff, d));
+    ir_set(&dot, acc, ir_fma(&dot, qd, kd, ir_get(&dot, acc)));
+    red = ir_get(&lane, acc);
+  } else {
+    red = ir_reduce(&lane, AXIS_SERIAL, RED_ADD, TY_F32, i32(&lane, D), "d", &dot);
+    Op *d = red->index;
+    Op *qd = ir_load(&dot, c->q, add(&dot, qoff, d));
+    Op *kd = ir_load(&dot, c->kk, add(&dot, koff, d));
+    ir_yield(&dot, mul(&dot, qd, kd));
+  }
   Op *s = mul(&lane, red, ir_const_f32(&lane, 1.0 / sqrt((double)D)));
   Op *key = attn_order_key(&lane, s);
   ir_if(&lane, ir_cmp(&lane, CMP_EQ, ir_bin(&lane, OP_AND, key, himask), match), &hit, NULL);
@@ -239,7 +251,7 @@ Kernel *attention_select_build_kernel(const Spec *s, const TileConfig *t, Select
   snprintf(name, sizeof name, "%s_%s", s->name, suffixes[which]);
   Kernel *k = ir_kernel_new(name, t->warps);
   Builder b = ir_builder(k);
-  Ctx c = {.spec = s, .k = k};
+  Ctx c = {.spec = s, .k = k, .ordered = t->sched == SCHED_TILE};
   declare_params(&c);
   switch (which) {
   case SELECT_KERNEL_INIT: build_init(&c, &b); break;

@@ -3,17 +3,35 @@
 
 #include "attention_bwd.h"
 #include "attention_select.h"
+#include "attention_tile.h"
 
 #include <stdio.h>
 
 /* Defaults: on the GPU four warps share a block and take two rows each; on the
- * CPU a "block" is one thread-pool task, so one slot and a run of 16 rows. */
+ * CPU a "block" is one thread-pool task running the tile schedule over 128 rows:
+ * each block packs its K^T (V^T, Q^T, dO^T) once with strided loads, and at n = 512
+ * 128 rows per block took ~35% less CPU time than 32 (512 no better); B*H tasks
+ * remain at any n. */
 TileConfig tile_resolve(const Spec *s, TileTarget t) {
   if (!s->tile.is_auto)
-    return (TileConfig){s->tile.rows, s->tile.warps};
+    return (TileConfig){s->tile.rows, s->tile.warps, SCHED_WARP};
+  /* The quantile modes keep the warp schedule: their select kernels must score with
+   * the forward's bits, and the tile schedule's in-order fma chain runs there as a
+   * scalar loop (head_quantile's select + forward measured 12.5 s against 7.6 s at
+   * n = 512) until the select kernels get the tile micro-kernel too. */
+  bool quantile = s->select == SEL_HEAD_QUANTILE || s->select == SEL_LAYER_QUANTILE;
   if (t == TUNE_CPU)
-    return (TileConfig){16, 1};
-  return (TileConfig){8, 4};
+    return tile_frame_bytes(s) <= TILE_FRAME_LIMIT && !quantile
+               ? (TileConfig){128, 1, SCHED_TILE}
+               : (TileConfig){16, 1, SCHED_WARP};
+  return (TileConfig){8, 4, SCHED_WARP};
+}
+
+/* The dkdv kernel's arrays, the largest of the tile schedule: two packed D x ld
+ * transposes, two TILE_RT x ld slots, the row hashes and the micro-tiles. */
+int64_t tile_frame_bytes(const Spec *s) {
+  int64_t ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT, D = s->head_dim;
+  return 4 * (2 * D * ld + 2 * TILE_RT * ld + ld + TILE_RT * TILE_JT + TILE_RT * D);
 }
 
 int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t) {
@@ -23,6 +41,20 @@ int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t) {
 enum { SHARED_LIMIT = 48 * 1024 };   /* static shared memory per block on sm_80/sm_90 */
 
 int tile_check(const Spec *s, const TileConfig *t, char *err, size_t cap) {
+  if (t->sched == SCHED_TILE) {   /* block-local arrays live in the host's frame */
+    if (t->warps != 1 || t->rows < TILE_RT || t->rows % TILE_RT) {
+      snprintf(err, cap, "tile schedule: rows = %d, warps = %d: rows must be a positive "
+               "multiple of %d and warps 1", t->rows, t->warps, TILE_RT);
+      return -1;
+    }
+    if (tile_frame_bytes(s) > TILE_FRAME_LIMIT) {
+      snprintf(err, cap, "tile schedule: max_seq = %d, head_dim = %d need %lld bytes of "
+               "block-local arrays on the stack (limit %d)", s->max_seq, s->head_dim,
+               (long long)tile_frame_bytes(s), TILE_FRAME_LIMIT);
+      return -1;
+    }
+    return 0;
+  }
   if (t->warps < 1 || t->warps > 16 || t->rows < 1 || t->rows % t->warps) {
     snprintf(err, cap, "tile rows = %d, warps = %d: rows must be a positive multiple of warps "
              "(1..16)", t->rows, t->warps);

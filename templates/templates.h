@@ -14,13 +14,30 @@
 #include "../compiler/spec.h"
 #include "../ir/ir.h"
 
+/* How the attention kernels split their work:
+ *   SCHED_WARP  a warp per query row, one dot product per score, lanes over keys or
+ *               over d (the GPU schedule; also runs on the host);
+ *   SCHED_TILE  the CPU schedule: one warp per block, K (and V, dO, Q) packed
+ *               transposed per block, scores and products as register-blocked
+ *               TILE_RT x TILE_JT micro-tiles (attention_tile.h). Host only in
+ *               practice (its block-local arrays exceed GPU shared memory). */
+typedef enum { SCHED_WARP, SCHED_TILE } TileSched;
+
 /* The schedule knobs of the attention kernels (the autotuner's search space). */
 typedef struct TileConfig {
   int rows;    /* query rows per block (grid.x = ceil(N / rows)) */
-  int warps;   /* warps per block; each warp owns one row at a time */
+  int warps;   /* warps per block; each warp owns one row at a time (SCHED_TILE: 1) */
+  TileSched sched;
 } TileConfig;
 
 typedef enum { TUNE_GPU, TUNE_CPU } TileTarget;
+
+/* Bytes of block-local arrays a tile-schedule block keeps in its stack frame; the
+ * schedule is refused past TILE_FRAME_LIMIT (thread stacks are 8 MiB by default;
+ * max_seq = 512, D = 64 needs ~0.3 MiB), and tile = auto on the CPU falls back to
+ * the warp schedule there. */
+enum { TILE_FRAME_LIMIT = 1 << 20 };
+int64_t tile_frame_bytes(const Spec *s);
 
 /* The spec's explicit tile, or the default for the target when tile = auto. */
 TileConfig tile_resolve(const Spec *s, TileTarget t);

@@ -102,7 +102,8 @@ static void expect_ref(AttnCase *c, const AttnRun *r, const char *what, const ch
 static void check_case(HostKernel *hk, AttnCase *c, const AttnRun *r, const char *what) {
   run_host(hk, c, r);
   char where[64];
-  snprintf(where, sizeof where, "host tile %d/%d", hk->t.rows, hk->t.warps);
+  snprintf(where, sizeof where, "host tile %d/%d%s", hk->t.rows, hk->t.warps,
+           hk->t.sched == SCHED_TILE ? " (tile schedule)" : "");
   expect_ref(c, r, what, where);
 }
 
@@ -330,7 +331,8 @@ static void interp_suite(const Spec *s, TileConfig t) {
       CHECK(rc == 0, "interpreter (rows %d warps %d, %s causal=%d): %s", t.rows, t.warps,
             select_name(s->select), s->causal, err);
       char where[64];
-      snprintf(where, sizeof where, "interpreter tile %d/%d", t.rows, t.warps);
+      snprintf(where, sizeof where, "interpreter tile %d/%d%s", t.rows, t.warps,
+               t.sched == SCHED_TILE ? " (tile schedule)" : "");
       if (!rc)
         expect_ref(&c, &r, "gpu mapping", where);
       attn_case_free(&c);
@@ -342,11 +344,16 @@ int main(void) {
   rng = harness_seed();
   static const SelectKind modes[] = {SEL_NONE, SEL_ROW_TOPK, SEL_HEAD_QUANTILE,
                                      SEL_LAYER_QUANTILE};
-  static const TileConfig host_tiles[] = {{16, 1}, {4, 2}, {6, 3}, {16, 1}};
+  static const TileConfig host_tiles[] = {{16, 1, SCHED_WARP}, {4, 2, SCHED_WARP},
+                                          {6, 3, SCHED_WARP}, {16, 1, SCHED_WARP}};
+  /* the CPU tile schedule: one group per block, and several groups */
+  static const TileConfig cpu_tiles[] = {{4, 1, SCHED_TILE}, {32, 1, SCHED_TILE}};
   for (int mi = 0; mi < 4; mi++) {
     SelectKind sel = modes[mi];
     host_suite((Spec[]){make_spec(64, 512, sel, false, 1)}, host_tiles[mi]);
     host_suite((Spec[]){make_spec(32, 128, sel, true, 3)}, host_tiles[(mi + 1) % 4]);
+    host_suite((Spec[]){make_spec(64, 512, sel, mi & 1, 1 + 2 * (mi >> 1))}, cpu_tiles[mi & 1]);
+    host_suite((Spec[]){make_spec(32, 100, sel, !(mi & 1), 1)}, cpu_tiles[!(mi & 1)]);
   }
   host_suite((Spec[]){make_spec(128, 96, SEL_ROW_TOPK, false, 1)}, host_tiles[0]);
   host_suite((Spec[]){make_spec(8, 40, SEL_HEAD_QUANTILE, true, 1)}, host_tiles[0]);
@@ -360,9 +367,11 @@ int main(void) {
       host_free(&hk);
     }
   }
-  static const TileConfig tiles[] = {{1, 1}, {4, 2}, {8, 4}, {6, 3}};
+  static const TileConfig tiles[] = {{1, 1, SCHED_WARP}, {4, 2, SCHED_WARP},
+                                     {8, 4, SCHED_WARP}, {6, 3, SCHED_WARP},
+                                     {8, 1, SCHED_TILE}, {4, 1, SCHED_TILE}};
   for (int mi = 0; mi < 4; mi++)
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
       int keep_min = 1 + (i & 1);
       interp_suite((Spec[]){make_spec(16, 48, modes[mi], false, keep_min)}, tiles[i]);
       interp_suite((Spec[]){make_spec(8, 40, modes[mi], true, 3 - keep_min)}, tiles[i]);

@@ -804,12 +804,27 @@ static void tile_suite(void) {
   char err[256];
   Module m = {0};
   Spec s = make_spec(64, 8192, SEL_ROW_TOPK, false, 1);
-  CHECK(attention_bwd_build(&s, &(TileConfig){8, 4}, &m, err, sizeof err) == -1 &&
+  CHECK(attention_bwd_build(&s, &(TileConfig){8, 4, SCHED_WARP}, &m, err, sizeof err) == -1 &&
             strstr(err, "shared memory") && m.n == 0,
         "an oversized tile is refused (got \"%s\")", err);
-  CHECK(attention_bwd_build(&s, &(TileConfig){6, 4}, &m, err, sizeof err) == -1 &&
+  CHECK(attention_bwd_build(&s, &(TileConfig){6, 4, SCHED_WARP}, &m, err, sizeof err) == -1 &&
             strstr(err, "multiple of warps"), "rows not a multiple of warps is refused");
-  CHECK(attention_bwd_build(&s, &(TileConfig){16, 1}, &m, err, sizeof err) == 0 && m.n == 2 &&
+  /* the CPU tile schedule: groups of TILE_RT rows, one warp, no shared-memory limit */
+  CHECK(attention_bwd_build(&s, &(TileConfig){6, 1, SCHED_TILE}, &m, err, sizeof err) == -1 &&
+            strstr(err, "tile schedule") && m.n == 0, "tile schedule: rows 6 refused");
+  CHECK(attention_bwd_build(&s, &(TileConfig){8, 2, SCHED_TILE}, &m, err, sizeof err) == -1 &&
+            strstr(err, "warps 1") && m.n == 0, "tile schedule: 2 warps refused");
+  CHECK(attention_bwd_build(&s, &(TileConfig){8, 1, SCHED_TILE}, &m, err, sizeof err) == -1 &&
+            strstr(err, "stack") && m.n == 0, "tile schedule: 8192 keys need too big a frame");
+  CHECK(tile_resolve(&s, TUNE_CPU).sched == SCHED_WARP, "tile = auto past the frame limit: "
+        "the warp schedule");
+  Spec small = make_spec(64, 512, SEL_ROW_TOPK, false, 1);
+  CHECK(attention_bwd_build(&small, &(TileConfig){8, 1, SCHED_TILE}, &m, err, sizeof err) == 0 &&
+            m.n == 2 && m.kernels[0]->warps == 1, "tile schedule: 8 rows, 1 warp, 512 keys");
+  CHECK(tile_resolve(&small, TUNE_CPU).sched == SCHED_TILE, "tile = auto on the CPU: tiles");
+  ir_module_free(&m);
+  m = (Module){0};
+  CHECK(attention_bwd_build(&s, &(TileConfig){16, 1, SCHED_WARP}, &m, err, sizeof err) == 0 && m.n == 2 &&
             strcmp(m.kernels[0]->name, "t_attn_bwd_dq") == 0 &&
             strcmp(m.kernels[1]->name, "t_attn_bwd_dkdv") == 0 &&
             m.kernels[0]->nparams == ATTN_BWD_NPARAMS &&
@@ -840,12 +855,14 @@ int main(void) {
          "%.3g (%.1f s)\n", worst_rel, worst_term, (double)(clock() - t0) / CLOCKS_PER_SEC);
   worst_rel = worst_term = 0;
   t0 = clock();
-  static const TileConfig tiles[] = {{1, 1}, {4, 2}, {6, 3}};
-  for (int ti = 0; ti < 3; ti++)
+  /* the warp schedule's tiles, then the CPU tile schedule (one group; two groups) */
+  static const TileConfig tiles[] = {{1, 1, SCHED_WARP}, {4, 2, SCHED_WARP}, {6, 3, SCHED_WARP},
+                                     {4, 1, SCHED_TILE}, {8, 1, SCHED_TILE}};
+  for (int ti = 0; ti < 5; ti++)
     for (int si = 0; si < 4; si++)
       interp_suite((Spec[]){make_spec(si % 2 ? 16 : 8, 40, sels[si], (si + ti) % 2, 1)},
                    tiles[ti]);
-  printf("c) interpreter, GPU mapping (3 tiles x 4 modes x 3 shapes): worst norm-wise rel err "
+  printf("c) interpreter, GPU mapping (5 tiles x 4 modes x 3 shapes): worst norm-wise rel err "
          "%.3g, vs terms %.3g (%.1f s)\n", worst_rel, worst_term,
          (double)(clock() - t0) / CLOCKS_PER_SEC);
   t0 = clock();

@@ -135,7 +135,7 @@ static void test_compile(void) {
   RtCache c;
   rt_cache_open(&c, dir, err, sizeof err);
   Spec s = spec();
-  TileConfig t = {8, 2};
+  TileConfig t = {8, 2, SCHED_WARP};
   int entries0 = count_entries();
 
   long n0 = rt_compile_count();
@@ -208,7 +208,7 @@ static void test_compile(void) {
   rt_module_unload(b, m);
 
   /* any change of key compiles again, and never returns the old kernel */
-  TileConfig t2 = {4, 4};
+  TileConfig t2 = {4, 4, SCHED_WARP};
   Spec s2 = s;
   s2.keep_min = 3;
   Spec s3 = s;

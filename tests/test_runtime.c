@@ -142,7 +142,8 @@ static void test_kernels(void) {
     bool causal;
     TileConfig tile;
   } cases[] = {
-      {SEL_ROW_TOPK, false, {16, 1}}, {SEL_NONE, false, {4, 2}}, {SEL_ROW_TOPK, true, {8, 8}}};
+      {SEL_ROW_TOPK, false, {16, 1, SCHED_WARP}}, {SEL_NONE, false, {4, 2, SCHED_WARP}},
+      {SEL_ROW_TOPK, true, {8, 8, SCHED_WARP}}, {SEL_ROW_TOPK, true, {8, 1, SCHED_TILE}}};
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     Spec s = small_spec(cases[c].sel, cases[c].causal);
     RtModule *m1 = NULL, *mn = NULL;
@@ -163,7 +164,7 @@ static void test_kernels(void) {
   }
   /* an empty grid (B = 0 heads of work) is a no-op, not a crash */
   Spec s = small_spec(SEL_NONE, false);
-  TileConfig t = {4, 1};
+  TileConfig t = {4, 1, SCHED_WARP};
   RtModule *m = NULL;
   if (!rt_compile_load(b1, &s, &t, NULL, &m, err, sizeof err)) {
     RtKernel *k = rt_kernel(b1, m, "rt_attn_fwd");
@@ -192,7 +193,7 @@ static void test_bad_modules(void) {
   }
   /* a real manifest, then broken field by field */
   Spec s = small_spec(SEL_ROW_TOPK, false);
-  TileConfig t = {8, 2};
+  TileConfig t = {8, 2, SCHED_WARP};
   RtArtifact a;
   if (rt_compile_artifact(&s, &t, TARGET_SM90, NULL, &a, err, sizeof err)) {
     CHECK(0, "compile sm_90: %s", err);

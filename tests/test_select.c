@@ -298,8 +298,10 @@ static void test_host(void) {
     for (int causal = 0; causal < 2; causal++)
       for (int di = 0; di < 3; di++) {
         Spec s = make_spec(modes[mi], dims[di], causal, di == 2 ? 5 : 1);
-        TileConfig tiles[2] = {tile_resolve(&s, TUNE_CPU), {8, 4}};
-        for (int ti = 0; ti < (di == 0 ? 2 : 1); ti++) {
+        /* the CPU default, a GPU tile, and the tile schedule's ordered-fma scores */
+        TileConfig tiles[3] = {tile_resolve(&s, TUNE_CPU), {8, 4, SCHED_WARP},
+                               {8, 1, SCHED_TILE}};
+        for (int ti = 0; ti < (di == 0 ? 3 : 1); ti++) {
           HostKernels hk;
           if (host_compile(&hk, &s, &tiles[ti]))
             continue;
@@ -328,7 +330,7 @@ static int launch_interp(void *ctx, SelectKernel which, Kernel *k, void **args,
 }
 
 static void test_interp(void) {
-  static const TileConfig tiles[] = {{4, 2}, {3, 1}};
+  static const TileConfig tiles[] = {{4, 2, SCHED_WARP}, {3, 1, SCHED_WARP}};
   static const SelectKind modes[] = {SEL_HEAD_QUANTILE, SEL_LAYER_QUANTILE};
   int runs = 0;
   for (int mi = 0; mi < 2; mi++)
@@ -396,7 +398,7 @@ static void test_ptx(void) {
   const char *ptxas = find_ptxas();
   if (!ptxas)
     printf("ptxas not found: PTX is emitted but not assembled\n");
-  static const TileConfig tiles[] = {{8, 4}, {16, 8}};
+  static const TileConfig tiles[] = {{8, 4, SCHED_WARP}, {16, 8, SCHED_WARP}};
   static const Target targets[] = {TARGET_SM90, TARGET_SM80};
   int assembled = 0;
   for (int mi = 0; mi < 2; mi++)
@@ -459,7 +461,7 @@ static void test_plan(void) {
   Spec s = make_spec(SEL_ROW_TOPK, 64, false, 1);
   Module m = {0};
   char err[64];
-  TileConfig t = {8, 4};
+  TileConfig t = {8, 4, SCHED_WARP};
   CHECK(attention_select_build(&s, &t, &m, err, sizeof err) == 0 && m.n == 0 &&
             attention_select_groups(&s, 4, 8) == 0,
         "row_topk needs no select kernels");

@@ -74,7 +74,7 @@ static void test_sweep(Backend *b) {
   TuneVariant v[6];
   memset(v, 0, sizeof v);
   for (int i = 0; i < 6; i++) {
-    v[i].tile = (TileConfig){1 << i, 1};
+    v[i].tile = (TileConfig){1 << i, 1, SCHED_WARP};
     v[i].user = &fakes[i];
   }
   TuneOps ops = {NULL, fake_check, fake_prepare, fake_bind, fake_run};
@@ -119,7 +119,7 @@ static TuneEntry entry(const char *kernel, int bucket, const char *device, int r
   e.key.bucket = bucket;
   snprintf(e.key.device, sizeof e.key.device, "%s", device);
   snprintf(e.key.driver, sizeof e.key.driver, "host");
-  e.tile = (TileConfig){rows, warps};
+  e.tile = (TileConfig){rows, warps, SCHED_WARP};
   e.ms = ms;
   e.default_ms = 2 * ms;
   e.B = 16, e.H = 12, e.N = bucket, e.variants = 25;
@@ -135,7 +135,7 @@ static void test_db(const char *path) {
   CHECK(!tune_db_put(&db, &a) && !tune_db_put(&db, &b) && !tune_db_put(&db, &c) && db.n == 3,
         "put");
   TuneEntry a2 = a;
-  a2.tile = (TileConfig){32, 4};
+  a2.tile = (TileConfig){32, 4, SCHED_WARP};
   CHECK(!tune_db_put(&db, &a2) && db.n == 3 && tune_db_find(&db, &a.key)->tile.rows == 32,
         "put replaces by key");
   CHECK(!tune_db_save(&db, path, err, sizeof err), "save: %s", err);
@@ -182,7 +182,7 @@ static void test_tile_for(Backend *b) {
   tune_key(&e.key, &s, b, 128);
   CHECK(e.key.bucket == 128 && tune_bucket(100) == 128 && tune_bucket(129) == 256 &&
         tune_bucket(1) == 1, "buckets");
-  e.tile = (TileConfig){4, 2};
+  e.tile = (TileConfig){4, 2, SCHED_WARP};
   e.ms = 1;
   tune_db_put(&db, &e);
   t = tune_tile_for(&db, &s, b, 100, &from);
@@ -190,7 +190,7 @@ static void test_tile_for(Backend *b) {
   t = tune_tile_for(&db, &s, b, 2000, &from);
   CHECK(from && t.rows == 4, "nearest tuned bucket");
   tune_key(&e.key, &s, b, 512);
-  e.tile = (TileConfig){32, 8};
+  e.tile = (TileConfig){32, 8, SCHED_WARP};
   tune_db_put(&db, &e);
   t = tune_tile_for(&db, &s, b, 2000, &from);
   CHECK(from && t.rows == 32, "nearest of two buckets (512 for 2048)");
@@ -220,7 +220,7 @@ static void test_real(Backend *b, const char *path) {
   s.head_dim = 16;
   s.max_seq = 64;
   s.sparsity = 0.5;
-  TileConfig tiles[2] = {{16, 1}, {2, 2}};
+  TileConfig tiles[2] = {{16, 1, SCHED_WARP}, {2, 2, SCHED_WARP}};
   TuneVariant v[2];
   memset(v, 0, sizeof v);
   for (int i = 0; i < 2; i++) {

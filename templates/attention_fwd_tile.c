@@ -1,0 +1,161 @@
+/* The forward template's tile schedule (SCHED_TILE, the CPU's): same contract and
+ * results as attention_fwd.c, work split GEMM-like.
+ *
+ * A block takes `rows` query rows of one (b, h) and runs as one warp:
+ *   0. K^T of the keys any of its rows sees is packed into kt[d][j] once;
+ *   then per group of TILE_RT rows:
+ *   1. S for the group's rows over its keys by tile_scores (TILE_RT x TILE_JT register
+ *      tiles, keys contiguous), into the group's TILE_RT score slots;
+ *   2. per valid row, the forward's own selection/softmax/statistics code
+ *      (fwd_softmax_row), then the dropout mask applied to the slot (dropped -> 0);
+ *   3. O for the group: over its keys j, tile_axpy adds w_rj v_j to the TILE_RT x D
+ *      accumulators, w_rj = e_rj for kept, undropped pairs and 0 otherwise (dense:
+ *      see tile_axpy); o = acc / (sum (1 - p)).
+ * Rows past min(N, L) in a group are scored from a clamped query row (in bounds,
+ * results unused) and get weight 0. Cost per block: L*D packing, then per row
+ * 2*M*D flops of scores and 2*M*D of P.V, both register tiles, plus the row's
+ * selection and softmax passes. */
+#include <math.h>
+#include <stdio.h>
+
+#include "attention_fwd_impl.h"
+#include "attention_tile.h"
+#include "dropout.h"
+
+#define i32 attn_i32
+#define add attn_add
+#define mul attn_mul
+
+typedef struct {
+  Buf *kt, *sacc, *rscale;
+  int64_t ld;                 /* slot and packed-row length: max_seq rounded up to TILE_JT */
+  Op *row0, *lim;             /* first row of the block; rows < lim are valid (min(N, L)) */
+} Tile;
+
+static Op *qkv_row(Ctx *c, Builder *b, Op *i) {
+  Op **p = c->p;
+  return attn_offset(b, c->batch, i, c->head, p[ATTN_QKV_SB], p[ATTN_QKV_SN], p[ATTN_QKV_SH]);
+}
+
+/* Keys a query row i sees. */
+static Op *row_keys(Ctx *c, Builder *b, Op *i) {
+  return c->spec->causal ? ir_bin(b, OP_MIN, add(b, i, i32(b, 1)), c->len) : c->len;
+}
+
+/* 2. kept entries that dropout drops become 0 (tested only when p > 0). */
+static void apply_dropout(Ctx *c, Builder *b, const AttnRow *r, Op *i) {
+  Op **p = c->p;
+  Builder on, lane, hit;
+  ir_if(b, ir_cmp(b, CMP_GT, p[ATTN_DROPOUT], ir_const_f32(b, 0)), &on, NULL);
+  Op *rh = dropout_row_hash_ir(&on, p[ATTN_SEED], p[ATTN_STEP], p[ATTN_LAYER], c->batch,
+                               c->head, i);
+  Op *j = ir_pfor(&on, AXIS_LANE, r->m, "j", &lane)->index;
+  Op *at = add(&lane, r->base, j);
+  Op *kept = ir_cmp(&lane, CMP_GT, ir_load(&lane, r->buf, at), ir_const_f32(&lane, 0));
+  Op *drop = ir_bin(&lane, OP_XOR, dropout_keep_ir(&lane, rh, j, c->drop_thr),
+                    ir_const_bool(&lane, true));
+  ir_if(&lane, ir_bin(&lane, OP_AND, kept, drop), &hit, NULL);
+  ir_store(&hit, r->buf, at, ir_const_f32(&hit, 0));
+}
+
+/* 3. o for the group's valid rows; m[r]: keys row r may use (0: not a valid row). */
+static void group_pv(Ctx *c, Tile *t, Builder *b, Op *i0, Op *mg, Op *const m[]) {
+  int D = c->spec->head_dim;
+  Builder loop, lane, valid;
+  tile_zero(b, c->acc, TILE_RT, D);
+  Op *j = ir_for(b, i32(b, 0), mg, 1, "j", &loop)->index;
+  Op *w[TILE_RT];
+  for (int r = 0; r < TILE_RT; r++) {
+    Op *x = ir_load(&loop, c->scores, add(&loop, i32(&loop, (int)(r * t->ld)), j));
+    Op *use = ir_bin(&loop, OP_AND, ir_cmp(&loop, CMP_LT, j, m[r]),
+                     ir_cmp(&loop, CMP_GT, x, ir_const_f32(&loop, 0)));
+    w[r] = ir_select(&loop, use, x, ir_const_f32(&loop, 0));
+  }
+  tile_axpy(&loop, c->acc, w, TILE_RT, c->v, qkv_row(c, &loop, j), D);
+  Op **p = c->p;
+  for (int r = 0; r < TILE_RT; r++) {
+    Op *i = add(b, i0, i32(b, r));
+    ir_if(b, ir_cmp(b, CMP_LT, i, t->lim), &valid, NULL);
+    Op *ooff = attn_offset(&valid, c->batch, i, c->head, p[ATTN_O_SB], p[ATTN_O_SN],
+                           p[ATTN_O_SH]);
+    Op *scale = ir_load(&valid, t->rscale, i32(&valid, r));
+    Op *d = ir_pfor(&valid, AXIS_LANE, i32(&valid, D), "d", &lane)->index;
+    ir_store(&lane, c->o, add(&lane, ooff, d),
+             mul(&lane, ir_load(&lane, c->acc, add(&lane, i32(&lane, r * D), d)), scale));
+  }
+}
+
+/* Steps 1-3 for rows i0 .. i0 + TILE_RT - 1 (i0 < lim). */
+static void emit_group(Ctx *c, Tile *t, Builder *b, Op *i0) {
+  const Spec *s = c->spec;
+  Op *mg = row_keys(c, b, add(b, i0, i32(b, TILE_RT - 1)));
+  Op *arow[TILE_RT], *m[TILE_RT];
+  Op *last = ir_bin(b, OP_SUB, t->lim, i32(b, 1));
+  for (int r = 0; r < TILE_RT; r++)
+    arow[r] = qkv_row(c, b, ir_bin(b, OP_MIN, add(b, i0, i32(b, r)), last));
+  tile_scores(b, c->scores, i32(b, 0), t->ld, c->q, arow, t->kt, mg, s->head_dim, t->sacc,
+              ir_const_f32(b, 1.0 / sqrt((double)s->head_dim)));
+  for (int r = 0; r < TILE_RT; r++) {
+    Op *i = add(b, i0, i32(b, r));
+    Op *valid = ir_cmp(b, CMP_LT, i, t->lim);
+    Op *mi = row_keys(c, b, i);
+    m[r] = ir_select(b, valid, mi, i32(b, 0));
+    Builder row, one;
+    ir_if(b, valid, &row, NULL);
+    AttnRow ar = {c->scores, i32(&row, (int)(r * t->ld)), mi};
+    Op *kept_mass = fwd_softmax_row(c, &row, &ar, i);
+    Op *inv = ir_bin(&row, OP_DIV, ir_const_f32(&row, 1.0), kept_mass);
+    ir_pfor(&row, AXIS_LANE, i32(&row, 1), "one", &one);
+    ir_store(&one, t->rscale, i32(&one, r), inv);
+    apply_dropout(c, &row, &ar, i);
+  }
+  group_pv(c, t, b, i0, mg, m);
+}
+
+static void emit_block(Ctx *c, Tile *t, Builder *b, int rows) {
+  const Spec *s = c->spec;
+  Builder pad, padded, work, groups, inside;
+  /* padded rows L <= i < N: zeros */
+  Op *r = ir_for(b, i32(b, 0), i32(b, rows), 1, "r", &pad)->index;
+  Op *i = add(&pad, t->row0, r);
+  Op *is_pad = ir_bin(&pad, OP_AND, ir_cmp(&pad, CMP_LT, i, c->p[ATTN_N]),
+                      ir_cmp(&pad, CMP_GE, i, c->len));
+  ir_if(&pad, is_pad, &padded, NULL);
+  fwd_emit_padded_row(c, &padded, i);
+
+  ir_if(b, ir_cmp(b, CMP_LT, t->row0, t->lim), &work, NULL);
+  /* 0. K^T of every key the block's rows see */
+  Op *kcnt = row_keys(c, &work, add(&work, t->row0, i32(&work, rows - 1)));
+  tile_pack_t(&work, t->kt, t->ld, c->kk, qkv_row(c, &work, i32(&work, 0)), c->p[ATTN_QKV_SN],
+              kcnt, s->head_dim);
+  Op *g = ir_for(&work, i32(&work, 0), i32(&work, rows), TILE_RT, "g", &groups)->index;
+  Op *i0 = add(&groups, t->row0, g);
+  ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, t->lim), &inside, NULL);
+  emit_group(c, t, &inside, i0);
+}
+
+Kernel *attention_fwd_tile_build(const Spec *s, const TileConfig *tc) {
+  char name[96];
+  snprintf(name, sizeof name, "%s_attn_fwd", s->name);
+  Kernel *k = ir_kernel_new(name, 1);
+  Builder b = ir_builder(k);
+  Ctx c = {.spec = s};
+  fwd_declare_params(&c, k);
+  Tile t = {.ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT};
+  c.scores = ir_shared(k, "scores", TY_F32, TILE_RT * t.ld);
+  c.acc = ir_shared(k, "acc", TY_F32, (int64_t)TILE_RT * s->head_dim);
+  t.kt = ir_shared(k, "kt", TY_F32, (int64_t)s->head_dim * t.ld);
+  t.sacc = ir_shared(k, "sacc", TY_F32, TILE_RT * TILE_JT);
+  t.rscale = ir_shared(k, "rscale", TY_F32, TILE_RT);
+  ir_set_grid(k, 0, ATTN_N, -1, tc->rows);
+  ir_set_grid(k, 1, ATTN_H, -1, 1);
+  ir_set_grid(k, 2, ATTN_B, -1, 1);
+
+  t.row0 = mul(&b, ir_block_id(&b, 0), i32(&b, tc->rows));
+  fwd_block_values(&c, &b);
+  t.lim = ir_bin(&b, OP_MIN, c.p[ATTN_N], c.len);
+  Builder warp;
+  ir_pfor(&b, AXIS_WARP, i32(&b, 1), "w", &warp);
+  emit_block(&c, &t, &warp, tc->rows);
+  return k;
+}

@@ -1,0 +1,91 @@
+/* Register-blocked micro-kernels of the CPU tile schedule (see attention_tile.h). */
+#include "attention_tile.h"
+
+#include "attention_common.h"
+
+#define i32 attn_i32
+#define add attn_add
+#define mul attn_mul
+
+/* Addresses are built in i64: an i32 sum would be sign-extended per element, and
+ * LLVM then versions the vector loops for wrap-around (a scalar copy of every
+ * micro-kernel, and accumulators it can no longer keep in registers). */
+static Op *i64(Builder *b, int64_t v) { return ir_const_i64(b, v); }
+static Op *wide(Builder *b, Op *x) { return x->type == TY_I64 ? x : ir_cast(b, TY_I64, x); }
+
+Op *tile_pad(Builder *b, Op *cnt) {
+  Op *up = add(b, cnt, i32(b, TILE_JT - 1));
+  return mul(b, ir_bin(b, OP_DIV, up, i32(b, TILE_JT)), i32(b, TILE_JT));
+}
+
+/* Lanes over keys j (contiguous stores, strided loads); rows past cnt read row
+ * cnt - 1 (always in bounds) and store 0. */
+void tile_pack_t(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *x0, Op *xs, Op *cnt, int D) {
+  Builder loop, lane;
+  Op *pad = wide(b, tile_pad(b, cnt));
+  Op *cnt64 = wide(b, cnt), *x064 = wide(b, x0), *xs64 = wide(b, xs);
+  Op *d = ir_for(b, i64(b, 0), i64(b, D), 1, "d", &loop)->index;
+  Op *src0 = add(&loop, x064, d), *dst0 = mul(&loop, d, i64(&loop, ld));
+  Op *j = ir_pfor(&loop, AXIS_LANE, pad, "j", &lane)->index;
+  Op *in = ir_cmp(&lane, CMP_LT, j, cnt64);
+  Op *jc = ir_bin(&lane, OP_MIN, j, ir_bin(&lane, OP_SUB, cnt64, i64(&lane, 1)));
+  Op *x = ir_load(&lane, src, add(&lane, src0, mul(&lane, jc, xs64)));
+  ir_store(&lane, dst, add(&lane, dst0, j), ir_select(&lane, in, x, ir_const_f32(&lane, 0)));
+}
+
+void tile_zero(Builder *b, Buf *acc, int R, int D) {
+  Builder lane;
+  Op *t = ir_pfor(b, AXIS_LANE, i64(b, (int64_t)R * D), "t", &lane)->index;
+  ir_store(&lane, acc, t, ir_const_f32(&lane, 0));
+}
+
+/* One key tile j0: the d loop is outermost so each of the TILE_RT * TILE_JT sums
+ * stays in acc (registers once unrolled) for all D steps; per step TILE_RT row
+ * values are broadcast against one contiguous run of TILE_JT packed keys. */
+static void score_tile(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
+                       Buf *bt, Op *j0, int D, Buf *acc, Op *scale) {
+  Builder loop, lane;
+  tile_zero(b, acc, TILE_RT, TILE_JT);
+  Op *d = ir_for(b, i64(b, 0), i64(b, D), 1, "d", &loop)->index;
+  Op *brow = add(&loop, mul(&loop, d, i64(&loop, ld)), j0);
+  for (int r = 0; r < TILE_RT; r++) {
+    Op *ar = ir_load(&loop, a, add(&loop, arow[r], d));
+    Op *jj = ir_pfor(&loop, AXIS_LANE, i64(&loop, TILE_JT), "jj", &lane)->index;
+    Op *at = add(&lane, i64(&lane, r * TILE_JT), jj);
+    Op *bv = ir_load(&lane, bt, add(&lane, brow, jj));
+    ir_store(&lane, acc, at, ir_fma(&lane, ar, bv, ir_load(&lane, acc, at)));
+  }
+  for (int r = 0; r < TILE_RT; r++) {
+    Op *jj = ir_pfor(b, AXIS_LANE, i64(b, TILE_JT), "jj", &lane)->index;
+    Op *sv = ir_load(&lane, acc, add(&lane, i64(&lane, r * TILE_JT), jj));
+    Op *at = add(&lane, add(&lane, obase, i64(&lane, r * ld)), add(&lane, j0, jj));
+    ir_store(&lane, out, at, scale ? mul(&lane, sv, scale) : sv);
+  }
+}
+
+void tile_scores(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
+                 Buf *bt, Op *cnt, int D, Buf *acc, Op *scale) {
+  Builder loop;
+  Op *rows[TILE_RT];
+  for (int r = 0; r < TILE_RT; r++)
+    rows[r] = wide(b, arow[r]);
+  Op *base = wide(b, obase);
+  Op *j0 = ir_for(b, i64(b, 0), wide(b, cnt), TILE_JT, "j0", &loop)->index;
+  score_tile(&loop, out, base, ld, a, rows, bt, j0, D, acc, scale);
+}
+
+/* Unconditional on purpose: skipping keys no row uses (an `if` around the update)
+ * made LLVM keep one vector store per fma in the loop (the accumulators could no
+ * longer stay in registers across it), which measured slower at every sparsity
+ * than doing the dense work; with random per-row kept sets few keys are unused by
+ * all TILE_RT rows anyway. */
+void tile_axpy(Builder *b, Buf *acc, Op *const w[], int R, Buf *x, Op *xoff, int D) {
+  Builder lane;
+  Op *x0 = wide(b, xoff);
+  for (int r = 0; r < R; r++) {
+    Op *d = ir_pfor(b, AXIS_LANE, i64(b, D), "d", &lane)->index;
+    Op *at = add(&lane, i64(&lane, (int64_t)r * D), d);
+    Op *xv = ir_load(&lane, x, add(&lane, x0, d));
+    ir_store(&lane, acc, at, ir_fma(&lane, w[r], xv, ir_load(&lane, acc, at)));
+  }
+}

@@ -1,0 +1,46 @@
+/* Register-blocked building blocks of the CPU ("tile") schedule of the attention
+ * kernels: GEMM-like micro-kernels written as IR, so the CPU mapping turns them into
+ * straight vector code (lanes over keys or over d become vectorised loops, the small
+ * accumulator tile a handful of vector registers).
+ *
+ * All helpers emit warp-level code (inside pfor.warp), store only through pfor.lane,
+ * and are therefore also valid GPU kernels: the interpreter checks them with GPU
+ * semantics (one warp, lanes over the vector dimension) for races and reads of
+ * unwritten shared memory.
+ *
+ * Score bits: tile_scores sums d = 0..D-1 in order as an fma chain, then multiplies
+ * by the scale. Every kernel of the tile schedule (forward, dq, dkdv) uses it for S,
+ * so they agree bit for bit on S and hence on the kept set S >= tau; operand order
+ * of a product does not matter (fma rounds once). */
+#ifndef CRISP_ATTENTION_TILE_H
+#define CRISP_ATTENTION_TILE_H
+
+#include "templates.h"
+
+/* Rows (of the left operand) and keys (columns) of one score micro-tile: 4 x 32
+ * f32 accumulators are 8 zmm registers on AVX-512 (16 on AVX2), leaving room for the
+ * broadcast row values and the two key vectors. */
+enum { TILE_RT = 4, TILE_JT = 32 };
+
+/* cnt rounded up to a multiple of TILE_JT (i32). */
+Op *tile_pad(Builder *b, Op *cnt);
+
+/* Packs a (b, h) slice transposed: dst[d * ld + j] = src[x0 + j * xs + d] for
+ * j < cnt, and 0 for cnt <= j < tile_pad(cnt); d < D. cnt >= 1. ld >= tile_pad(cnt). */
+void tile_pack_t(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *x0, Op *xs, Op *cnt, int D);
+
+/* out[obase + r * ld + j] = scale * sum_{d<D} a[arow[r] + d] * bt[d * ld + j] for
+ * r < TILE_RT and j < tile_pad(cnt), a TILE_RT x TILE_JT tile at a time accumulated
+ * in acc (a shared array of TILE_RT * TILE_JT floats); scale NULL: no scaling. */
+void tile_scores(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
+                 Buf *bt, Op *cnt, int D, Buf *acc, Op *scale);
+
+/* acc[r * D + d] = 0 for r < R, d < D. */
+void tile_zero(Builder *b, Buf *acc, int R, int D);
+
+/* acc[r * D + d] += w[r] * x[xoff + d] for every r < R and d < D (an fma; a zero
+ * weight leaves its row unchanged). Dense: the caller's loop over keys gives
+ * skipped pairs weight 0 (see attention_tile.c for why it does not branch). */
+void tile_axpy(Builder *b, Buf *acc, Op *const w[], int R, Buf *x, Op *xoff, int D);
+
+#endif
