@@ -39,9 +39,16 @@ static void no_data(Svg *s, const Plot *p) {
            "no evaluated runs");
 }
 
+/* A canvas wide enough for the legend at legend_x, however long the run names. */
+static double canvas_width(const Report *rep, double base, double legend_x) {
+  Legend lg = legend_of(rep);
+  double need = legend_x + plot_legend_width(lg.names, lg.n) + 10;
+  return need > base ? need : base;
+}
+
 static char *fig1(const Report *rep, size_t *len) {
   Svg s;
-  svg_begin(&s, 760, 470, "Figure 1: accuracy vs. mean achieved sparsity");
+  svg_begin(&s, canvas_width(rep, 760, 570), 470, "Figure 1: accuracy vs. mean achieved sparsity");
   double lo = INFINITY, hi = -INFINITY, xs[4096], ys[4096];
   int n = 0;
   for (int i = 0; i < rep->n_runs && n < 4096; i++)
@@ -93,7 +100,7 @@ static char *fig1(const Report *rep, size_t *len) {
 
 static char *fig2(const Report *rep, size_t *len) {
   Svg s;
-  svg_begin(&s, 760, 470, "Figure 2: achieved sparsity per layer");
+  svg_begin(&s, canvas_width(rep, 760, 570), 470, "Figure 2: achieved sparsity per layer");
   int maxl = 0;
   for (int g = 0; g < rep->n_groups; g++)
     maxl = rep->groups[g].layers > maxl ? rep->groups[g].layers : maxl;
@@ -288,7 +295,7 @@ static void fig4_val(Svg *s, const Report *rep, double px) {
 
 static char *fig4(const Report *rep, size_t *len) {
   Svg s;
-  svg_begin(&s, 1000, 450, "Figure 4: training and validation loss");
+  svg_begin(&s, canvas_width(rep, 1000, 835), 450, "Figure 4: training and validation loss");
   fig4_train(&s, rep, 75);
   fig4_val(&s, rep, 490);
   Legend lg = legend_of(rep);

@@ -277,14 +277,18 @@ void plot_line(Svg *s, const Plot *p, const double *x, const double *y, int n, c
   free(px), free(py);
 }
 
+double plot_legend_width(const char *const *names, int n) {
+  size_t longest = 0;
+  for (int i = 0; i < n; i++)
+    longest = strlen(names[i]) > longest ? strlen(names[i]) : longest;
+  return 34 + 6.6 * (double)longest;
+}
+
 void plot_legend(Svg *s, double x, double y, const char *const *names, const char *const *colors,
                  int n) {
   if (n <= 0)
     return;
-  size_t longest = 0;
-  for (int i = 0; i < n; i++)
-    longest = strlen(names[i]) > longest ? strlen(names[i]) : longest;
-  double w = 34 + 6.6 * (double)longest, h = 8 + 17.0 * n;
+  double w = plot_legend_width(names, n), h = 8 + 17.0 * n;
   svg_rect(s, x, y, w, h, "white", "#999999");
   for (int i = 0; i < n; i++) {
     double cy = y + 13 + 17.0 * i;

@@ -70,6 +70,8 @@ void plot_axes(Svg *s, const Plot *p, const char *xlabel, const char *ylabel, co
 /* A data-space line (markers: circles of radius r if r > 0). */
 void plot_line(Svg *s, const Plot *p, const double *x, const double *y, int n, const char *color,
                double width, const char *dash, double r);
+/* Width in pixels of plot_legend's box for these names. */
+double plot_legend_width(const char *const *names, int n);
 /* A legend box at pixel (x, y): one row per name, a line swatch (and a dot). */
 void plot_legend(Svg *s, double x, double y, const char *const *names, const char *const *colors,
                  int n);
