@@ -172,36 +172,14 @@ static int check_call(const AttnEngine *e, const AttnCall *c, int B, int N, char
 
 /* ---- the crisp kernels: arguments bound by parameter name ------------------------ */
 
-/* One value of the contract (templates.h, attention_bwd.h, attention_select.h); a
- * buffer's element type is the manifest's business, a scalar's must match. */
-typedef struct Arg {
-  const char *name;
-  bool is_buf;
-  RtType type;
-  void *val;
-} Arg;
-
 static DevPtr dp(const void *p) { return (DevPtr)(uintptr_t)p; }
 
-static int launch(AttnEngine *e, const RtKernel *k, const Arg *tab, int n, char *err,
+/* The contract's arguments (templates.h, attention_bwd.h, attention_select.h), by name. */
+static int launch(AttnEngine *e, const RtKernel *k, const RtArg *tab, int n, char *err,
                   size_t cap) {
-  const RtKernelInfo *ki = k->info;
-  void *args[RT_MAX_PARAMS];
-  for (int i = 0; i < ki->nparams; i++) {
-    const RtParam *p = &ki->params[i];
-    int j = 0;
-    while (j < n && strcmp(tab[j].name, p->name))
-      j++;
-    if (j == n || tab[j].is_buf != p->is_buf || (!p->is_buf && tab[j].type != p->type)) {
-      snprintf(err, cap, "attention: kernel %s: parameter \"%s\" (%s %s) is not in the "
-               "contract the model binds", ki->name, p->name, p->is_buf ? "buffer of" : "scalar",
-               rt_type_name(p->type));
-      return -1;
-    }
-    args[i] = tab[j].val;
-  }
-  if (rt_launch(e->be, k, args)) {
-    snprintf(err, cap, "attention: %s: %s", ki->name, backend_error(e->be));
+  char why[512];
+  if (rt_launch_named(e->be, k, tab, n, why, sizeof why)) {
+    snprintf(err, cap, "attention: %s", why);
     return -1;
   }
   return 0;
@@ -228,7 +206,7 @@ static int crisp_forward(AttnEngine *e, const AttnCall *c, const float *qkv, flo
                   (c->dense_stats ? ATTN_STATS_DENSE_ENTROPY : 0);
   double sparsity = c->sparsity;
   float dropout = c->dropout;
-  Arg tab[] = {
+  RtArg tab[] = {
       BUF("q", q), BUF("k", k), BUF("v", v), BUF("o", po), BUF("lengths", len),
       BUF("kept", kept), BUF("lse", lse), BUF("tau", tau), BUF("entropy", ent),
       BUF("dense_entropy", dent), BUF("tau_group", tg), BUF("hist", hist),
@@ -264,7 +242,7 @@ static int crisp_backward(AttnEngine *e, const AttnCall *c, const float *qkv, co
           osh = (int32_t)l.o_sh, seed = (int32_t)c->seed, step = (int32_t)c->step,
           layer = (int32_t)c->layer;
   float dropout = c->dropout;
-  Arg tab[] = {
+  RtArg tab[] = {
       BUF("q", q), BUF("k", k), BUF("v", v), BUF("o", po), BUF("dout", pd), BUF("lse", lse),
       BUF("tau", tau), BUF("lengths", len), BUF("delta", delta), BUF("dq", dq),
       BUF("dk", dk), BUF("dv", dv), I32("B", iB), I32("H", iH), I32("N", iN),

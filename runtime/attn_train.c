@@ -119,13 +119,6 @@ int attn_train_fill(AttnTrain *t, uint64_t *rng) {
 /* ---- launching: arguments by name (the contracts of templates.h, attention_bwd.h,
  * attention_select.h) ---- */
 
-typedef struct Arg {
-  const char *name;
-  bool is_buf;
-  RtType type;
-  const void *val;
-} Arg;
-
 typedef struct Args {
   DevPtr q, k, v, dq, dk, dv;
   int32_t B, H, N, sb, sn, sh, osb, osn, osh, seed, step, layer, stats, round;
@@ -133,22 +126,13 @@ typedef struct Args {
   float dropout;
 } Args;
 
-static int launch(AttnTrain *t, const RtKernel *k, const Arg *tab, int n) {
-  const RtKernelInfo *ki = k->info;
-  void *args[RT_MAX_PARAMS];
-  for (int i = 0; i < ki->nparams; i++) {
-    const RtParam *p = &ki->params[i];
-    int j = 0;
-    while (j < n && strcmp(tab[j].name, p->name))
-      j++;
-    if (j == n || tab[j].is_buf != p->is_buf || (!p->is_buf && tab[j].type != p->type)) {
-      fprintf(stderr, "attn_train: kernel %s: parameter %s is not in the contract\n", ki->name,
-              p->name);
-      return -1;
-    }
-    args[i] = (void *)tab[j].val;
+static int launch(AttnTrain *t, const RtKernel *k, const RtArg *tab, int n) {
+  char err[512];
+  if (rt_launch_named(t->b, k, tab, n, err, sizeof err)) {
+    fprintf(stderr, "attn_train: %s\n", err);
+    return -1;
   }
-  return rt_launch(t->b, k, args);
+  return 0;
 }
 
 #define BUF(n, v) {n, true, RT_T_F32, &(v)}
@@ -163,7 +147,7 @@ int attn_train_run(AttnTrain *t, bool forward, bool backward) {
             .osb = (int32_t)l->o_sb, .osn = (int32_t)l->o_sn, .osh = (int32_t)l->o_sh,
             .seed = TRAIN_SEED, .step = TRAIN_STEP, .layer = TRAIN_LAYER, .stats = 0,
             .sparsity = t->sh.sparsity, .dropout = t->sh.dropout};
-  const Arg tab[] = {
+  const RtArg tab[] = {
       BUF("q", a.q), BUF("k", a.k), BUF("v", a.v), BUF("o", t->d_o), BUF("dout", t->d_dout),
       BUF("lengths", t->d_len), BUF("kept", t->d_kept), BUF("lse", t->d_lse),
       BUF("tau", t->d_tau), BUF("entropy", t->d_ent), BUF("dense_entropy", t->d_ent),

@@ -151,6 +151,29 @@ int rt_launch(Backend *b, const RtKernel *k, void **args) {
   return rt_launch_grid(b, k, args, grid);
 }
 
+int rt_launch_named(Backend *b, const RtKernel *k, const RtArg *tab, int n, char *err,
+                    size_t cap) {
+  const RtKernelInfo *ki = k->info;
+  void *args[RT_MAX_PARAMS];
+  for (int i = 0; i < ki->nparams; i++) {
+    const RtParam *p = &ki->params[i];
+    int j = 0;
+    while (j < n && strcmp(tab[j].name, p->name))
+      j++;
+    if (j == n || tab[j].is_buf != p->is_buf || (!p->is_buf && tab[j].type != p->type)) {
+      snprintf(err, cap, "kernel %s: parameter \"%s\" (%s %s) is not in the arguments bound",
+               ki->name, p->name, p->is_buf ? "buffer of" : "scalar", rt_type_name(p->type));
+      return -1;
+    }
+    args[i] = (void *)tab[j].val;
+  }
+  if (rt_launch(b, k, args)) {
+    snprintf(err, cap, "%s: %s", ki->name, backend_error(b));
+    return -1;
+  }
+  return 0;
+}
+
 int rt_sync(Backend *b) { return b->ops->sync(b); }
 int rt_event_create(Backend *b, RtEvent **e) { return b->ops->event_create(b, e); }
 int rt_event_record(Backend *b, RtEvent *e) { return b->ops->event_record(b, e); }

@@ -150,6 +150,18 @@ RtKernel *rt_kernel(Backend *b, RtModule *m, const char *name);
  * a no-op. rt_launch_grid takes an explicit grid. */
 int rt_launch(Backend *b, const RtKernel *k, void **args);
 int rt_launch_grid(Backend *b, const RtKernel *k, void **args, const int32_t grid[3]);
+/* One argument by name, for kernels whose parameter order is the manifest's business:
+ * val points to the DevPtr of a buffer or to the scalar (of exactly `type`). */
+typedef struct RtArg {
+  const char *name;
+  bool is_buf;
+  RtType type;       /* scalars only; a buffer's element type is the manifest's */
+  const void *val;
+} RtArg;
+/* Binds every parameter of k by name from tab[0..n) and launches (rt_launch). 0, or
+ * -1 with err: a parameter missing from tab or of another kind, or the backend's error. */
+int rt_launch_named(Backend *b, const RtKernel *k, const RtArg *tab, int n, char *err,
+                    size_t cap);
 int rt_sync(Backend *b);
 
 int rt_event_create(Backend *b, RtEvent **e);
