@@ -12,8 +12,10 @@
 #include <stdlib.h>
 
 #include <llvm-c/Error.h>
+#include <llvm-c/ExecutionEngine.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
+#include <llvm-c/OrcEE.h>
 
 #include "emit.h"
 #include "lower.h"
@@ -48,6 +50,23 @@ static LLVMModuleRef build_module(Module *m, LLVMOrcThreadSafeContextRef tsc, ch
   return mod;
 }
 
+/* With $CRISP_PERF_JIT set, objects go through RuntimeDyld with LLVM's perf listener,
+ * which writes a jitdump (into $JITDUMPDIR, else ~/.debug/jit) that `perf inject --jit`
+ * turns into symbols and code for `perf report`/`annotate` (docs/profiling.md). The
+ * default JITLink layer has no C-API hook for listeners. */
+static LLVMOrcObjectLayerRef perf_object_layer(void *ctx, LLVMOrcExecutionSessionRef es,
+                                               const char *triple) {
+  (void)ctx;
+  (void)triple;
+  LLVMOrcObjectLayerRef layer = LLVMOrcCreateRTDyldObjectLinkingLayerWithSectionMemoryManager(es);
+  LLVMJITEventListenerRef perf = LLVMCreatePerfJITEventListener();
+  if (perf)
+    LLVMOrcRTDyldObjectLinkingLayerRegisterJITEventListener(layer, perf);
+  else
+    fprintf(stderr, "crisp: CRISP_PERF_JIT: this LLVM has no perf listener\n");
+  return layer;
+}
+
 static LLVMOrcLLJITRef make_lljit(char *err, size_t cap) {
   LLVMTargetMachineRef tm = emit_target_machine(TARGET_HOST, err, cap);
   if (!tm)
@@ -55,6 +74,9 @@ static LLVMOrcLLJITRef make_lljit(char *err, size_t cap) {
   LLVMOrcJITTargetMachineBuilderRef jtmb = LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm);
   LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
   LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, jtmb);
+  const char *perf = getenv("CRISP_PERF_JIT");
+  if (perf && *perf && *perf != '0')
+    LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, perf_object_layer, NULL);
   LLVMOrcLLJITRef lljit = NULL;
   LLVMErrorRef e = LLVMOrcCreateLLJIT(&lljit, builder);
   if (e) {
