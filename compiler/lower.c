@@ -264,15 +264,46 @@ static LLVMBasicBlockRef new_block(Lower *L, const char *name) {
   return LLVMAppendBasicBlockInContext(L->ctx, L->fn, name);
 }
 
-/* !{self, !{"llvm.loop.vectorize.enable", i1 true}}: the vectoriser may reorder the
- * loop's float reductions (the IR's `vectorize` promises reassociation is fine). */
-static void mark_vectorize(Lower *L, LLVMValueRef br) {
-  const char *key = "llvm.loop.vectorize.enable";
-  LLVMMetadataRef hint[2] = {LLVMMDStringInContext2(L->ctx, key, strlen(key)),
-                             LLVMValueAsMetadata(LLVMConstInt(L->t_bool, 1, 0))};
+static LLVMMetadataRef md_str(Lower *L, const char *s) {
+  return LLVMMDStringInContext2(L->ctx, s, strlen(s));
+}
+
+/* !{"name", i32 v} (v < 0: !{"name", i1 true}) */
+static LLVMMetadataRef md_hint(Lower *L, const char *name, int v) {
+  LLVMValueRef c = v < 0 ? LLVMConstInt(L->t_bool, 1, 0) : LLVMConstInt(L->t_i32, (unsigned)v, 0);
+  LLVMMetadataRef ops[2] = {md_str(L, name), LLVMValueAsMetadata(c)};
+  return LLVMMDNodeInContext2(L->ctx, ops, 2);
+}
+
+/* Host lane loops this short are vectorised whole: the loop runs once. */
+enum { HOST_VF = 16, HOST_WHOLE_MAX = 8 * HOST_VF };
+
+/* Trip count of a `for` with constant bounds and step 1, else -1. */
+static int64_t const_trips(const Op *op) {
+  const Op *lo = op->a[0], *hi = op->a[1];
+  if (lo->kind != OP_CONST || hi->kind != OP_CONST || op->ival != 1)
+    return -1;
+  return hi->ival - lo->ival;
+}
+
+/* !{self, !{"llvm.loop.vectorize.enable", i1 true}, ...}: the vectoriser may reorder
+ * the loop's float reductions (the IR's `vectorize` promises reassociation is fine).
+ * On the host, a constant-length loop of at most HOST_WHOLE_MAX lanes (the d or key
+ * lanes of a register tile) is vectorised whole: width 16, interleave trips / 16,
+ * and no unrolling before the vectoriser. Otherwise LLVM fully unrolls a short loop
+ * to scalars first and SLP leaves the tile as scalar fmas spilled to the stack
+ * (MiniLM's d = 32: 12% packed fmas in the profile, a 1.3x slower training step). */
+static void mark_vectorize(Lower *L, LLVMValueRef br, int64_t trips) {
   LLVMMetadataRef self = LLVMTemporaryMDNode(L->ctx, NULL, 0);
-  LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(L->ctx, hint, 2)};
-  LLVMMetadataRef loop = LLVMMDNodeInContext2(L->ctx, ops, 2);
+  LLVMMetadataRef ops[5] = {self, md_hint(L, "llvm.loop.vectorize.enable", -1)};
+  size_t n = 2;
+  if (!target_is_gpu(L->target) && trips >= HOST_VF && trips <= HOST_WHOLE_MAX &&
+      trips % HOST_VF == 0) {
+    ops[n++] = md_hint(L, "llvm.loop.vectorize.width", HOST_VF);
+    ops[n++] = md_hint(L, "llvm.loop.interleave.count", (int)(trips / HOST_VF));
+    ops[n++] = md_hint(L, "llvm.loop.unroll.disable", -1);
+  }
+  LLVMMetadataRef loop = LLVMMDNodeInContext2(L->ctx, ops, n);
   LLVMMetadataReplaceAllUsesWith(self, loop);   /* also frees the temporary node */
   LLVMSetMetadata(br, LLVMGetMDKindIDInContext(L->ctx, "llvm.loop", 9),
                   LLVMMetadataAsValue(L->ctx, loop));
@@ -297,7 +328,7 @@ static void lower_for(Lower *L, const Op *op) {
   LLVMValueRef next = LLVMBuildNSWAdd(L->b, i, lower_const_int(L, t, op->ival), "");
   LLVMValueRef back = LLVMBuildBr(L->b, header);
   if (op->vectorize)
-    mark_vectorize(L, back);
+    mark_vectorize(L, back, const_trips(op));
   LLVMValueRef in_vals[2] = {lo, next};
   LLVMBasicBlockRef in_blocks[2] = {pre, latch};
   LLVMAddIncoming(i, in_vals, in_blocks, 2);
