@@ -11,11 +11,11 @@
  * same gradients.
  *
  *   bench_backward [--quick] [--reps N] [--n N] [--s S1,S2,...] [--threads T] [--no-naive]
- *                  [--warp]
+ *                  [--warp] [--select row_topk|head_quantile]
  * --warp compiles the warp-per-row schedule (tile 16 x 1, the GPU's) instead of the CPU
  * tile schedule that tile = auto picks on the host: the before/after comparison.
  * --n / --s replace the lengths (64, 128, 512) and sparsities (0, 0.6, 0.8); the first
- * sparsity is the base of the ratios.                                           */
+ * sparsity is the base of the ratios; --select runs one strategy instead of both.  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +27,7 @@
 int main(int argc, char **argv) {
   int reps = 5, nn = 3, nsp = 3, threads_arg = 0;
   bool skip_naive = false;
+  int only = -1;   /* --select: the one strategy to run */
   int ns[8] = {64, 128, 512};
   double sps[8] = {0.0, 0.6, 0.8};
   for (int i = 1; i < argc; i++) {
@@ -42,12 +43,23 @@ int main(int argc, char **argv) {
       bench_warp_schedule = true;
     else if (!strcmp(argv[i], "--n") && i + 1 < argc)
       ns[0] = atoi(argv[++i]), nn = 1;
-    else if (!strcmp(argv[i], "--s") && i + 1 < argc) {
+    else if (!strcmp(argv[i], "--select") && i + 1 < argc) {
+      only = !strcmp(argv[++i], "row_topk") ? 0 : !strcmp(argv[i], "head_quantile") ? 1 : -2;
+      if (only == -2) {
+        fprintf(stderr, "bench_backward: --select: expected row_topk or head_quantile, got \"%s\"\n",
+                argv[i]);
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--s") && i + 1 < argc) {
       char *p = argv[++i];
       for (nsp = 0; nsp < 8 && *p; nsp++) {
         sps[nsp] = strtod(p, &p);
         p += *p == ',';
       }
+    } else {
+      fprintf(stderr, "bench_backward: unknown or incomplete option \"%s\" (see the header of "
+                      "bench/bench_backward.c)\n", argv[i]);
+      return 2;
     }
   }
   for (int i = 0; i < nn; i++)
@@ -64,6 +76,8 @@ int main(int argc, char **argv) {
 
   static const SelectKind modes[] = {SEL_ROW_TOPK, SEL_HEAD_QUANTILE};
   for (int mi = 0; mi < 2; mi++) {
+    if (only >= 0 && mi != only)
+      continue;
     BenchKernels ks;
     char err[1024];
     double t0 = bench_now();
