@@ -1,4 +1,4 @@
-/* Running the crisp CPU kernels (select + forward + dQ + dK/dV, JIT-compiled) and the
+/* Running the crisp CPU kernels (select + forward + backward, JIT-compiled) and the
  * straightforward C version (naive_backward.c) on one attention shape, on the same
  * threads and inputs; shared by bench_backward and bench_vs_torch. Only the public
  * template/IR/JIT interfaces are used, so a new kernel schedule is picked up as is. */
@@ -24,7 +24,7 @@ typedef struct BenchKernels {
   Spec spec;
   Module fm, bm, sm;                   /* forward, backward, select (quantile modes) */
   Jit *fj, *bj, *sj;
-  CpuKernelFn fwd, dq, dkdv, sel[SELECT_NKERNELS];
+  CpuKernelFn fwd, bwd[2], sel[SELECT_NKERNELS];   /* bwd: bm's kernels, in launch order */
   int threads;
 } BenchKernels;
 

@@ -14,7 +14,7 @@
 typedef struct CrispMode {
   RtModule *m;                          /* borrowed */
   RtKernel *fwd, *sel[SELECT_NKERNELS]; /* sel: quantile modes only */
-  RtKernel *dq, *dkdv;                  /* NULL until templates_build emits them */
+  RtKernel *bwd[2];                     /* NAME_attn_bwd, or dq then dkdv; NULL: none */
   int keep_min;
 } CrispMode;
 
@@ -102,14 +102,18 @@ int attention_engine_add_crisp(AttnEngine *e, RtModule *m, char *err, size_t cap
       if (!(md.sel[k] = find_kernel(e, m, s->name, attention_select_kernel_name(k), true, err,
                                     cap)))
         return -1;
-  /* optional today: templates_build does not emit the backward kernels yet */
+  /* the backward is optional (a spec with backward = false): the tile schedule's one
+   * kernel, else the warp schedule's two */
   err[0] = 0;
-  md.dq = find_kernel(e, m, s->name, "attn_bwd_dq", false, err, cap);
-  md.dkdv = find_kernel(e, m, s->name, "attn_bwd_dkdv", false, err, cap);
+  md.bwd[0] = find_kernel(e, m, s->name, "attn_bwd", false, err, cap);
+  if (!md.bwd[0] && !err[0]) {
+    RtKernel *dq = find_kernel(e, m, s->name, "attn_bwd_dq", false, err, cap);
+    RtKernel *dkdv = find_kernel(e, m, s->name, "attn_bwd_dkdv", false, err, cap);
+    if (dq && dkdv)
+      md.bwd[0] = dq, md.bwd[1] = dkdv;
+  }
   if (err[0])
     return -1;
-  if (!md.dq || !md.dkdv)
-    md.dq = md.dkdv = NULL;
   e->crisp->mode[s->select] = md;
   return 0;
 }
@@ -118,7 +122,7 @@ bool attention_has_crisp(const AttnEngine *e, SelectKind s, bool backward) {
   if (!e->crisp || s < SEL_NONE || s > SEL_LAYER_QUANTILE)
     return false;
   const CrispMode *md = &e->crisp->mode[s];
-  return backward ? md->dq != NULL : md->fwd != NULL;
+  return backward ? md->bwd[0] != NULL : md->fwd != NULL;
 }
 
 /* The strides of the fused layout for a call's N. */
@@ -251,7 +255,10 @@ static int crisp_backward(AttnEngine *e, const AttnCall *c, const float *qkv, co
       I32("dqkv_sh", sh), {"dropout", false, RT_T_F32, &dropout}, I32("seed", seed),
       I32("step", step), I32("layer", layer)};
   int n = (int)(sizeof tab / sizeof *tab);
-  return launch(e, md->dq, tab, n, err, cap) || launch(e, md->dkdv, tab, n, err, cap) ? -1 : 0;
+  for (int i = 0; i < 2 && md->bwd[i]; i++)
+    if (launch(e, md->bwd[i], tab, n, err, cap))
+      return -1;
+  return 0;
 }
 
 #undef BUF
@@ -283,7 +290,7 @@ int attention_backward(AttnEngine *e, const AttnCall *c, const float *qkv, const
                        const AttnRows *rows, char *err, size_t cap) {
   if (check_call(e, c, B, N, err, cap))
     return -1;
-  if (c->impl == ATTN_IMPL_CRISP && e->crisp->mode[c->select].dq)
+  if (c->impl == ATTN_IMPL_CRISP && e->crisp->mode[c->select].bwd[0])
     return crisp_backward(e, c, qkv, o, dout, dqkv, lengths, B, N, rows, err, cap);
   /* CRISP HOOK: without backward kernels in the module (templates_build does not emit
    * them yet) the reference backward runs on the crisp forward's lse and tau: the

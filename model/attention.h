@@ -10,11 +10,11 @@
  *                    manifest) and registered with attention_engine_add_crisp, one
  *                    per selection mode. Forward: the select plan (quantile modes,
  *                    templates/attention_select.h) then NAME_attn_fwd
- *                    (templates/templates.h). Backward: NAME_attn_bwd_dq and
- *                    NAME_attn_bwd_dkdv (templates/attention_bwd.h) when the module
- *                    has them; until templates_build emits them, the reference
- *                    backward runs on the kernel's saved lse and tau ("CRISP HOOK"
- *                    in attention.c). On the host target the kernel's scores are
+ *                    (templates/templates.h). Backward: NAME_attn_bwd, or
+ *                    NAME_attn_bwd_dq then NAME_attn_bwd_dkdv
+ *                    (templates/attention_bwd.h), whichever the module has; a
+ *                    forward-only module gets the reference backward on the
+ *                    kernel's saved lse and tau ("CRISP HOOK" in attention.c). On the host target the kernel's scores are
  *                    the reference's bit for bit, so the kept sets agree (tested).
  *
  * Layout (templates.h): the fused projection qkv is [B, N, 3, H, D] (row stride

@@ -52,9 +52,12 @@ int attn_train_init(AttnTrain *t, Backend *b, RtModule *m, const Spec *s,
     attn_train_free(t);
     return -1;
   }
+  char fused[128];   /* the tile schedule's one backward kernel, else the warp's two */
+  snprintf(fused, sizeof fused, "%.63s_attn_bwd", s->name);
   if (!(t->fwd = kernel(t, m, "attn_fwd", err, cap)) ||
-      !(t->dq = kernel(t, m, "attn_bwd_dq", err, cap)) ||
-      !(t->dkdv = kernel(t, m, "attn_bwd_dkdv", err, cap))) {
+      (!(t->bwd[0] = rt_kernel(b, m, fused)) &&
+       (!(t->bwd[0] = kernel(t, m, "attn_bwd_dq", err, cap)) ||
+        !(t->bwd[1] = kernel(t, m, "attn_bwd_dkdv", err, cap))))) {
     attn_train_free(t);
     return -1;
   }
@@ -171,8 +174,9 @@ int attn_train_run(AttnTrain *t, bool forward, bool backward) {
   }
   if (forward && launch(t, t->fwd, tab, n))
     return -1;
-  if (backward && (launch(t, t->dq, tab, n) || launch(t, t->dkdv, tab, n)))
-    return -1;
+  for (int i = 0; backward && i < 2 && t->bwd[i]; i++)
+    if (launch(t, t->bwd[i], tab, n))
+      return -1;
   return 0;
 }
 

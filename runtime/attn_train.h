@@ -37,7 +37,7 @@ typedef struct AttnTrain {
   int32_t *lengths;
   DevPtr d_qkv, d_o, d_dout, d_len, d_kept, d_lse, d_tau, d_ent, d_delta, d_dqkv;
   DevPtr d_hist, d_prefix, d_rank, d_tg;   /* select scratch (quantile modes) */
-  const RtKernel *fwd, *dq, *dkdv, *sel[3];
+  const RtKernel *fwd, *bwd[2], *sel[3];   /* bwd: NAME_attn_bwd, or dq then dkdv */
   int groups;               /* tau_group entries (0 without select kernels) */
 } AttnTrain;
 
@@ -49,7 +49,7 @@ typedef struct AttnTrainErr {
   char first_bad[200];
 } AttnTrainErr;
 
-/* The module must hold NAME_attn_fwd, NAME_attn_bwd_dq, NAME_attn_bwd_dkdv and, for the
+/* The module must hold NAME_attn_fwd, NAME_attn_bwd (or NAME_attn_bwd_dq and _dkdv) and, for the
  * quantile modes, the select kernels. 0, or -1 with err. */
 int attn_train_init(AttnTrain *t, Backend *b, RtModule *m, const Spec *s,
                     const AttnTrainShape *sh, char *err, size_t cap);

@@ -226,7 +226,7 @@ static void emit_dkdv_row(Ctx *c, Builder *b, Op *j, Op *w) {
 
 /* ---- kernels ---- */
 
-void bwd_declare_params(Kernel *k, bool dq, Buf **buf, Op **p) {
+void bwd_declare_params(Kernel *k, BwdPart part, Buf **buf, Op **p) {
   static const char *const bufs[] = {"q", "k", "v", "o", "dout", "lse", "tau", "lengths",
                                      "delta", "dq", "dk", "dv"};
   static const char *const scalars[] = {"B", "H", "N", "qkv_sb", "qkv_sn", "qkv_sh", "o_sb",
@@ -234,9 +234,9 @@ void bwd_declare_params(Kernel *k, bool dq, Buf **buf, Op **p) {
   for (int i = ATTN_BWD_Q; i <= ATTN_BWD_DV; i++) {
     Role role = ROLE_IN;
     if (i == ATTN_BWD_DELTA || i == ATTN_BWD_DQ)
-      role = dq ? ROLE_OUT : ROLE_IN;
+      role = part == ATTN_BWD_DKDV_PART ? ROLE_IN : ROLE_OUT;
     else if (i == ATTN_BWD_DK || i == ATTN_BWD_DV)
-      role = dq ? ROLE_IN : ROLE_OUT;
+      role = part == ATTN_BWD_DQ_PART ? ROLE_IN : ROLE_OUT;
     buf[i] = ir_param_buf(k, bufs[i], i == ATTN_BWD_LENGTHS ? TY_I32 : TY_F32, role);
   }
   for (int i = 0; i < 12; i++)
@@ -248,14 +248,12 @@ void bwd_declare_params(Kernel *k, bool dq, Buf **buf, Op **p) {
 }
 
 static Kernel *build(const Spec *s, const TileConfig *t, bool dq) {
-  if (t->sched == SCHED_TILE)
-    return attention_bwd_tile_build(s, t, dq);
   char name[96];
   snprintf(name, sizeof name, "%s_attn_bwd_%s", s->name, dq ? "dq" : "dkdv");
   Kernel *k = ir_kernel_new(name, t->warps);
   Builder b = ir_builder(k);
   Ctx c = {.k = k, .spec = s};
-  bwd_declare_params(k, dq, c.buf, c.p);
+  bwd_declare_params(k, dq ? ATTN_BWD_DQ_PART : ATTN_BWD_DKDV_PART, c.buf, c.p);
   int D = s->head_dim;
   c.slot = ir_shared(k, "slot", TY_F32, (int64_t)t->warps * s->max_seq);
   c.vecs = ir_shared(k, "vecs", TY_F32, (int64_t)t->warps * (dq ? 2 : 3) * D);
@@ -311,6 +309,10 @@ int attention_bwd_build(const Spec *s, const TileConfig *t, Module *m, char *err
   if (m->n + 2 > (int)(sizeof m->kernels / sizeof m->kernels[0])) {
     snprintf(err, cap, "backward: the module already holds %d kernels", m->n);
     return -1;
+  }
+  if (t->sched == SCHED_TILE) {
+    m->kernels[m->n++] = attention_bwd_tile_build(s, t);
+    return 0;
   }
   m->kernels[m->n++] = attention_bwd_dq_build(s, t);
   m->kernels[m->n++] = attention_bwd_dkdv_build(s, t);

@@ -13,12 +13,15 @@
  * row_topk, head_quantile, layer_quantile) shares these kernels: the mode only
  * decides tau, which the forward saved per row.
  *
- * Two kernels, launched in this order on the same arguments:
+ * The warp schedule (the GPU's) is two kernels, launched in this order on the same
+ * arguments:
  *   NAME_attn_bwd_dq    a warp per query row i: writes delta [B, H, N] and dq;
  *   NAME_attn_bwd_dkdv  a warp per key j: reads delta, writes dk and dv.
- * Both take the same parameter list (ATTN_BWD_*), so one kernelParams array serves
- * both. Buffers a kernel does not touch are declared `in` there and never read
- * (dq kernel: dk, dv; dkdv kernel: o, dq).
+ * The tile schedule (the CPU's) is one kernel, a block per (b, h):
+ *   NAME_attn_bwd       writes delta, dq, dk and dv (attention_bwd_tile.c).
+ * A caller launches NAME_attn_bwd where the module has it, else the two in order. All take the same parameter list
+ * (ATTN_BWD_*), so one kernelParams array serves all. Buffers a kernel does not touch
+ * are declared `in` there and never read (dq kernel: dk, dv; dkdv kernel: o, dq).
  *
  *   q, k, v: f32 in, qkv strides; o, dout: f32 in, o strides (the forward's output
  *     and the gradient of the loss with respect to it);
@@ -29,7 +32,8 @@
  *     (>= L) are written as zeros, so [B, N, 3, H, D] fused gradients need no memset;
  *   B, H, N, qkv_sb, qkv_sn, qkv_sh, o_sb, o_sn, o_sh, dqkv_sb, dqkv_sn, dqkv_sh: i32;
  *   dropout: f32 (the forward's p); seed, step, layer: i32 (the forward's counters).
- * Grid of both: (ceil(N / rows), H, B), 32 * warps threads, from the TileConfig.
+ * Grid of the two: (ceil(N / rows), H, B), 32 * warps threads, from the TileConfig;
+ * of the one: (1, H, B) for N <= max_seq.
  *
  * The scores are recomputed with exactly the forward's arithmetic (an f32 dot over
  * d in order, then a multiply by f32(1/sqrt(d))), so on one target the kept sets of
@@ -56,9 +60,10 @@ int64_t attention_bwd_shared_bytes(const Spec *s, const TileConfig *t);
 Kernel *attention_bwd_dq_build(const Spec *s, const TileConfig *t);
 Kernel *attention_bwd_dkdv_build(const Spec *s, const TileConfig *t);
 
-/* Appends both kernels to m (dq first). Returns 0, or -1 with err when the tile is
- * illegal (rows a multiple of warps, 1..16 warps, shared memory within 48 KiB) or
- * m has no room for two more kernels. */
+/* Appends the backward kernels to m in launch order: NAME_attn_bwd for the tile
+ * schedule, else NAME_attn_bwd_dq then NAME_attn_bwd_dkdv. Returns 0, or -1 with err
+ * when the tile is illegal (rows a multiple of warps, 1..16 warps, shared memory within
+ * 48 KiB; tile_check for the tile schedule) or m has no room for two more kernels. */
 int attention_bwd_build(const Spec *s, const TileConfig *t, Module *m, char *err, size_t cap);
 
 #endif

@@ -5,11 +5,14 @@
 
 #include "attention_bwd.h"
 
-/* The parameters of both kernels (ATTN_BWD_* order): buffers into buf, scalar
- * values into p; dq selects the dq kernel's roles. */
-void bwd_declare_params(Kernel *k, bool dq, Buf **buf, Op **p);
+/* Which kernel the parameters are for: their roles differ (what it writes). */
+typedef enum { ATTN_BWD_DQ_PART, ATTN_BWD_DKDV_PART, ATTN_BWD_FUSED } BwdPart;
 
-/* The tile schedule's dq (dq = true) or dkdv kernel. */
-Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t, bool dq);
+/* The parameters of every backward kernel (ATTN_BWD_* order): buffers into buf,
+ * scalar values into p. */
+void bwd_declare_params(Kernel *k, BwdPart part, Buf **buf, Op **p);
+
+/* The tile schedule's one kernel, NAME_attn_bwd. */
+Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t);
 
 #endif

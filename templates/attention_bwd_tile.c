@@ -1,19 +1,20 @@
 /* The backward template's tile schedule (SCHED_TILE, the CPU's): the contract of
- * attention_bwd.h, work split GEMM-like with the micro-kernels of attention_tile.h.
- * A block is one warp over `rows` rows (dq) or keys (dkdv) of one (b, h).
+ * attention_bwd.h in ONE kernel, NAME_attn_bwd, a block per (b, h), one warp, with the
+ * micro-kernels of attention_tile.h.
  *
- * dq kernel: K^T and V^T of the keys the block's rows see are packed once; per group
- * of TILE_RT query rows
+ * K^T and V^T of the head's keys are packed once; dk and dv (the outputs) are zeroed
+ * and then accumulated in place; per group of TILE_RT query rows:
  *   S = Q K^T / sqrt(d) and dP' = dO V^T as register tiles (S: the forward's own
  *   tile_scores, so the same bits and the same kept set); per valid row Delta_i and,
- *   lanes over keys, dS_ij = P_ij (dP'_ij z_ij / (1 - p) - Delta_i) for kept pairs
- *   (else 0), over S in its slot; dQ = dS K by tile_axpy over keys, dq = dQ / sqrt(d).
- * dkdv kernel: Q^T and dO^T of the query rows that see the block's keys (i >= lo:
- *   lo = the block's first key when causal, else 0) are packed once; per group of
- *   TILE_RT keys: S^T = K Q^T / sqrt(d) (fma is commutative: the forward's bits) and
- *   dP'^T = V dO^T; per valid key, lanes over rows, dS and P z/(1 - p) of kept pairs
- *   (causal: i >= j) into the two slots; dK = dS^T Q and dV = (P z/(1-p))^T dO by
- *   tile_axpy over rows (two passes: one TILE_RT x D accumulator tile each).
+ *   lanes over keys, dS_ij = P_ij (dP'_ij z_ij / (1 - p) - Delta_i) over S's slot and
+ *   P_ij z_ij / (1 - p) over dP''s, for kept pairs (0 elsewhere);
+ *   dQ = dS K by tile_axpy over keys, dq = dQ / sqrt(d);
+ *   per key j: dv_j += sum_r Pz_rj dO_r, dk_j += sum_r dS_rj Q_r (the group's rows in
+ *   order, so each sum runs over i = 0, 1, ... as the split kernels' did).
+ * Finally dk *= 1 / sqrt(d). Against the GPU's two kernels (dq with a warp per row,
+ * dkdv with a warp per key) this computes S, dP' and P once instead of twice: 10 n^2 d
+ * flops per head instead of 14. The GPU cannot do the same without atomics on dk, dv
+ * (many blocks per head); a host block owns its head's dk and dv.
  * Every product is dense over the valid keys (rows), dropped pairs with weight 0:
  * on the CPU the register-tiled dense work measured faster than skipping pairs (see
  * tile_axpy), so here sparsity saves only the exp and hash of dropped pairs. */
@@ -33,12 +34,12 @@ typedef struct {
   const Spec *spec;
   Buf *buf[ATTN_BWD_NPARAMS];
   Op *p[ATTN_BWD_NPARAMS];
-  Buf *ta, *tb;            /* packed transposes (dq: K^T, V^T; dkdv: Q^T, dO^T) */
+  Buf *ta, *tb;            /* packed transposes K^T, V^T */
   Buf *s1, *s2;            /* TILE_RT slots of ld: S then dS; dP' then P z/(1-p) */
   Buf *sacc, *acc;         /* score micro-tile; TILE_RT x D product accumulators */
-  Buf *rhash;              /* dkdv: the dropout row hash of each packed row */
+  Buf *dk, *dv;            /* the head's dK, dV sums, max_seq x D, contiguous rows */
   int64_t ld;
-  Op *batch, *head, *len, *lim, *blk0, *scale, *thresh, *inv_keep;
+  Op *batch, *head, *len, *lim, *scale, *thresh, *inv_keep;
 } Ctx;
 
 static Op *f32(Builder *b, double v) { return ir_const_f32(b, v); }
@@ -108,13 +109,36 @@ static void products(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *cnt, Buf 
             c->spec->head_dim);
 }
 
-/* ---- dq ---- */
+/* dst_j += sum_r w_r(j) x_r for keys j < cnt, lanes over d, rows r in order; w_r(j)
+ * = slot value of row r, or 0 where use[r] is false; x_r at xrow[r] (a row of q or
+ * dO). dst is block-local with rows of D: summing into the outputs in place measured
+ * slower than the split kernels (their rows are 3 H D floats apart in a fused
+ * gradient, a stride that maps the head's 2 x 512 rows onto a few cache sets). */
+static void key_updates(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *const xrow[], Buf *x,
+                        Buf *dst, Op *cnt) {
+  Builder loop, lane;
+  Op *j = ir_for(b, i32(b, 0), cnt, 1, "j", &loop)->index;
+  Op *w[TILE_RT];
+  for (int r = 0; r < TILE_RT; r++)
+    w[r] = ir_select(&loop, use[r], ir_load(&loop, sl, slot(c, &loop, r, j)), f32(&loop, 0));
+  int D = c->spec->head_dim;
+  Op *off = mul(&loop, j, i32(&loop, D));
+  Op *d = ir_pfor(&loop, AXIS_LANE, i32(&loop, D), "d", &lane)->index;
+  Op *at = add(&lane, off, d);
+  Op *acc = ir_load(&lane, dst, at);
+  for (int r = 0; r < TILE_RT; r++)
+    acc = ir_fma(&lane, w[r], ir_load(&lane, x, add(&lane, xrow[r], d)), acc);
+  ir_store(&lane, dst, at, acc);
+}
+
+/* ---- one group of rows ---- */
 
 static Op *row_keys(Ctx *c, Builder *b, Op *i) {
   return c->spec->causal ? ir_bin(b, OP_MIN, add(b, i, i32(b, 1)), c->len) : c->len;
 }
 
-/* Delta_i, stored; then dS over the row's slot (kept pairs; 0 elsewhere). */
+/* Delta_i, stored; then dS and P z/(1-p) over the row's two slots (kept pairs; 0
+ * elsewhere). */
 static void dq_row(Ctx *c, Builder *b, int r, Op *i, Op *m) {
   int D = c->spec->head_dim;
   Builder dot, one, lane, yes, no;
@@ -130,11 +154,14 @@ static void dq_row(Ctx *c, Builder *b, int r, Op *i, Op *m) {
   Op *sj = slot(c, &lane, r, j);
   Op *x = ir_load(&lane, c->s1, sj);
   ir_if(&lane, kept_pair(c, &lane, x, i), &yes, &no);
-  ir_store(&yes, c->s1, sj, grad_pair(c, &yes, x, ir_load(&yes, c->s2, sj), i, j, rh, red, NULL));
+  Op *pz;
+  ir_store(&yes, c->s1, sj, grad_pair(c, &yes, x, ir_load(&yes, c->s2, sj), i, j, rh, red, &pz));
+  ir_store(&yes, c->s2, sj, pz);
   ir_store(&no, c->s1, sj, f32(&no, 0));
+  ir_store(&no, c->s2, sj, f32(&no, 0));
 }
 
-static void dq_group(Ctx *c, Builder *b, Op *i0) {
+static void emit_group(Ctx *c, Builder *b, Op *i0) {
   int D = c->spec->head_dim;
   Op *mg = row_keys(c, b, add(b, i0, i32(b, TILE_RT - 1)));
   Op *last = sub(b, c->lim, i32(b, 1)), *qrow[TILE_RT], *grow[TILE_RT], *use[TILE_RT];
@@ -162,7 +189,9 @@ static void dq_group(Ctx *c, Builder *b, Op *i0) {
       Op *i = add(b, i0, i32(b, r));
       Op *m = ir_select(b, use[r], row_keys(c, b, i), i32(b, 0));
       Op *j = ir_pfor(b, AXIS_LANE, sub(b, mg, m), "j", &loop)->index;
-      ir_store(&loop, c->s1, slot(c, &loop, r, add(&loop, m, j)), f32(&loop, 0));
+      Op *at = slot(c, &loop, r, add(&loop, m, j));
+      ir_store(&loop, c->s1, at, f32(&loop, 0));
+      ir_store(&loop, c->s2, at, f32(&loop, 0));
     }
   }
   products(c, b, c->s1, use, mg, c->buf[ATTN_BWD_K], ATTN_BWD_QKV_SB, i32(b, 0));
@@ -172,136 +201,80 @@ static void dq_group(Ctx *c, Builder *b, Op *i0) {
     write_row(c, &row, c->buf[ATTN_BWD_DQ], row_off(c, &row, ATTN_BWD_DQKV_SB, i), c->acc, r,
               c->scale);
   }
+  key_updates(c, b, c->s2, use, grow, c->buf[ATTN_BWD_DOUT], c->dv, mg);
+  key_updates(c, b, c->s1, use, qrow, c->buf[ATTN_BWD_Q], c->dk, mg);
 }
 
-/* ---- dkdv ---- */
+/* ---- the kernel ---- */
 
-/* Lanes over the rows i = lo + e (e < cnt) that see key j: dS and P z/(1-p) of kept
- * pairs (causal: i >= j) over the two slots, 0 elsewhere. */
-static void dkdv_key(Ctx *c, Builder *b, int r, Op *j, Op *lo, Op *cnt) {
-  Builder lane, yes, no;
-  Op *e = ir_pfor(b, AXIS_LANE, cnt, "e", &lane)->index;
-  Op *i = add(&lane, lo, e);
-  Op *se = slot(c, &lane, r, e);
-  Op *x = ir_load(&lane, c->s1, se);
-  Op *kept = kept_pair(c, &lane, x, i);
-  if (c->spec->causal)
-    kept = ir_bin(&lane, OP_AND, kept, ir_cmp(&lane, CMP_GE, i, j));
-  ir_if(&lane, kept, &yes, &no);
-  Op *delta = ir_load(&yes, c->buf[ATTN_BWD_DELTA], row_stat(c, &yes, i));
-  Op *pz;
-  Op *rh = ir_load(&yes, c->rhash, e);
-  Op *ds = grad_pair(c, &yes, x, ir_load(&yes, c->s2, se), i, j, rh, delta, &pz);
-  ir_store(&yes, c->s1, se, ds);
-  ir_store(&yes, c->s2, se, pz);
-  ir_store(&no, c->s1, se, f32(&no, 0));
-  ir_store(&no, c->s2, se, f32(&no, 0));
-}
-
-static void dkdv_group(Ctx *c, Builder *b, Op *j0, Op *lo, Op *cnt) {
-  int D = c->spec->head_dim;
-  Op *last = sub(b, c->lim, i32(b, 1)), *krow[TILE_RT], *use[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++)
-    krow[r] = row_off(c, b, ATTN_BWD_QKV_SB, ir_bin(b, OP_MIN, add(b, j0, i32(b, r)), last));
-  tile_scores(b, c->s1, i32(b, 0), c->ld, c->buf[ATTN_BWD_K], krow, c->ta, cnt, D, c->sacc,
-              c->scale);
-  tile_scores(b, c->s2, i32(b, 0), c->ld, c->buf[ATTN_BWD_V], krow, c->tb, cnt, D, c->sacc,
-              NULL);
-  Builder row;
-  for (int r = 0; r < TILE_RT; r++) {
-    Op *j = add(b, j0, i32(b, r));
-    use[r] = ir_cmp(b, CMP_LT, j, c->lim);
-    ir_if(b, use[r], &row, NULL);
-    dkdv_key(c, &row, r, j, lo, cnt);
-  }
-  Buf *out[2] = {c->buf[ATTN_BWD_DK], c->buf[ATTN_BWD_DV]};
-  for (int pass = 0; pass < 2; pass++) {
-    products(c, b, pass ? c->s2 : c->s1, use, cnt, c->buf[pass ? ATTN_BWD_DOUT : ATTN_BWD_Q],
-             pass ? ATTN_BWD_O_SB : ATTN_BWD_QKV_SB, lo);
-    for (int r = 0; r < TILE_RT; r++) {
-      Op *j = add(b, j0, i32(b, r));
-      ir_if(b, use[r], &row, NULL);
-      write_row(c, &row, out[pass], row_off(c, &row, ATTN_BWD_DQKV_SB, j), c->acc, r,
-                pass ? NULL : c->scale);
-    }
-  }
-}
-
-/* ---- kernels ---- */
-
-/* Rows (keys) L <= i < N of the block: zeros (and delta 0 in the dq kernel). */
-static void padded(Ctx *c, Builder *b, int rows, bool dq) {
+/* Rows L <= i < N of the head: dq, dk, dv zero and delta 0. */
+static void padded(Ctx *c, Builder *b, int rows) {
   Builder loop, pad, one;
-  Op *r = ir_for(b, i32(b, 0), i32(b, rows), 1, "r", &loop)->index;
-  Op *i = add(&loop, c->blk0, r);
+  Op *i = ir_for(b, i32(b, 0), i32(b, rows), 1, "i", &loop)->index;
   ir_if(&loop, ir_bin(&loop, OP_AND, ir_cmp(&loop, CMP_LT, i, c->p[ATTN_BWD_N]),
                       ir_cmp(&loop, CMP_GE, i, c->len)), &pad, NULL);
   Op *off = row_off(c, &pad, ATTN_BWD_DQKV_SB, i);
-  if (dq) {
-    write_row(c, &pad, c->buf[ATTN_BWD_DQ], off, NULL, 0, NULL);
-    ir_pfor(&pad, AXIS_LANE, i32(&pad, 1), "one", &one);
-    ir_store(&one, c->buf[ATTN_BWD_DELTA], row_stat(c, &one, i), f32(&one, 0));
+  for (int g = ATTN_BWD_DQ; g <= ATTN_BWD_DV; g++)
+    write_row(c, &pad, c->buf[g], off, NULL, 0, NULL);
+  ir_pfor(&pad, AXIS_LANE, i32(&pad, 1), "one", &one);
+  ir_store(&one, c->buf[ATTN_BWD_DELTA], row_stat(c, &one, i), f32(&one, 0));
+}
+
+/* The sums of keys j < L set to 0, or written out: dk = sum / sqrt(d), dv = sum. */
+static void keys_pass(Ctx *c, Builder *b, bool zero) {
+  Builder loop, lane;
+  int D = c->spec->head_dim;
+  Op *j = ir_for(b, i32(b, 0), c->lim, 1, "j", &loop)->index;
+  Op *off = row_off(c, &loop, ATTN_BWD_DQKV_SB, j), *lo = mul(&loop, j, i32(&loop, D));
+  Op *d = ir_pfor(&loop, AXIS_LANE, i32(&loop, D), "d", &lane)->index;
+  Op *at = add(&lane, off, d), *lat = add(&lane, lo, d);
+  if (zero) {
+    ir_store(&lane, c->dk, lat, f32(&lane, 0));
+    ir_store(&lane, c->dv, lat, f32(&lane, 0));
     return;
   }
-  write_row(c, &pad, c->buf[ATTN_BWD_DK], off, NULL, 0, NULL);
-  write_row(c, &pad, c->buf[ATTN_BWD_DV], off, NULL, 0, NULL);
+  ir_store(&lane, c->buf[ATTN_BWD_DK], at, mul(&lane, ir_load(&lane, c->dk, lat), c->scale));
+  ir_store(&lane, c->buf[ATTN_BWD_DV], at, ir_load(&lane, c->dv, lat));
 }
 
-static void emit_block(Ctx *c, Builder *b, int rows, bool dq) {
+static void emit_head(Ctx *c, Builder *b, int rows) {
   int D = c->spec->head_dim;
   Op **p = c->p;
-  padded(c, b, rows, dq);
+  padded(c, b, rows);
   Builder work, groups, inside;
-  ir_if(b, ir_cmp(b, CMP_LT, c->blk0, c->lim), &work, NULL);
-  Op *lo = i32(&work, 0), *cnt;
-  if (dq) {   /* the keys the block's rows see */
-    cnt = row_keys(c, &work, add(&work, c->blk0, i32(&work, rows - 1)));
-    Op *k0 = row_off(c, &work, ATTN_BWD_QKV_SB, lo);
-    tile_pack_t(&work, c->ta, c->ld, c->buf[ATTN_BWD_K], k0, p[ATTN_BWD_QKV_SN], cnt, D);
-    tile_pack_t(&work, c->tb, c->ld, c->buf[ATTN_BWD_V], k0, p[ATTN_BWD_QKV_SN], cnt, D);
-  } else {    /* the rows that see the block's keys */
-    if (c->spec->causal)
-      lo = c->blk0;
-    cnt = sub(&work, c->len, lo);
-    tile_pack_t(&work, c->ta, c->ld, c->buf[ATTN_BWD_Q], row_off(c, &work, ATTN_BWD_QKV_SB, lo),
-                p[ATTN_BWD_QKV_SN], cnt, D);
-    tile_pack_t(&work, c->tb, c->ld, c->buf[ATTN_BWD_DOUT], row_off(c, &work, ATTN_BWD_O_SB, lo),
-                p[ATTN_BWD_O_SN], cnt, D);
-    /* once per row here, not once per (row, key) pair */
-    Builder lane;
-    Op *e = ir_pfor(&work, AXIS_LANE, cnt, "e", &lane)->index;
-    ir_store(&lane, c->rhash, e, hash(c, &lane, add(&lane, lo, e)));
-  }
-  Op *g = ir_for(&work, i32(&work, 0), i32(&work, rows), TILE_RT, "g", &groups)->index;
-  Op *first = add(&groups, c->blk0, g);
-  ir_if(&groups, ir_cmp(&groups, CMP_LT, first, c->lim), &inside, NULL);
-  if (dq)
-    dq_group(c, &inside, first);
-  else
-    dkdv_group(c, &inside, first, lo, cnt);
+  ir_if(b, ir_cmp(b, CMP_GT, c->lim, i32(b, 0)), &work, NULL);
+  Op *k0 = row_off(c, &work, ATTN_BWD_QKV_SB, i32(&work, 0));
+  tile_pack_t(&work, c->ta, c->ld, c->buf[ATTN_BWD_K], k0, p[ATTN_BWD_QKV_SN], c->lim, D);
+  tile_pack_t(&work, c->tb, c->ld, c->buf[ATTN_BWD_V], k0, p[ATTN_BWD_QKV_SN], c->lim, D);
+  keys_pass(c, &work, true);
+  Op *i0 = ir_for(&work, i32(&work, 0), i32(&work, rows), TILE_RT, "g", &groups)->index;
+  ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, c->lim), &inside, NULL);
+  emit_group(c, &inside, i0);
+  keys_pass(c, &work, false);
 }
 
-Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t, bool dq) {
+Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t) {
+  (void)t;   /* a block is a whole head, whatever the tile's rows */
   char name[96];
-  snprintf(name, sizeof name, "%s_attn_bwd_%s", s->name, dq ? "dq" : "dkdv");
+  snprintf(name, sizeof name, "%s_attn_bwd", s->name);
   Kernel *k = ir_kernel_new(name, 1);
   Builder b = ir_builder(k);
   Ctx c = {.spec = s, .ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT};
-  bwd_declare_params(k, dq, c.buf, c.p);
+  bwd_declare_params(k, ATTN_BWD_FUSED, c.buf, c.p);
   int D = s->head_dim;
+  int rows = (s->max_seq + TILE_RT - 1) / TILE_RT * TILE_RT;
   c.ta = ir_shared(k, "ta", TY_F32, D * c.ld);
   c.tb = ir_shared(k, "tb", TY_F32, D * c.ld);
   c.s1 = ir_shared(k, "s1", TY_F32, TILE_RT * c.ld);
   c.s2 = ir_shared(k, "s2", TY_F32, TILE_RT * c.ld);
   c.sacc = ir_shared(k, "sacc", TY_F32, TILE_RT * TILE_JT);
   c.acc = ir_shared(k, "acc", TY_F32, (int64_t)TILE_RT * D);
-  if (!dq)
-    c.rhash = ir_shared(k, "rhash", TY_I32, c.ld);
-  ir_set_grid(k, 0, ATTN_BWD_N, -1, t->rows);
+  c.dk = ir_shared(k, "dk", TY_F32, (int64_t)s->max_seq * D);
+  c.dv = ir_shared(k, "dv", TY_F32, (int64_t)s->max_seq * D);
+  ir_set_grid(k, 0, ATTN_BWD_N, -1, rows);
   ir_set_grid(k, 1, ATTN_BWD_H, -1, 1);
   ir_set_grid(k, 2, ATTN_BWD_B, -1, 1);
 
-  c.blk0 = mul(&b, ir_block_id(&b, 0), i32(&b, t->rows));
   c.head = ir_block_id(&b, 1);
   c.batch = ir_block_id(&b, 2);
   /* lengths past max_seq would overflow the slots: clamp (callers refuse them) */
@@ -313,6 +286,7 @@ Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t, bool dq) {
   c.inv_keep = ir_bin(&b, OP_DIV, f32(&b, 1.0), sub(&b, f32(&b, 1.0), p));
   Builder warp;
   ir_pfor(&b, AXIS_WARP, i32(&b, 1), "w", &warp);
-  emit_block(&c, &warp, t->rows, dq);
+  emit_head(&c, &warp, rows);
   return k;
 }
+

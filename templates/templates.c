@@ -27,11 +27,13 @@ TileConfig tile_resolve(const Spec *s, TileTarget t) {
   return (TileConfig){8, 4, SCHED_WARP};
 }
 
-/* The dkdv kernel's arrays, the largest of the tile schedule: two packed D x ld
- * transposes, two TILE_RT x ld slots, the row hashes and the micro-tiles. */
+/* The backward kernel's arrays, the largest of the tile schedule: two packed D x ld
+ * transposes, the head's dK and dV sums (max_seq x D each), two TILE_RT x ld slots
+ * and the micro-tiles. */
 int64_t tile_frame_bytes(const Spec *s) {
   int64_t ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT, D = s->head_dim;
-  return 4 * (2 * D * ld + 2 * TILE_RT * ld + ld + TILE_RT * TILE_JT + TILE_RT * D);
+  return 4 * (2 * D * ld + 2 * (int64_t)s->max_seq * D + 2 * TILE_RT * ld + TILE_RT * TILE_JT +
+              TILE_RT * D);
 }
 
 int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t) {
@@ -76,6 +78,6 @@ int templates_build(const Spec *s, const TileConfig *t, Module *m, char *err, si
   /* head/layer_quantile: NAME_select_{init,hist,pick} after the forward */
   if (attention_select_build(s, t, m, err, cap))
     return -1;
-  /* backward = true: NAME_attn_bwd_dq, then NAME_attn_bwd_dkdv */
+  /* backward = true: NAME_attn_bwd (tile schedule), or NAME_attn_bwd_dq, NAME_attn_bwd_dkdv */
   return s->backward ? attention_bwd_build(s, t, m, err, cap) : 0;
 }

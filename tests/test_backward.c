@@ -487,8 +487,23 @@ static void run_host(CpuKernelFn fn, Kernel *k, BwdArgs *a) {
 typedef struct {
   Module m;
   Jit *jit;
-  CpuKernelFn dq, dkdv;
+  CpuKernelFn fn[2];   /* the module's backward kernels in launch order (1 or 2) */
 } Host;
+
+/* Runs the backward kernels m->kernels[first..] (fn[0..]) in order. */
+static void run_bwd(CpuKernelFn const fn[], Module *m, int first, BwdArgs *a) {
+  for (int i = first; i < m->n; i++)
+    run_host(fn[i - first], m->kernels[i], a);
+}
+
+/* Looks up m->kernels[first..] into fn; false (with a CHECK) if one is missing. */
+static bool lookup_bwd(Jit *jit, Module *m, int first, CpuKernelFn fn[2]) {
+  bool ok = m->n - first >= 1 && m->n - first <= 2;
+  for (int i = first; ok && i < m->n; i++)
+    ok = (fn[i - first] = jit_lookup(jit, m->kernels[i]->name)) != NULL;
+  CHECK(ok, "lookup of the backward kernels");
+  return ok;
+}
 
 static int host_compile(Host *hk, const Spec *s) {
   char err[1024];
@@ -500,10 +515,7 @@ static int host_compile(Host *hk, const Spec *s) {
     ir_module_free(&hk->m);
     return -1;
   }
-  hk->dq = jit_lookup(hk->jit, hk->m.kernels[0]->name);
-  hk->dkdv = jit_lookup(hk->jit, hk->m.kernels[1]->name);
-  CHECK(hk->dq && hk->dkdv, "lookup of the backward kernels");
-  return hk->dq && hk->dkdv ? 0 : -1;
+  return lookup_bwd(hk->jit, &hk->m, 0, hk->fn) ? 0 : -1;
 }
 
 static void host_check(Host *hk, Case *c, const char *what) {
@@ -511,8 +523,7 @@ static void host_check(Host *hk, Case *c, const char *what) {
   case_poison(c);
   BwdArgs a;
   bwd_args(&a, c);
-  run_host(hk->dq, hk->m.kernels[0], &a);
-  run_host(hk->dkdv, hk->m.kernels[1], &a);
+  run_bwd(hk->fn, &hk->m, 0, &a);
   Err e[4];
   case_errors(c, e);
   report(c, what, e);
@@ -587,7 +598,7 @@ static void interp_suite(const Spec *s, TileConfig t) {
     bwd_args(&a, &c);
     InterpOptions opt = {true, true};
     int rc = 0;
-    for (int kk = 0; kk < 2 && !rc; kk++) {
+    for (int kk = 0; kk < m.n && !rc; kk++) {
       int32_t grid[3];
       ir_grid(m.kernels[kk], a.args, grid);
       rc = interp_run(m.kernels[kk], a.args, a.counts, grid, &opt, err, sizeof err);
@@ -740,10 +751,10 @@ static void e2e_suite(const Spec *s) {
     ir_module_free(&m);
     return;
   }
-  CpuKernelFn fwd = jit_lookup(jit, fk->name), dq = jit_lookup(jit, m.kernels[1]->name),
-              dkdv = jit_lookup(jit, m.kernels[2]->name);
-  CHECK(fwd && dq && dkdv, "lookup of the forward and backward kernels");
-  for (int rep = 0; fwd && dq && dkdv && rep < 4; rep++) {
+  CpuKernelFn fwd = jit_lookup(jit, fk->name), bwd[2];
+  CHECK(fwd, "lookup of the forward kernel");
+  bool found = lookup_bwd(jit, &m, 1, bwd);
+  for (int rep = 0; fwd && found && rep < 4; rep++) {
     Case c;
     int N = (int[]){1, 17, 40, 64}[rep];
     case_init(&c, s, 2, 2, N, rep % 2 == 0, true);
@@ -783,8 +794,7 @@ static void e2e_suite(const Spec *s) {
     case_poison(&c);
     BwdArgs a;
     bwd_args(&a, &c);
-    run_host(dq, m.kernels[1], &a);
-    run_host(dkdv, m.kernels[2], &a);
+    run_bwd(bwd, &m, 1, &a);
     Err e[4];
     case_errors(&c, e);
     report(&c, "forward kernel -> backward kernels", e);
@@ -820,7 +830,9 @@ static void tile_suite(void) {
         "the warp schedule");
   Spec small = make_spec(64, 512, SEL_ROW_TOPK, false, 1);
   CHECK(attention_bwd_build(&small, &(TileConfig){8, 1, SCHED_TILE}, &m, err, sizeof err) == 0 &&
-            m.n == 2 && m.kernels[0]->warps == 1, "tile schedule: 8 rows, 1 warp, 512 keys");
+            m.n == 1 && m.kernels[0]->warps == 1 && !strcmp(m.kernels[0]->name, "t_attn_bwd") &&
+            m.kernels[0]->nparams == ATTN_BWD_NPARAMS,
+        "tile schedule: one kernel, 1 warp, 512 keys");
   CHECK(tile_resolve(&small, TUNE_CPU).sched == SCHED_TILE, "tile = auto on the CPU: tiles");
   ir_module_free(&m);
   m = (Module){0};
