@@ -86,21 +86,41 @@ Op *attn_row_count_ge(Builder *b, const AttnRow *r, Op *tau) {
   return red;
 }
 
+/* The smallest S_j >= lo (+inf's key, i.e. NaN, when none is). */
+static Op *row_min_ge(Builder *b, const AttnRow *r, Op *lo) {
+  Builder body;
+  Op *red = ir_reduce(b, AXIS_LANE, RED_MIN, TY_I32, r->m, "j", &body);
+  Op *x = row_at(&body, r, red->index);
+  ir_yield(&body, ir_select(&body, ir_cmp(&body, CMP_GE, x, lo), attn_signed_key(&body, x),
+                            attn_i32(&body, INT32_MAX)));
+  return attn_from_signed_key(b, red);
+}
+
 Op *attn_row_kth_largest(Builder *b, const AttnRow *r, Op *k) {
   Op *tau = ir_var(b, ir_const_f32(b, -INFINITY), "kth");
-  Builder sel, loop, take;
+  Builder sel, loop, go, take, hit, exact, bisected;
   ir_if(b, ir_cmp(b, CMP_LT, k, r->m), &sel, NULL);
   Op *prefix = ir_var(&sel, attn_i32(&sel, 0), "prefix");
+  /* 1 once exactly k scores are >= prefix: the rest of the bisection could only
+   * narrow the gap below the k-th largest, which the min over those k finds in one
+   * pass. Random rows of 512 get there after ~15 of the 32 passes. */
+  Op *found = ir_var(&sel, attn_i32(&sel, 0), "found");
   Op *bit = ir_for(&sel, attn_i32(&sel, 0), attn_i32(&sel, 32), 1, "bit", &loop)->index;
-  Op *mask = ir_bin(&loop, OP_SHL, attn_i32(&loop, 1),
-                    ir_bin(&loop, OP_SUB, attn_i32(&loop, 31), bit));
-  Op *cand = ir_bin(&loop, OP_OR, ir_get(&loop, prefix), mask);
+  ir_if(&loop, ir_cmp(&loop, CMP_EQ, ir_get(&loop, found), attn_i32(&loop, 0)), &go, NULL);
+  Op *mask = ir_bin(&go, OP_SHL, attn_i32(&go, 1), ir_bin(&go, OP_SUB, attn_i32(&go, 31), bit));
+  Op *cand = ir_bin(&go, OP_OR, ir_get(&go, prefix), mask);
   /* #{key(S_j) >= cand} as a float compare with the candidate's value: the same
    * for finite scores (candidates past +inf are NaNs and count 0; -0 counts as +0,
-   * which moves no kept set), and no per-element key in the 32 passes */
-  Op *cnt = attn_row_count_ge(&loop, r, attn_from_order_key(&loop, cand));
-  ir_if(&loop, ir_cmp(&loop, CMP_GE, cnt, k), &take, NULL);
+   * which moves no kept set), and no per-element key in the passes */
+  Op *cnt = attn_row_count_ge(&go, r, attn_from_order_key(&go, cand));
+  ir_if(&go, ir_cmp(&go, CMP_GE, cnt, k), &take, NULL);
   ir_set(&take, prefix, cand);
-  ir_set(&sel, tau, attn_from_order_key(&sel, ir_get(&sel, prefix)));
+  ir_if(&go, ir_cmp(&go, CMP_EQ, cnt, k), &hit, NULL);
+  ir_set(&hit, found, attn_i32(&hit, 1));
+  Op *t = attn_from_order_key(&sel, ir_get(&sel, prefix));
+  ir_if(&sel, ir_cmp(&sel, CMP_EQ, ir_get(&sel, found), attn_i32(&sel, 1)), &exact, &bisected);
+  /* + 0: a k-th largest of -0 becomes +0, the value the full bisection gives */
+  ir_set(&exact, tau, ir_bin(&exact, OP_ADD, row_min_ge(&exact, r, t), ir_const_f32(&exact, 0)));
+  ir_set(&bisected, tau, t);
   return ir_get(b, tau);
 }
