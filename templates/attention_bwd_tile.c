@@ -114,21 +114,40 @@ static void products(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *cnt, Buf 
  * dO). dst is block-local with rows of D: summing into the outputs in place measured
  * slower than the split kernels (their rows are 3 H D floats apart in a fused
  * gradient, a stride that maps the head's 2 x 512 rows onto a few cache sets). */
+static void key_step(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *const xrow[], Buf *x,
+                     Buf *dst, Op *j0, int nk) {
+  Builder lane;
+  int D = c->spec->head_dim;
+  Op *w[2][TILE_RT], *off[2];
+  for (int k = 0; k < nk; k++) {
+    Op *j = add(b, j0, i32(b, k));
+    for (int r = 0; r < TILE_RT; r++)
+      w[k][r] = ir_select(b, use[r], ir_load(b, sl, slot(c, b, r, j)), f32(b, 0));
+    off[k] = mul(b, j, i32(b, D));
+  }
+  Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
+  Op *xv[TILE_RT];
+  for (int r = 0; r < TILE_RT; r++)
+    xv[r] = ir_load(&lane, x, add(&lane, xrow[r], d));
+  for (int k = 0; k < nk; k++) {
+    Op *at = add(&lane, off[k], d);
+    Op *acc = ir_load(&lane, dst, at);
+    for (int r = 0; r < TILE_RT; r++)
+      acc = ir_fma(&lane, w[k][r], xv[r], acc);
+    ir_store(&lane, dst, at, acc);
+  }
+}
+
+/* Two keys per step: each x_r[d] is loaded once for both (one key per step loaded
+ * the TILE_RT x D row values once per fma, which bound the loop on loads). */
 static void key_updates(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *const xrow[], Buf *x,
                         Buf *dst, Op *cnt) {
-  Builder loop, lane;
-  Op *j = ir_for(b, i32(b, 0), cnt, 1, "j", &loop)->index;
-  Op *w[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++)
-    w[r] = ir_select(&loop, use[r], ir_load(&loop, sl, slot(c, &loop, r, j)), f32(&loop, 0));
-  int D = c->spec->head_dim;
-  Op *off = mul(&loop, j, i32(&loop, D));
-  Op *d = ir_pfor(&loop, AXIS_LANE, i32(&loop, D), "d", &lane)->index;
-  Op *at = add(&lane, off, d);
-  Op *acc = ir_load(&lane, dst, at);
-  for (int r = 0; r < TILE_RT; r++)
-    acc = ir_fma(&lane, w[r], ir_load(&lane, x, add(&lane, xrow[r], d)), acc);
-  ir_store(&lane, dst, at, acc);
+  Builder pairs, last;
+  Op *half = ir_bin(b, OP_DIV, cnt, i32(b, 2));
+  Op *jp = ir_for(b, i32(b, 0), half, 1, "jp", &pairs)->index;
+  key_step(c, &pairs, sl, use, xrow, x, dst, mul(&pairs, jp, i32(&pairs, 2)), 2);
+  ir_if(b, ir_cmp(b, CMP_LT, mul(b, half, i32(b, 2)), cnt), &last, NULL);
+  key_step(c, &last, sl, use, xrow, x, dst, ir_bin(&last, OP_SUB, cnt, i32(&last, 1)), 1);
 }
 
 /* ---- one group of rows ---- */
