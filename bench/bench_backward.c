@@ -10,7 +10,7 @@
  * 1/4 (exact scores, so both sides keep the same keys) checks that the two compute the
  * same gradients.
  *
- *   bench_backward [--quick] [--reps N] [--n N] [--s S1,S2,...] [--threads T] [--no-naive]
+ *   bench_backward [--quick] [--reps N] [--n N1,N2,...] [--s S1,S2,...] [--threads T] [--no-naive]
  *                  [--warp] [--select row_topk|head_quantile]
  * --warp compiles the warp-per-row schedule (tile 16 x 1, the GPU's) instead of the CPU
  * tile schedule that tile = auto picks on the host: the before/after comparison.
@@ -41,8 +41,17 @@ int main(int argc, char **argv) {
       skip_naive = true;
     else if (!strcmp(argv[i], "--warp"))
       bench_warp_schedule = true;
-    else if (!strcmp(argv[i], "--n") && i + 1 < argc)
-      ns[0] = atoi(argv[++i]), nn = 1;
+    else if (!strcmp(argv[i], "--n") && i + 1 < argc) {
+      char *p = argv[++i];
+      for (nn = 0; nn < 8 && *p; nn++) {
+        ns[nn] = (int)strtol(p, &p, 10);
+        if (*p && *p != ',') {
+          fprintf(stderr, "bench_backward: --n: expected lengths like 64,128,512\n");
+          return 2;
+        }
+        p += *p == ',';
+      }
+    }
     else if (!strcmp(argv[i], "--select") && i + 1 < argc) {
       only = !strcmp(argv[++i], "row_topk") ? 0 : !strcmp(argv[i], "head_quantile") ? 1 : -2;
       if (only == -2) {
