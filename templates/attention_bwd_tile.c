@@ -38,6 +38,7 @@ typedef struct {
   Buf *s1, *s2;            /* TILE_RT slots of ld: S then dS; dP' then P z/(1-p) */
   Buf *sacc, *acc;         /* score micro-tile; TILE_RT x D product accumulators */
   Buf *dk, *dv;            /* the head's dK, dV sums, max_seq x D, contiguous rows */
+  Buf *keys, *nkeys;       /* the keys a group of rows uses, and how many (group_keys) */
   int64_t ld;
   Op *batch, *head, *len, *lim, *scale, *thresh, *inv_keep;
 } Ctx;
@@ -95,32 +96,57 @@ static Op *hash(Ctx *c, Builder *b, Op *i) {
                              c->head, i);
 }
 
-/* acc = sum over e < cnt of w_r(e) x[off(e)], w_r(e) = slot value of row r, or 0
- * where use[r] is false; x rows at row_off(sb, e0 + e). */
-static void products(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *cnt, Buf *x, int sb,
-                     Op *e0) {
-  Builder loop;
-  tile_zero(b, c->acc, TILE_RT, c->spec->head_dim);
-  Op *e = ir_for(b, i32(b, 0), cnt, 1, "e", &loop)->index;
-  Op *w[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++)
-    w[r] = ir_select(&loop, use[r], ir_load(&loop, sl, slot(c, &loop, r, e)), f32(&loop, 0));
-  tile_axpy(&loop, c->acc, w, TILE_RT, x, row_off(c, &loop, sb, add(&loop, e0, e)),
-            c->spec->head_dim);
+/* The group's keys: j < mg with a nonzero dS or P z/(1-p) in some valid row of the
+ * group, in order, into keys[]; their number into nkeys[0]. The products run over
+ * these only, which is where sparsity pays on the CPU: at s = 0.8 a random key is
+ * unused by all TILE_RT rows 41% of the time (0.8^4), and dQ, dK, dV skip it (a key
+ * that no row uses adds exact zeros). The test runs as vector lanes into keys[j]
+ * (0/1), then one scalar pass compacts in place (k <= j). */
+static void group_keys(Ctx *c, Builder *b, Op *const use[], Op *mg) {
+  Builder lane, one, loop;
+  Op *j = ir_pfor(b, AXIS_LANE, mg, "j", &lane)->index;
+  Op *any = ir_const_bool(&lane, false);
+  for (int r = 0; r < TILE_RT; r++) {
+    Op *at = slot(c, &lane, r, j);
+    Op *nz = ir_bin(&lane, OP_OR, ir_cmp(&lane, CMP_NE, ir_load(&lane, c->s1, at), f32(&lane, 0)),
+                    ir_cmp(&lane, CMP_NE, ir_load(&lane, c->s2, at), f32(&lane, 0)));
+    any = ir_bin(&lane, OP_OR, any, ir_bin(&lane, OP_AND, use[r], nz));
+  }
+  ir_store(&lane, c->keys, j, ir_select(&lane, any, i32(&lane, 1), i32(&lane, 0)));
+  ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
+  Op *n = ir_var(&one, i32(&one, 0), "nkeys");
+  Op *jj = ir_for(&one, i32(&one, 0), mg, 1, "j", &loop)->index;
+  Op *k = ir_get(&loop, n), *flag = ir_load(&loop, c->keys, jj);
+  ir_store(&loop, c->keys, k, jj);
+  ir_set(&loop, n, add(&loop, k, flag));
+  ir_store(&one, c->nkeys, i32(&one, 0), ir_get(&one, n));
 }
 
-/* dst_j += sum_r w_r(j) x_r for keys j < cnt, lanes over d, rows r in order; w_r(j)
+/* acc = sum over the group's keys j of w_r(j) x[row_off(sb, j)], w_r(j) = slot value
+ * of row r, or 0 where use[r] is false. */
+static void products(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *nk, Buf *x, int sb) {
+  Builder loop;
+  tile_zero(b, c->acc, TILE_RT, c->spec->head_dim);
+  Op *e = ir_for(b, i32(b, 0), nk, 1, "e", &loop)->index;
+  Op *j = ir_load(&loop, c->keys, e);
+  Op *w[TILE_RT];
+  for (int r = 0; r < TILE_RT; r++)
+    w[r] = ir_select(&loop, use[r], ir_load(&loop, sl, slot(c, &loop, r, j)), f32(&loop, 0));
+  tile_axpy(&loop, c->acc, w, TILE_RT, x, row_off(c, &loop, sb, j), c->spec->head_dim);
+}
+
+/* dst_j += sum_r w_r(j) x_r for the keys j = keys[e0 ..], lanes over d, rows r in order; w_r(j)
  * = slot value of row r, or 0 where use[r] is false; x_r at xrow[r] (a row of q or
  * dO). dst is block-local with rows of D: summing into the outputs in place measured
  * slower than the split kernels (their rows are 3 H D floats apart in a fused
  * gradient, a stride that maps the head's 2 x 512 rows onto a few cache sets). */
 static void key_step(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *const xrow[], Buf *x,
-                     Buf *dst, Op *j0, int nk) {
+                     Buf *dst, Op *e0, int nk) {
   Builder lane;
   int D = c->spec->head_dim;
   Op *w[2][TILE_RT], *off[2];
   for (int k = 0; k < nk; k++) {
-    Op *j = add(b, j0, i32(b, k));
+    Op *j = ir_load(b, c->keys, add(b, e0, i32(b, k)));
     for (int r = 0; r < TILE_RT; r++)
       w[k][r] = ir_select(b, use[r], ir_load(b, sl, slot(c, b, r, j)), f32(b, 0));
     off[k] = mul(b, j, i32(b, D));
@@ -138,8 +164,9 @@ static void key_step(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *const xro
   }
 }
 
-/* Two keys per step: each x_r[d] is loaded once for both (one key per step loaded
- * the TILE_RT x D row values once per fma, which bound the loop on loads). */
+/* Over the group's keys, two per step: each x_r[d] is loaded once for both (one key
+ * per step loaded the TILE_RT x D row values once per fma, which bound the loop on
+ * loads). */
 static void key_updates(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *const xrow[], Buf *x,
                         Buf *dst, Op *cnt) {
   Builder pairs, last;
@@ -213,15 +240,17 @@ static void emit_group(Ctx *c, Builder *b, Op *i0) {
       ir_store(&loop, c->s2, at, f32(&loop, 0));
     }
   }
-  products(c, b, c->s1, use, mg, c->buf[ATTN_BWD_K], ATTN_BWD_QKV_SB, i32(b, 0));
+  group_keys(c, b, use, mg);
+  Op *nk = ir_load(b, c->nkeys, i32(b, 0));
+  products(c, b, c->s1, use, nk, c->buf[ATTN_BWD_K], ATTN_BWD_QKV_SB);
   for (int r = 0; r < TILE_RT; r++) {
     Op *i = add(b, i0, i32(b, r));
     ir_if(b, use[r], &row, NULL);
     write_row(c, &row, c->buf[ATTN_BWD_DQ], row_off(c, &row, ATTN_BWD_DQKV_SB, i), c->acc, r,
               c->scale);
   }
-  key_updates(c, b, c->s2, use, grow, c->buf[ATTN_BWD_DOUT], c->dv, mg);
-  key_updates(c, b, c->s1, use, qrow, c->buf[ATTN_BWD_Q], c->dk, mg);
+  key_updates(c, b, c->s2, use, grow, c->buf[ATTN_BWD_DOUT], c->dv, nk);
+  key_updates(c, b, c->s1, use, qrow, c->buf[ATTN_BWD_Q], c->dk, nk);
 }
 
 /* ---- the kernel ---- */
@@ -290,6 +319,8 @@ Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t) {
   c.acc = ir_shared(k, "acc", TY_F32, (int64_t)TILE_RT * D);
   c.dk = ir_shared(k, "dk", TY_F32, (int64_t)s->max_seq * D);
   c.dv = ir_shared(k, "dv", TY_F32, (int64_t)s->max_seq * D);
+  c.keys = ir_shared(k, "keys", TY_I32, c.ld);
+  c.nkeys = ir_shared(k, "nkeys", TY_I32, 1);
   ir_set_grid(k, 0, ATTN_BWD_N, -1, rows);
   ir_set_grid(k, 1, ATTN_BWD_H, -1, 1);
   ir_set_grid(k, 2, ATTN_BWD_B, -1, 1);
