@@ -30,11 +30,8 @@
 #include <math.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES
-#endif
+#include "clones.h"
+
 
 /* exp(x) for x <= 0 (Cephes expf), 0 below -87 (where expf would be subnormal):
  * the 2^n of the bit trick needs a normal exponent, and a flushed-to-zero density
@@ -86,14 +83,14 @@ static inline float phi(float x) {
   return x < 0.0f ? e : 1.0f - e;
 }
 
-CLONES void gelu_forward(float *out, const float *inp, size_t n) {
+CRISP_CLONES void gelu_forward(float *out, const float *inp, size_t n) {
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     out[i] = x * phi(x);
   }
 }
 
-CLONES void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+CRISP_CLONES void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float pdf = 0.398942280401432678f * exp_neg(-0.5f * (x * x));

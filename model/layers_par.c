@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../templates/dropout.h"
+#include "dropout_row.h"
 #include "par.h"
 
 /* Column strips for the parameter-gradient sums: 64 floats (four cache lines) wide,
@@ -226,8 +227,7 @@ static void drop_rows(void *ctx, int64_t first, int64_t last) {
       memmove(x->out + at, x->inp + at, (size_t)C * sizeof *x->out);
       continue;
     }
-    for (int c = 0; c < C; c++)
-      x->out[at + c] = dropout_keep(row, (uint32_t)c, x->thr) ? x->inp[at + c] * x->scale : 0.0f;
+    dropout_row(x->out + at, x->inp + at, row, x->thr, x->scale, C);
   }
 }
 
