@@ -12,6 +12,7 @@
 #include "layers.h"
 #include "model.h"
 #include "optim.h"
+#include "par.h"
 
 #include "../runtime/fsutil.h"
 
@@ -51,6 +52,23 @@ static void op_gelu(Bufs *b, RtPool *p) {
     gelu_forward(b->y, b->x, n);
     gelu_backward(b->z, b->x, b->y, n);
   }
+}
+/* The double-erf references, threaded over the same chunks as gelu_*_par: the
+ * GELU before the float erf, measured beside it in the same run. */
+typedef struct { float *out; const float *inp, *dout; } RefCtx;
+static void ref_fwd_chunk(void *ctx, int64_t first, int64_t last) {
+  const RefCtx *e = ctx;
+  gelu_forward_ref(e->out + first, e->inp + first, (size_t)(last - first));
+}
+static void ref_bwd_chunk(void *ctx, int64_t first, int64_t last) {
+  const RefCtx *e = ctx;
+  gelu_backward_ref(e->out + first, e->inp + first, e->dout + first, (size_t)(last - first));
+}
+static void op_gelu_ref(Bufs *b, RtPool *p) {
+  size_t n = (size_t)R * b->I;
+  RefCtx f = {b->y, b->x, NULL}, g = {b->z, b->x, b->y};
+  par_for(p, (int64_t)n, 1 << 12, ref_fwd_chunk, &f);
+  par_for(p, (int64_t)n, 1 << 12, ref_bwd_chunk, &g);
 }
 static void op_ln(Bufs *b, RtPool *p) {
   int C = b->C;
@@ -161,6 +179,7 @@ int main(int argc, char **argv) {
   int L = b.L;
   struct { const char *name; OpFn fn; int per_step; } ops[] = {
       {"gelu fwd+bwd [R, I]", op_gelu, L},
+      {"gelu fwd+bwd, double-erf reference (not in the sum)", op_gelu_ref, 0},
       {"layernorm fwd+bwd [R, C]", op_ln, 2 * L + 1},
       {"dropout fwd+bwd [R, C]", op_dropout, 2 * L + 1},
       {"residual [R, C]", op_residual, 2 * L},

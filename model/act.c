@@ -1,27 +1,10 @@
-/* Activations, residual additions and hidden dropout: see layers.h. */
+/* Activations but GELU (gelu.c), residual additions and hidden dropout: see layers.h. */
 #include "layers.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "../templates/dropout.h"
-
-void gelu_forward(float *out, const float *inp, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    double x = inp[i];
-    out[i] = (float)(0.5 * x * (1.0 + erf(x * M_SQRT1_2)));
-  }
-}
-
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-  const double inv_sqrt_2pi = 0.3989422804014327;
-  for (size_t i = 0; i < n; i++) {
-    double x = inp[i];
-    double cdf = 0.5 * (1.0 + erf(x * M_SQRT1_2));
-    double pdf = inv_sqrt_2pi * exp(-0.5 * x * x);
-    dinp[i] = (float)(dout[i] * (cdf + x * pdf));
-  }
-}
 
 void relu_forward(float *out, const float *inp, size_t n) {
   for (size_t i = 0; i < n; i++)

@@ -2,8 +2,12 @@
  *
  * Layout (little-endian, as the host writes it; the magic's version bump guards
  * layout changes):
- *     "CRISPCK1" | u64 header fields (see put_state) | u64 n_floats | params[n]
+ *     "CRISPCK2" | u64 header fields (see put_state) | u64 n_floats | params[n]
  *     | AdamW: i64 t, m[n], v[n] | u64 checksum of everything before
+ * params, m and v are the model's parameter block as it lies in memory (model.c's
+ * place_params). Format 2: each encoder block's q, k, v weights adjacent, then their
+ * biases (the fused q/k/v projection); format 1 ("CRISPCK1") had them in hf_params
+ * order, and is refused by name rather than loaded into the wrong places.
  * The checksum is a 64-bit multiply-xor hash over 8-byte words. A load first reads
  * the whole file through the hash (so a short, altered or foreign file is refused
  * before anything is applied), then reads it again into place. */
@@ -16,7 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char MAGIC[8] = {'C', 'R', 'I', 'S', 'P', 'C', 'K', '1'};
+static const char MAGIC[8] = {'C', 'R', 'I', 'S', 'P', 'C', 'K', '2'};
+static const char MAGIC_V1[8] = {'C', 'R', 'I', 'S', 'P', 'C', 'K', '1'};
 
 typedef struct Hash {
   uint64_t h;
@@ -233,6 +238,12 @@ static int read_pass(const char *path, R *r, TrainState *st, size_t n_expect, fl
                      float *mom_m, float *mom_v, int64_t *t, char *err, size_t cap) {
   char magic[8];
   get(r, magic, 8);
+  if (!r->bad && !memcmp(magic, MAGIC_V1, 8)) {
+    snprintf(err, cap, "%s: a checkpoint in format 1 (an older crisp, whose parameter block "
+             "had another order); this crisp reads format 2: resume with the crisp that wrote "
+             "it, or start the run again", path);
+    return -1;
+  }
   if (r->bad || memcmp(magic, MAGIC, 8)) {
     snprintf(err, cap, "%s: not a crisp checkpoint (bad magic)", path);
     return -1;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "model_params.h"
 
 /* Hidden dropout sites set bit 30 of the mask's `layer` counter, so they never
  * collide with attention dropout (layer = the block index, site = the head). */
@@ -95,63 +96,6 @@ static void plan_acts(Model *m, Plan *p, LayerActs *layers) {
   a->g_logits = take_f(p, Bm * K);
 }
 
-/* The parameter called prefix + name, or NULL (a message in m->err). */
-static float *find_param(Model *m, float **block, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static float *find_param(Model *m, float **block, const char *fmt, ...) {
-  char name[HF_NAME_MAX], full[HF_NAME_MAX + 16];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(name, sizeof name, fmt, ap);
-  va_end(ap);
-  const char *prefix = is_bert(m) ? "bert." : "distilbert.";
-  bool head = !strncmp(name, "classifier.", 11) || !strncmp(name, "pre_classifier.", 15);
-  snprintf(full, sizeof full, "%s%s", head ? "" : prefix, name);
-  for (int i = 0; i < m->n_params; i++)
-    if (!strcmp(m->info[i].name, full))
-      return block[i];
-  MFAIL(m, "model: parameter \"%s\" is not in the list", full);
-  return NULL;
-}
-
-/* Fills the role pointers of one block (params or grads). */
-static int bind_params(Model *m, float **block, ModelParams *w) {
-  bool bert = is_bert(m);
-  int ok = 1;
-#define F(dst, ...) ok &= ((dst) = find_param(m, block, __VA_ARGS__)) != NULL
-  F(w->wte, "embeddings.word_embeddings.weight");
-  F(w->wpe, "embeddings.position_embeddings.weight");
-  w->wtt = NULL;
-  if (bert) F(w->wtt, "embeddings.token_type_embeddings.weight");
-  F(w->emb_lnw, "embeddings.LayerNorm.weight");
-  F(w->emb_lnb, "embeddings.LayerNorm.bias");
-  for (int l = 0; l < m->cfg.layers; l++) {
-    LayerParams *p = &w->layer[l];
-    static const char *const d_lin[] = {"attention.q_lin", "attention.k_lin", "attention.v_lin",
-                                        "attention.out_lin", "sa_layer_norm", "ffn.lin1",
-                                        "ffn.lin2", "output_layer_norm"};
-    static const char *const b_lin[] = {"attention.self.query", "attention.self.key",
-                                        "attention.self.value", "attention.output.dense",
-                                        "attention.output.LayerNorm", "intermediate.dense",
-                                        "output.dense", "output.LayerNorm"};
-    const char *const *n = bert ? b_lin : d_lin;
-    const char *stem = bert ? "encoder.layer" : "transformer.layer";
-    float **dst[8][2] = {{&p->qw, &p->qb},     {&p->kw, &p->kb},     {&p->vw, &p->vb},
-                         {&p->ow, &p->ob},     {&p->ln1w, &p->ln1b}, {&p->f1w, &p->f1b},
-                         {&p->f2w, &p->f2b},   {&p->ln2w, &p->ln2b}};
-    for (int k = 0; k < 8; k++) {
-      F(*dst[k][0], "%s.%d.%s.weight", stem, l, n[k]);
-      F(*dst[k][1], "%s.%d.%s.bias", stem, l, n[k]);
-    }
-  }
-  F(w->pre_w, bert ? "pooler.dense.weight" : "pre_classifier.weight");
-  F(w->pre_b, bert ? "pooler.dense.bias" : "pre_classifier.bias");
-  F(w->cls_w, "classifier.weight");
-  F(w->cls_b, "classifier.bias");
-#undef F
-  return ok ? 0 : -1;
-}
-
 /* ---- life cycle ------------------------------------------------------------------ */
 
 static void *dev_alloc(Backend *be, size_t bytes, char *err, size_t cap) {
@@ -234,20 +178,22 @@ Model *model_create(Backend *be, const ModelConfig *c, const ModelOptions *o, ch
   for (int i = 0; i < m->n_params; i++)
     m->n_param_floats += m->info[i].numel;
 
-  /* parameters and gradients: one block each, hf_params order */
+  /* parameters and gradients: one block each, model_place_params' order */
   size_t pbytes = m->n_param_floats * sizeof(float);
   if (!(m->params_mem = dev_alloc(be, pbytes, err, cap)) ||
       !(m->grads_mem = dev_alloc(be, pbytes, err, cap)))
     goto bad;
   memset(m->params_mem, 0, pbytes);
   memset(m->grads_mem, 0, pbytes);
-  size_t off = 0;
-  for (int i = 0; i < m->n_params; i++) {
-    m->param[i] = m->params_mem + off;
-    m->grad[i] = m->grads_mem + off;
-    off += m->info[i].numel;
+  size_t *off = malloc((size_t)m->n_params * sizeof *off);
+  int placed = off ? model_place_params(m, off) : MFAIL(m, "model: out of memory");
+  for (int i = 0; placed == 0 && i < m->n_params; i++) {
+    m->param[i] = m->params_mem + off[i];
+    m->grad[i] = m->grads_mem + off[i];
   }
-  if (bind_params(m, m->param, &m->w) || bind_params(m, m->grad, &m->g)) {
+  free(off);
+  if (placed || model_bind_params(m, m->param, &m->w) || model_bind_params(m, m->grad, &m->g) ||
+      model_check_qkv(m)) {
     fail(err, cap, "%s", m->err);
     goto bad;
   }
@@ -406,9 +352,8 @@ int model_forward(Model *m, const int32_t *ids, const int32_t *lengths, int B, i
   for (int l = 0; l < L; l++) {
     const LayerParams *p = &w->layer[l];
     LayerActs *t = &a->layer[l];
-    if (linear_forward(be, t->qkv, 3 * C, x, C, p->qw, p->qb, R, C, C) ||
-        linear_forward(be, t->qkv + C, 3 * C, x, C, p->kw, p->kb, R, C, C) ||
-        linear_forward(be, t->qkv + 2 * C, 3 * C, x, C, p->vw, p->vb, R, C, C))
+    /* q, k, v weights are one [3C, C] matrix and their biases one [3C] (model_params.h) */
+    if (linear_forward(be, t->qkv, 3 * C, x, C, p->qw, p->qb, R, C, 3 * C))
       return gemm_fail(m, "q/k/v projection");
     AttnCall ac = attn_call(m, l, run->stats, run->dense_stats);
     if (attention_forward(&m->attn_engine, &ac, t->qkv, t->att, a->lengths, B, N, &t->rows,
@@ -541,11 +486,7 @@ int model_backward(Model *m) {
       return -1;
     /* D = d(x_in) = residual path (D) + the q, k, v paths */
     if (linear_backward(be, D, C, 1.0f, gp->qw, gp->qb, a->g_qkv, 3 * C, x_in, C, p->qw, R, C,
-                        C) ||
-        linear_backward(be, D, C, 1.0f, gp->kw, gp->kb, a->g_qkv + C, 3 * C, x_in, C, p->kw, R,
-                        C, C) ||
-        linear_backward(be, D, C, 1.0f, gp->vw, gp->vb, a->g_qkv + 2 * C, 3 * C, x_in, C, p->vw,
-                        R, C, C))
+                        3 * C))
       return gemm_fail(m, "q/k/v projection backward");
   }
 

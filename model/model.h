@@ -8,8 +8,10 @@
  *   model_backward(m)                                     grads += d(run.loss)
  *   model_save(m, dir, vocab, err, cap)               a Hugging Face folder
  *
- * Memory: one float block for every parameter, in hf_params order (m->param[i] points
- * into it, and m->w names the same pointers by role), one block of the same shape
+ * Memory: one float block for every parameter, in hf_params order except that each
+ * encoder block's q, k, v weights, then biases, are adjacent (model_params.h: the
+ * fused projection; m->param[i] points into it, and m->w names the same pointers by
+ * role), one block of the same shape
  * for the gradients, and one activation block planned once for (max_batch,
  * max_len): a batch of B x N (N = its longest sequence, "dynamic padding") uses the
  * first B*N rows of every activation. Nothing is allocated per call.

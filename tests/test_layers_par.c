@@ -9,6 +9,9 @@
 #include "check.h"
 #include "layers.h"
 #include "optim.h"
+#include "dropout_row.h"
+
+#include "../templates/dropout.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -127,6 +130,13 @@ static void test_elementwise(void) {
 }
 
 static void test_dropout(void) {
+  /* the fast path's inline hash is templates/dropout.h's generator */
+  size_t bad = 0;
+  for (int i = 0; i < 1000000; i++) {
+    uint32_t row = (uint32_t)rnd(), c = (uint32_t)(rnd() % 100000), thr = (uint32_t)rnd();
+    bad += dropout_keep(row, c, thr) != (dropout_row_bits(row, c) >= thr);
+  }
+  CHECK(bad == 0, "dropout_row_bits differs from dropout_keep in %zu of 10^6", bad);
   size_t n = (size_t)R * C;
   float *x = fnew(n, 1);
   for (int pk = 0; pk < 2; pk++) {

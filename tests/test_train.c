@@ -8,7 +8,7 @@
  *   - the config: unknown keys / wrong types name the file and key, --set, the
  *     resolved JSON reads back to the same hash;
  *   - checkpoints: a round trip, and a flipped byte / a truncated file / a foreign
- *     file is refused without touching the model;
+ *     file / one of the older format is refused without touching the model;
  *   - whole runs on generated data with a tiny random model and one thread: the same
  *     seed gives bitwise-identical parameters, another seed does not; 3 steps +
  *     --resume 3 equals 6 straight; a stop request (what Ctrl-C sets) saves a
@@ -502,15 +502,18 @@ static void test_checkpoint(void) {
     const char *what, *msg;
     size_t len;
     long flip;
-  } cases[] = {{"flipped byte", "checksum", n, (long)(n / 2)},
-               {"truncated", "truncated", n - 100, -1},
-               {"header only", "truncated", 40, -1},
-               {"foreign", "bad magic", n, 0}};
-  for (size_t k = 0; k < 4 && bytes; k++) {
+    int mask;
+  } cases[] = {{"flipped byte", "checksum", n, (long)(n / 2), 0x10},
+               {"truncated", "truncated", n - 100, -1, 0},
+               {"header only", "truncated", 40, -1, 0},
+               {"foreign", "bad magic", n, 0, 0x10},
+               /* "CRISPCK2" -> "CRISPCK1": the parameter block of before the fused q/k/v */
+               {"format 1", "format 1", n, 7, '2' ^ '1'}};
+  for (size_t k = 0; k < sizeof cases / sizeof *cases && bytes; k++) {
     char *copy = malloc(n);
     memcpy(copy, bytes, n);
     if (cases[k].flip >= 0)
-      copy[cases[k].flip] ^= 0x10;
+      copy[cases[k].flip] ^= (char)cases[k].mask;
     CHECK(rt_write_atomic(bad, copy, cases[k].len, err, sizeof err) == 0, "%s", err);
     free(copy);
     memset(m->params_mem, 0, m->n_param_floats * sizeof(float));
@@ -528,6 +531,61 @@ static void test_checkpoint(void) {
   adamw_free(&o2);
   model_free(m);
   backend_close(be);
+}
+
+/* The parameter block's layout (model_params.h): each block's q, k, v weights and
+ * biases adjacent for the fused projection, while Hugging Face folders see only
+ * names: a saved folder is byte for byte what hf_save_model writes from tensors kept
+ * one by one in hf_params order, and it loads back into the same block. */
+static void test_param_layout(void) {
+  char err[1024], a[600], b[600];
+  Backend *be = backend_open("cpu", &(BackendOptions){.threads = 1}, err, sizeof err);
+  CHECK(be != NULL, "%s", err);
+  for (int bert = 0; be && bert < 2; bert++) {
+    ModelConfig mc;
+    hf_config_default(&mc, bert ? MODEL_BERT : MODEL_DISTILBERT);
+    mc.vocab_size = 30, mc.hidden = 16, mc.layers = 2, mc.heads = 2, mc.intermediate = 32;
+    mc.max_position = 16;
+    Model *m = model_create(be, &mc, &(ModelOptions){2, 8}, err, sizeof err);
+    Model *m2 = model_create(be, &mc, &(ModelOptions){2, 8}, err, sizeof err);
+    CHECK(m && m2, "%s", err);
+    if (!m || !m2) {
+      model_free(m), model_free(m2);
+      break;
+    }
+    model_init_params(m, 11);
+    size_t C = (size_t)mc.hidden;
+    for (int l = 0; l < mc.layers; l++) {
+      const LayerParams *p = &m->w.layer[l], *g = &m->g.layer[l];
+      CHECK(p->kw == p->qw + C * C && p->vw == p->kw + C * C && p->qb == p->vw + C * C &&
+                p->kb == p->qb + C && p->vb == p->kb + C && g->kw == g->qw + C * C &&
+                g->vb == g->kb + C,
+            "%s block %d: q, k, v not adjacent", bert ? "bert" : "distilbert", l);
+    }
+    float **plain = calloc((size_t)m->n_params, sizeof *plain);
+    for (int i = 0; plain && i < m->n_params; i++) {
+      plain[i] = malloc(m->info[i].numel * sizeof(float));
+      memcpy(plain[i], m->param[i], m->info[i].numel * sizeof(float));
+    }
+    snprintf(a, sizeof a, "%s/layout_model_%d", g_tmp, bert);
+    snprintf(b, sizeof b, "%s/layout_plain_%d", g_tmp, bert);
+    CHECK(model_save(m, a, NULL, err, sizeof err) == 0, "%s", err);
+    CHECK(hf_save_model(b, &mc, (const float *const *)plain, NULL, err, sizeof err) == 0, "%s",
+          err);
+    snprintf(a + strlen(a), sizeof a - strlen(a), "/model.safetensors");
+    snprintf(b + strlen(b), sizeof b - strlen(b), "/model.safetensors");
+    CHECK(same_file(a, b), "%s: the saved folder differs from the tensors in hf_params order",
+          bert ? "bert" : "distilbert");
+    CHECK(model_load(m2, a, 1, NULL, err, sizeof err) == 0, "%s", err);
+    CHECK(!memcmp(m->params_mem, m2->params_mem, m->n_param_floats * sizeof(float)),
+          "%s: a saved folder does not load back into the same block", bert ? "bert" : "distilbert");
+    for (int i = 0; plain && i < m->n_params; i++)
+      free(plain[i]);
+    free(plain);
+    model_free(m), model_free(m2);
+  }
+  if (be)
+    backend_close(be);
 }
 
 /* Every example config (examples/configs) loads, passes the checks and is named after its file. */
@@ -585,6 +643,7 @@ int main(int argc, char **argv) {
   test_budget_entropy();
   test_config();
   test_checkpoint();
+  test_param_layout();
   test_runs();
   test_run_dense_entropy();
   if (!check_failed)
