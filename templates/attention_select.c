@@ -99,10 +99,14 @@ void select_hist_begin(SelCtx *c, Builder *b, const TileConfig *t, HistBlock *h)
   ir_barrier(b);
 }
 
+Op *select_key_matches(Builder *b, const HistBlock *h, Op *key) {
+  return ir_cmp(b, CMP_EQ, ir_bin(b, OP_AND, key, h->himask), h->match);
+}
+
 void select_bin_score(Builder *lane, const HistBlock *h, Op *s) {
   Builder hit;
   Op *key = attn_order_key(lane, s);
-  ir_if(lane, ir_cmp(lane, CMP_EQ, ir_bin(lane, OP_AND, key, h->himask), h->match), &hit, NULL);
+  ir_if(lane, select_key_matches(lane, h, key), &hit, NULL);
   Op *digit = ir_bin(&hit, OP_AND, ir_bin(&hit, OP_SHR, key, h->shift), h->dmask);
   ir_atomic_add(&hit, h->bins, digit, i32(&hit, 1));
 }
@@ -154,11 +158,14 @@ static void hist_warp_rows(SelCtx *c, Builder *b, const TileConfig *t, const His
 
 static void build_hist(SelCtx *c, Builder *b, const TileConfig *t) {
   HistBlock h;
-  select_hist_begin(c, b, t, &h);
-  if (t->sched == SCHED_TILE)
-    select_hist_tile_rows(c, b, t, &h);
-  else
+  if (t->sched == SCHED_TILE) {
+    TileConfig head = select_tile_hist_rows(c->spec, t);
+    select_hist_begin(c, b, &head, &h);
+    select_hist_tile_rows(c, b, &head, &h);
+  } else {
+    select_hist_begin(c, b, t, &h);
     hist_warp_rows(c, b, t, &h);
+  }
   select_hist_end(c, b, &h);
 }
 

@@ -28,11 +28,16 @@ typedef struct {
 /* Grid (ceil(N / rows), H, B), the block's values, its shared histogram zeroed and
  * a barrier: the block's rows may be binned after this. */
 void select_hist_begin(SelCtx *c, Builder *b, const TileConfig *t, HistBlock *h);
+/* Whether an order key's decided bits equal the round's prefix (bool). */
+Op *select_key_matches(Builder *b, const HistBlock *h, Op *key);
 /* In lane code: adds score s (f32) to its bin if its key matches the round's prefix. */
 void select_bin_score(Builder *lane, const HistBlock *h, Op *s);
 /* Barrier, then the block's nonzero bins added to hist[g, :] (global atomics). */
 void select_hist_end(SelCtx *c, Builder *b, const HistBlock *h);
 
+/* The tile schedule's hist block (attention_select_tile.c): all max_seq rows of one
+ * (b, h) (a multiple of t->rows), so K^T is packed once per head and round. */
+TileConfig select_tile_hist_rows(const Spec *s, const TileConfig *t);
 /* The tile schedule's rows (attention_select_tile.c): every valid score of the
  * block's rows binned, scored by tile_scores with the tile forward's bits. */
 void select_hist_tile_rows(SelCtx *c, Builder *b, const TileConfig *t, const HistBlock *h);

@@ -4,8 +4,9 @@
  *     not, B/H/N from 1 up, padded and empty lengths, all-equal scores, s = 0 ..
  *     0.999, keep_min; the buffers start as garbage (init must clean them) and the
  *     histogram must be all zero after the plan;
- *     with the CPU default (the tile schedule), GPU tiles and small tile-schedule
- *     blocks (partial row groups, several blocks per head);
+ *     with the CPU default (the tile schedule), GPU tiles and tile-schedule tiles
+ *     of 8 and 4 rows (the tile hist block is a whole head whatever the rows;
+ *     N from 1 gives partial row groups);
  *   - the GPU-mapped kernels in the IR interpreter (races and uninitialised reads
  *     checked) with two warp-schedule and two tile-schedule configurations;
  *   - PTX of the select kernels through ptxas sm_80/sm_90, without spills.
@@ -164,8 +165,8 @@ static void test_host(void) {
     for (int causal = 0; causal < 2; causal++)
       for (int di = 0; di < 3; di++) {
         Spec s = make_spec(modes[mi], dims[di], causal, di == 2 ? 5 : 1);
-        /* the CPU default (tile schedule, 128 rows), a GPU tile, and tile-schedule
-         * blocks of one and two row groups */
+        /* the CPU default (tile schedule, 128 rows), a GPU tile, and small
+         * tile-schedule tiles (their hist block is still a whole head) */
         TileConfig tiles[4] = {tile_resolve(&s, TUNE_CPU), {8, 4, SCHED_WARP},
                                {8, 1, SCHED_TILE}, {4, 1, SCHED_TILE}};
         for (int ti = 0; ti < (di == 0 ? 4 : 1); ti++) {

@@ -167,7 +167,7 @@ int main(void) {
     for (int causal = 0; causal < 2; causal++)
       for (int di = 0; di < 2; di++) {
         Spec s = make_spec(modes[mi], di ? 32 : 64, causal, 1 + 2 * di);
-        /* tile = auto (128 rows), and blocks of two row groups */
+        /* tile = auto (128 rows), and a small tile (the hist block is a whole head) */
         TileConfig tiles[2] = {tile_resolve(&s, TUNE_CPU), {8, 1, SCHED_TILE}};
         CHECK(tiles[0].sched == SCHED_TILE, "tile = auto on the CPU: %s takes the tile schedule",
               select_name(s.select));
