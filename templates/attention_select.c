@@ -1,26 +1,16 @@
 /* The select template: group thresholds by a 3-round radix select over order keys
  * of recomputed scores (see attention_select.h for the algorithm and the plan). */
-#include "attention_select.h"
+#include "attention_select_impl.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-#include "attention_common.h"
 
 #define i32 attn_i32
 #define add attn_add
 #define mul attn_mul
 
 enum { CHUNK = 16, NCHUNKS = SELECT_BINS / CHUNK };   /* pick: bins per thread, threads */
-
-typedef struct {
-  const Spec *spec;
-  Kernel *k;
-  Buf *q, *kk, *lengths, *hist, *prefix, *rank, *tau_group;
-  Op *p[SELECT_NPARAMS];   /* scalar parameter values */
-  bool ordered;            /* SCHED_TILE: S as the tile schedule's in-order fma chain */
-} Ctx;
 
 static const char *const suffixes[SELECT_NKERNELS] = {"select_init", "select_hist",
                                                       "select_pick"};
@@ -37,7 +27,7 @@ int attention_select_groups(const Spec *s, int B, int H) {
   return !has_groups(s) ? 0 : per_head(s) ? B * H : 1;
 }
 
-static void declare_params(Ctx *c) {
+static void declare_params(SelCtx *c) {
   static const char *const ints[] = {"B", "H", "N", "qkv_sb", "qkv_sn", "qkv_sh"};
   Kernel *k = c->k;
   c->q = ir_param_buf(k, "q", TY_F32, ROLE_IN);
@@ -54,7 +44,7 @@ static void declare_params(Ctx *c) {
 }
 
 /* Kernels with one block per group: grid (H, B) for head_quantile, (1) for layer. */
-static Op *group_grid(Ctx *c, Builder *b) {
+static Op *group_grid(SelCtx *c, Builder *b) {
   if (!per_head(c->spec))
     return i32(b, 0);
   ir_set_grid(c->k, 0, SELECT_H, -1, 1);
@@ -63,18 +53,18 @@ static Op *group_grid(Ctx *c, Builder *b) {
 }
 
 /* Per round: a = round 0 ? v0 : round 1 ? v1 : v2, block-uniform. */
-static Op *by_round(Ctx *c, Builder *b, int64_t v0, int64_t v1, int64_t v2) {
+static Op *by_round(SelCtx *c, Builder *b, int64_t v0, int64_t v1, int64_t v2) {
   Op *r = c->p[SELECT_ROUND];
   Op *late = ir_select(b, ir_cmp(b, CMP_EQ, r, i32(b, 1)), i32(b, v1), i32(b, v2));
   return ir_select(b, ir_cmp(b, CMP_EQ, r, i32(b, 0)), i32(b, v0), late);
 }
 
 /* position of the round's digit in the key: bits 31..21, 20..10, 9..0 */
-static Op *digit_shift(Ctx *c, Builder *b) { return by_round(c, b, 21, 10, 0); }
+static Op *digit_shift(SelCtx *c, Builder *b) { return by_round(c, b, 21, 10, 0); }
 
 /* ---- init ---- */
 
-static void build_init(Ctx *c, Builder *b) {
+static void build_init(SelCtx *c, Builder *b) {
   Op *g = group_grid(c, b);
   Op *base = mul(b, g, i32(b, SELECT_BINS));
   Builder zb, one;
@@ -87,78 +77,96 @@ static void build_init(Ctx *c, Builder *b) {
 
 /* ---- hist ---- */
 
-/* One query row i of (batch, head), in warp-level code: lanes over its m valid
- * keys. S_ij is built exactly as the forward of the same schedule builds it
- * (warp schedule: attn_row_scores' serial f32 dot over d; tile schedule: the
- * tile micro-kernel's in-order fma chain; then times f32(1/sqrt(D))), so the
- * threshold is one of the forward's scores; it is binned instead of stored. */
-static void hist_row(Ctx *c, Builder *b, Op *batch, Op *head, Op *i, Op *m, Op *match,
-                     Op *himask, Op *shift, Op *dmask, Buf *sh) {
-  Op **p = c->p;
-  int D = c->spec->head_dim;
-  Op *qoff = attn_offset(b, batch, i, head, p[SELECT_QKV_SB], p[SELECT_QKV_SN], p[SELECT_QKV_SH]);
-  Op *k0 = attn_offset(b, batch, i32(b, 0), head, p[SELECT_QKV_SB], p[SELECT_QKV_SN],
-                       p[SELECT_QKV_SH]);
-  Builder lane, dot, hit;
-  Op *j = ir_pfor(b, AXIS_LANE, m, "j", &lane)->index;
-  Op *koff = add(&lane, k0, mul(&lane, j, p[SELECT_QKV_SN]));
-  Op *red;
-  if (c->ordered) {   /* the tile schedule's bits (attention_tile.h): fma over d in order */
-    Op *acc = ir_var(&lane, ir_const_f32(&lane, 0), "acc");
-    Op *d = ir_for(&lane, i32(&lane, 0), i32(&lane, D), 1, "d", &dot)->index;
-    Op *qd = ir_load(&dot, c->q, add(&dot, qoff, d));
-    Op *kd = ir_load(&dot, c->kk, add(&dot, koff, d));
-    ir_set(&dot, acc, ir_fma(&dot, qd, kd, ir_get(&dot, acc)));
-    red = ir_get(&lane, acc);
-  } else {
-    red = ir_reduce(&lane, AXIS_SERIAL, RED_ADD, TY_F32, i32(&lane, D), "d", &dot);
-    Op *d = red->index;
-    Op *qd = ir_load(&dot, c->q, add(&dot, qoff, d));
-    Op *kd = ir_load(&dot, c->kk, add(&dot, koff, d));
-    ir_yield(&dot, mul(&dot, qd, kd));
-  }
-  Op *s = mul(&lane, red, ir_const_f32(&lane, 1.0 / sqrt((double)D)));
-  Op *key = attn_order_key(&lane, s);
-  ir_if(&lane, ir_cmp(&lane, CMP_EQ, ir_bin(&lane, OP_AND, key, himask), match), &hit, NULL);
-  Op *digit = ir_bin(&hit, OP_AND, ir_bin(&hit, OP_SHR, key, shift), dmask);
-  ir_atomic_add(&hit, sh, digit, i32(&hit, 1));
-}
-
-static void build_hist(Ctx *c, Builder *b, const TileConfig *t) {
+void select_hist_begin(SelCtx *c, Builder *b, const TileConfig *t, HistBlock *h) {
   Kernel *k = c->k;
-  Buf *sh = ir_shared(k, "bins", TY_I32, SELECT_BINS);
+  h->bins = ir_shared(k, "bins", TY_I32, SELECT_BINS);
   ir_set_grid(k, 0, SELECT_N, -1, t->rows);
   ir_set_grid(k, 1, SELECT_H, -1, 1);
   ir_set_grid(k, 2, SELECT_B, -1, 1);
-  Op *row0 = mul(b, ir_block_id(b, 0), i32(b, t->rows));
-  Op *head = ir_block_id(b, 1), *batch = ir_block_id(b, 2);
-  Op *len = ir_bin(b, OP_MIN, ir_load(b, c->lengths, batch), c->p[SELECT_N]);
-  Op *g = per_head(c->spec) ? add(b, mul(b, batch, c->p[SELECT_H]), head) : i32(b, 0);
+  h->row0 = mul(b, ir_block_id(b, 0), i32(b, t->rows));
+  h->head = ir_block_id(b, 1), h->batch = ir_block_id(b, 2);
+  h->len = ir_bin(b, OP_MIN, ir_load(b, c->lengths, h->batch), c->p[SELECT_N]);
+  h->g = per_head(c->spec) ? add(b, mul(b, h->batch, c->p[SELECT_H]), h->head) : i32(b, 0);
   Op *round0 = ir_cmp(b, CMP_EQ, c->p[SELECT_ROUND], i32(b, 0));
-  /* keys count when (key & himask) == match: the bits decided in earlier rounds */
-  Op *match = ir_select(b, round0, i32(b, 0), ir_load(b, c->prefix, g));
-  Op *himask = by_round(c, b, 0, (int32_t)0xFFE00000u, (int32_t)0xFFFFFC00u);
-  Op *dmask = by_round(c, b, 0x7FF, 0x7FF, 0x3FF);
-  Op *shift = digit_shift(c, b);
-
-  Builder zb, warp, rows, valid, fb, nz;
+  /* the bits decided in earlier rounds (none in round 0) */
+  h->match = ir_select(b, round0, i32(b, 0), ir_load(b, c->prefix, h->g));
+  h->himask = by_round(c, b, 0, (int32_t)0xFFE00000u, (int32_t)0xFFFFFC00u);
+  h->dmask = by_round(c, b, 0x7FF, 0x7FF, 0x3FF);
+  h->shift = digit_shift(c, b);
+  Builder zb;
   Op *bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &zb)->index;
-  ir_store(&zb, sh, bin, i32(&zb, 0));
+  ir_store(&zb, h->bins, bin, i32(&zb, 0));
   ir_barrier(b);
-  Op *w = ir_pfor(b, AXIS_WARP, i32(b, t->warps), "w", &warp)->index;
-  Op *r = ir_for(&warp, w, i32(&warp, t->rows), t->warps, "r", &rows)->index;
-  Op *i = add(&rows, row0, r);
-  ir_if(&rows, ir_cmp(&rows, CMP_LT, i, len), &valid, NULL);   /* padded rows: none */
-  Op *m = len;
-  if (c->spec->causal)
-    m = ir_bin(&valid, OP_MIN, add(&valid, i, i32(&valid, 1)), len);
-  hist_row(c, &valid, batch, head, i, m, match, himask, shift, dmask, sh);
+}
+
+Op *select_key_matches(Builder *b, const HistBlock *h, Op *key) {
+  return ir_cmp(b, CMP_EQ, ir_bin(b, OP_AND, key, h->himask), h->match);
+}
+
+void select_bin_score(Builder *lane, const HistBlock *h, Op *s) {
+  Builder hit;
+  Op *key = attn_order_key(lane, s);
+  ir_if(lane, select_key_matches(lane, h, key), &hit, NULL);
+  Op *digit = ir_bin(&hit, OP_AND, ir_bin(&hit, OP_SHR, key, h->shift), h->dmask);
+  ir_atomic_add(&hit, h->bins, digit, i32(&hit, 1));
+}
+
+void select_hist_end(SelCtx *c, Builder *b, const HistBlock *h) {
+  Builder fb, nz;
   ir_barrier(b);
-  Op *base = mul(b, g, i32(b, SELECT_BINS));
-  bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &fb)->index;
-  Op *n = ir_load(&fb, sh, bin);
+  Op *base = mul(b, h->g, i32(b, SELECT_BINS));
+  Op *bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &fb)->index;
+  Op *n = ir_load(&fb, h->bins, bin);
   ir_if(&fb, ir_cmp(&fb, CMP_NE, n, i32(&fb, 0)), &nz, NULL);
   ir_atomic_add(&nz, c->hist, add(&nz, base, bin), n);
+}
+
+/* One query row i of the block, in warp-level code: lanes over its m valid keys.
+ * S_ij is built with the warp forward's IR (attn_row_scores' serial f32 dot over
+ * d, times f32(1/sqrt(D))), so the threshold is one of that forward's scores; it
+ * is binned instead of stored. */
+static void hist_row(SelCtx *c, Builder *b, const HistBlock *h, Op *i, Op *m) {
+  Op **p = c->p;
+  int D = c->spec->head_dim;
+  Op *qoff = attn_offset(b, h->batch, i, h->head, p[SELECT_QKV_SB], p[SELECT_QKV_SN],
+                         p[SELECT_QKV_SH]);
+  Op *k0 = attn_offset(b, h->batch, i32(b, 0), h->head, p[SELECT_QKV_SB], p[SELECT_QKV_SN],
+                       p[SELECT_QKV_SH]);
+  Builder lane, dot;
+  Op *j = ir_pfor(b, AXIS_LANE, m, "j", &lane)->index;
+  Op *koff = add(&lane, k0, mul(&lane, j, p[SELECT_QKV_SN]));
+  Op *red = ir_reduce(&lane, AXIS_SERIAL, RED_ADD, TY_F32, i32(&lane, D), "d", &dot);
+  Op *d = red->index;
+  Op *qd = ir_load(&dot, c->q, add(&dot, qoff, d));
+  Op *kd = ir_load(&dot, c->kk, add(&dot, koff, d));
+  ir_yield(&dot, mul(&dot, qd, kd));
+  select_bin_score(&lane, h, mul(&lane, red, ir_const_f32(&lane, 1.0 / sqrt((double)D))));
+}
+
+/* The warp schedule's rows: a warp per row, padded rows (i >= L) skipped. */
+static void hist_warp_rows(SelCtx *c, Builder *b, const TileConfig *t, const HistBlock *h) {
+  Builder warp, rows, valid;
+  Op *w = ir_pfor(b, AXIS_WARP, i32(b, t->warps), "w", &warp)->index;
+  Op *r = ir_for(&warp, w, i32(&warp, t->rows), t->warps, "r", &rows)->index;
+  Op *i = add(&rows, h->row0, r);
+  ir_if(&rows, ir_cmp(&rows, CMP_LT, i, h->len), &valid, NULL);
+  Op *m = h->len;
+  if (c->spec->causal)
+    m = ir_bin(&valid, OP_MIN, add(&valid, i, i32(&valid, 1)), h->len);
+  hist_row(c, &valid, h, i, m);
+}
+
+static void build_hist(SelCtx *c, Builder *b, const TileConfig *t) {
+  HistBlock h;
+  if (t->sched == SCHED_TILE) {
+    TileConfig head = select_tile_hist_rows(c->spec, t);
+    select_hist_begin(c, b, &head, &h);
+    select_hist_tile_rows(c, b, &head, &h);
+  } else {
+    select_hist_begin(c, b, t, &h);
+    hist_warp_rows(c, b, t, &h);
+  }
+  select_hist_end(c, b, &h);
 }
 
 /* ---- pick ---- */
@@ -182,7 +190,7 @@ static void scan_down(Builder *b, Buf *buf, Op *first, int n, Op *rank, Op *run,
   ir_set(&loop, run, after);
 }
 
-static void build_pick(Ctx *c, Builder *b) {
+static void build_pick(SelCtx *c, Builder *b) {
   Kernel *k = c->k;
   Buf *hs = ir_shared(k, "bins", TY_I32, SELECT_BINS);
   Buf *cs = ir_shared(k, "chunks", TY_I32, NCHUNKS);
@@ -251,7 +259,7 @@ Kernel *attention_select_build_kernel(const Spec *s, const TileConfig *t, Select
   snprintf(name, sizeof name, "%s_%s", s->name, suffixes[which]);
   Kernel *k = ir_kernel_new(name, t->warps);
   Builder b = ir_builder(k);
-  Ctx c = {.spec = s, .k = k, .ordered = t->sched == SCHED_TILE};
+  SelCtx c = {.spec = s, .k = k};
   declare_params(&c);
   switch (which) {
   case SELECT_KERNEL_INIT: build_init(&c, &b); break;

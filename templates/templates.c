@@ -15,15 +15,11 @@
 TileConfig tile_resolve(const Spec *s, TileTarget t) {
   if (!s->tile.is_auto)
     return (TileConfig){s->tile.rows, s->tile.warps, SCHED_WARP};
-  /* The quantile modes keep the warp schedule: their select kernels must score with
-   * the forward's bits, and the tile schedule's in-order fma chain runs there as a
-   * scalar loop (head_quantile's select + forward measured 12.5 s against 7.6 s at
-   * n = 512) until the select kernels get the tile micro-kernel too. */
-  bool quantile = s->select == SEL_HEAD_QUANTILE || s->select == SEL_LAYER_QUANTILE;
+  /* Every select mode takes the tile schedule, head/layer_quantile's select kernels
+   * included (they score with the tile micro-kernel, attention_select_tile.c). */
   if (t == TUNE_CPU)
-    return tile_frame_bytes(s) <= TILE_FRAME_LIMIT && !quantile
-               ? (TileConfig){128, 1, SCHED_TILE}
-               : (TileConfig){16, 1, SCHED_WARP};
+    return tile_frame_bytes(s) <= TILE_FRAME_LIMIT ? (TileConfig){128, 1, SCHED_TILE}
+                                                   : (TileConfig){16, 1, SCHED_WARP};
   return (TileConfig){8, 4, SCHED_WARP};
 }
 

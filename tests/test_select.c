@@ -4,8 +4,11 @@
  *     not, B/H/N from 1 up, padded and empty lengths, all-equal scores, s = 0 ..
  *     0.999, keep_min; the buffers start as garbage (init must clean them) and the
  *     histogram must be all zero after the plan;
+ *     with the CPU default (the tile schedule), GPU tiles and tile-schedule tiles
+ *     of 8 and 4 rows (the tile hist block is a whole head whatever the rows;
+ *     N from 1 gives partial row groups);
  *   - the GPU-mapped kernels in the IR interpreter (races and uninitialised reads
- *     checked) with two tile configurations;
+ *     checked) with two warp-schedule and two tile-schedule configurations;
  *   - PTX of the select kernels through ptxas sm_80/sm_90, without spills.
  * q and k are quantized (multiples of 1/4 in [-1, 1]) so the f32 dot products are
  * exact and tau must equal the reference's score bit for bit, as the f32 the
@@ -13,7 +16,6 @@
 #define _POSIX_C_SOURCE 200809L   /* popen */
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,8 +25,7 @@
 #include "ptxas_util.h"
 #include "../compiler/lower.h"
 #include "../ir/interp.h"
-#include "../templates/attention_select.h"
-#include "attn_harness.h"
+#include "select_harness.h"
 #include "check.h"
 
 static uint64_t rng;
@@ -45,75 +46,6 @@ static const char *describe(const Spec *s, char *buf, size_t cap) {
   snprintf(buf, cap, "%s D=%d causal=%d keep_min=%d", select_name(s->select), s->head_dim,
            s->causal, s->keep_min);
   return buf;
-}
-
-/* verify -> simplify [-> map -> simplify -> verify] for the three select kernels */
-static int compile_select(Module *m, const Spec *s, const TileConfig *t, MapTarget target,
-                          char *err, size_t cap) {
-  if (attention_select_build(s, t, m, err, cap))
-    return -1;
-  for (int i = 0; i < m->n; i++) {
-    Kernel *k = m->kernels[i];
-    if (ir_verify(k, err, cap) || ir_simplify(k, err, cap))
-      return -1;
-    if (target != MAP_NONE &&
-        (ir_map(k, target, err, cap) || ir_simplify(k, err, cap) || ir_verify(k, err, cap)))
-      return -1;
-  }
-  return 0;
-}
-
-/* ---- buffers and arguments ---- */
-
-typedef struct {
-  int G;
-  int32_t *hist, *prefix, *rank;
-  float *tau;
-  int32_t ints[6];
-  double sparsity;
-  int32_t round;
-  void *ptrs[SELECT_B];
-  void *args[SELECT_NPARAMS];
-  int64_t counts[SELECT_NPARAMS];
-} SelArgs;
-
-/* State buffers full of garbage: the plan's init kernel must clean them. */
-static void sel_args(SelArgs *a, AttnCase *c, double sparsity) {
-  memset(a, 0, sizeof *a);
-  const AttnLayout *l = &c->l;
-  a->G = attention_select_groups(&c->spec, l->B, l->H);
-  a->hist = malloc((size_t)a->G * SELECT_BINS * sizeof(int32_t));
-  a->prefix = malloc((size_t)a->G * sizeof(int32_t));
-  a->rank = malloc((size_t)a->G * sizeof(int32_t));
-  a->tau = malloc((size_t)a->G * sizeof(float));
-  if (!a->hist || !a->prefix || !a->rank || !a->tau)
-    abort();
-  for (int64_t i = 0; i < (int64_t)a->G * SELECT_BINS; i++)
-    a->hist[i] = (int32_t)(i * 2654435761u);
-  for (int g = 0; g < a->G; g++)
-    a->prefix[g] = -12345, a->rank[g] = 777, a->tau[g] = NAN;
-  const float *base = c->fused ? c->qkv : NULL;
-  void *ptrs[SELECT_B] = {c->q, c->k, c->lengths, a->hist, a->prefix, a->rank, a->tau};
-  int64_t counts[SELECT_B] = {c->qkv_count - (base ? c->q - base : 0),
-                              c->qkv_count - (base ? c->k - base : 0), l->B,
-                              (int64_t)a->G * SELECT_BINS, a->G, a->G, a->G};
-  int64_t ints[6] = {l->B, l->H, l->N, l->qkv_sb, l->qkv_sn, l->qkv_sh};
-  for (int i = 0; i < SELECT_B; i++) {
-    a->ptrs[i] = ptrs[i];
-    a->args[i] = &a->ptrs[i];
-    a->counts[i] = counts[i];
-  }
-  for (int i = 0; i < 6; i++) {
-    a->ints[i] = (int32_t)ints[i];
-    a->args[SELECT_B + i] = &a->ints[i];
-  }
-  a->sparsity = sparsity;
-  a->args[SELECT_SPARSITY] = &a->sparsity;
-  a->args[SELECT_ROUND] = &a->round;
-}
-
-static void sel_args_free(SelArgs *a) {
-  free(a->hist), free(a->prefix), free(a->rank), free(a->tau);
 }
 
 /* The f32 score the kernels compute for a reference score of quantized inputs. */
@@ -152,81 +84,16 @@ static void check_taus(AttnCase *c, SelArgs *a, double s, const char *what) {
 
 /* ---- host JIT ---- */
 
-typedef struct {
-  CpuKernelFn fn[SELECT_NKERNELS];
-} HostPlan;
-
-typedef struct {
-  CpuKernelFn fn;
-  void **args;
-  const int32_t *grid;
-  int64_t first, last;
-} Range;
-
-static void *run_range(void *p) {
-  Range *r = p;
-  r->fn(r->args, r->grid, r->first, r->last);
-  return NULL;
-}
-
-/* hist: the blocks on two threads at once (global atomics); the others on this one */
-static int launch_jit(void *ctx, SelectKernel which, Kernel *k, void **args,
-                      const int32_t grid[3]) {
-  (void)k;
-  CpuKernelFn fn = ((HostPlan *)ctx)->fn[which];
-  int64_t total = (int64_t)grid[0] * grid[1] * grid[2];
-  if (which != SELECT_KERNEL_HIST || total < 2) {
-    fn(args, grid, 0, total);
-    return 0;
-  }
-  Range r[2] = {{fn, args, grid, 0, total / 2}, {fn, args, grid, total / 2, total}};
-  pthread_t t;
-  if (pthread_create(&t, NULL, run_range, &r[1]))
-    return -1;
-  run_range(&r[0]);
-  pthread_join(t, NULL);
-  return 0;
-}
-
-typedef struct {
-  Module m;
-  Jit *jit;
-  HostPlan plan;
-} HostKernels;
-
-static int host_compile(HostKernels *hk, const Spec *s, const TileConfig *t) {
-  char err[1024];
-  memset(hk, 0, sizeof *hk);
-  if (compile_select(&hk->m, s, t, MAP_CPU, err, sizeof err) ||
-      !(hk->jit = jit_compile(&hk->m, err, sizeof err))) {
-    CHECK(0, "compile select kernels: %s", err);
-    ir_module_free(&hk->m);
-    return -1;
-  }
-  for (int w = 0; w < SELECT_NKERNELS; w++) {
-    hk->plan.fn[w] = jit_lookup(hk->jit, hk->m.kernels[w]->name);
-    CHECK(hk->plan.fn[w] != NULL, "lookup %s", hk->m.kernels[w]->name);
-    if (!hk->plan.fn[w])
-      return -1;
-  }
-  return 0;
-}
-
-static void host_free(HostKernels *hk) {
-  jit_free(hk->jit);
-  ir_module_free(&hk->m);
-}
-
 /* The plan on fresh (garbage) buffers, then again on the same ones, as a runtime
  * reuses them from batch to batch. */
-static void host_case(HostKernels *hk, AttnCase *c, double s, const char *what) {
+static void host_case(SelHost *hk, AttnCase *c, double s, const char *what) {
   SelArgs a;
   sel_args(&a, c, s);
-  int rc = attention_select_run(hk->m.kernels, a.args, launch_jit, &hk->plan);
+  int rc = sel_host_run(hk, &a);
   CHECK(rc == 0, "%s: plan failed", what);
   check_taus(c, &a, s, what);
   a.sparsity = s > 0.5 ? s - 0.4 : s + 0.3;
-  rc = attention_select_run(hk->m.kernels, a.args, launch_jit, &hk->plan);
+  rc = sel_host_run(hk, &a);
   CHECK(rc == 0, "%s: second plan failed", what);
   check_taus(c, &a, a.sparsity, what);
   sel_args_free(&a);
@@ -244,7 +111,7 @@ static void fill_equal(AttnCase *c, float value) {
         }
 }
 
-static void host_shapes(HostKernels *hk, const Spec *s) {
+static void host_shapes(SelHost *hk, const Spec *s) {
   static const double sparsities[] = {0.0, 0.5, 0.8, 0.999};
   static const int shapes[][3] = {{1, 1, 1}, {2, 3, 7}, {3, 2, 33}, {2, 2, 64}, {1, 2, 100}};
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
@@ -273,13 +140,13 @@ static void host_shapes(HostKernels *hk, const Spec *s) {
 
 /* Unquantized inputs: the kernel's f32 scores round differently from the double
  * reference's, so tau agrees to rounding only. */
-static void host_unquantized(HostKernels *hk, const Spec *s) {
+static void host_unquantized(SelHost *hk, const Spec *s) {
   AttnCase c;
   attn_case_init(&c, s, 2, 2, 50, false);
   attn_case_fill(&c, &rng, false);
   SelArgs a;
   sel_args(&a, &c, 0.8);
-  CHECK(attention_select_run(hk->m.kernels, a.args, launch_jit, &hk->plan) == 0, "plan failed");
+  CHECK(sel_host_run(hk, &a) == 0, "plan failed");
   double ref[4];
   int G = attention_group_tau_ref(&c.spec, &c.l, c.q, c.k, c.lengths, 0.8, ref);
   double worst = 0;
@@ -298,17 +165,21 @@ static void test_host(void) {
     for (int causal = 0; causal < 2; causal++)
       for (int di = 0; di < 3; di++) {
         Spec s = make_spec(modes[mi], dims[di], causal, di == 2 ? 5 : 1);
-        /* the CPU default, a GPU tile, and the tile schedule's ordered-fma scores */
-        TileConfig tiles[3] = {tile_resolve(&s, TUNE_CPU), {8, 4, SCHED_WARP},
-                               {8, 1, SCHED_TILE}};
-        for (int ti = 0; ti < (di == 0 ? 3 : 1); ti++) {
-          HostKernels hk;
-          if (host_compile(&hk, &s, &tiles[ti]))
+        /* the CPU default (tile schedule, 128 rows), a GPU tile, and small
+         * tile-schedule tiles (their hist block is still a whole head) */
+        TileConfig tiles[4] = {tile_resolve(&s, TUNE_CPU), {8, 4, SCHED_WARP},
+                               {8, 1, SCHED_TILE}, {4, 1, SCHED_TILE}};
+        for (int ti = 0; ti < (di == 0 ? 4 : 1); ti++) {
+          SelHost hk;
+          char err[1024];
+          if (sel_host_compile(&hk, &s, &tiles[ti], err, sizeof err)) {
+            CHECK(0, "compile select kernels: %s", err);
             continue;
+          }
           host_shapes(&hk, &s);
           if (di == 1 && !causal)
             host_unquantized(&hk, &s);
-          host_free(&hk);
+          sel_host_free(&hk);
           variants++;
         }
       }
@@ -330,16 +201,17 @@ static int launch_interp(void *ctx, SelectKernel which, Kernel *k, void **args,
 }
 
 static void test_interp(void) {
-  static const TileConfig tiles[] = {{4, 2, SCHED_WARP}, {3, 1, SCHED_WARP}};
+  static const TileConfig tiles[] = {{4, 2, SCHED_WARP}, {3, 1, SCHED_WARP},
+                                     {4, 1, SCHED_TILE}, {8, 1, SCHED_TILE}};
   static const SelectKind modes[] = {SEL_HEAD_QUANTILE, SEL_LAYER_QUANTILE};
   int runs = 0;
   for (int mi = 0; mi < 2; mi++)
     for (int causal = 0; causal < 2; causal++)
-      for (int ti = 0; ti < 2; ti++) {
+      for (int ti = 0; ti < 4; ti++) {
         Spec s = make_spec(modes[mi], 16, causal, 2);
         Module m = {0};
         char err[1024], d[96];
-        if (compile_select(&m, &s, &tiles[ti], MAP_NONE, err, sizeof err)) {
+        if (sel_compile(&m, &s, &tiles[ti], MAP_NONE, err, sizeof err)) {
           CHECK(0, "compile %s: %s", describe(&s, d, sizeof d), err);
           ir_module_free(&m);
           continue;
@@ -409,7 +281,7 @@ static void test_ptx(void) {
         snprintf(what, sizeof what, "%s tile (%d, %d)", describe(&s, d, sizeof d),
                  tiles[ti].rows, tiles[ti].warps);
         Module m = {0};
-        if (compile_select(&m, &s, &tiles[ti], MAP_GPU, err, sizeof err)) {
+        if (sel_compile(&m, &s, &tiles[ti], MAP_GPU, err, sizeof err)) {
           CHECK(0, "%s: %s", what, err);
           ir_module_free(&m);
           continue;

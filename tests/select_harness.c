@@ -1,0 +1,120 @@
+/* The select kernels' test harness (select_harness.h). */
+#include "select_harness.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../compiler/lower.h"
+
+int sel_compile(Module *m, const Spec *s, const TileConfig *t, MapTarget target, char *err,
+                size_t cap) {
+  if (attention_select_build(s, t, m, err, cap))
+    return -1;
+  for (int i = 0; i < m->n; i++) {
+    Kernel *k = m->kernels[i];
+    if (ir_verify(k, err, cap) || ir_simplify(k, err, cap))
+      return -1;
+    if (target != MAP_NONE &&
+        (ir_map(k, target, err, cap) || ir_simplify(k, err, cap) || ir_verify(k, err, cap)))
+      return -1;
+  }
+  return 0;
+}
+
+void sel_args(SelArgs *a, AttnCase *c, double sparsity) {
+  memset(a, 0, sizeof *a);
+  const AttnLayout *l = &c->l;
+  a->G = attention_select_groups(&c->spec, l->B, l->H);
+  a->hist = malloc((size_t)a->G * SELECT_BINS * sizeof(int32_t));
+  a->prefix = malloc((size_t)a->G * sizeof(int32_t));
+  a->rank = malloc((size_t)a->G * sizeof(int32_t));
+  a->tau = malloc((size_t)a->G * sizeof(float));
+  if (!a->hist || !a->prefix || !a->rank || !a->tau)
+    abort();
+  for (int64_t i = 0; i < (int64_t)a->G * SELECT_BINS; i++)
+    a->hist[i] = (int32_t)(i * 2654435761u);
+  for (int g = 0; g < a->G; g++)
+    a->prefix[g] = -12345, a->rank[g] = 777, a->tau[g] = NAN;
+  const float *base = c->fused ? c->qkv : NULL;
+  void *ptrs[SELECT_B] = {c->q, c->k, c->lengths, a->hist, a->prefix, a->rank, a->tau};
+  int64_t counts[SELECT_B] = {c->qkv_count - (base ? c->q - base : 0),
+                              c->qkv_count - (base ? c->k - base : 0), l->B,
+                              (int64_t)a->G * SELECT_BINS, a->G, a->G, a->G};
+  int64_t ints[6] = {l->B, l->H, l->N, l->qkv_sb, l->qkv_sn, l->qkv_sh};
+  for (int i = 0; i < SELECT_B; i++) {
+    a->ptrs[i] = ptrs[i];
+    a->args[i] = &a->ptrs[i];
+    a->counts[i] = counts[i];
+  }
+  for (int i = 0; i < 6; i++) {
+    a->ints[i] = (int32_t)ints[i];
+    a->args[SELECT_B + i] = &a->ints[i];
+  }
+  a->sparsity = sparsity;
+  a->args[SELECT_SPARSITY] = &a->sparsity;
+  a->args[SELECT_ROUND] = &a->round;
+}
+
+void sel_args_free(SelArgs *a) {
+  free(a->hist), free(a->prefix), free(a->rank), free(a->tau);
+}
+
+typedef struct {
+  CpuKernelFn fn;
+  void **args;
+  const int32_t *grid;
+  int64_t first, last;
+} Range;
+
+static void *run_range(void *p) {
+  Range *r = p;
+  r->fn(r->args, r->grid, r->first, r->last);
+  return NULL;
+}
+
+/* hist: the blocks on two threads at once (global atomics); the others on this one */
+static int launch_jit(void *ctx, SelectKernel which, Kernel *k, void **args,
+                      const int32_t grid[3]) {
+  (void)k;
+  CpuKernelFn fn = ((SelHost *)ctx)->fn[which];
+  int64_t total = (int64_t)grid[0] * grid[1] * grid[2];
+  if (which != SELECT_KERNEL_HIST || total < 2) {
+    fn(args, grid, 0, total);
+    return 0;
+  }
+  Range r[2] = {{fn, args, grid, 0, total / 2}, {fn, args, grid, total / 2, total}};
+  pthread_t t;
+  if (pthread_create(&t, NULL, run_range, &r[1]))
+    return -1;
+  run_range(&r[0]);
+  pthread_join(t, NULL);
+  return 0;
+}
+
+int sel_host_compile(SelHost *h, const Spec *s, const TileConfig *t, char *err, size_t cap) {
+  memset(h, 0, sizeof *h);
+  if (sel_compile(&h->m, s, t, MAP_CPU, err, cap) || !(h->jit = jit_compile(&h->m, err, cap))) {
+    ir_module_free(&h->m);
+    return -1;
+  }
+  for (int w = 0; w < SELECT_NKERNELS; w++)
+    if (!(h->fn[w] = jit_lookup(h->jit, h->m.kernels[w]->name))) {
+      snprintf(err, cap, "%s not found in the JIT", h->m.kernels[w]->name);
+      sel_host_free(h);
+      return -1;
+    }
+  return 0;
+}
+
+void sel_host_free(SelHost *h) {
+  jit_free(h->jit);
+  ir_module_free(&h->m);
+  memset(h, 0, sizeof *h);
+}
+
+int sel_host_run(SelHost *h, SelArgs *a) {
+  return attention_select_run(h->m.kernels, a->args, launch_jit, h);
+}

@@ -1,0 +1,45 @@
+/* Shared by the select kernels' tests (test_select.c, test_select_tile.c): the
+ * compile pipeline of the three select kernels, their arguments over an AttnCase,
+ * and the launch plan JIT-run on the host. */
+#ifndef CRISP_SELECT_HARNESS_H
+#define CRISP_SELECT_HARNESS_H
+
+#include "../templates/attention_select.h"
+#include "attn_harness.h"
+
+/* verify -> simplify [-> map -> simplify -> verify] for the three select kernels,
+ * appended to m (MAP_NONE stops before map: the interpreter's GPU semantics). */
+int sel_compile(Module *m, const Spec *s, const TileConfig *t, MapTarget target, char *err,
+                size_t cap);
+
+/* The plan's arguments over a case: q, k and lengths from c, the state buffers
+ * (hist, prefix, rank, tau) allocated full of garbage, which the plan's init kernel
+ * must clean. counts[] are the element counts for the interpreter. */
+typedef struct {
+  int G;
+  int32_t *hist, *prefix, *rank;
+  float *tau;
+  int32_t ints[6];
+  double sparsity;
+  int32_t round;
+  void *ptrs[SELECT_B];
+  void *args[SELECT_NPARAMS];
+  int64_t counts[SELECT_NPARAMS];
+} SelArgs;
+void sel_args(SelArgs *a, AttnCase *c, double sparsity);
+void sel_args_free(SelArgs *a);
+
+/* The select kernels JIT-compiled for the host. */
+typedef struct {
+  Module m;
+  Jit *jit;
+  CpuKernelFn fn[SELECT_NKERNELS];
+} SelHost;
+/* 0, or -1 with err (nothing to free then). */
+int sel_host_compile(SelHost *h, const Spec *s, const TileConfig *t, char *err, size_t cap);
+void sel_host_free(SelHost *h);
+/* The launch plan; the hist blocks split over two threads at once, so the global
+ * atomics are real. 0 or nonzero. */
+int sel_host_run(SelHost *h, SelArgs *a);
+
+#endif

@@ -1,0 +1,179 @@
+/* The select kernels of the CPU tile schedule (templates/attention_select_tile.c)
+ * on unquantized inputs, where the order of a dot product's roundings shows:
+ *   - tau_group must equal, bit for bit, the keep-th largest of the tile schedule's
+ *     own f32 scores (an in-order fmaf chain over d, times f32(1/sqrt(D)), emulated
+ *     here in C), for head_quantile and layer_quantile, causal or not, padded and
+ *     empty examples, D with an exact and an inexact 1/sqrt(D);
+ *   - the tile forward, fed that tau_group, must keep exactly the entries
+ *     S >= min(tau_group, the row's keep_min-th largest) of those scores in every
+ *     row: select and forward agree on the kept set.
+ * test_select.c checks the same kernels against the double reference on quantized
+ * inputs (where every summation order gives the same bits), in the interpreter too. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "select_harness.h"
+#include "check.h"
+
+static uint64_t rng;
+
+static Spec make_spec(SelectKind sel, int D, bool causal, int keep_min) {
+  Spec s;
+  spec_defaults(&s);
+  snprintf(s.name, sizeof s.name, "st");
+  s.head_dim = D;
+  s.max_seq = 160;
+  s.select = sel;
+  s.causal = causal;
+  s.keep_min = keep_min;
+  return s;
+}
+
+/* S_ij as tile_scores computes it (attention_tile.h). */
+static float tile_score(const AttnCase *c, int b, int h, int i, int j) {
+  const AttnLayout *l = &c->l;
+  int D = c->spec.head_dim;
+  const float *q = c->q + b * l->qkv_sb + i * l->qkv_sn + h * l->qkv_sh;
+  const float *k = c->k + b * l->qkv_sb + j * l->qkv_sn + h * l->qkv_sh;
+  float acc = 0;
+  for (int d = 0; d < D; d++)
+    acc = fmaf(q[d], k[d], acc);
+  return acc * (float)(1.0 / sqrt((double)D));
+}
+
+static int desc(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x < y) - (x > y);
+}
+
+/* Appends the valid scores of (b, h) to out; returns the new count. */
+static int64_t head_scores(const AttnCase *c, int b, int h, float *out, int64_t n) {
+  int L = c->lengths[b];
+  for (int i = 0; i < L; i++)
+    for (int j = 0; j < attention_valid_keys(&c->spec, i, L); j++)
+      out[n++] = tile_score(c, b, h, i, j);
+  return n;
+}
+
+/* tau_group from the emulated scores: the keep-th largest, +inf for no scores. */
+static void expected_taus(const AttnCase *c, double sparsity, float *tau) {
+  const AttnLayout *l = &c->l;
+  float *all = malloc((size_t)l->B * l->H * l->N * l->N * sizeof(float));
+  bool per_head = c->spec.select == SEL_HEAD_QUANTILE;
+  int64_t n = 0;
+  int g = 0;
+  for (int b = 0; b < l->B; b++)
+    for (int h = 0; h < l->H; h++) {
+      n = head_scores(c, b, h, all, per_head ? 0 : n);
+      if (!per_head && (b < l->B - 1 || h < l->H - 1))
+        continue;
+      qsort(all, (size_t)n, sizeof(float), desc);
+      tau[g++] = n ? all[attention_keep_count(sparsity, c->spec.keep_min, n) - 1] : INFINITY;
+    }
+  free(all);
+}
+
+/* The tile forward's kept counts against S >= the row's tau from the emulated scores. */
+static int check_forward_kept(CpuKernelFn fwd, Kernel *k, AttnCase *c, const float *tau,
+                              double sparsity) {
+  const AttnLayout *l = &c->l;
+  AttnArgs fa;
+  attn_args(&fa, c, sparsity);
+  memcpy(c->tau_group, tau, (size_t)attention_select_groups(&c->spec, l->B, l->H) * 4);
+  harness_run_jit(fwd, k, &fa);
+  double *row = malloc((size_t)l->N * sizeof(double));
+  int bad = 0;
+  for (int b = 0; b < l->B; b++)
+    for (int h = 0; h < l->H; h++)
+      for (int i = 0; i < c->lengths[b]; i++) {
+        int m = attention_valid_keys(&c->spec, i, c->lengths[b]), want = 0;
+        for (int j = 0; j < m; j++)
+          row[j] = tile_score(c, b, h, i, j);
+        float tg = tau[c->spec.select == SEL_HEAD_QUANTILE ? b * l->H + h : 0];
+        double thr = attention_row_tau_ref(&c->spec, row, m, sparsity, tg);
+        for (int j = 0; j < m; j++)
+          want += row[j] >= thr;
+        bad += c->kept[((int64_t)b * l->H + h) * l->N + i] != want;
+      }
+  free(row);
+  return bad;
+}
+
+static uint32_t bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+static void run_case(SelHost *sh, CpuKernelFn fwd, Kernel *fk, AttnCase *c, double sparsity,
+                     const char *what) {
+  SelArgs a;
+  sel_args(&a, c, sparsity);
+  float *want = malloc((size_t)a.G * sizeof(float));
+  expected_taus(c, sparsity, want);
+  int rc = sel_host_run(sh, &a), bad = 0, first = -1;
+  for (int g = 0; g < a.G; g++)
+    if (bits(a.tau[g]) != bits(want[g]) && bad++ == 0)
+      first = g;
+  int kept_bad = rc ? 0 : check_forward_kept(fwd, fk, c, a.tau, sparsity);
+  CHECK(rc == 0 && bad == 0 && kept_bad == 0,
+        "%s %s D=%d causal=%d B=%d H=%d N=%d s=%g: plan rc %d, %d of %d taus differ from "
+        "the tile scores' (g=%d: %.9g, want %.9g), %d rows with other kept counts", what,
+        select_name(c->spec.select), c->spec.head_dim, c->spec.causal, c->l.B, c->l.H, c->l.N,
+        sparsity, rc, bad, a.G, first, first >= 0 ? a.tau[first] : 0.0,
+        first >= 0 ? want[first] : 0.0, kept_bad);
+  free(want);
+  sel_args_free(&a);
+}
+
+static void test_variant(const Spec *s, const TileConfig *t) {
+  char err[1024];
+  SelHost sh;
+  if (sel_host_compile(&sh, s, t, err, sizeof err)) {
+    CHECK(0, "compile select kernels: %s", err);
+    return;
+  }
+  Module fm = {0};
+  Jit *fj = NULL;
+  CpuKernelFn fwd = NULL;
+  if (harness_compile(&fm, s, t, MAP_CPU, err, sizeof err) ||
+      !(fj = jit_compile(&fm, err, sizeof err)) || !(fwd = jit_lookup(fj, fm.kernels[0]->name)))
+    CHECK(0, "compile the tile forward: %s", err);
+  static const int shapes[][3] = {{2, 3, 37}, {3, 2, 130}, {1, 1, 5}};
+  for (int si = 0; fwd && si < 3; si++) {
+    AttnCase c;
+    int B = shapes[si][0], H = shapes[si][1], N = shapes[si][2];
+    attn_case_init(&c, s, B, H, N, si == 1);
+    attn_case_fill(&c, &rng, false);
+    run_case(&sh, fwd, fm.kernels[0], &c, 0.8, "full");
+    run_case(&sh, fwd, fm.kernels[0], &c, 0.0, "full");
+    for (int b = 0; b < B; b++)
+      c.lengths[b] = b == 1 ? 0 : 1 + (int)(harness_uniform(&rng) * N);
+    run_case(&sh, fwd, fm.kernels[0], &c, 0.5, "padded");
+    run_case(&sh, fwd, fm.kernels[0], &c, 0.95, "padded");
+    attn_case_free(&c);
+  }
+  jit_free(fj);
+  ir_module_free(&fm);
+  sel_host_free(&sh);
+}
+
+int main(void) {
+  rng = harness_seed();
+  static const SelectKind modes[] = {SEL_HEAD_QUANTILE, SEL_LAYER_QUANTILE};
+  int variants = 0;
+  for (int mi = 0; mi < 2; mi++)
+    for (int causal = 0; causal < 2; causal++)
+      for (int di = 0; di < 2; di++) {
+        Spec s = make_spec(modes[mi], di ? 32 : 64, causal, 1 + 2 * di);
+        /* tile = auto (128 rows), and a small tile (the hist block is a whole head) */
+        TileConfig tiles[2] = {tile_resolve(&s, TUNE_CPU), {8, 1, SCHED_TILE}};
+        CHECK(tiles[0].sched == SCHED_TILE, "tile = auto on the CPU: %s takes the tile schedule",
+              select_name(s.select));
+        test_variant(&s, &tiles[di]);
+        variants++;
+      }
+  printf("%d variants: tile select taus are the tile forward's scores\n", variants);
+  return check_summary();
+}
