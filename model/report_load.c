@@ -278,6 +278,21 @@ static int load_metrics(const char *path, ReportRun *r, void (*warn)(const char 
   return rc;
 }
 
+/* Keys crisp train's resolved config gained after runs were made without them, with
+ * the value those runs used (train_config_defaults): a run missing one is filled in, so
+ * that it groups with the same configuration written by a newer crisp. */
+static const struct {
+  const char *group, *key, *value;
+} ADDED_KEYS[] = {{"budget", "entropy", "kept"}};
+
+static void fill_added_keys(cJSON *c) {
+  for (size_t i = 0; i < sizeof ADDED_KEYS / sizeof *ADDED_KEYS; i++) {
+    cJSON *g = cJSON_GetObjectItemCaseSensitive(c, ADDED_KEYS[i].group);
+    if (cJSON_IsObject(g) && !cJSON_GetObjectItemCaseSensitive(g, ADDED_KEYS[i].key))
+      cJSON_AddStringToObject(g, ADDED_KEYS[i].key, ADDED_KEYS[i].value);
+  }
+}
+
 /* The resolved config without what does not change the experiment, printed: runs with
  * the same text are seeds of one configuration. */
 static char *group_key(const cJSON *cfg) {
@@ -285,6 +300,8 @@ static char *group_key(const cJSON *cfg) {
                                      "eval_every", "checkpoint_every", "log_every",
                                      "eval_batch", "max_steps", "device", "impl"};
   cJSON *c = cJSON_Duplicate(cfg, true);
+  if (c)
+    fill_added_keys(c);
   for (size_t i = 0; c && i < sizeof drop / sizeof *drop; i++)
     cJSON_DeleteItemFromObjectCaseSensitive(c, drop[i]);
   char *s = c ? cJSON_PrintUnformatted(c) : NULL;
