@@ -5,6 +5,7 @@
  * Each config field has one row in KEYS giving its JSON key for either model type,
  * so reading, checking and writing all name the key the user sees in the file. */
 #include "hf.h"
+#include "errf.h"
 
 #include "fsutil.h"
 #include "safetensors.h"
@@ -24,19 +25,6 @@
 #include <unistd.h>
 
 enum { CONFIG_MAX_BYTES = 16 << 20 };
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static int fail(char *err, size_t cap, const char *fmt, ...) {
-  if (err && cap) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 /* ---- the config fields ------------------------------------------------------ */
 
@@ -121,7 +109,7 @@ static int check_ranges(const ModelConfig *c, const char *path, char *err, size_
     if (!name) continue;
     double v = key_get(c, k);
     if (!(v >= k->lo && v <= k->hi))
-      return fail(err, cap, "%s: key \"%s\": %g is out of range [%.10g, %.10g]", path, name, v,
+      return model_fail(err, cap, "%s: key \"%s\": %g is out of range [%.10g, %.10g]", path, name, v,
                   k->lo, k->hi);
   }
   return 0;
@@ -130,24 +118,24 @@ static int check_ranges(const ModelConfig *c, const char *path, char *err, size_
 static int check_consistency(const ModelConfig *c, const char *path, char *err, size_t cap) {
   ModelType t = c->type;
   if (c->hidden % c->heads != 0)
-    return fail(err, cap, "%s: key \"%s\": %d does not divide \"%s\" %d", path,
+    return model_fail(err, cap, "%s: key \"%s\": %d does not divide \"%s\" %d", path,
                 key_name(key_for(offsetof(ModelConfig, heads)), t), c->heads,
                 key_name(key_for(offsetof(ModelConfig, hidden)), t), c->hidden);
   if (c->pad_token_id >= c->vocab_size)
-    return fail(err, cap, "%s: key \"pad_token_id\": %d is not below vocab_size %d", path,
+    return model_fail(err, cap, "%s: key \"pad_token_id\": %d is not below vocab_size %d", path,
                 c->pad_token_id, c->vocab_size);
   if (c->num_labels < 1 || c->num_labels > HF_MAX_LABELS)
-    return fail(err, cap, "%s: key \"id2label\": %d labels; 1 to %d are supported", path,
+    return model_fail(err, cap, "%s: key \"id2label\": %d labels; 1 to %d are supported", path,
                 c->num_labels, HF_MAX_LABELS);
   if (strcmp(c->activation, "gelu") != 0 && strcmp(c->activation, "relu") != 0)
-    return fail(err, cap, "%s: key \"%s\": \"%s\" is not supported (\"gelu\" or \"relu\")",
+    return model_fail(err, cap, "%s: key \"%s\": \"%s\" is not supported (\"gelu\" or \"relu\")",
                 path, t == MODEL_BERT ? "hidden_act" : "activation", c->activation);
   return 0;
 }
 
 int hf_config_check(const ModelConfig *c, const char *path, char *err, size_t cap) {
   if (c->type != MODEL_DISTILBERT && c->type != MODEL_BERT)
-    return fail(err, cap, "%s: unknown model type %d", path, (int)c->type);
+    return model_fail(err, cap, "%s: unknown model type %d", path, (int)c->type);
   return check_ranges(c, path, err, cap) || check_consistency(c, path, err, cap) ? -1 : 0;
 }
 
@@ -170,7 +158,7 @@ static const char *json_kind(const cJSON *j) {
 }
 
 static int type_error(const Reader *r, const char *key, const char *want, const cJSON *j) {
-  return fail(r->err, r->cap, "%s: key \"%s\" must be %s, but it is %s", r->path, key, want,
+  return model_fail(r->err, r->cap, "%s: key \"%s\" must be %s, but it is %s", r->path, key, want,
               json_kind(j));
 }
 
@@ -186,9 +174,9 @@ static int read_key(const Reader *r, ModelConfig *c, const Key *k) {
     return type_error(r, name, k->kind == K_INT ? "an integer" : "a number", j);
   double v = j->valuedouble;
   if (k->kind == K_INT && (v != floor(v) || fabs(v) > INT_MAX))
-    return fail(r->err, r->cap, "%s: key \"%s\": %g is not an integer in range", r->path, name,
+    return model_fail(r->err, r->cap, "%s: key \"%s\": %g is not an integer in range", r->path, name,
                 v);
-  if (!isfinite(v)) return fail(r->err, r->cap, "%s: key \"%s\" is not finite", r->path, name);
+  if (!isfinite(v)) return model_fail(r->err, r->cap, "%s: key \"%s\" is not finite", r->path, name);
   key_set(c, k, v);
   return 0;
 }
@@ -198,7 +186,7 @@ static int read_string(const Reader *r, const char *key, char *dst, size_t n) {
   if (!j) return 0;
   if (!cJSON_IsString(j)) return type_error(r, key, "a string", j);
   if (strlen(j->valuestring) >= n)
-    return fail(r->err, r->cap, "%s: key \"%s\": \"%.40s\" is too long", r->path, key,
+    return model_fail(r->err, r->cap, "%s: key \"%s\": \"%.40s\" is too long", r->path, key,
                 j->valuestring);
   snprintf(dst, n, "%s", j->valuestring);
   return 0;
@@ -210,7 +198,7 @@ static int read_fixed_bool(const Reader *r, const char *key, bool want) {
   if (!j) return 0;
   if (!cJSON_IsBool(j)) return type_error(r, key, "a boolean", j);
   if (cJSON_IsTrue(j) != want)
-    return fail(r->err, r->cap, "%s: key \"%s\": only %s is supported", r->path, key,
+    return model_fail(r->err, r->cap, "%s: key \"%s\": only %s is supported", r->path, key,
                 want ? "true" : "false");
   return 0;
 }
@@ -222,7 +210,7 @@ static int read_id2label(const Reader *r, ModelConfig *c) {
   if (!cJSON_IsObject(m)) return type_error(r, "id2label", "an object", m);
   int n = cJSON_GetArraySize(m);
   if (n < 1 || n > HF_MAX_LABELS)
-    return fail(r->err, r->cap, "%s: key \"id2label\": %d labels; 1 to %d are supported",
+    return model_fail(r->err, r->cap, "%s: key \"id2label\": %d labels; 1 to %d are supported",
                 r->path, n, HF_MAX_LABELS);
   bool seen[HF_MAX_LABELS] = {false};
   const cJSON *kv;
@@ -230,11 +218,11 @@ static int read_id2label(const Reader *r, ModelConfig *c) {
     char *end;
     long id = strtol(kv->string, &end, 10);
     if (!kv->string[0] || *end || id < 0 || id >= n || seen[id])
-      return fail(r->err, r->cap,
+      return model_fail(r->err, r->cap,
                   "%s: key \"id2label\": \"%.20s\" is not one of the ids \"0\"..\"%d\" "
                   "(each once)", r->path, kv->string, n - 1);
     if (!cJSON_IsString(kv) || strlen(kv->valuestring) >= HF_LABEL_MAX)
-      return fail(r->err, r->cap, "%s: key \"id2label\": \"%s\" must be a string under %d bytes",
+      return model_fail(r->err, r->cap, "%s: key \"id2label\": \"%s\" must be a string under %d bytes",
                   r->path, kv->string, HF_LABEL_MAX);
     seen[id] = true;
     snprintf(c->id2label[id], HF_LABEL_MAX, "%s", kv->valuestring);
@@ -250,10 +238,10 @@ static int read_num_labels(const Reader *r, ModelConfig *c, bool have_id2label) 
     return type_error(r, "num_labels", "an integer", j);
   double v = j->valuedouble;
   if (v < 1 || v > HF_MAX_LABELS)
-    return fail(r->err, r->cap, "%s: key \"num_labels\": %g; 1 to %d are supported", r->path,
+    return model_fail(r->err, r->cap, "%s: key \"num_labels\": %g; 1 to %d are supported", r->path,
                 v, HF_MAX_LABELS);
   if (have_id2label && (int)v != c->num_labels)
-    return fail(r->err, r->cap, "%s: key \"num_labels\": %d disagrees with id2label's %d entries",
+    return model_fail(r->err, r->cap, "%s: key \"num_labels\": %d disagrees with id2label's %d entries",
                 r->path, (int)v, c->num_labels);
   c->num_labels = (int)v;
   return 0;
@@ -262,13 +250,13 @@ static int read_num_labels(const Reader *r, ModelConfig *c, bool have_id2label) 
 static int read_model_type(const Reader *r, ModelType *t) {
   const cJSON *j = cJSON_GetObjectItemCaseSensitive(r->root, "model_type");
   if (!j)
-    return fail(r->err, r->cap, "%s: key \"model_type\" is missing (\"distilbert\" or \"bert\")",
+    return model_fail(r->err, r->cap, "%s: key \"model_type\" is missing (\"distilbert\" or \"bert\")",
                 r->path);
   if (!cJSON_IsString(j)) return type_error(r, "model_type", "a string", j);
   if (strcmp(j->valuestring, "distilbert") == 0) *t = MODEL_DISTILBERT;
   else if (strcmp(j->valuestring, "bert") == 0) *t = MODEL_BERT;
   else
-    return fail(r->err, r->cap,
+    return model_fail(r->err, r->cap,
                 "%s: key \"model_type\": \"%.40s\" is not supported (\"distilbert\" or \"bert\")",
                 r->path, j->valuestring);
   return 0;
@@ -284,7 +272,7 @@ static int read_type_specific(const Reader *r, ModelConfig *c) {
   char pos[32] = "absolute";
   if (read_string(r, "position_embedding_type", pos, sizeof pos)) return -1;
   if (strcmp(pos, "absolute") != 0)
-    return fail(r->err, r->cap, "%s: key \"position_embedding_type\": only \"absolute\" is "
+    return model_fail(r->err, r->cap, "%s: key \"position_embedding_type\": only \"absolute\" is "
                 "supported, not \"%s\"", r->path, pos);
   const cJSON *cd = cJSON_GetObjectItemCaseSensitive(r->root, "classifier_dropout");
   if (!cd || cJSON_IsNull(cd)) c->classifier_dropout = c->hidden_dropout;
@@ -293,7 +281,7 @@ static int read_type_specific(const Reader *r, ModelConfig *c) {
 
 static int read_config(const Reader *r, ModelConfig *c) {
   if (!cJSON_IsObject(r->root))
-    return fail(r->err, r->cap, "%s: byte 0: config is not a JSON object", r->path);
+    return model_fail(r->err, r->cap, "%s: byte 0: config is not a JSON object", r->path);
   ModelType t = MODEL_DISTILBERT;
   if (read_model_type(r, &t)) return -1;
   hf_config_default(c, t);
@@ -308,14 +296,14 @@ static int read_config(const Reader *r, ModelConfig *c) {
 /* The whole file, NUL-terminated, in *out (caller frees). */
 static int slurp(const char *path, char **out, size_t *len, char *err, size_t cap) {
   FILE *f = fopen(path, "rb");
-  if (!f) return fail(err, cap, "%s: cannot open: %s", path, strerror(errno));
+  if (!f) return model_fail(err, cap, "%s: cannot open: %s", path, strerror(errno));
   char *buf = malloc(CONFIG_MAX_BYTES + 1);
   size_t n = buf ? fread(buf, 1, CONFIG_MAX_BYTES + 1, f) : 0;
   int bad = !buf || ferror(f);
   fclose(f);
   if (bad || n > CONFIG_MAX_BYTES) {
     free(buf);
-    return fail(err, cap, "%s: %s", path, bad ? "cannot read" : "larger than 16 MiB");
+    return model_fail(err, cap, "%s: %s", path, bad ? "cannot read" : "larger than 16 MiB");
   }
   buf[n] = '\0';
   *out = buf;
@@ -331,7 +319,7 @@ static void config_path(const char *path, char *out, size_t n) {
 
 static cJSON *parse_json(const char *path, const char *text, size_t len, char *err, size_t cap) {
   if (strlen(text) != len)
-    return fail(err, cap, "%s: byte %zu: NUL byte in JSON text", path, strlen(text)), NULL;
+    return model_fail(err, cap, "%s: byte %zu: NUL byte in JSON text", path, strlen(text)), NULL;
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1); /* + its NUL */
   if (root) return root;
@@ -341,7 +329,7 @@ static cJSON *parse_json(const char *path, const char *text, size_t len, char *e
     if (text[i] == '\n') line++, col = 1;
     else col++;
   }
-  fail(err, cap, "%s:%d:%d: invalid JSON (byte %zu)", path, line, col, at);
+  model_fail(err, cap, "%s:%d:%d: invalid JSON (byte %zu)", path, line, col, at);
   return NULL;
 }
 
@@ -454,7 +442,7 @@ int hf_config_save(const char *path, const ModelConfig *c, char *err, size_t cap
   size_t n = 0;
   char *out = text ? pretty(text, &n) : NULL;
   free(text);
-  if (!out) return fail(err, cap, "%s: out of memory", file);
+  if (!out) return model_fail(err, cap, "%s: out of memory", file);
   int rc = rt_write_atomic(file, out, n, err, cap);
   free(out);
   return rc;
@@ -631,14 +619,14 @@ static int check_shape(const char *path, const StTensor *t, const HfParam *p, ch
   char have[64], want[64];
   shape_text(t->rank, t->shape, have);
   shape_text(p->rank, p->shape, want);
-  return fail(err, cap, "%s: tensor \"%s\" has shape %s, but config.json needs %s for \"%s\"",
+  return model_fail(err, cap, "%s: tensor \"%s\" has shape %s, but config.json needs %s for \"%s\"",
               path, t->name, have, want, p->name);
 }
 
 static int missing(const char *path, const SafeTensors *st, const HfParam *p, char *err,
                    size_t cap) {
   const StTensor *any = st_count(st) ? st_tensor(st, 0) : NULL;
-  return fail(err, cap, "%s: tensor \"%s\" is missing (the file has %d tensors%s%s%s)", path,
+  return model_fail(err, cap, "%s: tensor \"%s\" is missing (the file has %d tensors%s%s%s)", path,
               p->name, st_count(st), any ? ", e.g. \"" : "", any ? any->name : "",
               any ? "\"" : "");
 }
@@ -666,7 +654,7 @@ int hf_load_params(const char *path, const ModelConfig *c, float *const *dst, ui
   if (hf_config_check(c, path, err, cap)) return -1;
   int n = hf_params(c, NULL, 0);
   HfParam *ps = malloc((size_t)n * sizeof *ps);
-  if (!ps) return fail(err, cap, "%s: out of memory", path);
+  if (!ps) return model_fail(err, cap, "%s: out of memory", path);
   hf_params(c, ps, n);
   SafeTensors *st = st_open(path, err, cap);
   int rc = st ? load_all(path, st, c, ps, n, dst, seed, n_init, err, cap) : -1;
@@ -680,19 +668,19 @@ int hf_load_params(const char *path, const ModelConfig *c, float *const *dst, ui
 static int make_dirs(const char *dir, char *err, size_t cap) {
   char p[4096];
   if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
-    return fail(err, cap, "%s: path too long", dir);
+    return model_fail(err, cap, "%s: path too long", dir);
   for (char *s = p + 1;; s++) {
     if (*s != '/' && *s) continue;
     char c = *s;
     *s = '\0';
     if (mkdir(p, 0755) != 0 && errno != EEXIST)
-      return fail(err, cap, "%s: cannot create folder: %s", p, strerror(errno));
+      return model_fail(err, cap, "%s: cannot create folder: %s", p, strerror(errno));
     *s = c;
     if (!c) break;
   }
   struct stat sb;
   if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-    return fail(err, cap, "%s: not a folder", dir);
+    return model_fail(err, cap, "%s: not a folder", dir);
   return 0;
 }
 
@@ -703,7 +691,7 @@ static int save_weights(const char *file, const ModelConfig *c, const float *con
   StWriteTensor *w = calloc((size_t)n, sizeof *w);
   int rc = -1;
   if (!ps || !w) {
-    fail(err, cap, "%s: out of memory", file);
+    model_fail(err, cap, "%s: out of memory", file);
   } else {
     hf_params(c, ps, n);
     for (int i = 0; i < n; i++) {

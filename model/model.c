@@ -1,5 +1,6 @@
 /* DistilBERT / BERT sequence classifiers, forward and backward (see model.h). */
 #include "model.h"
+#include "errf.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -14,18 +15,7 @@
  * collide with attention dropout (layer = the block index, site = the head). */
 enum { HIDDEN_SITE = 1u << 30 };
 
-static int fail(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t cap, const char *fmt, ...) {
-  if (err && cap) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
-
-#define MFAIL(m, ...) fail((m)->err, sizeof (m)->err, __VA_ARGS__)
+#define MFAIL(m, ...) model_fail((m)->err, sizeof (m)->err, __VA_ARGS__)
 
 static bool is_bert(const Model *m) { return m->cfg.type == MODEL_BERT; }
 
@@ -101,7 +91,7 @@ static void plan_acts(Model *m, Plan *p, LayerActs *layers) {
 static void *dev_alloc(Backend *be, size_t bytes, char *err, size_t cap) {
   DevPtr p = 0;
   if (rt_alloc(be, bytes ? bytes : 64, &p)) {
-    fail(err, cap, "model: %s", backend_error(be));
+    model_fail(err, cap, "model: %s", backend_error(be));
     return NULL;
   }
   return (void *)(uintptr_t)p;
@@ -136,22 +126,22 @@ Model *model_create(Backend *be, const ModelConfig *c, const ModelOptions *o, ch
   if (hf_config_check(c, "config", err, cap))
     return NULL;
   if (strcmp(be->kind, "cpu") != 0) {
-    fail(err, cap, "model: the %s backend is not supported yet: the elementwise layers are "
+    model_fail(err, cap, "model: the %s backend is not supported yet: the elementwise layers are "
          "host loops (GPU kernels for them are future work); use --device cpu", be->kind);
     return NULL;
   }
   if (c->layers > MODEL_MAX_LAYERS) {
-    fail(err, cap, "model: %d layers (at most %d)", c->layers, MODEL_MAX_LAYERS);
+    model_fail(err, cap, "model: %d layers (at most %d)", c->layers, MODEL_MAX_LAYERS);
     return NULL;
   }
   if (o->max_batch < 1 || o->max_len < 1 || o->max_len > c->max_position) {
-    fail(err, cap, "model: max_batch %d, max_len %d: need max_batch >= 1 and 1 <= max_len <= "
+    model_fail(err, cap, "model: max_batch %d, max_len %d: need max_batch >= 1 and 1 <= max_len <= "
          "max_position_embeddings (%d)", o->max_batch, o->max_len, c->max_position);
     return NULL;
   }
   Model *m = calloc(1, sizeof *m);
   if (!m) {
-    fail(err, cap, "model: out of memory");
+    model_fail(err, cap, "model: out of memory");
     return NULL;
   }
   m->cfg = *c;
@@ -171,7 +161,7 @@ Model *model_create(Backend *be, const ModelConfig *c, const ModelOptions *o, ch
   m->stat_entropy_norm = calloc((size_t)L * c->heads, sizeof *m->stat_entropy_norm);
   if (!m->info || !m->param || !m->grad || !m->w.layer || !m->g.layer || !m->a.layer ||
       !m->stat_kept || !m->stat_entropy || !m->stat_entropy_norm) {
-    fail(err, cap, "model: out of memory");
+    model_fail(err, cap, "model: out of memory");
     goto bad;
   }
   hf_params(c, m->info, m->n_params);
@@ -194,7 +184,7 @@ Model *model_create(Backend *be, const ModelConfig *c, const ModelOptions *o, ch
   free(off);
   if (placed || model_bind_params(m, m->param, &m->w) || model_bind_params(m, m->grad, &m->g) ||
       model_check_qkv(m)) {
-    fail(err, cap, "%s", m->err);
+    model_fail(err, cap, "%s", m->err);
     goto bad;
   }
 

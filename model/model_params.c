@@ -1,23 +1,13 @@
 /* The parameter block's layout and the role pointers into it (see model_params.h). */
 #include "model_params.h"
+#include "errf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t cap, const char *fmt, ...) {
-  if (err && cap) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
-
-#define MFAIL(m, ...) fail((m)->err, sizeof (m)->err, __VA_ARGS__)
+#define MFAIL(m, ...) model_fail((m)->err, sizeof (m)->err, __VA_ARGS__)
 
 static bool is_bert(const Model *m) { return m->cfg.type == MODEL_BERT; }
 

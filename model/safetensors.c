@@ -10,6 +10,7 @@
  * that offsets print as plain integers however large, and the data is encoded
  * little-endian in chunks, whatever the host. */
 #include "safetensors.h"
+#include "errf.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -76,19 +77,6 @@ StDtype st_dtype_parse(const char *name) {
   return ST_DTYPE_COUNT;
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static int fail(char *err, size_t cap, const char *fmt, ...) {
-  if (err && cap) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
-
 /* ---- small text helpers ---------------------------------------------------- */
 
 /* Length (1..4) of the well-formed UTF-8 sequence at s[0..n), 0 if none. */
@@ -144,22 +132,22 @@ static void line_col(const unsigned char *s, size_t off, int *line, int *col) {
 
 static int map_file(SafeTensors *st, char *err, size_t cap) {
   int fd = open(st->path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(err, cap, "%s: cannot open: %s", st->path, strerror(errno));
+  if (fd < 0) return model_fail(err, cap, "%s: cannot open: %s", st->path, strerror(errno));
   struct stat sb;
   if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
     close(fd);
-    return fail(err, cap, "%s: not a regular file", st->path);
+    return model_fail(err, cap, "%s: not a regular file", st->path);
   }
   st->size = (size_t)sb.st_size;
   if (st->size < 8) {
     close(fd);
-    return fail(err, cap,
+    return model_fail(err, cap,
                 "%s: byte 0: file is %zu bytes, too short for the 8-byte header length%s",
                 st->path, st->size, st->size == 0 ? " (empty file)" : "");
   }
   void *m = mmap(NULL, st->size, PROT_READ, MAP_PRIVATE, fd, 0);
   close(fd);
-  if (m == MAP_FAILED) return fail(err, cap, "%s: cannot map: %s", st->path, strerror(errno));
+  if (m == MAP_FAILED) return model_fail(err, cap, "%s: cannot map: %s", st->path, strerror(errno));
   st->map = m;
   return 0;
 }
@@ -168,15 +156,15 @@ static int check_prefix(SafeTensors *st, char *err, size_t cap) {
   uint64_t n = 0;
   for (int i = 7; i >= 0; i--) n = (n << 8) | st->map[i];
   if (n > HEADER_MAX)
-    return fail(err, cap, "%s: byte 0: header length %llu exceeds the limit of %d bytes",
+    return model_fail(err, cap, "%s: byte 0: header length %llu exceeds the limit of %d bytes",
                 st->path, (unsigned long long)n, HEADER_MAX);
   if (n > st->size - 8)
-    return fail(err, cap,
+    return model_fail(err, cap,
                 "%s: byte 0: header length %llu runs past the end of the file "
                 "(%zu bytes, so at most %zu)",
                 st->path, (unsigned long long)n, st->size, st->size - 8);
   if (n < 2)
-    return fail(err, cap, "%s: byte 0: header length %llu is too short for a JSON object",
+    return model_fail(err, cap, "%s: byte 0: header length %llu is too short for a JSON object",
                 st->path, (unsigned long long)n);
   st->header_len = (size_t)n;
   st->data_size = st->size - 8 - st->header_len;
@@ -188,15 +176,15 @@ static int check_header_text(const SafeTensors *st, char *err, size_t cap) {
   const unsigned char *h = st->map + 8;
   size_t n = st->header_len;
   if (h[0] != '{')
-    return fail(err, cap, "%s: byte 8: header does not start with '{' (found 0x%02x)",
+    return model_fail(err, cap, "%s: byte 8: header does not start with '{' (found 0x%02x)",
                 st->path, h[0]);
   size_t bad = utf8_bad_at(h, n);
   if (bad < n)
-    return fail(err, cap, "%s: byte %zu: header is not valid UTF-8 (byte 0x%02x)", st->path,
+    return model_fail(err, cap, "%s: byte %zu: header is not valid UTF-8 (byte 0x%02x)", st->path,
                 8 + bad, h[bad]);
   for (size_t i = 0; i < n; i++)
     if (h[i] < 0x20 && !is_json_space(h[i]))
-      return fail(err, cap, "%s: byte %zu: control byte 0x%02x in the header", st->path,
+      return model_fail(err, cap, "%s: byte %zu: control byte 0x%02x in the header", st->path,
                   8 + i, h[i]);
   return 0;
 }
@@ -206,7 +194,7 @@ static cJSON *parse_header(const SafeTensors *st, char *err, size_t cap) {
   const unsigned char *h = st->map + 8;
   size_t n = st->header_len;
   char *copy = malloc(n + 1);
-  if (!copy) return fail(err, cap, "%s: out of memory", st->path), NULL;
+  if (!copy) return model_fail(err, cap, "%s: out of memory", st->path), NULL;
   memcpy(copy, h, n);
   copy[n] = '\0';
   const char *end = NULL;
@@ -221,16 +209,16 @@ static cJSON *parse_header(const SafeTensors *st, char *err, size_t cap) {
   size_t rest = at;
   while (rest < n && is_json_space(h[rest])) rest++;
   if (!root && rest == n)
-    return fail(err, cap, "%s: byte %zu: header: invalid JSON: it ends too early", st->path,
+    return model_fail(err, cap, "%s: byte %zu: header: invalid JSON: it ends too early", st->path,
                 8 + at), NULL;
   if (!root)
-    return fail(err, cap, "%s: byte %zu: header: invalid JSON near \"%s\" (line %d, column %d)",
+    return model_fail(err, cap, "%s: byte %zu: header: invalid JSON near \"%s\" (line %d, column %d)",
                 st->path, 8 + at, near, line, col), NULL;
   while (at < n && is_json_space(h[at])) at++;
   if (at < n) {
     cJSON_Delete(root);
     snippet(h + at, n - at, near);
-    return fail(err, cap, "%s: byte %zu: header: unexpected \"%s\" after the JSON object",
+    return model_fail(err, cap, "%s: byte %zu: header: unexpected \"%s\" after the JSON object",
                 st->path, 8 + at, near), NULL;
   }
   return root;
@@ -271,9 +259,9 @@ static int entry_fail(const Ctx *c, const char *fmt, ...) {
   size_t at = key_offset(c->st, c->name);
   const char *what = strcmp(c->name, "__metadata__") == 0 ? "" : "tensor ";
   if (at)
-    return fail(c->err, c->cap, "%s: byte %zu: %s\"%s\": %s", c->st->path, at, what, c->name,
+    return model_fail(c->err, c->cap, "%s: byte %zu: %s\"%s\": %s", c->st->path, at, what, c->name,
                 msg);
-  return fail(c->err, c->cap, "%s: %s\"%s\": %s", c->st->path, what, c->name, msg);
+  return model_fail(c->err, c->cap, "%s: %s\"%s\": %s", c->st->path, what, c->name, msg);
 }
 
 static const char *json_kind(const cJSON *j) {
@@ -366,7 +354,7 @@ static int parse_entry(Ctx *c, const cJSON *obj, Entry *e) {
       entry_offsets(c, obj, e))
     return -1;
   e->t.name = strdup(c->name);
-  if (!e->t.name) return fail(c->err, c->cap, "%s: out of memory", c->st->path);
+  if (!e->t.name) return model_fail(c->err, c->cap, "%s: out of memory", c->st->path);
   e->t.file = c->st->path;
   e->t.file_offset = 8 + c->st->header_len + (size_t)e->begin;
   e->t.data = c->st->map + e->t.file_offset;
@@ -380,7 +368,7 @@ static int parse_metadata(SafeTensors *st, const cJSON *obj, char *err, size_t c
     return entry_fail(&c, "must be an object of strings, but it is %s", json_kind(obj));
   int n = cJSON_GetArraySize(obj);
   st->meta = calloc((size_t)n + 1, sizeof *st->meta);
-  if (!st->meta) return fail(err, cap, "%s: out of memory", st->path);
+  if (!st->meta) return model_fail(err, cap, "%s: out of memory", st->path);
   const cJSON *kv;
   cJSON_ArrayForEach(kv, obj) {
     if (!cJSON_IsString(kv))
@@ -389,16 +377,16 @@ static int parse_metadata(SafeTensors *st, const cJSON *obj, char *err, size_t c
     MetaPair *p = &st->meta[st->n_meta++];
     p->key = strdup(kv->string);
     p->value = strdup(kv->valuestring);
-    if (!p->key || !p->value) return fail(err, cap, "%s: out of memory", st->path);
+    if (!p->key || !p->value) return model_fail(err, cap, "%s: out of memory", st->path);
   }
   return 0;
 }
 
 static int parse_entries(SafeTensors *st, const cJSON *root, char *err, size_t cap) {
   if (!cJSON_IsObject(root))
-    return fail(err, cap, "%s: byte 8: header is not a JSON object", st->path);
+    return model_fail(err, cap, "%s: byte 8: header is not a JSON object", st->path);
   st->e = calloc((size_t)cJSON_GetArraySize(root) + 1, sizeof *st->e);
-  if (!st->e) return fail(err, cap, "%s: out of memory", st->path);
+  if (!st->e) return model_fail(err, cap, "%s: out of memory", st->path);
   const cJSON *item;
   cJSON_ArrayForEach(item, root) {
     if (strcmp(item->string, "__metadata__") == 0) {
@@ -440,7 +428,7 @@ static int check_tiling(SafeTensors *st, char *err, size_t cap) {
     at = e->end;
   }
   if (at != st->data_size)
-    return fail(err, cap,
+    return model_fail(err, cap,
                 "%s: byte %zu: %zu bytes after the last tensor's data belong to no tensor "
                 "(the tensors must cover the data exactly)",
                 st->path, (size_t)(8 + st->header_len + at), st->data_size - (size_t)at);
@@ -454,7 +442,7 @@ static int cmp_name_ptr(const void *a, const void *b) {
 /* Sorts entry pointers by name and rejects duplicates. */
 static int index_names(SafeTensors *st, char *err, size_t cap) {
   st->by_name = malloc(((size_t)st->n + 1) * sizeof *st->by_name);
-  if (!st->by_name) return fail(err, cap, "%s: out of memory", st->path);
+  if (!st->by_name) return model_fail(err, cap, "%s: out of memory", st->path);
   for (int i = 0; i < st->n; i++) st->by_name[i] = &st->e[i];
   qsort(st->by_name, (size_t)st->n, sizeof *st->by_name, cmp_name_ptr);
   for (int i = 1; i < st->n; i++) {
@@ -500,7 +488,7 @@ SafeTensors *st_open(const char *path, char *err, size_t cap) {
   SafeTensors *st = calloc(1, sizeof *st);
   if (!st || !(st->path = strdup(path))) {
     free(st);
-    fail(err, cap, "%s: out of memory", path);
+    model_fail(err, cap, "%s: out of memory", path);
     return NULL;
   }
   if (load(st, err, cap)) {
@@ -581,7 +569,7 @@ static uint64_t load_le(const unsigned char *p, int n) {
 
 int st_read_f32(const StTensor *t, float *dst, size_t count, char *err, size_t cap) {
   if (count != t->numel)
-    return fail(err, cap, "%s: tensor \"%s\": asked for %zu values, it holds %zu", t->file,
+    return model_fail(err, cap, "%s: tensor \"%s\": asked for %zu values, it holds %zu", t->file,
                 t->name, count, t->numel);
   const unsigned char *p = t->data;
   switch (t->dtype) {
@@ -603,7 +591,7 @@ int st_read_f32(const StTensor *t, float *dst, size_t count, char *err, size_t c
     }
     return 0;
   default:
-    return fail(err, cap, "%s: tensor \"%s\": dtype %s is not a floating-point type (F32, F16, "
+    return model_fail(err, cap, "%s: tensor \"%s\": dtype %s is not a floating-point type (F32, F16, "
                 "BF16, F64)", t->file, t->name, st_dtype_name(t->dtype));
   }
 }
@@ -671,14 +659,14 @@ static int write_metadata(Buf *b, const char *json, const char *path, char *err,
   cJSON *m = json ? cJSON_Parse(json) : cJSON_CreateObject();
   if (!m || !cJSON_IsObject(m)) {
     cJSON_Delete(m);
-    return fail(err, cap, "%s: metadata is not a JSON object: %.60s", path, json);
+    return model_fail(err, cap, "%s: metadata is not a JSON object: %.60s", path, json);
   }
   buf_str(b, "{\"__metadata__\":{");
   bool has_format = false, first = true;
   const cJSON *kv;
   cJSON_ArrayForEach(kv, m) {
     if (!cJSON_IsString(kv) || !utf8_ok(kv->string) || !utf8_ok(kv->valuestring)) {
-      int rc = fail(err, cap, "%s: metadata key \"%.60s\" must be a UTF-8 string", path,
+      int rc = model_fail(err, cap, "%s: metadata key \"%.60s\" must be a UTF-8 string", path,
                     kv->string);
       cJSON_Delete(m);
       return rc;
@@ -716,19 +704,19 @@ static int cmp_wnames(const void *a, const void *b) {
 static int check_write_names(const StWriteTensor *t, int n, const char *path, char *err,
                              size_t cap) {
   const StWriteTensor **s = malloc(((size_t)n + 1) * sizeof *s);
-  if (!s) return fail(err, cap, "%s: out of memory", path);
+  if (!s) return model_fail(err, cap, "%s: out of memory", path);
   int rc = 0;
   for (int i = 0; i < n && !rc; i++) {
     s[i] = &t[i];
     if (!t[i].name || !t[i].name[0] || !utf8_ok(t[i].name) ||
         strcmp(t[i].name, "__metadata__") == 0)
-      rc = fail(err, cap, "%s: tensor %d: name must be non-empty UTF-8 other than __metadata__",
+      rc = model_fail(err, cap, "%s: tensor %d: name must be non-empty UTF-8 other than __metadata__",
                 path, i);
   }
   if (!rc) qsort(s, (size_t)n, sizeof *s, cmp_wnames);
   for (int i = 1; i < n && !rc; i++)
     if (strcmp(s[i - 1]->name, s[i]->name) == 0)
-      rc = fail(err, cap, "%s: tensor \"%s\" is given twice", path, s[i]->name);
+      rc = model_fail(err, cap, "%s: tensor \"%s\" is given twice", path, s[i]->name);
   free(s);
   return rc;
 }
@@ -740,7 +728,7 @@ static int build_header(Buf *b, const StWriteTensor *t, int n, const char *meta,
   for (int i = 0; i < n; i++) {
     uint64_t numel;
     if (numel_of(&t[i], &numel) || (numel && !t[i].data))
-      return fail(err, cap, "%s: tensor \"%s\": bad rank, shape or data", path, t[i].name);
+      return model_fail(err, cap, "%s: tensor \"%s\": bad rank, shape or data", path, t[i].name);
     buf_str(b, ",");
     buf_json_str(b, t[i].name);
     buf_str(b, ":{\"dtype\":\"F32\",\"shape\":[");
@@ -756,9 +744,9 @@ static int build_header(Buf *b, const StWriteTensor *t, int n, const char *meta,
   }
   buf_str(b, "}");
   while (!b->oom && b->n % 8) buf_str(b, " ");
-  if (b->oom) return fail(err, cap, "%s: out of memory", path);
+  if (b->oom) return model_fail(err, cap, "%s: out of memory", path);
   if (b->n > HEADER_MAX)
-    return fail(err, cap, "%s: header would exceed %d bytes", path, HEADER_MAX);
+    return model_fail(err, cap, "%s: header would exceed %d bytes", path, HEADER_MAX);
   return 0;
 }
 
@@ -818,11 +806,11 @@ static int write_atomic(const char *path, const Buf *h, const StWriteTensor *t, 
                         char *err, size_t cap) {
   size_t len = strlen(path);
   char *tmp = malloc(len + 16);
-  if (!tmp) return fail(err, cap, "%s: out of memory", path);
+  if (!tmp) return model_fail(err, cap, "%s: out of memory", path);
   snprintf(tmp, len + 16, "%s.tmp-XXXXXX", path);
   int fd = mkstemp(tmp);
   if (fd < 0) {
-    int rc = fail(err, cap, "%s: cannot create a temporary file: %s", path, strerror(errno));
+    int rc = model_fail(err, cap, "%s: cannot create a temporary file: %s", path, strerror(errno));
     free(tmp);
     return rc;
   }
@@ -833,7 +821,7 @@ static int write_atomic(const char *path, const Buf *h, const StWriteTensor *t, 
   if (!ok) {
     unlink(tmp);
     free(tmp);
-    return fail(err, cap, "%s: write failed: %s", path, strerror(saved));
+    return model_fail(err, cap, "%s: write failed: %s", path, strerror(saved));
   }
   free(tmp);
   sync_dir(path);
@@ -842,7 +830,7 @@ static int write_atomic(const char *path, const Buf *h, const StWriteTensor *t, 
 
 int st_write(const char *path, const StWriteTensor *t, int n, const char *metadata_json,
              char *err, size_t cap) {
-  if (n < 0 || (n > 0 && !t)) return fail(err, cap, "%s: bad tensor list", path);
+  if (n < 0 || (n > 0 && !t)) return model_fail(err, cap, "%s: bad tensor list", path);
   if (check_write_names(t, n, path, err, cap)) return -1;
   Buf h = {0};
   int rc = build_header(&h, t, n, metadata_json, path, err, cap);
