@@ -1,7 +1,10 @@
 /* The CPU backend (see backend.h): host memory, a thread pool over the grid,
- * timing by the monotonic clock, and sgemm through a BLAS library loaded with
- * dlopen (OpenBLAS from Debian by default; $CRISP_BLAS names another library, or
- * "none" for the built-in loops), so the runtime links no BLAS itself. */
+ * timing by the monotonic clock, and sgemm: crisp's own packed AVX-512 kernel
+ * (sgemm.h) where the CPU has AVX-512F, else a BLAS library loaded with dlopen
+ * (OpenBLAS from Debian by default; $CRISP_BLAS names another library, or "none"
+ * for the built-in loops), so the runtime links no BLAS itself. $CRISP_GEMM
+ * chooses: auto (the default: crisp's kernel where it runs fast and CRISP_BLAS is
+ * unset), crisp, or blas. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -14,6 +17,7 @@
 #include "backend.h"
 #include "fsutil.h"
 #include "pool.h"
+#include "sgemm.h"
 
 enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
 typedef void (*CblasSgemm)(int layout, int ta, int tb, int m, int n, int k, float alpha,
@@ -25,6 +29,7 @@ typedef struct {
   void *blas;             /* dlopen handle */
   CblasSgemm sgemm;
   bool split;             /* sgemm single-threaded, split over the pool (see cpu_gemm) */
+  Sgemm *own;             /* crisp's sgemm, when chosen (CRISP_GEMM) */
 } Cpu;
 
 struct RtEvent {
@@ -217,7 +222,12 @@ static int cpu_gemm(Backend *b, const RtGemm *g) {
     const float *A = (const float *)(uintptr_t)g->a + i * g->stride_a;
     const float *B = (const float *)(uintptr_t)g->b + i * g->stride_b;
     float *C = (float *)(uintptr_t)g->c + i * g->stride_c;
-    if (c->sgemm && c->split) {
+    if (c->own) {
+      RtGemm one = *g;
+      one.batch = 1;
+      if (sgemm_run(c->own, c->pool, &one, A, B, C))
+        return rt_fail(b, "cpu: out of memory packing a %dx%dx%d sgemm", g->m, g->n, g->k);
+    } else if (c->sgemm && c->split) {
       gemm_split(c, g, A, B, C);
     } else if (c->sgemm) {
       c->sgemm(CBLAS_ROW_MAJOR, g->ta ? CBLAS_TRANS : CBLAS_NO_TRANS,
@@ -238,6 +248,7 @@ struct RtPool *rt_host_pool(Backend *b) {
 static void cpu_close(Backend *b) {
   Cpu *c = cpu(b);
   rt_pool_free(c->pool);
+  sgemm_free(c->own);
   if (c->blas)
     dlclose(c->blas);
   free(c);
@@ -315,6 +326,33 @@ static void load_blas(Cpu *c, Backend *b) {
   }
 }
 
+/* CRISP_GEMM: crisp's sgemm or BLAS. 0, or -1 with a message in err. */
+static int choose_gemm(Cpu *c, Backend *b, char *err, size_t cap) {
+  const char *mode = getenv("CRISP_GEMM");
+  if (!mode || !*mode)
+    mode = "auto";
+  bool own;
+  if (!strcmp(mode, "auto"))
+    own = sgemm_supported() && !getenv("CRISP_BLAS");
+  else if (!strcmp(mode, "crisp") || !strcmp(mode, "blas"))
+    own = !strcmp(mode, "crisp");
+  else {
+    snprintf(err, cap, "cpu: CRISP_GEMM=%.40s: expected auto, crisp or blas", mode);
+    return -1;
+  }
+  if (!own) {
+    load_blas(c, b);
+    return 0;
+  }
+  if (!(c->own = sgemm_new(SGEMM_FAST))) {
+    snprintf(err, cap, "cpu: out of memory");
+    return -1;
+  }
+  snprintf(b->gemm_lib, sizeof b->gemm_lib, "crisp sgemm (%s %dx%d tile)",
+           sgemm_supported() ? "AVX-512" : "generic", SGEMM_MR, SGEMM_NR);
+  return 0;
+}
+
 static void cpu_model(char *buf, size_t cap) {
   snprintf(buf, cap, "unknown CPU");
   FILE *f = fopen("/proc/cpuinfo", "r");
@@ -361,6 +399,9 @@ Backend *rt_cpu_open(const BackendOptions *opt, char *err, size_t cap) {
   snprintf(b->target, sizeof b->target, "host");
   snprintf(b->device_key, sizeof b->device_key, "%.150s x%d threads", b->device_name,
            b->threads);
-  load_blas(c, b);
+  if (choose_gemm(c, b, err, cap)) {
+    cpu_close(b);
+    return NULL;
+  }
   return b;
 }

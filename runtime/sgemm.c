@@ -1,0 +1,308 @@
+/* crisp's packed sgemm (see sgemm.h): pack op(B) into column panels on the pool,
+ * then workers take blocks of C, pack row slices of op(A) per k slab, and run the
+ * register-tile kernel over every (slice, panel) pair of their block. */
+#include "sgemm.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SGEMM_X86 1
+#endif
+
+enum { MAX_WORKERS = 64, MAX_BLOCK_PANELS = 11, MAX_BLOCK_SLICES = 32, TASKS_PER_WORKER = 8 };
+
+/* kc x MR slice of op(A) times kc x NR panel of op(B) into C (MR x NR, stride ldc):
+ * C = alpha acc + beta C, where beta == 0 means C is not read. */
+typedef void (*TileKernel)(int kc, const float *a, const float *b, float *c, int64_t ldc,
+                           float alpha, float beta);
+
+struct Sgemm {
+  TileKernel kernel;
+  float *bpack;                 /* op(B): panels of NR columns, k rows each */
+  size_t bcap;                  /* floats */
+  float *apack[MAX_WORKERS];    /* per worker: a block's slices of op(A), one slab */
+  size_t acap;
+};
+
+/* ---- the register tile ---- */
+
+/* The reference kernel: any CPU, the same packed layout. */
+static void tile_generic(int kc, const float *a, const float *b, float *c, int64_t ldc,
+                         float alpha, float beta) {
+  float acc[SGEMM_MR][SGEMM_NR] = {{0}};
+  for (int p = 0; p < kc; p++, a += SGEMM_MR, b += SGEMM_NR)
+    for (int r = 0; r < SGEMM_MR; r++)
+      for (int j = 0; j < SGEMM_NR; j++)
+        acc[r][j] = fmaf(a[r], b[j], acc[r][j]);
+  for (int r = 0; r < SGEMM_MR; r++)
+    for (int j = 0; j < SGEMM_NR; j++) {
+      float *cp = c + r * ldc + j;
+      *cp = beta == 0 ? alpha * acc[r][j] : fmaf(beta, *cp, alpha * acc[r][j]);
+    }
+}
+
+#ifdef SGEMM_X86
+/* 8 rows x 3 zmm: 24 accumulators, 3 loads of B and 8 broadcasts of A per k. The
+ * same arithmetic as tile_generic (one fma per k, then alpha, then beta), so the
+ * two give the same bits. */
+__attribute__((target("avx512f"))) static void tile_avx512(int kc, const float *a,
+                                                           const float *b, float *c,
+                                                           int64_t ldc, float alpha,
+                                                           float beta) {
+  __m512 acc[SGEMM_MR][3];
+  for (int r = 0; r < SGEMM_MR; r++)
+    acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
+  for (int p = 0; p < kc; p++, a += SGEMM_MR, b += SGEMM_NR) {
+    __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32);
+#pragma GCC unroll 8
+    for (int r = 0; r < SGEMM_MR; r++) {
+      __m512 ar = _mm512_set1_ps(a[r]);
+      acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(ar, b2, acc[r][2]);
+    }
+  }
+  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int r = 0; r < SGEMM_MR; r++)
+    for (int v = 0; v < 3; v++) {
+      float *cp = c + r * ldc + 16 * v;
+      __m512 x = _mm512_mul_ps(va, acc[r][v]);
+      if (beta != 0)
+        x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cp), x);
+      _mm512_storeu_ps(cp, x);
+    }
+}
+#endif
+
+bool sgemm_supported(void) {
+#ifdef SGEMM_X86
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
+/* A partial tile (past m or n): the kernel into a scratch tile, then the valid part. */
+static void tile_edge(TileKernel kernel, int kc, const float *a, const float *b, float *c,
+                      int64_t ldc, int h, int w, float alpha, float beta) {
+  _Alignas(64) float t[SGEMM_MR * SGEMM_NR];
+  kernel(kc, a, b, t, SGEMM_NR, 1.0f, 0.0f);
+  for (int r = 0; r < h; r++)
+    for (int j = 0; j < w; j++) {
+      float *cp = c + r * ldc + j, x = alpha * t[r * SGEMM_NR + j];
+      *cp = beta == 0 ? x : fmaf(beta, *cp, x);
+    }
+}
+
+/* ---- packing ---- */
+
+typedef struct {
+  Sgemm *s;
+  const RtGemm *g;
+  const float *A, *B;
+  float *C;
+  int panels;                   /* of op(B) */
+  int mc, nc;                   /* a block of C: rows, columns (multiples of MR, NR) */
+  int mblocks, nblocks;
+  atomic_int next;              /* the next block to take */
+} Call;
+
+/* Panel q of op(B): k rows of NR floats, columns past n zero. */
+static void pack_b_panel(const Call *x, int q, float *dst) {
+  const RtGemm *g = x->g;
+  int j0 = q * SGEMM_NR, w = g->n - j0 < SGEMM_NR ? g->n - j0 : SGEMM_NR;
+  if (w < SGEMM_NR)
+    memset(dst, 0, (size_t)g->k * SGEMM_NR * sizeof *dst);
+  if (!g->tb) {
+    for (int p = 0; p < g->k; p++)
+      memcpy(dst + (int64_t)p * SGEMM_NR, x->B + (int64_t)p * g->ldb + j0, (size_t)w * 4);
+    return;
+  }
+  for (int j = 0; j < w; j++) {
+    const float *src = x->B + (int64_t)(j0 + j) * g->ldb;
+    for (int p = 0; p < g->k; p++)
+      dst[(int64_t)p * SGEMM_NR + j] = src[p];
+  }
+}
+
+static void pack_b(void *ctx, int64_t first, int64_t last) {
+  const Call *x = ctx;
+  for (int64_t q = first; q < last; q++)
+    pack_b_panel(x, (int)q, x->s->bpack + q * x->g->k * SGEMM_NR);
+}
+
+/* Rows i0 .. i0 + h - 1 of op(A), columns p0 .. p0 + kc - 1, as kc groups of MR
+ * floats (rows past h zero). */
+static void pack_a_slice(const Call *x, int i0, int h, int p0, int kc, float *dst) {
+  const RtGemm *g = x->g;
+  if (h < SGEMM_MR)
+    memset(dst, 0, (size_t)kc * SGEMM_MR * sizeof *dst);
+  if (g->ta) {
+    for (int p = 0; p < kc; p++)
+      memcpy(dst + p * SGEMM_MR, x->A + (int64_t)(p0 + p) * g->lda + i0, (size_t)h * 4);
+    return;
+  }
+  for (int r = 0; r < h; r++) {
+    const float *src = x->A + (int64_t)(i0 + r) * g->lda + p0;
+    for (int p = 0; p < kc; p++)
+      dst[p * SGEMM_MR + r] = src[p];
+  }
+}
+
+/* ---- blocks of C ---- */
+
+/* Block (bi, bj) of C over one k slab: pack its slices of op(A), then every tile,
+ * each slice against every panel while the slice is hot in L1. */
+static void run_slab(const Call *x, float *apack, int bi, int bj, int p0) {
+  const RtGemm *g = x->g;
+  int kc = g->k - p0 < SGEMM_KC ? g->k - p0 : SGEMM_KC;
+  float beta = p0 == 0 ? g->beta : 1.0f;
+  int i_end = (bi + 1) * x->mc < g->m ? (bi + 1) * x->mc : g->m;
+  int j_end = (bj + 1) * x->nc < g->n ? (bj + 1) * x->nc : g->n;
+  int slices = 0;
+  for (int i0 = bi * x->mc; i0 < i_end; i0 += SGEMM_MR, slices++) {
+    int h = i_end - i0 < SGEMM_MR ? i_end - i0 : SGEMM_MR;
+    pack_a_slice(x, i0, h, p0, kc, apack + (int64_t)slices * kc * SGEMM_MR);
+  }
+  for (int s = 0; s < slices; s++) {
+    int i0 = bi * x->mc + s * SGEMM_MR, h = i_end - i0 < SGEMM_MR ? i_end - i0 : SGEMM_MR;
+    const float *a = apack + (int64_t)s * kc * SGEMM_MR;
+    for (int j0 = bj * x->nc; j0 < j_end; j0 += SGEMM_NR) {
+      int w = j_end - j0 < SGEMM_NR ? j_end - j0 : SGEMM_NR;
+      const float *b = x->s->bpack + ((int64_t)(j0 / SGEMM_NR) * g->k + p0) * SGEMM_NR;
+      float *c = x->C + (int64_t)i0 * g->ldc + j0;
+      if (h == SGEMM_MR && w == SGEMM_NR)
+        x->s->kernel(kc, a, b, c, g->ldc, g->alpha, beta);
+      else
+        tile_edge(x->s->kernel, kc, a, b, c, g->ldc, h, w, g->alpha, beta);
+    }
+  }
+}
+
+/* Worker w: blocks from the shared counter until none is left. */
+static void work(void *ctx, int64_t first, int64_t last) {
+  Call *x = ctx;
+  for (int64_t w = first; w < last; w++)
+    for (;;) {
+      int t = atomic_fetch_add(&x->next, 1);
+      if (t >= x->mblocks * x->nblocks)
+        break;
+      for (int p0 = 0; p0 < x->g->k; p0 += SGEMM_KC)
+        run_slab(x, x->s->apack[w], t / x->nblocks, t % x->nblocks, p0);
+    }
+}
+
+/* Blocks of at most MAX_BLOCK_PANELS panels (so a slab's panels of a block stay in
+ * L2) and enough row blocks for about TASKS_PER_WORKER blocks per worker. */
+static void plan_blocks(Call *x, int workers) {
+  const RtGemm *g = x->g;
+  int slices = (g->m + SGEMM_MR - 1) / SGEMM_MR;
+  x->nblocks = (x->panels + MAX_BLOCK_PANELS - 1) / MAX_BLOCK_PANELS;
+  int per = (x->panels + x->nblocks - 1) / x->nblocks;
+  x->nc = per * SGEMM_NR;
+  int want = (TASKS_PER_WORKER * workers + x->nblocks - 1) / x->nblocks;
+  int spb = (slices + want - 1) / want;
+  if (spb > MAX_BLOCK_SLICES)
+    spb = MAX_BLOCK_SLICES;
+  x->mc = spb * SGEMM_MR;
+  x->mblocks = (g->m + x->mc - 1) / x->mc;
+}
+
+static int grow(float **p, size_t *cap, size_t need) {
+  if (need <= *cap)
+    return 0;
+  float *q = aligned_alloc(64, (need * sizeof *q + 63) / 64 * 64);
+  if (!q)
+    return -1;
+  free(*p);
+  *p = q;
+  *cap = need;
+  return 0;
+}
+
+static void scale_c(const RtGemm *g, float *C) {
+  for (int i = 0; i < g->m; i++)
+    for (int j = 0; j < g->n; j++) {
+      float *c = C + (int64_t)i * g->ldc + j;
+      *c = g->beta == 0 ? 0.0f : g->beta * *c;
+    }
+}
+
+static int run_one(Sgemm *s, RtPool *pool, const RtGemm *g, const float *A, const float *B,
+                   float *C) {
+  if (g->m <= 0 || g->n <= 0)
+    return 0;
+  if (g->k <= 0) {
+    scale_c(g, C);
+    return 0;
+  }
+  Call x = {.s = s, .g = g, .A = A, .B = B, .C = C};
+  x.panels = (g->n + SGEMM_NR - 1) / SGEMM_NR;
+  int threads = pool ? rt_pool_threads(pool) : 1;
+  int workers = threads < MAX_WORKERS ? threads : MAX_WORKERS;
+  plan_blocks(&x, workers);
+  if (workers > x.mblocks * x.nblocks)
+    workers = x.mblocks * x.nblocks;
+  if (grow(&s->bpack, &s->bcap, (size_t)x.panels * g->k * SGEMM_NR))
+    return -1;
+  size_t acap = (size_t)x.mc * SGEMM_KC;
+  if (acap > s->acap) {
+    for (int w = 0; w < MAX_WORKERS; w++) {
+      free(s->apack[w]);
+      s->apack[w] = NULL;
+    }
+    s->acap = 0;
+  }
+  for (int w = 0; w < workers; w++)
+    if (!s->apack[w] && !(s->apack[w] = aligned_alloc(64, acap * sizeof(float))))
+      return -1;
+  if (acap > s->acap)
+    s->acap = acap;
+  atomic_init(&x.next, 0);
+  if (pool) {
+    rt_pool_run(pool, x.panels, 1, pack_b, &x);
+    rt_pool_run(pool, workers, 1, work, &x);
+  } else {
+    pack_b(&x, 0, x.panels);
+    work(&x, 0, 1);
+  }
+  return 0;
+}
+
+int sgemm_run(Sgemm *s, RtPool *pool, const RtGemm *g, const float *A, const float *B,
+              float *C) {
+  int batch = g->batch > 1 ? g->batch : 1;
+  for (int i = 0; i < batch; i++)
+    if (run_one(s, pool, g, A + i * g->stride_a, B + i * g->stride_b, C + i * g->stride_c))
+      return -1;
+  return 0;
+}
+
+Sgemm *sgemm_new(SgemmKernel which) {
+  Sgemm *s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  s->kernel = tile_generic;
+#ifdef SGEMM_X86
+  if (which == SGEMM_FAST && sgemm_supported())
+    s->kernel = tile_avx512;
+#else
+  (void)which;
+#endif
+  return s;
+}
+
+void sgemm_free(Sgemm *s) {
+  if (!s)
+    return;
+  free(s->bpack);
+  for (int w = 0; w < MAX_WORKERS; w++)
+    free(s->apack[w]);
+  free(s);
+}
