@@ -16,29 +16,30 @@
 
 enum { MAX_WORKERS = 64, MAX_BLOCK_PANELS = 11, MAX_BLOCK_SLICES = 32, TASKS_PER_WORKER = 8 };
 
-/* kc x MR slice of op(A) times kc x NR panel of op(B) into C (MR x NR, stride ldc):
- * C = alpha acc + beta C, where beta == 0 means C is not read. */
-typedef void (*TileKernel)(int kc, const float *a, const float *b, float *c, int64_t ldc,
-                           float alpha, float beta);
+/* MR x kc slice of op(A), element (r, p) at a[r * ars + p * aks], times the kc x NR
+ * panel b of op(B), into C (MR x NR, stride ldc): C = alpha acc + beta C, where
+ * beta == 0 means C is not read. A packed slice has ars = 1, aks = MR; a row-major
+ * A is read in place (ars = lda, aks = 1): its 8 rows are 8 sequential streams. */
+typedef void (*TileKernel)(int kc, const float *a, int64_t ars, int64_t aks, const float *b,
+                           float *c, int64_t ldc, float alpha, float beta);
 
 struct Sgemm {
   TileKernel kernel;
   float *bpack;                 /* op(B): panels of NR columns, k rows each */
   size_t bcap;                  /* floats */
-  float *apack[MAX_WORKERS];    /* per worker: a block's slices of op(A), one slab */
-  size_t acap;
+  float *apack[MAX_WORKERS];    /* per worker: one packed slice of op(A) */
 };
 
 /* ---- the register tile ---- */
 
 /* The reference kernel: any CPU, the same packed layout. */
-static void tile_generic(int kc, const float *a, const float *b, float *c, int64_t ldc,
-                         float alpha, float beta) {
+static void tile_generic(int kc, const float *a, int64_t ars, int64_t aks, const float *b,
+                         float *c, int64_t ldc, float alpha, float beta) {
   float acc[SGEMM_MR][SGEMM_NR] = {{0}};
-  for (int p = 0; p < kc; p++, a += SGEMM_MR, b += SGEMM_NR)
+  for (int p = 0; p < kc; p++, b += SGEMM_NR)
     for (int r = 0; r < SGEMM_MR; r++)
       for (int j = 0; j < SGEMM_NR; j++)
-        acc[r][j] = fmaf(a[r], b[j], acc[r][j]);
+        acc[r][j] = fmaf(a[r * ars + p * aks], b[j], acc[r][j]);
   for (int r = 0; r < SGEMM_MR; r++)
     for (int j = 0; j < SGEMM_NR; j++) {
       float *cp = c + r * ldc + j;
@@ -50,18 +51,20 @@ static void tile_generic(int kc, const float *a, const float *b, float *c, int64
 /* 8 rows x 3 zmm: 24 accumulators, 3 loads of B and 8 broadcasts of A per k. The
  * same arithmetic as tile_generic (one fma per k, then alpha, then beta), so the
  * two give the same bits. */
-__attribute__((target("avx512f"))) static void tile_avx512(int kc, const float *a,
-                                                           const float *b, float *c,
-                                                           int64_t ldc, float alpha,
-                                                           float beta) {
+__attribute__((target("avx512f"))) static void
+tile_avx512(int kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+            int64_t ldc, float alpha, float beta) {
   __m512 acc[SGEMM_MR][3];
-  for (int r = 0; r < SGEMM_MR; r++)
+  const float *row[SGEMM_MR];
+  for (int r = 0; r < SGEMM_MR; r++) {
     acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
-  for (int p = 0; p < kc; p++, a += SGEMM_MR, b += SGEMM_NR) {
+    row[r] = a + r * ars;
+  }
+  for (int64_t p = 0, at = 0; p < kc; p++, at += aks, b += SGEMM_NR) {
     __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32);
 #pragma GCC unroll 8
     for (int r = 0; r < SGEMM_MR; r++) {
-      __m512 ar = _mm512_set1_ps(a[r]);
+      __m512 ar = _mm512_set1_ps(row[r][at]);
       acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
       acc[r][2] = _mm512_fmadd_ps(ar, b2, acc[r][2]);
@@ -89,10 +92,11 @@ bool sgemm_supported(void) {
 }
 
 /* A partial tile (past m or n): the kernel into a scratch tile, then the valid part. */
-static void tile_edge(TileKernel kernel, int kc, const float *a, const float *b, float *c,
-                      int64_t ldc, int h, int w, float alpha, float beta) {
+static void tile_edge(TileKernel kernel, int kc, const float *a, int64_t ars, int64_t aks,
+                      const float *b, float *c, int64_t ldc, int h, int w, float alpha,
+                      float beta) {
   _Alignas(64) float t[SGEMM_MR * SGEMM_NR];
-  kernel(kc, a, b, t, SGEMM_NR, 1.0f, 0.0f);
+  kernel(kc, a, ars, aks, b, t, SGEMM_NR, 1.0f, 0.0f);
   for (int r = 0; r < h; r++)
     for (int j = 0; j < w; j++) {
       float *cp = c + r * ldc + j, x = alpha * t[r * SGEMM_NR + j];
@@ -157,30 +161,32 @@ static void pack_a_slice(const Call *x, int i0, int h, int p0, int kc, float *ds
 
 /* ---- blocks of C ---- */
 
-/* Block (bi, bj) of C over one k slab: pack its slices of op(A), then every tile,
- * each slice against every panel while the slice is hot in L1. */
+/* Block (bi, bj) of C over one k slab: every tile, each slice of op(A) against
+ * every panel while the slice is hot in L1. A row-major A is read in place; a
+ * transposed one (its slice strided by lda along k) and a short last slice are
+ * packed first. */
 static void run_slab(const Call *x, float *apack, int bi, int bj, int p0) {
   const RtGemm *g = x->g;
   int kc = g->k - p0 < SGEMM_KC ? g->k - p0 : SGEMM_KC;
   float beta = p0 == 0 ? g->beta : 1.0f;
   int i_end = (bi + 1) * x->mc < g->m ? (bi + 1) * x->mc : g->m;
   int j_end = (bj + 1) * x->nc < g->n ? (bj + 1) * x->nc : g->n;
-  int slices = 0;
-  for (int i0 = bi * x->mc; i0 < i_end; i0 += SGEMM_MR, slices++) {
+  for (int i0 = bi * x->mc; i0 < i_end; i0 += SGEMM_MR) {
     int h = i_end - i0 < SGEMM_MR ? i_end - i0 : SGEMM_MR;
-    pack_a_slice(x, i0, h, p0, kc, apack + (int64_t)slices * kc * SGEMM_MR);
-  }
-  for (int s = 0; s < slices; s++) {
-    int i0 = bi * x->mc + s * SGEMM_MR, h = i_end - i0 < SGEMM_MR ? i_end - i0 : SGEMM_MR;
-    const float *a = apack + (int64_t)s * kc * SGEMM_MR;
+    const float *a = x->A + (int64_t)i0 * g->lda + p0;
+    int64_t ars = g->lda, aks = 1;
+    if (g->ta || h < SGEMM_MR) {
+      pack_a_slice(x, i0, h, p0, kc, apack);
+      a = apack, ars = 1, aks = SGEMM_MR;
+    }
     for (int j0 = bj * x->nc; j0 < j_end; j0 += SGEMM_NR) {
       int w = j_end - j0 < SGEMM_NR ? j_end - j0 : SGEMM_NR;
       const float *b = x->s->bpack + ((int64_t)(j0 / SGEMM_NR) * g->k + p0) * SGEMM_NR;
       float *c = x->C + (int64_t)i0 * g->ldc + j0;
       if (h == SGEMM_MR && w == SGEMM_NR)
-        x->s->kernel(kc, a, b, c, g->ldc, g->alpha, beta);
+        x->s->kernel(kc, a, ars, aks, b, c, g->ldc, g->alpha, beta);
       else
-        tile_edge(x->s->kernel, kc, a, b, c, g->ldc, h, w, g->alpha, beta);
+        tile_edge(x->s->kernel, kc, a, ars, aks, b, c, g->ldc, h, w, g->alpha, beta);
     }
   }
 }
@@ -251,19 +257,10 @@ static int run_one(Sgemm *s, RtPool *pool, const RtGemm *g, const float *A, cons
     workers = x.mblocks * x.nblocks;
   if (grow(&s->bpack, &s->bcap, (size_t)x.panels * g->k * SGEMM_NR))
     return -1;
-  size_t acap = (size_t)x.mc * SGEMM_KC;
-  if (acap > s->acap) {
-    for (int w = 0; w < MAX_WORKERS; w++) {
-      free(s->apack[w]);
-      s->apack[w] = NULL;
-    }
-    s->acap = 0;
-  }
   for (int w = 0; w < workers; w++)
-    if (!s->apack[w] && !(s->apack[w] = aligned_alloc(64, acap * sizeof(float))))
+    if (!s->apack[w] &&
+        !(s->apack[w] = aligned_alloc(64, (size_t)SGEMM_MR * SGEMM_KC * sizeof(float))))
       return -1;
-  if (acap > s->acap)
-    s->acap = acap;
   atomic_init(&x.next, 0);
   if (pool) {
     rt_pool_run(pool, x.panels, 1, pack_b, &x);
