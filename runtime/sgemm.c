@@ -147,9 +147,13 @@ static void pack_a_slice(const Call *x, int i0, int h, int p0, int kc, float *ds
   const RtGemm *g = x->g;
   if (h < SGEMM_MR)
     memset(dst, 0, (size_t)kc * SGEMM_MR * sizeof *dst);
-  if (g->ta) {
-    for (int p = 0; p < kc; p++)
-      memcpy(dst + p * SGEMM_MR, x->A + (int64_t)(p0 + p) * g->lda + i0, (size_t)h * 4);
+  if (g->ta) {   /* h floats per k; a constant 8 compiles to one vector move, not a call */
+    const float *src = x->A + (int64_t)p0 * g->lda + i0;
+    for (int p = 0; p < kc; p++, src += g->lda)
+      if (h == SGEMM_MR)
+        memcpy(dst + p * SGEMM_MR, src, SGEMM_MR * sizeof *src);
+      else
+        memcpy(dst + p * SGEMM_MR, src, (size_t)h * sizeof *src);
     return;
   }
   for (int r = 0; r < h; r++) {
