@@ -19,7 +19,9 @@
 # BASE_BUILD=DIR also runs DIR/bench/bench_train (an older build of crisp) in every
 # round, right after the current one, so a change is measured against what it
 # replaces on the same machine at the same time; the table gains its column and the
-# ratio new / base.
+# ratio new / base. BASE_ENV="VAR=value ..." sets variables for the base runs only:
+#     BASE_BUILD=build BASE_ENV=CRISP_GEMM=blas bench/bench_train.sh
+# compares this build's own sgemm with the same build on BLAS (docs/runtime.md).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build}
@@ -49,7 +51,7 @@ for shape in ${SHAPES:-distilbert minilm}; do
       "$bench" --shape $shape --threads "$threads" --steps "$steps" --warmup "$warmup" \
         --select $sel | tee -a "$log"
       if [ -n "${BASE_BUILD:-}" ]; then
-        "$BASE_BUILD/bench/bench_train" --shape $shape --threads "$threads" --steps "$steps" \
+        env ${BASE_ENV:-} "$BASE_BUILD/bench/bench_train" --shape $shape --threads "$threads" --steps "$steps" \
           --warmup "$warmup" --select $sel | sed 's/^crisp /base /' | tee -a "$log"
       fi
     done
