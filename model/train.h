@@ -9,9 +9,11 @@
  *
  * A run writes RUNS/NAME/: config.json (resolved), metrics.jsonl, summary.json,
  * checkpoint.bin (while unfinished) and final/ (a Hugging Face folder). Split over
- * train_config.c (the JSON config), train.c (data, evaluation, the loop), budget.c (sparsity per layer), metrics.c (JSON lines,
- * summary), checkpoint.c (atomic save/load), synth.c (the data made when none is
- * shared). */
+ * train_config.c (the JSON config), train.c (the loop), train_setup.c (data, sets and
+ * model made ready), train_data.c (encoded sets, batches), train_eval.c (crisp kernels,
+ * evaluation), train_log.c (console lines), budget.c (sparsity per layer), metrics.c
+ * (JSON lines, summary), checkpoint.c (atomic save/load), synth.c (the data made when
+ * none is shared); train_impl.h holds what the train_*.c files share. */
 #ifndef CRISP_MODEL_TRAIN_H
 #define CRISP_MODEL_TRAIN_H
 
@@ -80,7 +82,7 @@ void budget_concentration(const Model *m, const BudgetConfig *cfg, double *c);
 void budget_apply(const Budget *b, Model *m);
 const char *budget_kind_name(BudgetKind k);
 
-/* ---- the run's configuration (train.c) ------------------------------------------- */
+/* ---- the run's configuration (train_config.c) ------------------------------------- */
 
 typedef struct RandomModel {  /* the model built when no --model is given */
   ModelType type;

@@ -1,0 +1,66 @@
+/* train_impl.h: what the files of the training run share and nothing outside them
+ * needs (train.h is the API): the padded batch, the shuffle, and the Run that
+ * train_run (train.c) steps, with the pieces kept apart from the loop: preparing and
+ * releasing it (train_setup.c) and its console output (train_log.c). */
+#ifndef CRISP_MODEL_TRAIN_IMPL_H
+#define CRISP_MODEL_TRAIN_IMPL_H
+
+#include "train.h"
+
+/* ---- batches and shuffles (train_data.c) ------------------------------------------ */
+
+typedef struct Batch {
+  int B, N, cap_rows, cap_len;
+  int32_t *ids, *lengths, *labels;
+  int64_t tokens;   /* valid (non-padding) tokens */
+} Batch;
+
+int batch_alloc(Batch *b, int rows, int len);
+void batch_free(Batch *b);
+/* Rows idx[0..count) padded to the longest of them (dynamic padding). */
+void batch_fill(Batch *b, const EncodedSet *s, const int *idx, int count, int32_t pad);
+/* idx = a permutation of 0..n-1 drawn from seed (Fisher-Yates). */
+void train_permutation(int *idx, int n, uint64_t seed);
+
+/* ---- the run ---------------------------------------------------------------------- */
+
+typedef struct Run {
+  TrainConfig *c;
+  const TrainOptions *opt;
+  char dir[1200], data[1300], vocab[1400], data_note[256];
+  Backend *be;
+  RtModule *mod;
+  Tokenizer *tok;
+  EncodedSet train, dev;
+  Model *m;
+  AdamW adam;
+  bool adam_ok;
+  TrainState st;
+  FILE *metrics;
+  bool tty, line_open;
+  double last_line;
+  int64_t eval_step;   /* the step of the last evaluation (-1: none in this process) */
+} Run;
+
+/* ---- preparing and releasing it (train_setup.c) ---------------------------------- */
+
+bool train_file_exists(const char *p);
+/* The three steps of preparing a run return 0, or -2 for what the user can fix
+ * (train_run exits 2) or -1, with err. */
+/* Resolves r->data and r->vocab (and c->data in the resolved config). */
+int run_resolve_data(Run *r, char *err, size_t cap);
+/* r->tok, r->train and r->dev. */
+int run_load_sets(Run *r, char *err, size_t cap);
+/* r->m with its attention settings and kernels, and r->adam. */
+int run_build_model(Run *r, char *err, size_t cap);
+void run_free(Run *r);
+
+/* ---- the console (train_log.c) ---------------------------------------------------- */
+
+/* A log line on stderr (clearing an open progress line first). */
+void run_say(Run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void train_fmt_time(double s, char *buf, size_t cap);
+/* The progress line (a terminal only, at most every 0.1 s). */
+void run_progress(Run *r, int64_t total, double loss, double lr, double tps, double eta);
+
+#endif
