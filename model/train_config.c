@@ -1,42 +1,15 @@
-/* train_config.c: the run configuration (JSON, strict), its defaults, --set overrides
- * and the resolved form written to RUNS/NAME/config.json. See train.h. */
-#include "train.h"
+/* train_config.c: the run configuration (see train.h): the table of its keys, which
+ * reading (train_config_read.c) and writing (train_config_write.c) share, the defaults,
+ * the embedded profile of a run without --model, and the checks across keys. */
+#include "train_config_impl.h"
 
-#include "../runtime/fsutil.h"
-
-#include <cjson/cJSON.h>
-#include <math.h>
 #include <stddef.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
-
-typedef enum KeyType {
-  K_STR,     /* char[size] */
-  K_INT,     /* int */
-  K_I64,     /* int64_t */
-  K_U64,     /* uint64_t (seed) */
-  K_NUM,     /* double */
-  K_DROP,    /* double, or null (-1: the model config's rate) */
-  K_SELECT,  /* SelectKind */
-  K_BKIND,   /* BudgetKind */
-  K_BNORM,   /* BudgetNorm */
-  K_BENT,    /* BudgetEntropy */
-  K_MTYPE,   /* ModelType */
-  K_BETAS,   /* beta1, beta2 */
-  K_LIST,    /* budget list */
-} KeyType;
-
-typedef struct Key {
-  const char *name;   /* dotted: "budget.target" */
-  KeyType type;
-  size_t off, size;
-  double lo, hi;      /* inclusive range (numbers); K_STR: 1 = non-empty */
-  bool hi_open;       /* hi excluded */
-} Key;
 
 #define F(field) offsetof(TrainConfig, field), sizeof(((TrainConfig *)0)->field)
 
-static const Key KEYS[] = {
+const Key tc_keys[] = {
     {"name", K_STR, F(name), 1, 0, 0},
     {"description", K_STR, 0, 0, 0, 0, 0},   /* free text, ignored */
     {"select", K_SELECT, F(select), 0, 0, 0},
@@ -84,16 +57,14 @@ static const Key KEYS[] = {
     {"random_model.intermediate", K_INT, F(random_model.intermediate), 1, 65536, 0},
     {"random_model.max_position", K_INT, F(random_model.max_position), 2, 8192, 0},
 };
-enum { N_KEYS = sizeof KEYS / sizeof *KEYS };
-_Static_assert(N_KEYS <= 64, "explicit_keys is a 64-bit mask");
+const int tc_n_keys = sizeof tc_keys / sizeof *tc_keys;
+_Static_assert(sizeof tc_keys / sizeof *tc_keys <= 64, "explicit_keys is a 64-bit mask");
 
-static const char *const GROUPS[] = {"budget", "dropout", "random_model"};
-
-static const char *const SELECT_NAMES[] = {"none", "row_topk", "head_quantile", "layer_quantile"};
-static const char *const BKIND_NAMES[] = {"uniform", "adaptive", "list"};
-static const char *const BNORM_NAMES[] = {"kept", "length"};
-static const char *const BENT_NAMES[] = {"kept", "dense"};
-static const char *const MTYPE_NAMES[] = {"distilbert", "bert"};
+const char *const tc_select_names[4] = {"none", "row_topk", "head_quantile", "layer_quantile"};
+const char *const tc_bkind_names[3] = {"uniform", "adaptive", "list"};
+const char *const tc_bnorm_names[2] = {"kept", "length"};
+const char *const tc_bent_names[2] = {"kept", "dense"};
+const char *const tc_mtype_names[2] = {"distilbert", "bert"};
 
 void train_config_defaults(TrainConfig *c) {
   memset(c, 0, sizeof *c);
@@ -126,12 +97,12 @@ void train_config_embedded(TrainConfig *c) {
       {"weight_decay", 0.01}, {"eval_every", 250},   {"checkpoint_every", 0},
   };
   for (size_t i = 0; i < sizeof prof / sizeof *prof; i++)
-    for (int k = 0; k < N_KEYS; k++)
-      if (!strcmp(KEYS[k].name, prof[i].key) && !(c->explicit_keys >> k & 1)) {
-        char *p = (char *)c + KEYS[k].off;
-        if (KEYS[k].type == K_INT)
+    for (int k = 0; k < tc_n_keys; k++)
+      if (!strcmp(tc_keys[k].name, prof[i].key) && !(c->explicit_keys >> k & 1)) {
+        char *p = (char *)c + tc_keys[k].off;
+        if (tc_keys[k].type == K_INT)
           *(int *)p = (int)prof[i].v;
-        else if (KEYS[k].type == K_I64)
+        else if (tc_keys[k].type == K_I64)
           *(int64_t *)p = (int64_t)prof[i].v;
         else
           *(double *)p = prof[i].v;
@@ -145,235 +116,6 @@ bool train_config_resumable_key(const char *key) {
     if (!strcmp(key, ok[i]))
       return true;
   return false;
-}
-
-/* ---- reading ---------------------------------------------------------------------- */
-
-static int enum_index(const char *const *names, int n, const char *s) {
-  for (int i = 0; i < n; i++)
-    if (!strcmp(names[i], s))
-      return i;
-  return -1;
-}
-
-static void enum_list(const char *const *names, int n, char *buf, size_t cap) {
-  buf[0] = 0;
-  for (int i = 0; i < n; i++) {
-    size_t l = strlen(buf);
-    snprintf(buf + l, cap - l, "%s\"%s\"", i ? ", " : "", names[i]);
-  }
-}
-
-static int num_in_range(const Key *k, double v, const char *where, char *err, size_t cap) {
-  if (!isfinite(v) || v < k->lo || (k->hi_open ? v >= k->hi : v > k->hi)) {
-    snprintf(err, cap, "%s: key \"%s\": %g is outside [%g, %g%s", where, k->name, v, k->lo, k->hi,
-             k->hi_open ? ")" : "]");
-    return -1;
-  }
-  return 0;
-}
-
-/* Sets key k from JSON value v. */
-static int set_key(TrainConfig *c, int ki, const cJSON *v, const char *where, char *err,
-                   size_t cap) {
-  const Key *k = &KEYS[ki];
-  char *p = (char *)c + k->off;
-  char names[160];
-#define EXPECT(what)                                                                      \
-  do {                                                                                    \
-    snprintf(err, cap, "%s: key \"%s\": expected %s", where, k->name, what);               \
-    return -1;                                                                            \
-  } while (0)
-  switch (k->type) {
-  case K_STR:
-    if (!cJSON_IsString(v))
-      EXPECT("a string");
-    if (k->size == 0)
-      break;   /* description */
-    if (strlen(v->valuestring) >= k->size) {
-      snprintf(err, cap, "%s: key \"%s\": longer than %zu bytes", where, k->name, k->size - 1);
-      return -1;
-    }
-    if (k->lo == 1 && !v->valuestring[0])
-      EXPECT("a non-empty string");
-    snprintf(p, k->size, "%s", v->valuestring);
-    break;
-  case K_INT:
-  case K_I64:
-  case K_U64:
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-      EXPECT("an integer");
-    if (num_in_range(k, v->valuedouble, where, err, cap))
-      return -1;
-    if (k->type == K_INT)
-      *(int *)p = (int)v->valuedouble;
-    else if (k->type == K_I64)
-      *(int64_t *)p = (int64_t)v->valuedouble;
-    else
-      *(uint64_t *)p = (uint64_t)v->valuedouble;
-    break;
-  case K_NUM:
-    if (!cJSON_IsNumber(v))
-      EXPECT("a number");
-    if (num_in_range(k, v->valuedouble, where, err, cap))
-      return -1;
-    *(double *)p = v->valuedouble;
-    break;
-  case K_DROP:
-    if (cJSON_IsNull(v)) {
-      *(double *)p = -1;
-      break;
-    }
-    if (!cJSON_IsNumber(v))
-      EXPECT("a number or null (the model config's rate)");
-    if (num_in_range(k, v->valuedouble, where, err, cap))
-      return -1;
-    *(double *)p = v->valuedouble;
-    break;
-  case K_SELECT:
-  case K_BKIND:
-  case K_BNORM:
-  case K_BENT:
-  case K_MTYPE: {
-    const char *const *tab = k->type == K_SELECT  ? SELECT_NAMES
-                             : k->type == K_BKIND ? BKIND_NAMES
-                             : k->type == K_BNORM ? BNORM_NAMES
-                             : k->type == K_BENT  ? BENT_NAMES
-                                                  : MTYPE_NAMES;
-    int n = k->type == K_SELECT ? 4 : k->type == K_BKIND ? 3 : 2;
-    enum_list(tab, n, names, sizeof names);
-    int i = cJSON_IsString(v) ? enum_index(tab, n, v->valuestring) : -1;
-    if (i < 0) {
-      snprintf(err, cap, "%s: key \"%s\": expected one of %s", where, k->name, names);
-      return -1;
-    }
-    *(int *)p = i;
-    break;
-  }
-  case K_BETAS: {
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2)
-      EXPECT("[beta1, beta2]");
-    for (int i = 0; i < 2; i++) {
-      const cJSON *x = cJSON_GetArrayItem(v, i);
-      if (!cJSON_IsNumber(x))
-        EXPECT("[beta1, beta2] (numbers)");
-      if (num_in_range(k, x->valuedouble, where, err, cap))
-        return -1;
-    }
-    c->beta1 = cJSON_GetArrayItem(v, 0)->valuedouble;
-    c->beta2 = cJSON_GetArrayItem(v, 1)->valuedouble;
-    break;
-  }
-  case K_LIST: {
-    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
-    if (n < 1 || n > MODEL_MAX_LAYERS)
-      EXPECT("a list of 1..64 per-layer sparsities");
-    for (int i = 0; i < n; i++) {
-      const cJSON *x = cJSON_GetArrayItem(v, i);
-      if (!cJSON_IsNumber(x))
-        EXPECT("a list of numbers");
-      if (num_in_range(k, x->valuedouble, where, err, cap))
-        return -1;
-      c->budget.list[i] = x->valuedouble;
-    }
-    c->budget.n_list = n;
-    break;
-  }
-  }
-#undef EXPECT
-  c->explicit_keys |= 1ull << ki;
-  return 0;
-}
-
-static int find_key(const char *name) {
-  for (int k = 0; k < N_KEYS; k++)
-    if (!strcmp(KEYS[k].name, name))
-      return k;
-  return -1;
-}
-
-static bool is_group(const char *name) {
-  for (size_t i = 0; i < sizeof GROUPS / sizeof *GROUPS; i++)
-    if (!strcmp(GROUPS[i], name))
-      return true;
-  return false;
-}
-
-static int apply_object(TrainConfig *c, const cJSON *obj, const char *prefix, const char *where,
-                        char *err, size_t cap) {
-  for (const cJSON *it = obj->child; it; it = it->next) {
-    char name[128];
-    snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] ? "." : "", it->string);
-    if (!prefix[0] && is_group(name)) {
-      if (!cJSON_IsObject(it)) {
-        snprintf(err, cap, "%s: key \"%s\": expected an object", where, name);
-        return -1;
-      }
-      if (apply_object(c, it, name, where, err, cap))
-        return -1;
-      continue;
-    }
-    int k = find_key(name);
-    if (k < 0) {
-      snprintf(err, cap, "%s: unknown key \"%s\"", where, name);
-      return -1;
-    }
-    if (set_key(c, k, it, where, err, cap))
-      return -1;
-  }
-  return 0;
-}
-
-int train_config_load(const char *path, TrainConfig *c, char *err, size_t cap) {
-  char *text;
-  size_t len;
-  if (rt_read_file(path, &text, &len, err, cap))
-    return -1;
-  const char *end = NULL;
-  cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-  if (!j) {
-    size_t at = end ? (size_t)(end - text) : 0;
-    int line = 1, col = 1;
-    for (size_t i = 0; i < at && i < len; i++)
-      text[i] == '\n' ? (line++, col = 1) : col++;
-    snprintf(err, cap, "%s:%d:%d: invalid JSON", path, line, col);
-    free(text);
-    return -1;
-  }
-  free(text);
-  int rc = 0;
-  if (!cJSON_IsObject(j)) {
-    snprintf(err, cap, "%s: expected a JSON object at the top", path);
-    rc = -1;
-  } else {
-    rc = apply_object(c, j, "", path, err, cap);
-  }
-  cJSON_Delete(j);
-  return rc;
-}
-
-int train_config_set(TrainConfig *c, const char *kv, char *err, size_t cap) {
-  const char *eq = strchr(kv, '=');
-  if (!eq || eq == kv) {
-    snprintf(err, cap, "--set %s: expected KEY=VALUE", kv);
-    return -1;
-  }
-  char key[128];
-  snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
-  int k = find_key(key);
-  if (k < 0) {
-    snprintf(err, cap, "--set: unknown key \"%s\"", key);
-    return -1;
-  }
-  const char *val = eq + 1;
-  cJSON *v = cJSON_Parse(val);
-  if (!v || (KEYS[k].type == K_STR && !cJSON_IsString(v))) {
-    cJSON_Delete(v);
-    v = cJSON_CreateString(val);   /* a bare string */
-  }
-  int rc = set_key(c, k, v, "--set", err, cap);
-  cJSON_Delete(v);
-  return rc;
 }
 
 int train_config_check(const TrainConfig *c, const char *where, char *err, size_t cap) {
@@ -395,8 +137,8 @@ int train_config_check(const TrainConfig *c, const char *where, char *err, size_
   }
   const BudgetConfig *b = &c->budget;
   bool budget_given = false;
-  for (int k = 0; k < N_KEYS; k++)
-    if (!strncmp(KEYS[k].name, "budget.", 7) && (c->explicit_keys >> k & 1))
+  for (int k = 0; k < tc_n_keys; k++)
+    if (!strncmp(tc_keys[k].name, "budget.", 7) && (c->explicit_keys >> k & 1))
       budget_given = true;
   if (c->select == SEL_NONE) {
     if (budget_given && (b->kind != BUDGET_UNIFORM || b->target != 0)) {
@@ -427,88 +169,6 @@ int train_config_check(const TrainConfig *c, const char *where, char *err, size_
     return -1;
   }
   return 0;
-}
-
-/* ---- writing ---------------------------------------------------------------------- */
-
-static cJSON *group_of(cJSON *root, const char *name, const char **leaf) {
-  const char *dot = strchr(name, '.');
-  if (!dot) {
-    *leaf = name;
-    return root;
-  }
-  char g[64];
-  snprintf(g, sizeof g, "%.*s", (int)(dot - name), name);
-  cJSON *o = cJSON_GetObjectItemCaseSensitive(root, g);
-  if (!o)
-    o = cJSON_AddObjectToObject(root, g);
-  *leaf = dot + 1;
-  return o;
-}
-
-static cJSON *config_object(const TrainConfig *c, bool resumable_too) {
-  cJSON *root = cJSON_CreateObject();
-  for (int ki = 0; ki < N_KEYS; ki++) {
-    const Key *k = &KEYS[ki];
-    if (!resumable_too && (train_config_resumable_key(k->name) || !strcmp(k->name, "name") ||
-                           !strcmp(k->name, "runs_dir")))
-      continue;   /* the hash: a run folder may be renamed or moved */
-    if (!strcmp(k->name, "description"))
-      continue;
-    if (!strncmp(k->name, "random_model.", 13) && c->model[0])
-      continue;   /* not used */
-    if (!strcmp(k->name, "budget.layers") && c->budget.kind != BUDGET_LIST)
-      continue;
-    if (!resumable_too && !strcmp(k->name, "budget.entropy") &&
-        c->budget.entropy == BUDGET_ENTROPY_KEPT)
-      continue;   /* hashed as before the key existed: older checkpoints still resume */
-    const char *leaf;
-    cJSON *o = group_of(root, k->name, &leaf);
-    const char *p = (const char *)c + k->off;
-    switch (k->type) {
-    case K_STR: cJSON_AddStringToObject(o, leaf, p); break;
-    case K_INT: cJSON_AddNumberToObject(o, leaf, *(const int *)p); break;
-    case K_I64: cJSON_AddNumberToObject(o, leaf, (double)*(const int64_t *)p); break;
-    case K_U64: cJSON_AddNumberToObject(o, leaf, (double)*(const uint64_t *)p); break;
-    case K_NUM: cJSON_AddNumberToObject(o, leaf, *(const double *)p); break;
-    case K_DROP:
-      if (*(const double *)p < 0)
-        cJSON_AddNullToObject(o, leaf);
-      else
-        cJSON_AddNumberToObject(o, leaf, *(const double *)p);
-      break;
-    case K_SELECT: cJSON_AddStringToObject(o, leaf, SELECT_NAMES[*(const int *)p]); break;
-    case K_BKIND: cJSON_AddStringToObject(o, leaf, BKIND_NAMES[*(const int *)p]); break;
-    case K_BNORM: cJSON_AddStringToObject(o, leaf, BNORM_NAMES[*(const int *)p]); break;
-    case K_BENT: cJSON_AddStringToObject(o, leaf, BENT_NAMES[*(const int *)p]); break;
-    case K_MTYPE: cJSON_AddStringToObject(o, leaf, MTYPE_NAMES[*(const int *)p]); break;
-    case K_BETAS: {
-      double b[2] = {c->beta1, c->beta2};
-      cJSON_AddItemToObject(o, leaf, cJSON_CreateDoubleArray(b, 2));
-      break;
-    }
-    case K_LIST:
-      cJSON_AddItemToObject(o, leaf, cJSON_CreateDoubleArray(c->budget.list, c->budget.n_list));
-      break;
-    }
-  }
-  return root;
-}
-
-char *train_config_json(const TrainConfig *c) {
-  cJSON *o = config_object(c, true);
-  char *s = cJSON_Print(o);
-  cJSON_Delete(o);
-  return s;
-}
-
-uint64_t train_config_hash(const TrainConfig *c) {
-  cJSON *o = config_object(c, false);
-  char *s = cJSON_PrintUnformatted(o);
-  cJSON_Delete(o);
-  uint64_t h = s ? rt_fnv1a64(s, strlen(s), RT_FNV_OFFSET) : 0;
-  free(s);
-  return h;
 }
 
 int train_config_from_run(const char *run_dir, TrainConfig *c, char *err, size_t cap) {
