@@ -7,6 +7,7 @@
  * so reading, checking and writing all name the key the user sees in the file. */
 #include "hf_impl.h"
 #include "errf.h"
+#include "json_kind.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -133,15 +134,6 @@ typedef struct Reader {
   char *err;
   size_t cap;
 } Reader;
-
-static const char *json_kind(const cJSON *j) {
-  if (cJSON_IsString(j)) return "a string";
-  if (cJSON_IsNumber(j)) return "a number";
-  if (cJSON_IsArray(j)) return "an array";
-  if (cJSON_IsObject(j)) return "an object";
-  if (cJSON_IsBool(j)) return "a boolean";
-  return "null";
-}
 
 static int type_error(const Reader *r, const char *key, const char *want, const cJSON *j) {
   return model_fail(r->err, r->cap, "%s: key \"%s\" must be %s, but it is %s", r->path, key, want,

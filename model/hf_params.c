@@ -4,6 +4,7 @@
  * into them with every shape checked against the config; see hf.h. */
 #include "hf.h"
 #include "errf.h"
+#include "rng.h"
 
 #include "safetensors.h"
 
@@ -123,13 +124,6 @@ int hf_params(const ModelConfig *c, HfParam *out, int cap) {
 }
 
 /* ---- initialisation ------------------------------------------------------------ */
-
-static uint64_t splitmix64(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 static uint64_t fnv1a(const char *s) {
   uint64_t h = 0xcbf29ce484222325ull;

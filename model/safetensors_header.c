@@ -8,6 +8,7 @@
  * no parse can run past the header. */
 #include "safetensors_impl.h"
 #include "errf.h"
+#include "json_kind.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -161,16 +162,6 @@ static int entry_fail(const Ctx *c, const char *fmt, ...) {
     return model_fail(c->err, c->cap, "%s: byte %zu: %s\"%s\": %s", c->st->path, at, what, c->name,
                 msg);
   return model_fail(c->err, c->cap, "%s: %s\"%s\": %s", c->st->path, what, c->name, msg);
-}
-
-static const char *json_kind(const cJSON *j) {
-  if (!j) return "missing";
-  if (cJSON_IsString(j)) return "a string";
-  if (cJSON_IsNumber(j)) return "a number";
-  if (cJSON_IsArray(j)) return "an array";
-  if (cJSON_IsObject(j)) return "an object";
-  if (cJSON_IsBool(j)) return "a boolean";
-  return "null";
 }
 
 /* A non-negative integer that JSON can carry exactly. */

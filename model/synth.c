@@ -5,6 +5,8 @@
  * (so a bag of words is not quite enough: the model has to use order a little). */
 #include "train.h"
 
+#include "rng.h"
+
 #include "../runtime/fsutil.h"
 
 #include <stdlib.h>
@@ -28,13 +30,7 @@ static const char *const EXTRA[] = {"but", ",", ".", "and", "'", "s"};
 
 #define COUNT(a) ((int)(sizeof a / sizeof *a))
 
-static uint64_t next(uint64_t *s) {   /* splitmix64 */
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-static int pick(uint64_t *s, int n) { return (int)(next(s) % (uint64_t)n); }
+static int pick(uint64_t *s, int n) { return (int)(splitmix64(s) % (uint64_t)n); }
 
 /* Appends one clause to buf; returns its polarity (1 positive). */
 static int clause(uint64_t *s, char *buf, size_t cap) {

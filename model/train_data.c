@@ -4,15 +4,10 @@
  * `crisp eval`) reads the same sets and batches. */
 #include "train_impl.h"
 
+#include "rng.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t splitmix(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 /* idx = a permutation of 0..n-1 drawn from seed (Fisher-Yates). */
 void train_permutation(int *idx, int n, uint64_t seed) {
@@ -20,7 +15,7 @@ void train_permutation(int *idx, int n, uint64_t seed) {
   for (int i = 0; i < n; i++)
     idx[i] = i;
   for (int i = n - 1; i > 0; i--) {
-    int j = (int)(splitmix(&s) % (uint64_t)(i + 1));
+    int j = (int)(splitmix64(&s) % (uint64_t)(i + 1));
     int t = idx[i];
     idx[i] = idx[j], idx[j] = t;
   }
