@@ -1,22 +1,46 @@
-/* train.c: the training loop (see train.h and docs/training.md). train_run checks the
- * run folder, prepares the run (train_setup.c) or resumes it from its checkpoint, then
- * steps through the epochs: micro-batches accumulated into one clipped AdamW step,
- * evaluations, metrics lines and checkpoints on their schedule, and at the end the
+/* train.c: the training loop (see train.h and docs/training.md). train_run opens the
+ * run (train_setup.c: a fresh one, or one resumed from its checkpoint), then steps
+ * through the epochs: micro-batches accumulated into one clipped AdamW step, a metrics
+ * line and the console, evaluations and checkpoints on their schedule; at the end the
  * final model folder and summary.json. */
 #include "train_impl.h"
 
 #include "../runtime/fsutil.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static int path_join(char *out, size_t cap, const char *a, const char *b) {
-  int n = snprintf(out, cap, "%s/%s", a, b);
-  return n < 0 || (size_t)n >= cap ? -1 : 0;
-}
+/* The optimizer steps of the run, fixed by the config and the training set. */
+typedef struct Schedule {
+  int bs, nb;                  /* batch size; micro-batches per epoch */
+  int64_t per_epoch, total;    /* optimizer steps per epoch; in all */
+  int64_t warmup;              /* learning-rate warm-up steps */
+  int64_t stop_at;             /* where this invocation stops (max_steps) */
+  int64_t console_every;       /* steps between plain console lines (about 40 in all) */
+} Schedule;
+
+/* What the steps of one invocation share: the epoch's order, the batch, the timing. */
+typedef struct Loop {
+  Schedule s;
+  int *perm;                   /* the epoch's order of the training rows */
+  Batch b;
+  int32_t pad;
+  bool adaptive;               /* an adaptive budget: attention statistics every step */
+  double t_start;              /* when this invocation's first step began */
+  double win_t;                /* the tokens/s window: its start and tokens */
+  int64_t win_tokens;
+  int64_t start_step;          /* the step this invocation began at */
+  double loss_ema;             /* the console's smoothed loss */
+} Loop;
+
+/* One optimizer step's figures, for its metrics line and the console. */
+typedef struct Step {
+  double loss, lr, grad_norm, seconds;
+  int64_t tokens;
+  double s_used[MODEL_MAX_LAYERS];   /* the mean over its micro-batches, per layer */
+} Step;
 
 static void apply_budget(Run *r) {
   if (r->c->select == SEL_NONE) {
@@ -72,13 +96,10 @@ static int do_eval(Run *r, const char *when, EvalResult *keep, char *err, size_t
 }
 
 static int save_checkpoint(Run *r, char *err, size_t cap) {
-  char path[1300];
-  snprintf(path, sizeof path, "%s/checkpoint.bin", r->dir);
   fflush(r->metrics);
   r->st.metrics_bytes = ftell(r->metrics);
-  return checkpoint_save(path, &r->st, r->m, &r->adam, err, cap);
+  return checkpoint_save(r->ckpt_path, &r->st, r->m, &r->adam, err, cap);
 }
-
 
 static int write_final(Run *r, const EvalResult *final, int64_t total, bool finished, char *err,
                        size_t cap) {
@@ -104,6 +125,217 @@ static int write_final(Run *r, const EvalResult *final, int64_t total, bool fini
   return metrics_summary(path, r->c, &r->st, final, total, finished, s, L, err, cap);
 }
 
+/* ---- one optimizer step ---------------------------------------------------------- */
+
+/* The next `group` micro-batches forward and backward: their gradients add up, their
+ * losses and tokens go to *st. */
+static int micro_batches(Run *r, Loop *lp, int group, Step *st, char *err, size_t cap) {
+  const TrainConfig *c = r->c;
+  Model *m = r->m;
+  int bs = lp->s.bs;
+  for (int j = 0; j < group; j++) {
+    int64_t first = r->st.epoch_pos * bs;
+    int cnt = (int)(r->train.n - first < bs ? r->train.n - first : bs);
+    batch_fill(&lp->b, &r->train, lp->perm + first, cnt, lp->pad);
+    apply_budget(r);
+    for (int l = 0; l < m->cfg.layers; l++)
+      st->s_used[l] = (j ? st->s_used[l] : 0) + (double)m->attn.sparsity[l] / group;
+    ModelRun run = {.train = true, .seed = (uint32_t)c->seed, .step = (uint32_t)r->st.micro,
+                    .stats = lp->adaptive && c->budget.entropy == BUDGET_ENTROPY_KEPT,
+                    .dense_stats = lp->adaptive && c->budget.entropy == BUDGET_ENTROPY_DENSE};
+    if (model_forward(m, lp->b.ids, lp->b.lengths, lp->b.B, lp->b.N, lp->b.labels, &run) ||
+        model_backward(m)) {
+      snprintf(err, cap, "step %lld: %s", (long long)r->st.opt_step + 1, m->err);
+      return -1;
+    }
+    if (lp->adaptive) {
+      double conc[MODEL_MAX_LAYERS];
+      budget_concentration(m, &c->budget, conc);
+      budget_observe(&r->st.budget, conc);
+    }
+    st->loss += run.loss;
+    st->tokens += lp->b.tokens;
+    r->st.micro++;
+    r->st.epoch_pos++;
+  }
+  return 0;
+}
+
+/* One optimizer step: up to grad_accum micro-batches (fewer at the end of an epoch),
+ * then AdamW on their mean gradient clipped to max_grad_norm. */
+static int one_step(Run *r, Loop *lp, Step *st, char *err, size_t cap) {
+  const TrainConfig *c = r->c;
+  Model *m = r->m;
+  double t0 = rt_now();
+  int64_t left = lp->s.nb - r->st.epoch_pos;
+  int group = (int)(left < c->grad_accum ? left : c->grad_accum);
+  *st = (Step){0};
+  if (micro_batches(r, lp, group, st, err, cap))
+    return -1;
+  /* the gradient is the mean over the group's micro-batches (each backward added
+   * d(mean loss)), clipped to max_grad_norm: both folded into one scale */
+  double gnorm = grad_norm_par(rt_host_pool(m->be), m->grads_mem, m->n_param_floats) / group;
+  float gscale = (float)(clip_coef(gnorm, c->max_grad_norm) / group);
+  double lr = lr_linear(r->st.opt_step, lp->s.total, lp->s.warmup, c->lr);
+  optimizer_step(r, lr, gscale);   /* and zeroes the gradients */
+  r->st.opt_step++;
+  st->seconds = rt_now() - t0;
+  r->st.train_seconds += st->seconds;
+  r->st.tokens += st->tokens;
+  lp->win_tokens += st->tokens;
+  st->loss /= group;
+  st->lr = lr;
+  st->grad_norm = gnorm;
+  return 0;
+}
+
+/* The step's metrics line (every log_every steps and the last) and the console: the
+ * progress line on a terminal, else a plain line now and then. */
+static int report_step(Run *r, Loop *lp, const Step *st, char *err, size_t cap) {
+  const TrainConfig *c = r->c;
+  int64_t step = r->st.opt_step, stop_at = lp->s.stop_at;
+  lp->loss_ema = isnan(lp->loss_ema) ? st->loss : 0.9 * lp->loss_ema + 0.1 * st->loss;
+  double now = rt_now();
+  double tps = lp->win_tokens / (now - lp->win_t > 1e-9 ? now - lp->win_t : 1e-9);
+  if (now - lp->win_t > 5)
+    lp->win_t = now, lp->win_tokens = 0;
+  double per_step = (now - lp->t_start) / (double)(step - lp->start_step);
+  double eta = per_step * (double)(stop_at - step);
+  if (step % c->log_every == 0 || step == stop_at) {
+    StepRecord rec = {step, lp->s.total, r->st.epoch, st->loss, st->lr, st->grad_norm,
+                      st->tokens / st->seconds, r->st.train_seconds, r->m->cfg.layers,
+                      st->s_used, lp->adaptive ? r->st.budget.c_ema : NULL};
+    if (metrics_step(r->metrics, &rec, err, cap))
+      return -1;
+  }
+  if (r->tty) {
+    run_progress(r, stop_at, lp->loss_ema, st->lr, tps, eta);
+  } else if (step % lp->s.console_every == 0 || step == 1 || step == stop_at) {
+    char t[32];
+    train_fmt_time(eta, t, sizeof t);
+    run_say(r, "step %lld/%lld  epoch %lld/%d  loss %.4f  lr %.2e  %.0f tok/s  ETA %s",
+            (long long)step, (long long)stop_at, (long long)r->st.epoch + 1, c->epochs,
+            lp->loss_ema, st->lr, tps, t);
+  }
+  return 0;
+}
+
+/* ---- after a step: evaluations and checkpoints ----------------------------------- */
+
+/* An evaluation at the end of an epoch (which then starts the next) or every
+ * eval_every steps; *epoch_end says which. */
+static int step_eval(Run *r, const Loop *lp, EvalResult *final, bool *epoch_end, char *err,
+                     size_t cap) {
+  *epoch_end = r->st.epoch_pos >= lp->s.nb;
+  if (*epoch_end) {
+    if (do_eval(r, "epoch_end", final, err, cap))
+      return -1;
+    r->st.epoch++;
+    r->st.epoch_pos = 0;
+  } else if (r->c->eval_every > 0 && r->st.opt_step % r->c->eval_every == 0) {
+    if (do_eval(r, "step", final, err, cap))
+      return -1;
+  }
+  return 0;
+}
+
+/* A checkpoint when asked to stop (*stopped then), at a max_steps stop, or every
+ * checkpoint_every steps; none once every epoch is done (the final folder follows). */
+static int step_checkpoint(Run *r, const Loop *lp, bool *stopped, char *err, size_t cap) {
+  const TrainConfig *c = r->c;
+  bool stop_now = r->opt->stop && *r->opt->stop;
+  bool last = r->st.opt_step >= lp->s.stop_at;
+  bool done_all = r->st.epoch >= c->epochs;
+  if (stop_now || (last && !done_all) ||
+      (c->checkpoint_every > 0 && r->st.opt_step % c->checkpoint_every == 0 && !done_all)) {
+    if (save_checkpoint(r, err, cap))
+      return -1;
+    if (stop_now) {
+      run_say(r, "interrupted at step %lld: checkpoint saved; continue with: crisp train "
+                 "--resume %s",
+              (long long)r->st.opt_step, r->dir);
+      *stopped = true;
+    }
+  }
+  return 0;
+}
+
+/* ---- the run ---------------------------------------------------------------------- */
+
+/* The schedule, the shuffle's and the batch's memory, and the clocks. */
+static int loop_begin(Run *r, Loop *lp, TrainResult *res, char *err, size_t cap) {
+  const TrainConfig *c = r->c;
+  Schedule *s = &lp->s;
+  s->bs = c->batch_size;
+  s->nb = (r->train.n + s->bs - 1) / s->bs;
+  s->per_epoch = (s->nb + c->grad_accum - 1) / c->grad_accum;
+  s->total = s->per_epoch * c->epochs;
+  s->warmup = (int64_t)ceil(c->warmup_ratio * (double)s->total);
+  s->stop_at = c->max_steps > 0 && c->max_steps < s->total ? c->max_steps : s->total;
+  s->console_every = s->stop_at / 40 > c->log_every ? s->stop_at / 40 : c->log_every;
+  res->total_steps = s->total;
+  run_say(r, "train: %s, %s, %d epochs x %lld steps (batch %d x %d accumulation), lr %g, "
+             "warm-up %lld, %d threads",
+          select_name(c->select),
+          c->select == SEL_NONE ? "dense" : budget_kind_name(c->budget.kind), c->epochs,
+          (long long)s->per_epoch, s->bs, c->grad_accum, c->lr, (long long)s->warmup,
+          r->be->threads);
+  lp->perm = malloc((size_t)r->train.n * sizeof *lp->perm);
+  if (!lp->perm || batch_alloc(&lp->b, s->bs, r->m->max_len)) {
+    free(lp->perm);
+    snprintf(err, cap, "out of memory");
+    return -1;
+  }
+  lp->pad = r->m->cfg.pad_token_id;
+  lp->adaptive = c->select != SEL_NONE && c->budget.kind == BUDGET_ADAPTIVE;
+  lp->t_start = rt_now(), lp->win_t = rt_now();
+  lp->win_tokens = 0, lp->start_step = r->st.opt_step;
+  lp->loss_ema = NAN;
+  return 0;
+}
+
+/* Steps through the epochs until the run is done, max_steps is reached or a stop is
+ * asked for (*stopped). */
+static int run_steps(Run *r, Loop *lp, EvalResult *final, bool *stopped, char *err,
+                     size_t cap) {
+  const TrainConfig *c = r->c;
+  while (r->st.epoch < c->epochs && r->st.opt_step < lp->s.stop_at) {
+    train_permutation(lp->perm, r->train.n, c->seed * 1000003ull + (uint64_t)r->st.epoch);
+    bool epoch_end = false;
+    while (!epoch_end && r->st.epoch_pos < lp->s.nb) {
+      Step st;
+      if (one_step(r, lp, &st, err, cap) || report_step(r, lp, &st, err, cap) ||
+          step_eval(r, lp, final, &epoch_end, err, cap) ||
+          step_checkpoint(r, lp, stopped, err, cap))
+        return -1;
+      if (*stopped || r->st.opt_step >= lp->s.stop_at)
+        return 0;
+    }
+  }
+  return 0;
+}
+
+/* The end of a run not interrupted: an evaluation unless the last step just had one,
+ * final/ and summary.json, and once every epoch is done, no checkpoint. */
+static int finish(Run *r, const Loop *lp, EvalResult *final, TrainResult *res, char *err,
+                  size_t cap) {
+  bool finished = r->st.epoch >= r->c->epochs;
+  if (r->eval_step != r->st.opt_step)
+    if (do_eval(r, finished ? "final" : "stop", final, err, cap))
+      return -1;
+  if (write_final(r, final, lp->s.total, finished, err, cap))
+    return -1;
+  if (finished)
+    unlink(r->ckpt_path);
+  res->accuracy = final->accuracy, res->val_loss = final->loss;
+  res->correct = final->correct, res->total = final->total;
+  res->steps = r->st.opt_step;
+  res->train_seconds = r->st.train_seconds;
+  res->tokens_per_s = r->st.train_seconds > 0 ? r->st.tokens / r->st.train_seconds : 0;
+  res->finished = finished;
+  return 0;
+}
+
 int train_run(TrainConfig *c, const TrainOptions *opt, TrainResult *res, char *err,
               size_t cap) {
   Run r = {.c = c, .opt = opt, .eval_step = -1};
@@ -113,268 +345,19 @@ int train_run(TrainConfig *c, const TrainOptions *opt, TrainResult *res, char *e
   memset(res, 0, sizeof *res);
   err[0] = 0;
   r.tty = opt->progress > 0 || (opt->progress < 0 && isatty(2));
-  char e[2048];
-  int rc = 1;
   EvalResult final = {0};
-
-  if (!c->model[0] && !opt->resume)
-    train_config_embedded(c);
-  if (train_config_check(c, "config", err, cap))
-    return 2;
-  if (path_join(r.dir, sizeof r.dir, c->runs_dir, c->name)) {
-    snprintf(err, cap, "run folder name too long");
-    return 2;
-  }
-  snprintf(res->run_dir, sizeof res->run_dir, "%s", r.dir);
-  char cfg_path[1300], metrics_path[1300], ckpt_path[1300];
-  snprintf(cfg_path, sizeof cfg_path, "%s/config.json", r.dir);
-  snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", r.dir);
-  snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.bin", r.dir);
-  if (!opt->resume && train_file_exists(cfg_path)) {
-    snprintf(err, cap, "%s already holds a run: continue it with --resume %s, or pick another "
-                       "--name", r.dir, r.dir);
-    return 2;
-  }
-  if (opt->resume && !train_file_exists(ckpt_path)) {
-    snprintf(err, cap, "%s: no checkpoint to resume from%s", ckpt_path,
-             train_file_exists(metrics_path) ? " (the run may have finished)" : "");
-    return 2;
-  }
-  if (rt_mkdirs(r.dir, err, cap))
-    return 1;
-  if (c->model[0] && !opt->resume) {
-    char *real = realpath(c->model, NULL);
-    if (!real) {
-      snprintf(err, cap, "%s: %s", c->model, strerror(errno));
-      return 2;
-    }
-    snprintf(c->model, sizeof c->model, "%s", real);
-    free(real);
-  }
-  int drc = run_resolve_data(&r, err, cap);
-  if (drc)
-    return drc == -2 ? 2 : 1;
-  if (r.data_note[0])
-    run_say(&r, "data: %s", r.data_note);
-
-  /* the backend, with BLAS on the same number of threads as the pool */
-  if (c->threads > 0) {
-    char t[16];
-    snprintf(t, sizeof t, "%d", c->threads);
-    setenv("OPENBLAS_NUM_THREADS", t, 1);
-    setenv("OMP_NUM_THREADS", t, 1);
-  }
-  r.be = backend_open(c->device, &(BackendOptions){.threads = c->threads}, e, sizeof e);
-  if (!r.be) {
-    snprintf(err, cap, "%s", e);
-    return 1;
-  }
-  int lrc = run_load_sets(&r, err, cap);
-  if (lrc) {
-    rc = lrc == -2 ? 2 : 1;
+  Loop lp = {0};
+  bool stopped = false;
+  int rc = run_open(&r, res, err, cap);
+  if (rc)
     goto out;
-  }
-  run_say(&r, "data: %s: %d train, %d dev sentences (longest %d tokens)", r.data, r.train.n, r.dev.n,
-      r.train.longest > r.dev.longest ? r.train.longest : r.dev.longest);
-  int brc = run_build_model(&r, err, cap);
-  if (brc) {
-    rc = brc == -2 ? 2 : 1;
+  rc = 1;
+  if (loop_begin(&r, &lp, res, err, cap))
     goto out;
-  }
-  Model *m = r.m;
-  int L = m->cfg.layers;
-  if (c->select != SEL_NONE && budget_init(&r.st.budget, &c->budget, L, err, cap)) {
-    rc = 2;
-    goto out;
-  }
-  r.st.budget.cfg = c->budget;
-  r.st.budget.layers = L;
-  r.st.best_step = -1;
-  r.st.config_hash = train_config_hash(c);
-
-  /* the resolved config; a resumed run checks its checkpoint against it */
-  if (opt->resume) {
-    TrainState saved = r.st;
-    if (checkpoint_load(ckpt_path, &saved, m, &r.adam, err, cap))
-      goto out;
-    if (saved.config_hash != r.st.config_hash) {
-      snprintf(err, cap, "%s was written by another configuration than %s", ckpt_path, cfg_path);
-      rc = 2;
-      goto out;
-    }
-    r.st = saved;
-    if (truncate(metrics_path, (off_t)r.st.metrics_bytes)) {
-      snprintf(err, cap, "%s: %s", metrics_path, strerror(errno));
-      goto out;
-    }
-    run_say(&r, "resuming %s at step %lld (epoch %lld, batch %lld)", r.dir, (long long)r.st.opt_step,
-        (long long)r.st.epoch + 1, (long long)r.st.epoch_pos);
-  }
-  {
-    char *json = train_config_json(c);
-    if (!json) {
-      snprintf(err, cap, "out of memory");
-      goto out;
-    }
-    size_t n = strlen(json);
-    char *t = malloc(n + 2);
-    if (t) {
-      memcpy(t, json, n);
-      t[n] = '\n';
-    }
-    int wrc = t ? rt_write_atomic(cfg_path, t, n + 1, err, cap) : -1;
-    free(t);
-    free(json);
-    if (wrc)
-      goto out;
-  }
-  r.metrics = fopen(metrics_path, opt->resume ? "a" : "w");
-  if (!r.metrics) {
-    snprintf(err, cap, "%s: %s", metrics_path, strerror(errno));
-    goto out;
-  }
-
-  /* the schedule */
-  int bs = c->batch_size, nb = (r.train.n + bs - 1) / bs;
-  int64_t per_epoch = (nb + c->grad_accum - 1) / c->grad_accum;
-  int64_t total = per_epoch * c->epochs;
-  int64_t warmup = (int64_t)ceil(c->warmup_ratio * (double)total);
-  int64_t stop_at = c->max_steps > 0 && c->max_steps < total ? c->max_steps : total;
-  res->total_steps = total;
-  run_say(&r, "train: %s, %s, %d epochs x %lld steps (batch %d x %d accumulation), lr %g, "
-          "warm-up %lld, %d threads",
-      select_name(c->select),
-      c->select == SEL_NONE ? "dense" : budget_kind_name(c->budget.kind), c->epochs,
-      (long long)per_epoch, bs, c->grad_accum, c->lr, (long long)warmup, r.be->threads);
-
-  int *perm = malloc((size_t)r.train.n * sizeof *perm);
-  Batch b;
-  if (!perm || batch_alloc(&b, bs, m->max_len)) {
-    free(perm);
-    snprintf(err, cap, "out of memory");
-    goto out;
-  }
-  int32_t pad = m->cfg.pad_token_id;
-  bool adaptive = c->select != SEL_NONE && c->budget.kind == BUDGET_ADAPTIVE;
-  double t_start = rt_now(), win_t = rt_now();
-  int64_t win_tokens = 0, start_step = r.st.opt_step;
-  double loss_ema = NAN;
-  bool stopped = false, failed = false;
-  int64_t console_every = stop_at / 40 > c->log_every ? stop_at / 40 : c->log_every;
-
-  while (r.st.epoch < c->epochs && r.st.opt_step < stop_at && !failed) {
-    train_permutation(perm, r.train.n, c->seed * 1000003ull + (uint64_t)r.st.epoch);
-    while (r.st.epoch_pos < nb) {
-      double t0 = rt_now();
-      int group = (int)(nb - r.st.epoch_pos < c->grad_accum ? nb - r.st.epoch_pos : c->grad_accum);
-      double loss_sum = 0;
-      int64_t toks = 0;
-      double s_used[MODEL_MAX_LAYERS];
-      for (int j = 0; j < group && !failed; j++) {
-        int64_t first = r.st.epoch_pos * bs;
-        int cnt = (int)(r.train.n - first < bs ? r.train.n - first : bs);
-        batch_fill(&b, &r.train, perm + first, cnt, pad);
-        apply_budget(&r);
-        for (int l = 0; l < L; l++)   /* the mean over the step's micro-batches */
-          s_used[l] = (j ? s_used[l] : 0) + (double)m->attn.sparsity[l] / group;
-        ModelRun run = {.train = true, .seed = (uint32_t)c->seed, .step = (uint32_t)r.st.micro,
-                        .stats = adaptive && c->budget.entropy == BUDGET_ENTROPY_KEPT,
-                        .dense_stats = adaptive && c->budget.entropy == BUDGET_ENTROPY_DENSE};
-        if (model_forward(m, b.ids, b.lengths, b.B, b.N, b.labels, &run) || model_backward(m)) {
-          snprintf(err, cap, "step %lld: %s", (long long)r.st.opt_step + 1, m->err);
-          failed = true;
-          break;
-        }
-        if (adaptive) {
-          double conc[MODEL_MAX_LAYERS];
-          budget_concentration(m, &c->budget, conc);
-          budget_observe(&r.st.budget, conc);
-        }
-        loss_sum += run.loss;
-        toks += b.tokens;
-        r.st.micro++;
-        r.st.epoch_pos++;
-      }
-      if (failed)
-        break;
-      /* the gradient is the mean over the group's micro-batches (each backward added
-       * d(mean loss)), clipped to max_grad_norm: both folded into one scale */
-      double gnorm = grad_norm_par(rt_host_pool(m->be), m->grads_mem, m->n_param_floats) / group;
-      float gscale = (float)(clip_coef(gnorm, c->max_grad_norm) / group);
-      double lr = lr_linear(r.st.opt_step, total, warmup, c->lr);
-      optimizer_step(&r, lr, gscale);   /* and zeroes the gradients */
-      r.st.opt_step++;
-      double dt = rt_now() - t0;
-      r.st.train_seconds += dt;
-      r.st.tokens += toks;
-      win_tokens += toks;
-      double loss = loss_sum / group;
-      loss_ema = isnan(loss_ema) ? loss : 0.9 * loss_ema + 0.1 * loss;
-      double now = rt_now();
-      double tps = win_tokens / (now - win_t > 1e-9 ? now - win_t : 1e-9);
-      if (now - win_t > 5)
-        win_t = now, win_tokens = 0;
-      double per_step = (now - t_start) / (double)(r.st.opt_step - start_step);
-      double eta = per_step * (double)(stop_at - r.st.opt_step);
-      if (r.st.opt_step % c->log_every == 0 || r.st.opt_step == stop_at) {
-        StepRecord rec = {r.st.opt_step, total, r.st.epoch, loss, lr, gnorm, toks / dt, r.st.train_seconds,
-                          L, s_used, adaptive ? r.st.budget.c_ema : NULL};
-        if (metrics_step(r.metrics, &rec, err, cap)) {
-          failed = true;
-          break;
-        }
-      }
-      if (r.tty)
-        run_progress(&r, stop_at, loss_ema, lr, tps, eta);
-      else if (r.st.opt_step % console_every == 0 || r.st.opt_step == 1 ||
-               r.st.opt_step == stop_at) {
-        char t[32];
-        train_fmt_time(eta, t, sizeof t);
-        run_say(&r, "step %lld/%lld  epoch %lld/%d  loss %.4f  lr %.2e  %.0f tok/s  ETA %s",
-            (long long)r.st.opt_step, (long long)stop_at, (long long)r.st.epoch + 1, c->epochs,
-            loss_ema, lr, tps, t);
-      }
-      bool epoch_end = r.st.epoch_pos >= nb;
-      if (epoch_end) {
-        if (do_eval(&r, "epoch_end", &final, err, cap)) {
-          failed = true;
-          break;
-        }
-        r.st.epoch++;
-        r.st.epoch_pos = 0;
-      } else if (c->eval_every > 0 && r.st.opt_step % c->eval_every == 0) {
-        if (do_eval(&r, "step", &final, err, cap)) {
-          failed = true;
-          break;
-        }
-      }
-      bool stop_now = opt->stop && *opt->stop;
-      bool last = r.st.opt_step >= stop_at;
-      bool done_all = r.st.epoch >= c->epochs;
-      if (stop_now || (last && !done_all) ||
-          (c->checkpoint_every > 0 && r.st.opt_step % c->checkpoint_every == 0 && !done_all)) {
-        if (save_checkpoint(&r, err, cap)) {
-          failed = true;
-          break;
-        }
-        if (stop_now) {
-          run_say(&r, "interrupted at step %lld: checkpoint saved; continue with: crisp train "
-                  "--resume %s",
-              (long long)r.st.opt_step, r.dir);
-          stopped = true;
-        }
-      }
-      if (stopped || last)
-        break;
-      if (epoch_end)
-        break;
-    }
-    if (stopped || failed || r.st.opt_step >= stop_at)
-      break;
-  }
-  batch_free(&b);
-  free(perm);
-  if (failed)
+  int src = run_steps(&r, &lp, &final, &stopped, err, cap);
+  batch_free(&lp.b);
+  free(lp.perm);
+  if (src)
     goto out;
   if (stopped) {
     res->interrupted = true;
@@ -382,21 +365,8 @@ int train_run(TrainConfig *c, const TrainOptions *opt, TrainResult *res, char *e
     rc = 130;
     goto out;
   }
-  bool finished = r.st.epoch >= c->epochs;
-  /* the final evaluation (unless the last step just had one) */
-  if (r.eval_step != r.st.opt_step)
-    if (do_eval(&r, finished ? "final" : "stop", &final, err, cap))
-      goto out;
-  if (write_final(&r, &final, total, finished, err, cap))
+  if (finish(&r, &lp, &final, res, err, cap))
     goto out;
-  if (finished)
-    unlink(ckpt_path);
-  res->accuracy = final.accuracy, res->val_loss = final.loss;
-  res->correct = final.correct, res->total = final.total;
-  res->steps = r.st.opt_step;
-  res->train_seconds = r.st.train_seconds;
-  res->tokens_per_s = r.st.train_seconds > 0 ? r.st.tokens / r.st.train_seconds : 0;
-  res->finished = finished;
   rc = 0;
 out:
   if (r.line_open && !opt->quiet)

@@ -28,6 +28,7 @@ typedef struct Run {
   TrainConfig *c;
   const TrainOptions *opt;
   char dir[1200], data[1300], vocab[1400], data_note[256];
+  char cfg_path[1300], metrics_path[1300], ckpt_path[1300];   /* in dir */
   Backend *be;
   RtModule *mod;
   Tokenizer *tok;
@@ -44,8 +45,13 @@ typedef struct Run {
 
 /* ---- preparing and releasing it (train_setup.c) ---------------------------------- */
 
+/* Everything before the first step: the config checked, the run folder, the data, the
+ * backend, the sets, the model, the state (the checkpoint's when resuming), config.json
+ * written and metrics.jsonl open. 0, or train_run's exit status (2: what the user can
+ * fix; 1: another failure) with err. */
+int run_open(Run *r, TrainResult *res, char *err, size_t cap);
 bool train_file_exists(const char *p);
-/* The three steps of preparing a run return 0, or -2 for what the user can fix
+/* Three steps of run_open, which return 0, or -2 for what the user can fix
  * (train_run exits 2) or -1, with err. */
 /* Resolves r->data and r->vocab (and c->data in the resolved config). */
 int run_resolve_data(Run *r, char *err, size_t cap);

@@ -1,15 +1,18 @@
-/* train_setup.c: a run made ready for its first step: where the data and the
- * vocabulary are (a synthetic set made when none is shared), both sets tokenized (a
- * seeded subset when train_limit asks), the model created or loaded with its dropouts,
- * attention and optimizer; and all of it released again. Apart from the loop in
- * train.c, which only steps what this prepared. */
+/* train_setup.c: a run made ready for its first step (run_open): the config checked
+ * and the run folder made, where the data and the vocabulary are (a synthetic set made
+ * when none is shared), both sets tokenized (a seeded subset when train_limit asks),
+ * the model created or loaded with its dropouts, attention and optimizer, the state
+ * fresh or the checkpoint's on --resume, config.json written; and all of it released
+ * again. Apart from the loop in train.c, which only steps what this prepared. */
 #include "train_impl.h"
 
 #include "../runtime/fsutil.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef CRISP_SHARED_DATA
 #define CRISP_SHARED_DATA "../shared/data"
@@ -263,4 +266,147 @@ void run_free(Run *r) {
   tok_free(r->tok);
   if (r->be)
     backend_close(r->be);
+}
+
+/* ---- opening the run ------------------------------------------------------------ */
+
+static int path_join(char *out, size_t cap, const char *a, const char *b) {
+  int n = snprintf(out, cap, "%s/%s", a, b);
+  return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* The exit status for a step's 0, -2 or -1. */
+static int status_of(int rc) { return rc == -2 ? 2 : rc ? 1 : 0; }
+
+/* The config checked and RUNS/NAME made: a new run must not overwrite one, a resumed
+ * one needs its checkpoint; the model folder becomes absolute in the resolved config. */
+static int open_folder(Run *r, TrainResult *res, char *err, size_t cap) {
+  TrainConfig *c = r->c;
+  const TrainOptions *opt = r->opt;
+  if (!c->model[0] && !opt->resume)
+    train_config_embedded(c);
+  if (train_config_check(c, "config", err, cap))
+    return 2;
+  if (path_join(r->dir, sizeof r->dir, c->runs_dir, c->name)) {
+    snprintf(err, cap, "run folder name too long");
+    return 2;
+  }
+  snprintf(res->run_dir, sizeof res->run_dir, "%s", r->dir);
+  snprintf(r->cfg_path, sizeof r->cfg_path, "%s/config.json", r->dir);
+  snprintf(r->metrics_path, sizeof r->metrics_path, "%s/metrics.jsonl", r->dir);
+  snprintf(r->ckpt_path, sizeof r->ckpt_path, "%s/checkpoint.bin", r->dir);
+  if (!opt->resume && train_file_exists(r->cfg_path)) {
+    snprintf(err, cap, "%s already holds a run: continue it with --resume %s, or pick another "
+                       "--name", r->dir, r->dir);
+    return 2;
+  }
+  if (opt->resume && !train_file_exists(r->ckpt_path)) {
+    snprintf(err, cap, "%s: no checkpoint to resume from%s", r->ckpt_path,
+             train_file_exists(r->metrics_path) ? " (the run may have finished)" : "");
+    return 2;
+  }
+  if (rt_mkdirs(r->dir, err, cap))
+    return 1;
+  if (c->model[0] && !opt->resume) {
+    char *real = realpath(c->model, NULL);
+    if (!real) {
+      snprintf(err, cap, "%s: %s", c->model, strerror(errno));
+      return 2;
+    }
+    snprintf(c->model, sizeof c->model, "%s", real);
+    free(real);
+  }
+  return 0;
+}
+
+/* The backend, with BLAS on the same number of threads as the pool. */
+static int open_backend(Run *r, char *err, size_t cap) {
+  const TrainConfig *c = r->c;
+  char e[2048];
+  if (c->threads > 0) {
+    char t[16];
+    snprintf(t, sizeof t, "%d", c->threads);
+    setenv("OPENBLAS_NUM_THREADS", t, 1);
+    setenv("OMP_NUM_THREADS", t, 1);
+  }
+  r->be = backend_open(c->device, &(BackendOptions){.threads = c->threads}, e, sizeof e);
+  if (!r->be) {
+    snprintf(err, cap, "%s", e);
+    return 1;
+  }
+  return 0;
+}
+
+/* The training state: a fresh one for the config, or, resuming, the checkpoint's
+ * (refused when another configuration wrote it), with metrics.jsonl cut back to the
+ * length it had then. */
+static int open_state(Run *r, char *err, size_t cap) {
+  const TrainConfig *c = r->c;
+  int L = r->m->cfg.layers;
+  if (c->select != SEL_NONE && budget_init(&r->st.budget, &c->budget, L, err, cap))
+    return 2;
+  r->st.budget.cfg = c->budget;
+  r->st.budget.layers = L;
+  r->st.best_step = -1;
+  r->st.config_hash = train_config_hash(c);
+  if (!r->opt->resume)
+    return 0;
+  TrainState saved = r->st;
+  if (checkpoint_load(r->ckpt_path, &saved, r->m, &r->adam, err, cap))
+    return 1;
+  if (saved.config_hash != r->st.config_hash) {
+    snprintf(err, cap, "%s was written by another configuration than %s", r->ckpt_path,
+             r->cfg_path);
+    return 2;
+  }
+  r->st = saved;
+  if (truncate(r->metrics_path, (off_t)r->st.metrics_bytes)) {
+    snprintf(err, cap, "%s: %s", r->metrics_path, strerror(errno));
+    return 1;
+  }
+  run_say(r, "resuming %s at step %lld (epoch %lld, batch %lld)", r->dir,
+          (long long)r->st.opt_step, (long long)r->st.epoch + 1, (long long)r->st.epoch_pos);
+  return 0;
+}
+
+/* RUNS/NAME/config.json: the resolved config, every key. */
+static int write_config(Run *r, char *err, size_t cap) {
+  char *json = train_config_json(r->c);
+  if (!json) {
+    snprintf(err, cap, "out of memory");
+    return 1;
+  }
+  size_t n = strlen(json);
+  char *t = malloc(n + 2);
+  if (t) {
+    memcpy(t, json, n);
+    t[n] = '\n';
+  }
+  int wrc = t ? rt_write_atomic(r->cfg_path, t, n + 1, err, cap) : -1;
+  free(t);
+  free(json);
+  return wrc ? 1 : 0;
+}
+
+int run_open(Run *r, TrainResult *res, char *err, size_t cap) {
+  int rc = open_folder(r, res, err, cap);
+  if (rc)
+    return rc;
+  if ((rc = status_of(run_resolve_data(r, err, cap))))
+    return rc;
+  if (r->data_note[0])
+    run_say(r, "data: %s", r->data_note);
+  if ((rc = open_backend(r, err, cap)) || (rc = status_of(run_load_sets(r, err, cap))))
+    return rc;
+  run_say(r, "data: %s: %d train, %d dev sentences (longest %d tokens)", r->data, r->train.n,
+          r->dev.n, r->train.longest > r->dev.longest ? r->train.longest : r->dev.longest);
+  if ((rc = status_of(run_build_model(r, err, cap))) || (rc = open_state(r, err, cap)) ||
+      (rc = write_config(r, err, cap)))
+    return rc;
+  r->metrics = fopen(r->metrics_path, r->opt->resume ? "a" : "w");
+  if (!r->metrics) {
+    snprintf(err, cap, "%s: %s", r->metrics_path, strerror(errno));
+    return 1;
+  }
+  return 0;
 }
