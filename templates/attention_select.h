@@ -50,7 +50,9 @@ enum { SELECT_BINS = 2048, SELECT_ROUNDS = 3 };
 enum {
   SELECT_Q, SELECT_K, SELECT_LENGTHS, SELECT_HISTOGRAM, SELECT_PREFIX, SELECT_RANK,
   SELECT_TAU_GROUP, SELECT_B, SELECT_H, SELECT_N, SELECT_QKV_SB, SELECT_QKV_SN,
-  SELECT_QKV_SH, SELECT_SPARSITY, SELECT_ROUND, SELECT_NPARAMS
+  SELECT_QKV_SH, SELECT_SPARSITY, SELECT_ROUND,
+  SELECT_CAND, SELECT_CAND_CAP,   /* the tile schedule's kernels only (below) */
+  SELECT_NPARAMS
 };
 
 typedef enum {
@@ -62,6 +64,21 @@ const char *attention_select_kernel_name(SelectKernel which);
 
 /* G: B*H for head_quantile, 1 for layer_quantile, 0 for the other modes. */
 int attention_select_groups(const Spec *s, int B, int H);
+
+/* The tile schedule's candidate buffer (SCHED_TILE; attention_select_tile.c). Its
+ * kernels take two more parameters after `round`:
+ *   cand:     i32 inout [B * H * (cand_cap + SELECT_CAND_HEAD)]   scratch kept from
+ *             hist(1) to hist(2): per (b, h) a header and up to cand_cap keys
+ *   cand_cap: i32   keys per (b, h); any value >= 0 gives the same tau (0: round 2
+ *             recomputes every score, as the warp schedule does)
+ * The warp schedule's kernels have neither (SELECT_CAND is one past their last). */
+enum { SELECT_CAND_HEAD = 2 };
+bool attention_select_has_cand(const TileConfig *t);
+/* The default cand_cap for calls with N <= max_len: an eighth of a head's max_len^2
+ * scores (a buffer of B * H * max_len^2 / 2 bytes). */
+int attention_select_cand_cap(int max_len);
+/* Elements of the cand buffer for B x H heads (cap: cand_cap). */
+int64_t attention_select_cand_len(int B, int H, int cap);
 
 /* Builds one kernel (NULL if the spec's select mode needs none). */
 Kernel *attention_select_build_kernel(const Spec *s, const TileConfig *t, SelectKernel which);

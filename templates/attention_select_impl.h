@@ -13,6 +13,7 @@ typedef struct {
   const Spec *spec;
   Kernel *k;
   Buf *q, *kk, *lengths, *hist, *prefix, *rank, *tau_group;
+  Buf *cand;               /* the tile schedule's candidate keys (NULL: warp schedule) */
   Op *p[SELECT_NPARAMS];   /* scalar parameter values */
 } SelCtx;
 
@@ -32,6 +33,8 @@ void select_hist_begin(SelCtx *c, Builder *b, const TileConfig *t, HistBlock *h)
 Op *select_key_matches(Builder *b, const HistBlock *h, Op *key);
 /* In lane code: adds score s (f32) to its bin if its key matches the round's prefix. */
 void select_bin_score(Builder *lane, const HistBlock *h, Op *s);
+/* The same for an order key. */
+void select_bin_key(Builder *lane, const HistBlock *h, Op *key);
 /* Barrier, then the block's nonzero bins added to hist[g, :] (global atomics). */
 void select_hist_end(SelCtx *c, Builder *b, const HistBlock *h);
 
