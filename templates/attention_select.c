@@ -29,8 +29,9 @@ int attention_select_groups(const Spec *s, int B, int H) {
 
 bool attention_select_has_cand(const TileConfig *t) { return t->sched == SCHED_TILE; }
 
+/* An eighth of the scores, plus the room a row group reserves before it is stored */
 int attention_select_cand_cap(int max_len) {
-  return (int)((int64_t)max_len * max_len / 8);
+  return (int)((int64_t)max_len * max_len / 8 + 4 * (int64_t)max_len);
 }
 
 int64_t attention_select_cand_len(int B, int H, int cap) {

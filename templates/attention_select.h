@@ -75,7 +75,8 @@ int attention_select_groups(const Spec *s, int B, int H);
 enum { SELECT_CAND_HEAD = 2 };
 bool attention_select_has_cand(const TileConfig *t);
 /* The default cand_cap for calls with N <= max_len: an eighth of a head's max_len^2
- * scores (a buffer of B * H * max_len^2 / 2 bytes). */
+ * scores plus 4 max_len (the room a row group must find free; a buffer of about
+ * B * H * max_len^2 / 2 bytes). */
 int attention_select_cand_cap(int max_len);
 /* Elements of the cand buffer for B x H heads (cap: cand_cap). */
 int64_t attention_select_cand_len(int B, int H, int cap);
