@@ -75,7 +75,7 @@ static Op *by_round(SelCtx *c, Builder *b, int64_t v0, int64_t v1, int64_t v2) {
 }
 
 /* position of the round's digit in the key: bits 31..21, 20..10, 9..0 */
-static Op *digit_shift(SelCtx *c, Builder *b) { return by_round(c, b, 21, 10, 0); }
+static Op *digit_shift(SelCtx *c, Builder *b) { return by_round(c, b, SELECT_SHIFT0, 10, 0); }
 
 /* ---- init ---- */
 

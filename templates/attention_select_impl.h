@@ -9,6 +9,9 @@
 #include "attention_common.h"
 #include "attention_select.h"
 
+/* Round 0's digit: key bits 31..21, every key binned. */
+enum { SELECT_SHIFT0 = 21 };
+
 typedef struct {
   const Spec *spec;
   Kernel *k;

@@ -16,17 +16,35 @@
  *   then per group of TILE_RT rows:
  *   1. S for the group's rows over its keys by tile_scores into a TILE_RT x ld slot
  *      (rows past min(N, L) are scored from a clamped row and never binned);
- *   2. per valid row, lanes over its valid keys (j < L, j <= i when causal): each
- *      score binned by select_bin_score, in chunks of TILE_JT keys that are
- *      skipped when none of their keys matches the round's prefix (bin_row).
+ *   2. per valid row, its valid keys (j < L, j <= i when causal) in chunks of
+ *      TILE_JT: a vectorised bit mask of the keys that match the round's prefix,
+ *      and, where it is nonzero, in round 2 each matching score binned (bin_row),
+ *      in round 1 each appended to the block's candidates (store_row); round 0
+ *      bins every score without the mask (bin_all).
  * One block per head, not the forward's `rows`: the packing is strided loads, and
  * with 128-row blocks at L = 512 it took a fifth of the kernel's time, paid again
  * every round (measured 500 -> 425 ms of one thread's select plan at B = 16,
  * H = 12, n = 512). B*H blocks per round remain to share the cores.
- * Cost per block and round: L*D packing, 2*D flops per score of its rows (in
- * register tiles, rounded up to TILE_JT keys per group), and one key compare per
- * valid score plus a shared-histogram increment for each that matches the round's
- * prefix (every score in round 0). */
+ *
+ * Candidates (cand, cand_cap; attention_select.h). Scoring is most of a round (the
+ * QK^T register tiles run at the FMA units' rate), and after round 0 only the keys
+ * in tau's 11-bit bin still count, a few percent of them. So round 1 stores the keys
+ * that match its prefix, all of them, in the block's region of cand: row group by
+ * row group, in order, as long as each group's TILE_RT * (its keys) still fit under
+ * cand_cap and every group before it was stored; a group that does not fit, and
+ * every one after it, is binned directly (bin_row). Round 1 then bins the
+ * stored keys and writes the region's header: the count, and the rows stored (a
+ * multiple of TILE_RT, or L when all were). Round 2 bins the stored keys that match
+ * its prefix and scores only the rows past the stored ones (none when all fit), so
+ * the histogram is the same whatever cand_cap is. The keys are what round 2 needs
+ * (its filter and digit), and the forward's own f32 bits are never re-derived from
+ * them, so tau stays one of the forward's scores.
+ *
+ * Cost per block: rounds 0 and 1: L*D packing, 2*D flops per score of its rows (in
+ * register tiles, rounded up to TILE_JT keys per group) and the mask per chunk of
+ * keys; round 0 a shared-histogram increment per score; round 1 one scalar step per
+ * stored key (a set bit of a mask) and a pass over them. Round 2: a pass over the
+ * stored keys; the recomputation only past them. */
 #include <math.h>
 
 #include "attention_select_impl.h"
@@ -40,6 +58,7 @@ typedef struct {
   Buf *cs;      /* shared [2]: keys stored and rows stored so far (round 1) */
   int64_t ld;   /* slot and packed-row length: max_seq rounded up to TILE_JT */
   Op *lim;      /* rows < lim are valid: min(N, L) = L (select_hist_begin clamps L) */
+  Op *round0;   /* round 0: every score binned (bool) */
   Op *store;    /* round 1: groups may be stored as candidates (bool) */
   Op *cap;      /* cand_cap, clamped to [0, 2^30] */
   Op *head;     /* the block's header in cand; its keys follow */
@@ -63,8 +82,9 @@ static Op *keys_at(Builder *b, const Tile *t) { return add(b, t->head, i32(b, SE
  * sum of distinct bits is their OR), then the builder `any` that runs only where it
  * is nonzero, with the chunk's first slot index in *at, its key count in *n. In
  * rounds 1 and 2 only the scores in the bins decided so far match, a small
- * fraction, so most chunks skip `any` (in round 1 about 6 %% of the scores match
- * and 17 %% of the chunks have none, at B = 16, H = 12, n = 512, s = 0.8). */
+ * fraction (in round 1 at B = 16, H = 12, n = 512, s = 0.8, unquantized inputs:
+ * 5.2 % on average, 5.4 % at most in a head), so `any` runs once per matching key
+ * instead of once per key. */
 static Op *chunks(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m, Builder *any,
                   Op **at, Op **n) {
   Builder chunk, bits;
@@ -79,14 +99,24 @@ static Op *chunks(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m, Bu
   return mask;
 }
 
-/* Step 2 for one row: its matching scores binned (the scalar loop: a histogram
- * increment does not vectorise). Round 0 bins every score. */
+/* Step 2 in rounds 1 (rows not stored) and 2 for one row: its matching scores
+ * binned (the scalar loop: a histogram increment does not vectorise). */
 static void bin_row(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m) {
   Builder any, lane;
   Op *at, *n;
   chunks(b, h, slot, base, m, &any, &at, &n);
   Op *jj = ir_pfor(&any, AXIS_LANE, n, "jj", &lane)->index;
   select_bin_score(&lane, h, ir_load(&lane, slot, add(&lane, at, jj)));
+}
+
+/* Step 2 in round 0 for one row: every score binned by its top digit, with none of
+ * the prefix tests (a scalar loop whose instructions per score bound the round). */
+static void bin_all(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m) {
+  Builder lane;
+  Op *jj = ir_pfor(b, AXIS_LANE, m, "jj", &lane)->index;
+  Op *key = attn_order_key(&lane, ir_load(&lane, slot, add(&lane, base, jj)));
+  ir_atomic_add(&lane, h->bins, ir_bin(&lane, OP_SHR, key, i32(&lane, SELECT_SHIFT0)),
+                i32(&lane, 1));
 }
 
 /* Bits set in x (i32), the SWAR way (LLVM turns it into popcnt). */
@@ -159,7 +189,11 @@ static void emit_group(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b,
     ir_if(&yes, ir_cmp(&yes, CMP_LT, iy, t->lim), &ry, NULL);
     store_row(c, h, t, &ry, i32(&ry, (int)(r * t->ld)), row_keys(c, h, &ry, iy));
     ir_if(&no, ir_cmp(&no, CMP_LT, in, t->lim), &rn, NULL);
-    bin_row(&rn, h, t->slot, i32(&rn, (int)(r * t->ld)), row_keys(c, h, &rn, in));
+    Builder r0, later;
+    Op *at = i32(&rn, (int)(r * t->ld)), *m = row_keys(c, h, &rn, in);
+    ir_if(&rn, t->round0, &r0, &later);
+    bin_all(&r0, h, t->slot, at, m);
+    bin_row(&later, h, t->slot, at, m);
   }
   ir_pfor(&yes, AXIS_LANE, i32(&yes, 1), "one", &one);
   ir_store(&one, t->cs, i32(&one, 1),
@@ -199,6 +233,7 @@ void select_hist_tile_rows(SelCtx *c, Builder *b, const TileConfig *tc, const Hi
   Builder warp, one, late, after, hdr;
   ir_pfor(b, AXIS_WARP, i32(b, 1), "w", &warp);
   Op *round = p[SELECT_ROUND];
+  t.round0 = ir_cmp(&warp, CMP_EQ, round, i32(&warp, 0));
   t.store = ir_cmp(&warp, CMP_EQ, round, i32(&warp, 1));
   t.cap = ir_bin(&warp, OP_MIN, ir_bin(&warp, OP_MAX, p[SELECT_CAND_CAP], i32(&warp, 0)),
                  i32(&warp, 1 << 30));
