@@ -6,9 +6,10 @@
  *   keep_g = min(max(keep_min, ceil((1 - s) * M_g - 1e-6)), M_g)   (f64)
  *   tau_group[g] = the keep_g-th largest valid score (counting repeats), as the f32
  *                  score the forward computes; +inf when M_g = 0.
- * No n x n matrix is stored: the scores are recomputed in every round and reduced
- * to a histogram of their order-preserving u32 keys (attn_order_key), a radix
- * select over 3 rounds of 11, 11 and 10 bits, most significant first.
+ * No n x n matrix is stored: the scores are recomputed in every round (the tile
+ * schedule: rounds 0 and 1, keeping round 1's few matching keys for round 2) and
+ * reduced to a histogram of their order-preserving u32 keys (attn_order_key), a
+ * radix select over 3 rounds of 11, 11 and 10 bits, most significant first.
  *
  * Kernels, all with the same parameters (names, types, roles) in this order:
  *   q, k:      f32 in, strided as in templates.h (qkv_sb, qkv_sn, qkv_sh)
@@ -26,7 +27,10 @@
  *       S_ij as the forward computes it, key = order key; keys whose decided bits
  *       equal prefix[g] add 1 to bin (key >> shift) & mask of a shared histogram
  *       (shared atomics), which is then added to hist[g, :] (global atomics, zero
- *       bins skipped). Round 0 ignores prefix; shift = 21, 10, 0.
+ *       bins skipped). Round 0 ignores prefix; shift = 21, 10, 0. The tile
+ *       schedule (the CPU's) scores in rounds 0 and 1 only: round 1 also stores
+ *       its matching keys in `cand`, which round 2 bins (attention_select_tile.c;
+ *       rows that found no room there are recomputed).
  *   NAME_select_pick  grid (H, B) | (1)
  *       per group: copies hist[g, :] and zeroes it (ready for the next round), finds
  *       the bin where the count from the top reaches rank (round 0: rank = keep_g,
