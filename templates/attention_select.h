@@ -74,7 +74,8 @@ int attention_select_groups(const Spec *s, int B, int H);
  *   cand:     i32 inout [B * H * (cand_cap + SELECT_CAND_HEAD)]   scratch kept from
  *             hist(1) to hist(2): per (b, h) a header and up to cand_cap keys
  *   cand_cap: i32   keys per (b, h); any value >= 0 gives the same tau (0: round 2
- *             recomputes every score, as the warp schedule does)
+ *             recomputes every score, as the warp schedule does). Indices are i32:
+ *             B * H * (cand_cap + SELECT_CAND_HEAD) must stay below 2^31.
  * The warp schedule's kernels have neither (SELECT_CAND is one past their last). */
 enum { SELECT_CAND_HEAD = 2 };
 bool attention_select_has_cand(const TileConfig *t);
