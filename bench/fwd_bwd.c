@@ -196,7 +196,12 @@ static void select_args(BenchShape *sh, const Spec *s) {
   sh->hist = bench_xcalloc((size_t)g * SELECT_BINS, sizeof(int32_t));
   sh->prefix = bench_xcalloc((size_t)g, sizeof(int32_t));
   sh->rank = bench_xcalloc((size_t)g, sizeof(int32_t));
-  void *sp_ptrs[7] = {c->q, c->k, c->lengths, sh->hist, sh->prefix, sh->rank, c->tau_group};
+  /* the tile schedule's candidates (the warp schedule's kernels ignore the extra args) */
+  sh->cand_cap = attention_select_cand_cap(c->l.N);
+  sh->cand = bench_xcalloc((size_t)attention_select_cand_len(c->l.B, c->l.H, sh->cand_cap),
+                           sizeof(int32_t));
+  void *sp_ptrs[8] = {c->q, c->k, c->lengths, sh->hist, sh->prefix, sh->rank, c->tau_group,
+                      sh->cand};
   memcpy(sh->sp_ptrs, sp_ptrs, sizeof sp_ptrs);
   for (int i = 0; i < 7; i++)
     sh->sa[i] = &sh->sp_ptrs[i];
@@ -204,6 +209,8 @@ static void select_args(BenchShape *sh, const Spec *s) {
     sh->sa[SELECT_B + i] = &sh->ints[i];
   sh->sa[SELECT_SPARSITY] = &sh->spv;
   sh->sa[SELECT_ROUND] = &sh->round;
+  sh->sa[SELECT_CAND] = &sh->sp_ptrs[7];
+  sh->sa[SELECT_CAND_CAP] = &sh->cand_cap;
 }
 
 void bench_shape_init(BenchShape *sh, const BenchKernels *ks, const BenchShapeOpts *o,
@@ -275,7 +282,8 @@ BenchResult bench_shape_result(BenchShape *sh, int reps) {
 }
 
 void bench_shape_free(BenchShape *sh) {
-  void *p[] = {sh->hist, sh->prefix, sh->rank, sh->dout, sh->delta, sh->grad, sh->ngrad, sh->no};
+  void *p[] = {sh->hist,  sh->prefix, sh->rank,  sh->cand, sh->dout,
+               sh->delta, sh->grad,   sh->ngrad, sh->no};
   for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
     free(p[i]);
   attn_case_free(&sh->c);

@@ -59,10 +59,10 @@ typedef struct BenchShape {
   AttnCase c;
   AttnArgs fa;
   float *dout, *delta, *grad, *ngrad, *no;
-  int32_t *hist, *prefix, *rank;
+  int32_t *hist, *prefix, *rank, *cand;   /* cand: the tile schedule's candidates */
   int G;                     /* select groups (quantile modes), else 0 */
-  void *ptrs[12], *sp_ptrs[7];
-  int32_t ints[16], round;
+  void *ptrs[12], *sp_ptrs[8];
+  int32_t ints[16], round, cand_cap;
   float p;
   double spv;
   void *ba[ATTN_BWD_NPARAMS], *sa[SELECT_NPARAMS];

@@ -21,6 +21,8 @@ typedef struct CrispMode {
 struct AttnCrisp {
   CrispMode mode[SEL_LAYER_QUANTILE + 1];
   DevPtr hist, prefix, rank, tau_group; /* for G = max_batch * heads groups */
+  DevPtr cand;                          /* the tile schedule's candidates (0: none yet) */
+  int32_t cand_cap;                     /* its keys per (b, h) */
 };
 
 const char *attention_impl_name(AttnImpl impl) {
@@ -49,8 +51,9 @@ void attention_engine_free(AttnEngine *e) {
     return;
   free(e->ws);
   if (e->crisp) {
-    DevPtr bufs[] = {e->crisp->hist, e->crisp->prefix, e->crisp->rank, e->crisp->tau_group};
-    for (int i = 0; i < 4; i++)
+    DevPtr bufs[] = {e->crisp->hist, e->crisp->prefix, e->crisp->rank, e->crisp->tau_group,
+                     e->crisp->cand};
+    for (int i = 0; i < 5; i++)
       if (bufs[i])
         rt_free(e->be, bufs[i]);
     free(e->crisp);
@@ -71,6 +74,21 @@ static RtKernel *find_kernel(AttnEngine *e, RtModule *m, const char *spec, const
   if (!k)
     snprintf(err, cap, "attention: %s: %s", name, backend_error(e->be));
   return k;
+}
+
+/* CRISP HOOK: the tile schedule's select kernels keep candidate keys between rounds
+ * (attention_select.h); sized once, for the largest batch and length. */
+static int alloc_cand(AttnEngine *e, const RtKernel *hist, char *err, size_t cap) {
+  if (e->crisp->cand || rt_param_index(hist->info, "cand") < 0)
+    return 0;
+  int ccap = attention_select_cand_cap(e->max_len);
+  size_t n = (size_t)attention_select_cand_len(e->max_batch, e->heads, ccap);
+  if (rt_alloc(e->be, n * sizeof(int32_t), &e->crisp->cand)) {
+    snprintf(err, cap, "attention: %s", backend_error(e->be));
+    return -1;
+  }
+  e->crisp->cand_cap = ccap;
+  return 0;
 }
 
 int attention_engine_add_crisp(AttnEngine *e, RtModule *m, char *err, size_t cap) {
@@ -102,6 +120,8 @@ int attention_engine_add_crisp(AttnEngine *e, RtModule *m, char *err, size_t cap
       if (!(md.sel[k] = find_kernel(e, m, s->name, attention_select_kernel_name(k), true, err,
                                     cap)))
         return -1;
+  if (md.sel[SELECT_KERNEL_HIST] && alloc_cand(e, md.sel[SELECT_KERNEL_HIST], err, cap))
+    return -1;
   /* the backward is optional (a spec with backward = false): the tile schedule's one
    * kernel, else the warp schedule's two */
   err[0] = 0;
@@ -201,11 +221,12 @@ static int crisp_forward(AttnEngine *e, const AttnCall *c, const float *qkv, flo
   DevPtr q = dp(qkv), k = dp(qkv + C), v = dp(qkv + 2 * C), po = dp(o), len = dp(lengths),
          kept = dp(rows->kept), lse = dp(rows->lse), tau = dp(rows->tau),
          ent = dp(rows->entropy), dent = dp(rows->dense_entropy), hist = e->crisp->hist,
-         prefix = e->crisp->prefix, rank = e->crisp->rank, tg = e->crisp->tau_group;
+         prefix = e->crisp->prefix, rank = e->crisp->rank, tg = e->crisp->tau_group,
+         cand = e->crisp->cand;
   int32_t iB = B, iH = e->heads, iN = N, sb = (int32_t)l.qkv_sb, sn = (int32_t)l.qkv_sn,
           sh = (int32_t)l.qkv_sh, osb = (int32_t)l.o_sb, osn = (int32_t)l.o_sn,
           osh = (int32_t)l.o_sh, seed = (int32_t)c->seed, step = (int32_t)c->step,
-          layer = (int32_t)c->layer, round = 0,
+          layer = (int32_t)c->layer, round = 0, cand_cap = e->crisp->cand_cap,
           stats = (c->stats ? ATTN_STATS_ENTROPY : 0) |
                   (c->dense_stats ? ATTN_STATS_DENSE_ENTROPY : 0);
   double sparsity = c->sparsity;
@@ -218,7 +239,8 @@ static int crisp_forward(AttnEngine *e, const AttnCall *c, const float *qkv, flo
       I32("qkv_sb", sb), I32("qkv_sn", sn), I32("qkv_sh", sh), I32("o_sb", osb),
       I32("o_sn", osn), I32("o_sh", osh), {"sparsity", false, RT_T_F64, &sparsity},
       {"dropout", false, RT_T_F32, &dropout}, I32("seed", seed), I32("step", step),
-      I32("layer", layer), I32("stats", stats), I32("round", round)};
+      I32("layer", layer), I32("stats", stats), I32("round", round), BUF("cand", cand),
+      I32("cand_cap", cand_cap)};
   int n = (int)(sizeof tab / sizeof *tab);
   if (md->sel[0]) {
     SelectLaunch plan[SELECT_PLAN_LEN];

@@ -67,6 +67,8 @@ int attn_train_init(AttnTrain *t, Backend *b, RtModule *m, const Spec *s,
       return -1;
     }
   int G = t->groups > 0 ? t->groups : 1;
+  if (t->groups > 0 && rt_param_index(t->sel[SELECT_KERNEL_HIST]->info, "cand") >= 0)
+    t->cand_cap = attention_select_cand_cap(N);
   if (alloc(t, &t->d_qkv, t->n_qkv, err, cap) || alloc(t, &t->d_dqkv, t->n_qkv, err, cap) ||
       alloc(t, &t->d_o, t->n_o, err, cap) || alloc(t, &t->d_dout, t->n_o, err, cap) ||
       alloc(t, &t->d_len, B, err, cap) || alloc(t, &t->d_kept, t->n_row, err, cap) ||
@@ -74,7 +76,8 @@ int attn_train_init(AttnTrain *t, Backend *b, RtModule *m, const Spec *s,
       alloc(t, &t->d_ent, t->n_row, err, cap) || alloc(t, &t->d_delta, t->n_row, err, cap) ||
       alloc(t, &t->d_hist, (int64_t)G * SELECT_BINS, err, cap) ||
       alloc(t, &t->d_prefix, G, err, cap) || alloc(t, &t->d_rank, G, err, cap) ||
-      alloc(t, &t->d_tg, G, err, cap)) {
+      alloc(t, &t->d_tg, G, err, cap) ||
+      alloc(t, &t->d_cand, attention_select_cand_len(B, H, t->cand_cap), err, cap)) {
     attn_train_free(t);
     return -1;
   }
@@ -84,7 +87,7 @@ int attn_train_init(AttnTrain *t, Backend *b, RtModule *m, const Spec *s,
 void attn_train_free(AttnTrain *t) {
   DevPtr *dev[] = {&t->d_qkv, &t->d_o, &t->d_dout, &t->d_len, &t->d_kept, &t->d_lse,
                    &t->d_tau, &t->d_ent, &t->d_delta, &t->d_dqkv, &t->d_hist, &t->d_prefix,
-                   &t->d_rank, &t->d_tg};
+                   &t->d_rank, &t->d_tg, &t->d_cand};
   for (size_t i = 0; i < sizeof dev / sizeof *dev; i++)
     if (*dev[i])
       rt_free(t->b, *dev[i]);
@@ -161,7 +164,7 @@ int attn_train_run(AttnTrain *t, bool forward, bool backward) {
       I32("o_sh", a.osh), I32("dqkv_sb", a.sb), I32("dqkv_sn", a.sn), I32("dqkv_sh", a.sh),
       {"sparsity", false, RT_T_F64, &a.sparsity}, {"dropout", false, RT_T_F32, &a.dropout},
       I32("seed", a.seed), I32("step", a.step), I32("layer", a.layer), I32("stats", a.stats),
-      I32("round", a.round)};
+      I32("round", a.round), BUF("cand", t->d_cand), I32("cand_cap", t->cand_cap)};
   int n = (int)(sizeof tab / sizeof *tab);
   if (forward && t->groups > 0) {
     SelectLaunch plan[SELECT_PLAN_LEN];

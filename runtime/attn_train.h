@@ -37,6 +37,8 @@ typedef struct AttnTrain {
   int32_t *lengths;
   DevPtr d_qkv, d_o, d_dout, d_len, d_kept, d_lse, d_tau, d_ent, d_delta, d_dqkv;
   DevPtr d_hist, d_prefix, d_rank, d_tg;   /* select scratch (quantile modes) */
+  DevPtr d_cand;            /* the tile schedule's select candidates (attention_select.h) */
+  int32_t cand_cap;         /* their keys per (b, h); 0 for kernels without them */
   const RtKernel *fwd, *bwd[2], *sel[3];   /* bwd: NAME_attn_bwd, or dq then dkdv */
   int groups;               /* tau_group entries (0 without select kernels) */
 } AttnTrain;

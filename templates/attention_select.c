@@ -27,7 +27,18 @@ int attention_select_groups(const Spec *s, int B, int H) {
   return !has_groups(s) ? 0 : per_head(s) ? B * H : 1;
 }
 
-static void declare_params(SelCtx *c) {
+bool attention_select_has_cand(const TileConfig *t) { return t->sched == SCHED_TILE; }
+
+/* An eighth of the scores, plus the room a row group reserves before it is stored */
+int attention_select_cand_cap(int max_len) {
+  return (int)((int64_t)max_len * max_len / 8 + 4 * (int64_t)max_len);
+}
+
+int64_t attention_select_cand_len(int B, int H, int cap) {
+  return (int64_t)B * H * ((cap > 0 ? cap : 0) + SELECT_CAND_HEAD);
+}
+
+static void declare_params(SelCtx *c, const TileConfig *t) {
   static const char *const ints[] = {"B", "H", "N", "qkv_sb", "qkv_sn", "qkv_sh"};
   Kernel *k = c->k;
   c->q = ir_param_buf(k, "q", TY_F32, ROLE_IN);
@@ -41,6 +52,10 @@ static void declare_params(SelCtx *c) {
     c->p[SELECT_B + i] = ir_param_scalar(k, ints[i], TY_I32);
   c->p[SELECT_SPARSITY] = ir_param_scalar(k, "sparsity", TY_F64);
   c->p[SELECT_ROUND] = ir_param_scalar(k, "round", TY_I32);
+  if (attention_select_has_cand(t)) {
+    c->cand = ir_param_buf(k, "cand", TY_I32, ROLE_INOUT);
+    c->p[SELECT_CAND_CAP] = ir_param_scalar(k, "cand_cap", TY_I32);
+  }
 }
 
 /* Kernels with one block per group: grid (H, B) for head_quantile, (1) for layer. */
@@ -60,7 +75,7 @@ static Op *by_round(SelCtx *c, Builder *b, int64_t v0, int64_t v1, int64_t v2) {
 }
 
 /* position of the round's digit in the key: bits 31..21, 20..10, 9..0 */
-static Op *digit_shift(SelCtx *c, Builder *b) { return by_round(c, b, 21, 10, 0); }
+static Op *digit_shift(SelCtx *c, Builder *b) { return by_round(c, b, SELECT_SHIFT0, 10, 0); }
 
 /* ---- init ---- */
 
@@ -104,8 +119,11 @@ Op *select_key_matches(Builder *b, const HistBlock *h, Op *key) {
 }
 
 void select_bin_score(Builder *lane, const HistBlock *h, Op *s) {
+  select_bin_key(lane, h, attn_order_key(lane, s));
+}
+
+void select_bin_key(Builder *lane, const HistBlock *h, Op *key) {
   Builder hit;
-  Op *key = attn_order_key(lane, s);
   ir_if(lane, select_key_matches(lane, h, key), &hit, NULL);
   Op *digit = ir_bin(&hit, OP_AND, ir_bin(&hit, OP_SHR, key, h->shift), h->dmask);
   ir_atomic_add(&hit, h->bins, digit, i32(&hit, 1));
@@ -260,7 +278,7 @@ Kernel *attention_select_build_kernel(const Spec *s, const TileConfig *t, Select
   Kernel *k = ir_kernel_new(name, t->warps);
   Builder b = ir_builder(k);
   SelCtx c = {.spec = s, .k = k};
-  declare_params(&c);
+  declare_params(&c, t);
   switch (which) {
   case SELECT_KERNEL_INIT: build_init(&c, &b); break;
   case SELECT_KERNEL_HIST: build_hist(&c, &b, t); break;

@@ -6,9 +6,10 @@
  *   keep_g = min(max(keep_min, ceil((1 - s) * M_g - 1e-6)), M_g)   (f64)
  *   tau_group[g] = the keep_g-th largest valid score (counting repeats), as the f32
  *                  score the forward computes; +inf when M_g = 0.
- * No n x n matrix is stored: the scores are recomputed in every round and reduced
- * to a histogram of their order-preserving u32 keys (attn_order_key), a radix
- * select over 3 rounds of 11, 11 and 10 bits, most significant first.
+ * No n x n matrix is stored: the scores are recomputed in every round (the tile
+ * schedule: rounds 0 and 1, keeping round 1's few matching keys for round 2) and
+ * reduced to a histogram of their order-preserving u32 keys (attn_order_key), a
+ * radix select over 3 rounds of 11, 11 and 10 bits, most significant first.
  *
  * Kernels, all with the same parameters (names, types, roles) in this order:
  *   q, k:      f32 in, strided as in templates.h (qkv_sb, qkv_sn, qkv_sh)
@@ -26,7 +27,10 @@
  *       S_ij as the forward computes it, key = order key; keys whose decided bits
  *       equal prefix[g] add 1 to bin (key >> shift) & mask of a shared histogram
  *       (shared atomics), which is then added to hist[g, :] (global atomics, zero
- *       bins skipped). Round 0 ignores prefix; shift = 21, 10, 0.
+ *       bins skipped). Round 0 ignores prefix; shift = 21, 10, 0. The tile
+ *       schedule (the CPU's) scores in rounds 0 and 1 only: round 1 also stores
+ *       its matching keys in `cand`, which round 2 bins (attention_select_tile.c;
+ *       rows that found no room there are recomputed).
  *   NAME_select_pick  grid (H, B) | (1)
  *       per group: copies hist[g, :] and zeroes it (ready for the next round), finds
  *       the bin where the count from the top reaches rank (round 0: rank = keep_g,
@@ -50,7 +54,9 @@ enum { SELECT_BINS = 2048, SELECT_ROUNDS = 3 };
 enum {
   SELECT_Q, SELECT_K, SELECT_LENGTHS, SELECT_HISTOGRAM, SELECT_PREFIX, SELECT_RANK,
   SELECT_TAU_GROUP, SELECT_B, SELECT_H, SELECT_N, SELECT_QKV_SB, SELECT_QKV_SN,
-  SELECT_QKV_SH, SELECT_SPARSITY, SELECT_ROUND, SELECT_NPARAMS
+  SELECT_QKV_SH, SELECT_SPARSITY, SELECT_ROUND,
+  SELECT_CAND, SELECT_CAND_CAP,   /* the tile schedule's kernels only (below) */
+  SELECT_NPARAMS
 };
 
 typedef enum {
@@ -62,6 +68,23 @@ const char *attention_select_kernel_name(SelectKernel which);
 
 /* G: B*H for head_quantile, 1 for layer_quantile, 0 for the other modes. */
 int attention_select_groups(const Spec *s, int B, int H);
+
+/* The tile schedule's candidate buffer (SCHED_TILE; attention_select_tile.c). Its
+ * kernels take two more parameters after `round`:
+ *   cand:     i32 inout [B * H * (cand_cap + SELECT_CAND_HEAD)]   scratch kept from
+ *             hist(1) to hist(2): per (b, h) a header and up to cand_cap keys
+ *   cand_cap: i32   keys per (b, h); any value >= 0 gives the same tau (0: round 2
+ *             recomputes every score, as the warp schedule does). Indices are i32:
+ *             B * H * (cand_cap + SELECT_CAND_HEAD) must stay below 2^31.
+ * The warp schedule's kernels have neither (SELECT_CAND is one past their last). */
+enum { SELECT_CAND_HEAD = 2 };
+bool attention_select_has_cand(const TileConfig *t);
+/* The default cand_cap for calls with N <= max_len: an eighth of a head's max_len^2
+ * scores plus 4 max_len (the room a row group must find free; a buffer of about
+ * B * H * max_len^2 / 2 bytes). */
+int attention_select_cand_cap(int max_len);
+/* Elements of the cand buffer for B x H heads (cap: cand_cap). */
+int64_t attention_select_cand_len(int B, int H, int cap);
 
 /* Builds one kernel (NULL if the spec's select mode needs none). */
 Kernel *attention_select_build_kernel(const Spec *s, const TileConfig *t, SelectKernel which);

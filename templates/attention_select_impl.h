@@ -9,10 +9,14 @@
 #include "attention_common.h"
 #include "attention_select.h"
 
+/* Round 0's digit: key bits 31..21, every key binned. */
+enum { SELECT_SHIFT0 = 21 };
+
 typedef struct {
   const Spec *spec;
   Kernel *k;
   Buf *q, *kk, *lengths, *hist, *prefix, *rank, *tau_group;
+  Buf *cand;               /* the tile schedule's candidate keys (NULL: warp schedule) */
   Op *p[SELECT_NPARAMS];   /* scalar parameter values */
 } SelCtx;
 
@@ -32,6 +36,8 @@ void select_hist_begin(SelCtx *c, Builder *b, const TileConfig *t, HistBlock *h)
 Op *select_key_matches(Builder *b, const HistBlock *h, Op *key);
 /* In lane code: adds score s (f32) to its bin if its key matches the round's prefix. */
 void select_bin_score(Builder *lane, const HistBlock *h, Op *s);
+/* The same for an order key. */
+void select_bin_key(Builder *lane, const HistBlock *h, Op *key);
 /* Barrier, then the block's nonzero bins added to hist[g, :] (global atomics). */
 void select_hist_end(SelCtx *c, Builder *b, const HistBlock *h);
 

@@ -16,17 +16,35 @@
  *   then per group of TILE_RT rows:
  *   1. S for the group's rows over its keys by tile_scores into a TILE_RT x ld slot
  *      (rows past min(N, L) are scored from a clamped row and never binned);
- *   2. per valid row, lanes over its valid keys (j < L, j <= i when causal): each
- *      score binned by select_bin_score, in chunks of TILE_JT keys that are
- *      skipped when none of their keys matches the round's prefix (bin_row).
+ *   2. per valid row, its valid keys (j < L, j <= i when causal) in chunks of
+ *      TILE_JT: a vectorised bit mask of the keys that match the round's prefix,
+ *      and, where it is nonzero, in round 2 each matching score binned (bin_row),
+ *      in round 1 each appended to the block's candidates (store_row); round 0
+ *      bins every score without the mask (bin_all).
  * One block per head, not the forward's `rows`: the packing is strided loads, and
  * with 128-row blocks at L = 512 it took a fifth of the kernel's time, paid again
  * every round (measured 500 -> 425 ms of one thread's select plan at B = 16,
  * H = 12, n = 512). B*H blocks per round remain to share the cores.
- * Cost per block and round: L*D packing, 2*D flops per score of its rows (in
- * register tiles, rounded up to TILE_JT keys per group), and one key compare per
- * valid score plus a shared-histogram increment for each that matches the round's
- * prefix (every score in round 0). */
+ *
+ * Candidates (cand, cand_cap; attention_select.h). Scoring is most of a round (the
+ * QK^T register tiles run at the FMA units' rate), and after round 0 only the keys
+ * in tau's 11-bit bin still count, a few percent of them. So round 1 stores the keys
+ * that match its prefix, all of them, in the block's region of cand: row group by
+ * row group, in order, as long as each group's TILE_RT * (its keys) still fit under
+ * cand_cap and every group before it was stored; a group that does not fit, and
+ * every one after it, is binned directly (bin_row). Round 1 then bins the
+ * stored keys and writes the region's header: the count, and the rows stored (a
+ * multiple of TILE_RT, or L when all were). Round 2 bins the stored keys that match
+ * its prefix and scores only the rows past the stored ones (none when all fit), so
+ * the histogram is the same whatever cand_cap is. The keys are what round 2 needs
+ * (its filter and digit), and the forward's own f32 bits are never re-derived from
+ * them, so tau stays one of the forward's scores.
+ *
+ * Cost per block: rounds 0 and 1: L*D packing, 2*D flops per score of its rows (in
+ * register tiles, rounded up to TILE_JT keys per group) and the mask per chunk of
+ * keys; round 0 a shared-histogram increment per score; round 1 one scalar step per
+ * stored key (a set bit of a mask) and a pass over them. Round 2: a pass over the
+ * stored keys; the recomputation only past them. */
 #include <math.h>
 
 #include "attention_select_impl.h"
@@ -37,8 +55,13 @@
 
 typedef struct {
   Buf *kt, *slot, *sacc;
+  Buf *cs;      /* shared [2]: keys stored and rows stored so far (round 1) */
   int64_t ld;   /* slot and packed-row length: max_seq rounded up to TILE_JT */
   Op *lim;      /* rows < lim are valid: min(N, L) = L (select_hist_begin clamps L) */
+  Op *round0;   /* round 0: every score binned (bool) */
+  Op *store;    /* round 1: groups may be stored as candidates (bool) */
+  Op *cap;      /* cand_cap, clamped to [0, 2^30] */
+  Op *head;     /* the block's header in cand; its keys follow */
 } Tile;
 
 static Op *qk_row(SelCtx *c, const HistBlock *h, Builder *b, Op *i) {
@@ -52,26 +75,99 @@ static Op *row_keys(SelCtx *c, const HistBlock *h, Builder *b, Op *i) {
   return c->spec->causal ? ir_bin(b, OP_MIN, add(b, i, i32(b, 1)), h->len) : h->len;
 }
 
-/* Step 2 for one row, slot[base + j] for j < m, TILE_JT keys at a time: a
- * vectorised count of the keys that match the round's prefix first, and the
- * (scalar: a histogram increment cannot be vectorised) binning loop only where it
- * is nonzero. Round 0 bins every score; in rounds 1 and 2 only the scores in the
- * bins decided so far match, a small fraction, so most chunks skip the loop. */
-static void bin_row(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m) {
-  Builder chunk, count, any, lane;
+static Op *keys_at(Builder *b, const Tile *t) { return add(b, t->head, i32(b, SELECT_CAND_HEAD)); }
+
+/* Per chunk of TILE_JT keys of one row, slot[base + j] for j < m: a vectorised
+ * bit mask of the keys that match the round's prefix (bit jj: key j0 + jj; the lane
+ * sum of distinct bits is their OR), then the builder `any` that runs only where it
+ * is nonzero, with the chunk's first slot index in *at, its key count in *n. In
+ * rounds 1 and 2 only the scores in the bins decided so far match, a small
+ * fraction (in round 1 at B = 16, H = 12, n = 512, s = 0.8, unquantized inputs:
+ * 5.2 % on average, 5.4 % at most in a head), so `any` runs once per matching key
+ * instead of once per key. */
+static Op *chunks(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m, Builder *any,
+                  Op **at, Op **n) {
+  Builder chunk, bits;
   Op *j0 = ir_for(b, i32(b, 0), m, TILE_JT, "j0", &chunk)->index;
-  Op *at = add(&chunk, base, j0);
-  Op *n = ir_bin(&chunk, OP_MIN, ir_bin(&chunk, OP_SUB, m, j0), i32(&chunk, TILE_JT));
-  Op *hits = ir_reduce(&chunk, AXIS_LANE, RED_ADD, TY_I32, n, "jj", &count);
-  Op *key = attn_order_key(&count, ir_load(&count, slot, add(&count, at, hits->index)));
-  ir_yield(&count, ir_select(&count, select_key_matches(&count, h, key), i32(&count, 1),
-                             i32(&count, 0)));
-  ir_if(&chunk, ir_cmp(&chunk, CMP_GT, hits, i32(&chunk, 0)), &any, NULL);
+  *at = add(&chunk, base, j0);
+  *n = ir_bin(&chunk, OP_MIN, ir_bin(&chunk, OP_SUB, m, j0), i32(&chunk, TILE_JT));
+  Op *mask = ir_reduce(&chunk, AXIS_LANE, RED_ADD, TY_I32, *n, "jj", &bits);
+  Op *key = attn_order_key(&bits, ir_load(&bits, slot, add(&bits, *at, mask->index)));
+  ir_yield(&bits, ir_select(&bits, select_key_matches(&bits, h, key),
+                            ir_bin(&bits, OP_SHL, i32(&bits, 1), mask->index), i32(&bits, 0)));
+  ir_if(&chunk, ir_cmp(&chunk, CMP_NE, mask, i32(&chunk, 0)), any, NULL);
+  return mask;
+}
+
+/* Step 2 in rounds 1 (rows not stored) and 2 for one row: its matching scores
+ * binned (the scalar loop: a histogram increment does not vectorise). */
+static void bin_row(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m) {
+  Builder any, lane;
+  Op *at, *n;
+  chunks(b, h, slot, base, m, &any, &at, &n);
   Op *jj = ir_pfor(&any, AXIS_LANE, n, "jj", &lane)->index;
   select_bin_score(&lane, h, ir_load(&lane, slot, add(&lane, at, jj)));
 }
 
-/* Steps 1-2 for rows i0 .. i0 + TILE_RT - 1 (i0 < lim). */
+/* Step 2 in round 0 for one row: every score binned by its top digit, with none of
+ * the prefix tests (a scalar loop whose instructions per score bound the round). */
+static void bin_all(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m) {
+  Builder lane;
+  Op *jj = ir_pfor(b, AXIS_LANE, m, "jj", &lane)->index;
+  Op *key = attn_order_key(&lane, ir_load(&lane, slot, add(&lane, base, jj)));
+  ir_atomic_add(&lane, h->bins, ir_bin(&lane, OP_SHR, key, i32(&lane, SELECT_SHIFT0)),
+                i32(&lane, 1));
+}
+
+/* Bits set in x (i32), the SWAR way (LLVM turns it into popcnt). */
+static Op *popcount(Builder *b, Op *x) {
+  Op *m1 = i32(b, 0x55555555), *m2 = i32(b, 0x33333333), *m4 = i32(b, 0x0F0F0F0F);
+  x = ir_bin(b, OP_SUB, x, ir_bin(b, OP_AND, ir_bin(b, OP_SHR, x, i32(b, 1)), m1));
+  x = add(b, ir_bin(b, OP_AND, x, m2), ir_bin(b, OP_AND, ir_bin(b, OP_SHR, x, i32(b, 2)), m2));
+  x = ir_bin(b, OP_AND, add(b, x, ir_bin(b, OP_SHR, x, i32(b, 4))), m4);
+  return ir_bin(b, OP_SHR, attn_mul(b, x, i32(b, 0x01010101)), i32(b, 24));
+}
+
+/* The position of the single bit set in x (i32, a power of two, bit 31 included):
+ * the exponent of its exact float. */
+static Op *bit_index(Builder *b, Op *x) {
+  Op *e = ir_bin(b, OP_SHR, ir_bitcast(b, TY_I32, ir_cast(b, TY_F32, x)), i32(b, 23));
+  return ir_bin(b, OP_SUB, ir_bin(b, OP_AND, e, i32(b, 0xFF)), i32(b, 127));
+}
+
+/* Step 2 in round 1 for a stored row: its matching keys appended to the block's
+ * candidates (the caller checked the room), one scalar step per set bit of each
+ * chunk's mask, lowest first, so in key order. They are binned after the last row
+ * (bin_stored). */
+static void store_row(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b, Op *base,
+                      Op *m) {
+  Builder any, one, loop;
+  Op *at, *n;
+  Op *mask = chunks(b, h, t->slot, base, m, &any, &at, &n);
+  ir_pfor(&any, AXIS_LANE, i32(&any, 1), "one", &one);
+  Op *cnt = ir_var(&one, ir_load(&one, t->cs, i32(&one, 0)), "stored");
+  Op *left = ir_var(&one, mask, "left");
+  ir_for(&one, i32(&one, 0), popcount(&one, mask), 1, "e", &loop);
+  Op *rest = ir_get(&loop, left);
+  Op *low = ir_bin(&loop, OP_AND, rest, ir_un(&loop, OP_NEG, rest));
+  Op *jj = bit_index(&loop, low);
+  Op *key = attn_order_key(&loop, ir_load(&loop, t->slot, add(&loop, at, jj)));
+  Op *k = ir_get(&loop, cnt);
+  ir_store(&loop, c->cand, add(&loop, keys_at(&loop, t), k), key);
+  ir_set(&loop, cnt, add(&loop, k, i32(&loop, 1)));
+  ir_set(&loop, left, ir_bin(&loop, OP_XOR, rest, low));
+  ir_store(&one, t->cs, i32(&one, 0), ir_get(&one, cnt));
+}
+
+/* The block's first n stored keys binned (those of the round's prefix). */
+static void bin_stored(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b, Op *n) {
+  Builder lane;
+  Op *e = ir_pfor(b, AXIS_LANE, n, "e", &lane)->index;
+  select_bin_key(&lane, h, ir_load(&lane, c->cand, add(&lane, keys_at(&lane, t), e)));
+}
+
+/* Steps 1-2 for rows i0 .. i0 + TILE_RT - 1 (i0 < lim). In round 1 the group is
+ * stored if every group before it was (rows stored == i0) and its keys fit. */
 static void emit_group(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b, Op *i0) {
   int D = c->spec->head_dim;
   Op *mg = row_keys(c, h, b, add(b, i0, i32(b, TILE_RT - 1)));
@@ -81,12 +177,27 @@ static void emit_group(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b,
     arow[r] = qk_row(c, h, b, ir_bin(b, OP_MIN, add(b, i0, i32(b, r)), last));
   tile_scores(b, t->slot, i32(b, 0), t->ld, c->q, arow, t->kt, mg, D, t->sacc,
               ir_const_f32(b, 1.0 / sqrt((double)D)));
+  Builder yes, no, one;
+  Op *stored = ir_load(b, t->cs, i32(b, 0)), *done = ir_load(b, t->cs, i32(b, 1));
+  Op *room = ir_cmp(b, CMP_LE, add(b, stored, attn_mul(b, mg, i32(b, TILE_RT))), t->cap);
+  Op *keep = ir_bin(b, OP_AND, t->store,
+                    ir_bin(b, OP_AND, ir_cmp(b, CMP_EQ, done, i0), room));
+  ir_if(b, keep, &yes, &no);
   for (int r = 0; r < TILE_RT; r++) {
-    Builder row;
-    Op *i = add(b, i0, i32(b, r));
-    ir_if(b, ir_cmp(b, CMP_LT, i, t->lim), &row, NULL);
-    bin_row(&row, h, t->slot, i32(&row, (int)(r * t->ld)), row_keys(c, h, &row, i));
+    Builder ry, rn;
+    Op *iy = add(&yes, i0, i32(&yes, r)), *in = add(&no, i0, i32(&no, r));
+    ir_if(&yes, ir_cmp(&yes, CMP_LT, iy, t->lim), &ry, NULL);
+    store_row(c, h, t, &ry, i32(&ry, (int)(r * t->ld)), row_keys(c, h, &ry, iy));
+    ir_if(&no, ir_cmp(&no, CMP_LT, in, t->lim), &rn, NULL);
+    Builder r0, later;
+    Op *at = i32(&rn, (int)(r * t->ld)), *m = row_keys(c, h, &rn, in);
+    ir_if(&rn, t->round0, &r0, &later);
+    bin_all(&r0, h, t->slot, at, m);
+    bin_row(&later, h, t->slot, at, m);
   }
+  ir_pfor(&yes, AXIS_LANE, i32(&yes, 1), "one", &one);
+  ir_store(&one, t->cs, i32(&one, 1),
+           ir_bin(&one, OP_MIN, add(&one, i0, i32(&one, TILE_RT)), t->lim));
 }
 
 TileConfig select_tile_hist_rows(const Spec *s, const TileConfig *t) {
@@ -94,22 +205,55 @@ TileConfig select_tile_hist_rows(const Spec *s, const TileConfig *t) {
   return (TileConfig){rows, 1, SCHED_TILE};
 }
 
+/* Rounds 0, 1 and, past the rows stored, 2: rows from `first` scored and binned. */
+static void score_rows(SelCtx *c, Builder *b, const TileConfig *tc, const HistBlock *h,
+                       const Tile *t, Op *first) {
+  Builder work, groups, inside;
+  int D = c->spec->head_dim;
+  ir_if(b, ir_cmp(b, CMP_LT, add(b, h->row0, first), t->lim), &work, NULL);
+  /* 0. K^T of every key the block's rows see */
+  Op *kcnt = row_keys(c, h, &work, add(&work, h->row0, i32(&work, tc->rows - 1)));
+  tile_pack_t(&work, t->kt, t->ld, c->kk, qk_row(c, h, &work, i32(&work, 0)),
+              c->p[SELECT_QKV_SN], kcnt, D);
+  Op *g = ir_for(&work, first, i32(&work, tc->rows), TILE_RT, "g", &groups)->index;
+  Op *i0 = add(&groups, h->row0, g);
+  ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, t->lim), &inside, NULL);
+  emit_group(c, h, t, &inside, i0);
+}
+
 void select_hist_tile_rows(SelCtx *c, Builder *b, const TileConfig *tc, const HistBlock *h) {
   const Spec *s = c->spec;
   int D = s->head_dim;
+  Op **p = c->p;
   Tile t = {.ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT, .lim = h->len};
   t.kt = ir_shared(c->k, "kt", TY_F32, (int64_t)D * t.ld);
   t.slot = ir_shared(c->k, "scores", TY_F32, TILE_RT * t.ld);
   t.sacc = ir_shared(c->k, "sacc", TY_F32, TILE_RT * TILE_JT);
-  Builder warp, work, groups, inside;
+  t.cs = ir_shared(c->k, "stored", TY_I32, 2);
+  Builder warp, one, late, after, hdr;
   ir_pfor(b, AXIS_WARP, i32(b, 1), "w", &warp);
-  ir_if(&warp, ir_cmp(&warp, CMP_LT, h->row0, t.lim), &work, NULL);
-  /* 0. K^T of every key the block's rows see */
-  Op *kcnt = row_keys(c, h, &work, add(&work, h->row0, i32(&work, tc->rows - 1)));
-  tile_pack_t(&work, t.kt, t.ld, c->kk, qk_row(c, h, &work, i32(&work, 0)),
-              c->p[SELECT_QKV_SN], kcnt, D);
-  Op *g = ir_for(&work, i32(&work, 0), i32(&work, tc->rows), TILE_RT, "g", &groups)->index;
-  Op *i0 = add(&groups, h->row0, g);
-  ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, t.lim), &inside, NULL);
-  emit_group(c, h, &t, &inside, i0);
+  Op *round = p[SELECT_ROUND];
+  t.round0 = ir_cmp(&warp, CMP_EQ, round, i32(&warp, 0));
+  t.store = ir_cmp(&warp, CMP_EQ, round, i32(&warp, 1));
+  t.cap = ir_bin(&warp, OP_MIN, ir_bin(&warp, OP_MAX, p[SELECT_CAND_CAP], i32(&warp, 0)),
+                 i32(&warp, 1 << 30));
+  /* one row block per head (N <= max_seq): the region of (b, h) */
+  Op *bh = add(&warp, attn_mul(&warp, h->batch, p[SELECT_H]), h->head);
+  t.head = attn_mul(&warp, bh, add(&warp, t.cap, i32(&warp, SELECT_CAND_HEAD)));
+  ir_pfor(&warp, AXIS_LANE, i32(&warp, 1), "one", &one);
+  ir_store(&one, t.cs, i32(&one, 0), i32(&one, 0));
+  ir_store(&one, t.cs, i32(&one, 1), i32(&one, 0));
+  /* round 2: the stored keys, then the rows past them recomputed */
+  Op *first = ir_var(&warp, i32(&warp, 0), "first");
+  ir_if(&warp, ir_cmp(&warp, CMP_EQ, round, i32(&warp, 2)), &late, NULL);
+  ir_set(&late, first, ir_load(&late, c->cand, add(&late, t.head, i32(&late, 1))));
+  bin_stored(c, h, &t, &late, ir_load(&late, c->cand, t.head));
+  score_rows(c, &warp, tc, h, &t, ir_get(&warp, first));
+  /* round 1: the header for round 2, and the stored keys binned */
+  ir_if(&warp, t.store, &after, NULL);
+  Op *n = ir_load(&after, t.cs, i32(&after, 0));
+  ir_pfor(&after, AXIS_LANE, i32(&after, 1), "one", &hdr);
+  ir_store(&hdr, c->cand, t.head, n);
+  ir_store(&hdr, c->cand, add(&hdr, t.head, i32(&hdr, 1)), ir_load(&hdr, t.cs, i32(&hdr, 1)));
+  bin_stored(c, h, &t, &after, n);
 }

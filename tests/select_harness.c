@@ -25,6 +25,10 @@ int sel_compile(Module *m, const Spec *s, const TileConfig *t, MapTarget target,
 }
 
 void sel_args(SelArgs *a, AttnCase *c, double sparsity) {
+  sel_args_cap(a, c, sparsity, attention_select_cand_cap(c->l.N));
+}
+
+void sel_args_cap(SelArgs *a, AttnCase *c, double sparsity, int cand_cap) {
   memset(a, 0, sizeof *a);
   const AttnLayout *l = &c->l;
   a->G = attention_select_groups(&c->spec, l->B, l->H);
@@ -56,10 +60,21 @@ void sel_args(SelArgs *a, AttnCase *c, double sparsity) {
   a->sparsity = sparsity;
   a->args[SELECT_SPARSITY] = &a->sparsity;
   a->args[SELECT_ROUND] = &a->round;
+  /* the tile schedule's candidates (the warp schedule's kernels ignore the extra args) */
+  a->cand_cap = cand_cap;
+  int64_t nc = attention_select_cand_len(l->B, l->H, cand_cap);
+  if (!(a->cand = malloc((size_t)nc * sizeof(int32_t))))
+    abort();
+  for (int64_t i = 0; i < nc; i++)
+    a->cand[i] = (int32_t)(i * 40503u + 977);
+  a->ptrs[SELECT_B] = a->cand;
+  a->args[SELECT_CAND] = &a->ptrs[SELECT_B];
+  a->counts[SELECT_CAND] = nc;
+  a->args[SELECT_CAND_CAP] = &a->cand_cap;
 }
 
 void sel_args_free(SelArgs *a) {
-  free(a->hist), free(a->prefix), free(a->rank), free(a->tau);
+  free(a->hist), free(a->prefix), free(a->rank), free(a->tau), free(a->cand);
 }
 
 typedef struct {

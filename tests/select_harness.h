@@ -13,20 +13,23 @@ int sel_compile(Module *m, const Spec *s, const TileConfig *t, MapTarget target,
                 size_t cap);
 
 /* The plan's arguments over a case: q, k and lengths from c, the state buffers
- * (hist, prefix, rank, tau) allocated full of garbage, which the plan's init kernel
- * must clean. counts[] are the element counts for the interpreter. */
+ * (hist, prefix, rank, tau, cand) allocated full of garbage, which the plan's init
+ * kernel and round 1 must clean. cand has the default capacity
+ * (attention_select_cand_cap(N)); sel_args_cap sets another. counts[] are the
+ * element counts for the interpreter. */
 typedef struct {
   int G;
-  int32_t *hist, *prefix, *rank;
+  int32_t *hist, *prefix, *rank, *cand;
   float *tau;
   int32_t ints[6];
   double sparsity;
-  int32_t round;
-  void *ptrs[SELECT_B];
+  int32_t round, cand_cap;
+  void *ptrs[SELECT_B + 1];   /* the buffers, then cand */
   void *args[SELECT_NPARAMS];
   int64_t counts[SELECT_NPARAMS];
 } SelArgs;
 void sel_args(SelArgs *a, AttnCase *c, double sparsity);
+void sel_args_cap(SelArgs *a, AttnCase *c, double sparsity, int cand_cap);
 void sel_args_free(SelArgs *a);
 
 /* The select kernels JIT-compiled for the host. */

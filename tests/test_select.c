@@ -8,7 +8,8 @@
  *     of 8 and 4 rows (the tile hist block is a whole head whatever the rows;
  *     N from 1 gives partial row groups);
  *   - the GPU-mapped kernels in the IR interpreter (races and uninitialised reads
- *     checked) with two warp-schedule and two tile-schedule configurations;
+ *     checked) with two warp-schedule and two tile-schedule configurations, the
+ *     latter with candidate buffers of no, some and every row group (cand_cap);
  *   - PTX of the select kernels through ptxas sm_80/sm_90, without spills.
  * q and k are quantized (multiples of 1/4 in [-1, 1]) so the f32 dot products are
  * exact and tau must equal the reference's score bit for bit, as the f32 the
@@ -26,6 +27,7 @@
 #include "../compiler/lower.h"
 #include "../ir/interp.h"
 #include "select_harness.h"
+#include "../templates/attention_tile.h"
 #include "check.h"
 
 static uint64_t rng;
@@ -220,19 +222,23 @@ static void test_interp(void) {
         attn_case_init(&c, &s, 2, 2, 9, ti == 0);
         attn_case_fill(&c, &rng, true);
         c.lengths[1] = 6;
-        for (int k = 0; k < 2; k++) {
-          double sp = k ? 0.8 : 0.5;
-          SelArgs a;
-          sel_args(&a, &c, sp);
-          InterpCtx ic = {.counts = a.counts};
-          int rc = attention_select_run(m.kernels, a.args, launch_interp, &ic);
-          CHECK(rc == 0, "interp %s tile (%d, %d): %s", describe(&s, d, sizeof d),
-                tiles[ti].rows, tiles[ti].warps, ic.err);
-          if (rc == 0)
-            check_taus(&c, &a, sp, "interp");
-          sel_args_free(&a);
-          runs++;
-        }
+        /* the tile schedule's candidates: the default room (some row groups stored),
+         * none, and every group */
+        int caps[3] = {attention_select_cand_cap(c.l.N), 0, c.l.N * c.l.N + TILE_RT * c.l.N};
+        for (int k = 0; k < 2; k++)
+          for (int ci = 0; ci < (tiles[ti].sched == SCHED_TILE ? 3 : 1); ci++) {
+            double sp = k ? 0.8 : 0.5;
+            SelArgs a;
+            sel_args_cap(&a, &c, sp, caps[ci]);
+            InterpCtx ic = {.counts = a.counts};
+            int rc = attention_select_run(m.kernels, a.args, launch_interp, &ic);
+            CHECK(rc == 0, "interp %s tile (%d, %d) cand_cap %d: %s", describe(&s, d, sizeof d),
+                  tiles[ti].rows, tiles[ti].warps, caps[ci], ic.err);
+            if (rc == 0)
+              check_taus(&c, &a, sp, "interp");
+            sel_args_free(&a);
+            runs++;
+          }
         attn_case_free(&c);
         ir_module_free(&m);
       }
