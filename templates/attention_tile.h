@@ -27,6 +27,12 @@
  * multiple of TILE_JT ends in one narrower tile (TILE_JT - TILE_JQ, ... keys). */
 enum { TILE_RT = 4, TILE_JT = 64, TILE_JQ = 32 };
 
+/* The backward's dK/dV updates: query rows per update (a multiple of TILE_RT; each
+ * update reads and writes the block's keys' rows of the head's dK and dV, 256 KiB at
+ * n = 512, d = 64, so fewer updates mean less L2 traffic) and keys per register tile
+ * (KEY_TILE x D accumulators). */
+enum { TILE_KR = 32, KEY_TILE = 4 };
+
 /* cnt rounded up to a multiple of TILE_JQ (i32). */
 Op *tile_pad(Builder *b, Op *cnt);
 
