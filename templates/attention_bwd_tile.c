@@ -2,22 +2,24 @@
  * attention_bwd.h in ONE kernel, NAME_attn_bwd, a block per (b, h), one warp, with the
  * micro-kernels of attention_tile.h.
  *
- * K^T and V^T of the head's keys are packed once; dk and dv (the outputs) are zeroed
- * and then accumulated in place; per group of TILE_RT query rows:
+ * K^T and V^T of the head's keys are packed once; the head's dK and dV sums are zeroed
+ * and then accumulated; per block of TILE_KR query rows, per group of TILE_RT of them:
  *   S = Q K^T / sqrt(d) and dP' = dO V^T as register tiles (S: the forward's own
- *   tile_scores, so the same bits and the same kept set); per valid row Delta_i and,
- *   lanes over keys, dS_ij = P_ij (dP'_ij z_ij / (1 - p) - Delta_i) over S's slot and
- *   P_ij z_ij / (1 - p) over dP''s, for kept pairs (0 elsewhere);
- *   dQ = dS K by tile_axpy over keys, dq = dQ / sqrt(d);
- *   per key j: dv_j += sum_r Pz_rj dO_r, dk_j += sum_r dS_rj Q_r (the group's rows in
- *   order, so each sum runs over i = 0, 1, ... as the split kernels' did).
- * Finally dk *= 1 / sqrt(d). Against the GPU's two kernels (dq with a warp per row,
- * dkdv with a warp per key) this computes S, dP' and P once instead of twice: 10 n^2 d
- * flops per head instead of 14. The GPU cannot do the same without atomics on dk, dv
- * (many blocks per head); a host block owns its head's dk and dv.
- * Every product is dense over the valid keys (rows), dropped pairs with weight 0:
- * on the CPU the register-tiled dense work measured faster than skipping pairs (see
- * tile_axpy), so here sparsity saves only the exp and hash of dropped pairs. */
+ *   tile_scores, so the same bits and the same kept set) into the group's slot rows;
+ *   per valid row Delta_i and, lanes over keys, dS_ij = P_ij (dP'_ij z_ij / (1 - p) -
+ *   Delta_i) over S's slot and P_ij z_ij / (1 - p) over dP''s, for kept pairs (0
+ *   elsewhere); dQ = dS K by tile_axpy over the group's keys, dq = dQ / sqrt(d);
+ * then for the block, per KEY_TILE keys j: dv_j += sum_r Pz_rj dO_r, dk_j += sum_r
+ *   dS_rj Q_r over its TILE_KR rows in order (so each sum runs over i = 0, 1, ... as
+ *   the split kernels' did), a KEY_TILE x D register tile loaded and stored once per
+ *   block: per group it was an L2-bound rank-4 update of the head's dK and dV.
+ * Finally dk = dK / sqrt(d), dv = dV. Against the GPU's two kernels (dq with a warp
+ * per row, dkdv with a warp per key) this computes S, dP' and P once instead of twice:
+ * 10 n^2 d flops per head instead of 14. The GPU cannot do the same without atomics
+ * on dk, dv (many blocks per head); a host block owns its head's dk and dv.
+ * The products are dense over the keys some row of a group (dQ) or block (dK, dV)
+ * uses, dropped pairs with weight 0: on the CPU the register-tiled dense work
+ * measured faster than skipping pairs (see tile_axpy). */
 #include <math.h>
 #include <stdio.h>
 
@@ -29,6 +31,9 @@
 #define i32 attn_i32
 #define add attn_add
 #define mul attn_mul
+
+/* Rows per score tile (pair_scores): two groups; divides TILE_KR. */
+enum { SCORE_ROWS = 2 * TILE_RT };
 
 typedef struct {
   const Spec *spec;
@@ -224,22 +229,32 @@ static void zero_rows(Ctx *c, Builder *b, Op *g, int r0, int n, Op *mb) {
   }
 }
 
-/* Rows i0 .. i0 + TILE_RT - 1 (i0 < lim), slot rows g ..: S, dP', dS and P z/(1-p)
- * into the slots, then dQ over the group's keys and dq; mb: keys of the block. */
-static void emit_group(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
+/* S and dP' of rows i0 .. i0 + SCORE_ROWS - 1 (i0 < lim) into slot rows g .., as
+ * SCORE_ROWS x 32 register tiles (each packed key vector loaded once per 8 rows;
+ * 4 x 64 tiles loaded it per 4, and the packs, 2 x 128 KiB at n = 512, come from L2).
+ * Rows past lim are scored from the last valid row. */
+static void pair_scores(Ctx *c, Builder *b, Op *i0, Op *g) {
   int D = c->spec->head_dim;
-  Op *mg = row_keys(c, b, add(b, i0, i32(b, TILE_RT - 1)));
-  Op *last = sub(b, c->lim, i32(b, 1)), *qrow[TILE_RT], *grow[TILE_RT], *use[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++) {
+  Op *mg = row_keys(c, b, add(b, i0, i32(b, SCORE_ROWS - 1)));
+  Op *last = sub(b, c->lim, i32(b, 1)), *qrow[SCORE_ROWS], *grow[SCORE_ROWS];
+  for (int r = 0; r < SCORE_ROWS; r++) {
     Op *ic = ir_bin(b, OP_MIN, add(b, i0, i32(b, r)), last);
     qrow[r] = row_off(c, b, ATTN_BWD_QKV_SB, ic);
     grow[r] = row_off(c, b, ATTN_BWD_O_SB, ic);
   }
   Op *obase = mul(b, g, i32(b, (int)c->ld));
-  tile_scores(b, c->s1, obase, c->ld, c->buf[ATTN_BWD_Q], qrow, c->ta, mg, D, c->sacc,
-              c->scale);
-  tile_scores(b, c->s2, obase, c->ld, c->buf[ATTN_BWD_DOUT], grow, c->tb, mg, D, c->sacc,
-              NULL);
+  tile_scores_rows(b, c->s1, obase, c->ld, c->buf[ATTN_BWD_Q], qrow, SCORE_ROWS, c->ta, mg, D,
+                   c->sacc, c->scale);
+  tile_scores_rows(b, c->s2, obase, c->ld, c->buf[ATTN_BWD_DOUT], grow, SCORE_ROWS, c->tb, mg,
+                   D, c->sacc, NULL);
+}
+
+/* Rows i0 .. i0 + TILE_RT - 1 (i0 < lim), slot rows g .. (S and dP' there): dS and
+ * P z/(1-p) into the slots, then dQ over the group's keys and dq; mb: keys of the
+ * block. */
+static void emit_group(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
+  Op *mg = row_keys(c, b, add(b, i0, i32(b, TILE_RT - 1)));
+  Op *use[TILE_RT];
   Builder row, past;
   for (int r = 0; r < TILE_RT; r++) {
     Op *i = add(b, i0, i32(b, r));
@@ -275,12 +290,18 @@ static void emit_group(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
  * some valid row of the block uses. */
 static void emit_block(Ctx *c, Builder *b, Op *b0) {
   Op *mb = row_keys(c, b, add(b, b0, i32(b, TILE_KR - 1)));
-  Builder groups, inside, past;
-  Op *g = ir_for(b, i32(b, 0), i32(b, TILE_KR), TILE_RT, "g", &groups)->index;
+  Builder pairs, inside, past, groups, ginside, gpast;
+  Op *g2 = ir_for(b, i32(b, 0), i32(b, TILE_KR), SCORE_ROWS, "g2", &pairs)->index;
+  Op *i2 = add(&pairs, b0, g2);
+  ir_if(&pairs, ir_cmp(&pairs, CMP_LT, i2, c->lim), &inside, &past);
+  pair_scores(c, &inside, i2, g2);
+  Op *g = ir_for(&inside, g2, add(&inside, g2, i32(&inside, SCORE_ROWS)), TILE_RT, "g",
+                 &groups)->index;
   Op *i0 = add(&groups, b0, g);
-  ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, c->lim), &inside, &past);
-  emit_group(c, &inside, i0, g, mb);
-  zero_rows(c, &past, g, 0, TILE_RT, mb);
+  ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, c->lim), &ginside, &gpast);
+  emit_group(c, &ginside, i0, g, mb);
+  zero_rows(c, &gpast, g, 0, TILE_RT, mb);
+  zero_rows(c, &past, g2, 0, SCORE_ROWS, mb);
   group_keys(c, b, i32(b, 0), TILE_KR, mb);
   Op *nk = ir_load(b, c->nkeys, i32(b, 0));
   key_updates(c, b, c->s2, c->buf[ATTN_BWD_DOUT], ATTN_BWD_O_SB, c->dv, b0, nk);

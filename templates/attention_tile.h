@@ -25,7 +25,7 @@
  * loop whole only with a power-of-two interleave; 96 keys were left a loop over
  * memory accumulators). Counts are padded to TILE_JQ keys; a count that is not a
  * multiple of TILE_JT ends in one narrower tile (TILE_JT - TILE_JQ, ... keys). */
-enum { TILE_RT = 4, TILE_JT = 64, TILE_JQ = 32 };
+enum { TILE_RT = 4, TILE_JT = 64, TILE_JQ = 32, TILE_ACC = TILE_RT * TILE_JT };
 
 /* The backward's dK/dV updates: query rows per update (a multiple of TILE_RT; each
  * update reads and writes the block's keys' rows of the head's dK and dV, 256 KiB at
@@ -46,6 +46,12 @@ void tile_pack_t(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *x0, Op *xs, Op 
  * ld >= tile_pad(cnt). */
 void tile_scores(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
                  Buf *bt, Op *cnt, int D, Buf *acc, Op *scale);
+
+/* tile_scores for R rows (R divides TILE_ACC, TILE_ACC / R a multiple of TILE_JQ):
+ * R x (TILE_ACC / R) tiles in the same acc, e.g. 8 x 32 (also 16 accumulators, but
+ * each packed key vector loaded once per 8 rows instead of 4). Same bits. */
+void tile_scores_rows(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
+                      int R, Buf *bt, Op *cnt, int D, Buf *acc, Op *scale);
 
 /* acc[r * D + d] = 0 for r < R, d < D. */
 void tile_zero(Builder *b, Buf *acc, int R, int D);
