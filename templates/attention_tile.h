@@ -19,9 +19,9 @@
 
 /* Rows (of the left operand) and keys (columns) of one score micro-tile: 4 x 64
  * f32 accumulators are 16 zmm registers on AVX-512, twice the FMA latency x pipes
- * (4 x 2) of the CPU measured in docs/kernels.md (4 x 32 was exactly 4 x 2 and ran
- * the scores ~10% slower), leaving room for the broadcast row values and the four
- * key vectors. TILE_JT / 16 must be a power of two (the lowering vectorises a lane
+ * (4 x 2) of the CPU measured in docs/kernels.md (4 x 32, exactly 4 x 2: forward +
+ * backward took 1.12x the time), leaving room for the broadcast row values and the
+ * four key vectors. TILE_JT / 16 must be a power of two (the lowering vectorises a lane
  * loop whole only with a power-of-two interleave; 96 keys were left a loop over
  * memory accumulators). Counts are padded to TILE_JQ keys; a count that is not a
  * multiple of TILE_JT ends in one narrower tile (TILE_JT - TILE_JQ, ... keys). */
