@@ -3,9 +3,10 @@
  * micro-kernels of attention_tile.h.
  *
  * K^T and V^T of the head's keys are packed once; the head's dK and dV sums are zeroed
- * and then accumulated; per block of TILE_KR query rows, per group of TILE_RT of them:
- *   S = Q K^T / sqrt(d) and dP' = dO V^T as register tiles (S: the forward's own
- *   tile_scores, so the same bits and the same kept set) into the group's slot rows;
+ * and then accumulated; per block of TILE_KR query rows: S = Q K^T / sqrt(d) and
+ *   dP' = dO V^T as register tiles of SCORE_ROWS rows (S: the forward's in-order fma
+ *   chain, so the same bits and the same kept set) into the block's slot rows;
+ * then per group of TILE_RT rows:
  *   per valid row Delta_i and, lanes over keys, dS_ij = P_ij (dP'_ij z_ij / (1 - p) -
  *   Delta_i) over S's slot and P_ij z_ij / (1 - p) over dP''s, for kept pairs (0
  *   elsewhere); dQ = dS K by tile_axpy over the group's keys, dq = dQ / sqrt(d);
