@@ -2,22 +2,25 @@
  * attention_bwd.h in ONE kernel, NAME_attn_bwd, a block per (b, h), one warp, with the
  * micro-kernels of attention_tile.h.
  *
- * K^T and V^T of the head's keys are packed once; dk and dv (the outputs) are zeroed
- * and then accumulated in place; per group of TILE_RT query rows:
- *   S = Q K^T / sqrt(d) and dP' = dO V^T as register tiles (S: the forward's own
- *   tile_scores, so the same bits and the same kept set); per valid row Delta_i and,
- *   lanes over keys, dS_ij = P_ij (dP'_ij z_ij / (1 - p) - Delta_i) over S's slot and
- *   P_ij z_ij / (1 - p) over dP''s, for kept pairs (0 elsewhere);
- *   dQ = dS K by tile_axpy over keys, dq = dQ / sqrt(d);
- *   per key j: dv_j += sum_r Pz_rj dO_r, dk_j += sum_r dS_rj Q_r (the group's rows in
- *   order, so each sum runs over i = 0, 1, ... as the split kernels' did).
- * Finally dk *= 1 / sqrt(d). Against the GPU's two kernels (dq with a warp per row,
- * dkdv with a warp per key) this computes S, dP' and P once instead of twice: 10 n^2 d
- * flops per head instead of 14. The GPU cannot do the same without atomics on dk, dv
- * (many blocks per head); a host block owns its head's dk and dv.
- * Every product is dense over the valid keys (rows), dropped pairs with weight 0:
- * on the CPU the register-tiled dense work measured faster than skipping pairs (see
- * tile_axpy), so here sparsity saves only the exp and hash of dropped pairs. */
+ * K^T and V^T of the head's keys are packed once; the head's dK and dV sums are zeroed
+ * and then accumulated; per block of TILE_KR query rows: S = Q K^T / sqrt(d) and
+ *   dP' = dO V^T as register tiles of SCORE_ROWS rows (S: the forward's in-order fma
+ *   chain, so the same bits and the same kept set) into the block's slot rows;
+ * then per group of TILE_RT rows:
+ *   per valid row Delta_i and, lanes over keys, dS_ij = P_ij (dP'_ij z_ij / (1 - p) -
+ *   Delta_i) over S's slot and P_ij z_ij / (1 - p) over dP''s, for kept pairs (0
+ *   elsewhere); dQ = dS K by tile_axpy over the group's keys, dq = dQ / sqrt(d);
+ * then for the block, per KEY_TILE keys j: dv_j += sum_r Pz_rj dO_r, dk_j += sum_r
+ *   dS_rj Q_r over its TILE_KR rows in order (so each sum runs over i = 0, 1, ... as
+ *   the split kernels' did), a KEY_TILE x D register tile loaded and stored once per
+ *   block: per group it was an L2-bound rank-4 update of the head's dK and dV.
+ * Finally dk = dK / sqrt(d), dv = dV. Against the GPU's two kernels (dq with a warp
+ * per row, dkdv with a warp per key) this computes S, dP' and P once instead of twice:
+ * 10 n^2 d flops per head instead of 14. The GPU cannot do the same without atomics
+ * on dk, dv (many blocks per head); a host block owns its head's dk and dv.
+ * The products are dense over the keys some row of a group (dQ) or block (dK, dV)
+ * uses, dropped pairs with weight 0: on the CPU the register-tiled dense work
+ * measured faster than skipping pairs (see tile_axpy). */
 #include <math.h>
 #include <stdio.h>
 
@@ -30,12 +33,15 @@
 #define add attn_add
 #define mul attn_mul
 
+/* Rows per score tile (pair_scores): two groups; divides TILE_KR. */
+enum { SCORE_ROWS = 2 * TILE_RT };
+
 typedef struct {
   const Spec *spec;
   Buf *buf[ATTN_BWD_NPARAMS];
   Op *p[ATTN_BWD_NPARAMS];
   Buf *ta, *tb;            /* packed transposes K^T, V^T */
-  Buf *s1, *s2;            /* TILE_RT slots of ld: S then dS; dP' then P z/(1-p) */
+  Buf *s1, *s2;            /* TILE_KR slots of ld: S then dS; dP' then P z/(1-p) */
   Buf *sacc, *acc;         /* score micro-tile; TILE_RT x D product accumulators */
   Buf *dk, *dv;            /* the head's dK, dV sums, max_seq x D, contiguous rows */
   Buf *keys, *nkeys;       /* the keys a group of rows uses, and how many (group_keys) */
@@ -57,7 +63,10 @@ static Op *row_stat(Ctx *c, Builder *b, Op *row) {
              row);
 }
 
-static Op *slot(Ctx *c, Builder *b, int r, Op *e) { return add(b, i32(b, (int)(r * c->ld)), e); }
+/* Slot row g + r, key e (g: an i32 row index). */
+static Op *slot(Ctx *c, Builder *b, Op *g, int r, Op *e) {
+  return add(b, mul(b, add(b, g, i32(b, r)), i32(b, (int)c->ld)), e);
+}
 
 /* lanes over d: dst[off + d] = acc[r * D + d] * factor, or 0 (acc NULL) */
 static void write_row(Ctx *c, Builder *b, Buf *dst, Op *off, Buf *acc, int r, Op *factor) {
@@ -96,85 +105,87 @@ static Op *hash(Ctx *c, Builder *b, Op *i) {
                              c->head, i);
 }
 
-/* The group's keys: j < mg with a nonzero dS or P z/(1-p) in some valid row of the
- * group, in order, into keys[]; their number into nkeys[0]. The products run over
- * these only, which is where sparsity pays on the CPU: at s = 0.8 a random key is
- * unused by all TILE_RT rows 41% of the time (0.8^4), and dQ, dK, dV skip it (a key
- * that no row uses adds exact zeros). The test runs as vector lanes into keys[j]
- * (0/1), then one scalar pass compacts in place (k <= j). */
-static void group_keys(Ctx *c, Builder *b, Op *const use[], Op *mg) {
+/* The keys of slot rows g .. g + n - 1: j < mg with a nonzero dS or P z/(1-p) in some
+ * row (rows past lim hold zeros), in order, into keys[]; their number into nkeys[0]. The
+ * products run over these only, which is where sparsity pays on the CPU: at s = 0.8
+ * a random key is unused by all TILE_RT rows of a group 41% of the time (0.8^4), and
+ * dQ skips it (a key that no row uses adds exact zeros). The test runs as vector lanes
+ * into keys[j] (0/1), then one scalar pass compacts in place (k <= j). */
+static void group_keys(Ctx *c, Builder *b, Op *g, int n, Op *mg) {
   Builder lane, one, loop;
   Op *j = ir_pfor(b, AXIS_LANE, mg, "j", &lane)->index;
   Op *any = ir_const_bool(&lane, false);
-  for (int r = 0; r < TILE_RT; r++) {
-    Op *at = slot(c, &lane, r, j);
+  for (int r = 0; r < n; r++) {
+    Op *at = slot(c, &lane, g, r, j);
     Op *nz = ir_bin(&lane, OP_OR, ir_cmp(&lane, CMP_NE, ir_load(&lane, c->s1, at), f32(&lane, 0)),
                     ir_cmp(&lane, CMP_NE, ir_load(&lane, c->s2, at), f32(&lane, 0)));
-    any = ir_bin(&lane, OP_OR, any, ir_bin(&lane, OP_AND, use[r], nz));
+    any = ir_bin(&lane, OP_OR, any, nz);
   }
   ir_store(&lane, c->keys, j, ir_select(&lane, any, i32(&lane, 1), i32(&lane, 0)));
   ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
-  Op *n = ir_var(&one, i32(&one, 0), "nkeys");
+  Op *cnt = ir_var(&one, i32(&one, 0), "nkeys");
   Op *jj = ir_for(&one, i32(&one, 0), mg, 1, "j", &loop)->index;
-  Op *k = ir_get(&loop, n), *flag = ir_load(&loop, c->keys, jj);
+  Op *k = ir_get(&loop, cnt), *flag = ir_load(&loop, c->keys, jj);
   ir_store(&loop, c->keys, k, jj);
-  ir_set(&loop, n, add(&loop, k, flag));
-  ir_store(&one, c->nkeys, i32(&one, 0), ir_get(&one, n));
+  ir_set(&loop, cnt, add(&loop, k, flag));
+  ir_store(&one, c->nkeys, i32(&one, 0), ir_get(&one, cnt));
 }
 
 /* acc = sum over the group's keys j of w_r(j) x[row_off(sb, j)], w_r(j) = slot value
- * of row r, or 0 where use[r] is false. */
-static void products(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *nk, Buf *x, int sb) {
+ * of row g + r (0 for rows past lim: the slots of those hold zeros, so no select). */
+static void products(Ctx *c, Builder *b, Buf *sl, Op *g, Op *nk, Buf *x, int sb) {
   Builder loop;
   tile_zero(b, c->acc, TILE_RT, c->spec->head_dim);
   Op *e = ir_for(b, i32(b, 0), nk, 1, "e", &loop)->index;
   Op *j = ir_load(&loop, c->keys, e);
   Op *w[TILE_RT];
   for (int r = 0; r < TILE_RT; r++)
-    w[r] = ir_select(&loop, use[r], ir_load(&loop, sl, slot(c, &loop, r, j)), f32(&loop, 0));
+    w[r] = ir_load(&loop, sl, slot(c, &loop, g, r, j));
   tile_axpy(&loop, c->acc, w, TILE_RT, x, row_off(c, &loop, sb, j), c->spec->head_dim);
 }
 
-/* dst_j += sum_r w_r(j) x_r for the keys j = keys[e0 ..], lanes over d, rows r in order; w_r(j)
- * = slot value of row r, or 0 where use[r] is false; x_r at xrow[r] (a row of q or
- * dO). dst is block-local with rows of D: summing into the outputs in place measured
- * slower than the split kernels (their rows are 3 H D floats apart in a fused
- * gradient, a stride that maps the head's 2 x 512 rows onto a few cache sets). */
-static void key_step(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *const xrow[], Buf *x,
-                     Buf *dst, Op *e0, int nk) {
-  Builder lane;
+/* dst_j += sum_r w_r(j) x_r for kb keys j = keys[e0 ..] at once, over the block's
+ * TILE_KR rows r in order (so each sum runs over i = 0, 1, ... as the split kernels'
+ * did): the kb x D sums are a register tile (tile_axpy) loaded from dst and stored
+ * back once per block. w_r(j) = slot value of row r (0 for rows past lim); x_r is row
+ * b0 + r of x (strides sb; clamped to a valid row). dst is block-local with rows
+ * of D: summing into the outputs in place measured slower than the split kernels
+ * (their rows are 3 H D floats apart in a fused gradient, a stride that maps the
+ * head's 2 x 512 rows onto a few cache sets). */
+static void key_tile(Ctx *c, Builder *b, Buf *sl, Buf *x, int sb, Buf *dst, Op *b0, Op *e0,
+                     int kb) {
   int D = c->spec->head_dim;
-  Op *w[2][TILE_RT], *off[2];
-  for (int k = 0; k < nk; k++) {
-    Op *j = ir_load(b, c->keys, add(b, e0, i32(b, k)));
-    for (int r = 0; r < TILE_RT; r++)
-      w[k][r] = ir_select(b, use[r], ir_load(b, sl, slot(c, b, r, j)), f32(b, 0));
-    off[k] = mul(b, j, i32(b, D));
+  Builder lane, loop;
+  Op *j[KEY_TILE], *off[KEY_TILE], *w[KEY_TILE];
+  for (int k = 0; k < kb; k++) {
+    j[k] = ir_load(b, c->keys, add(b, e0, i32(b, k)));
+    off[k] = mul(b, j[k], i32(b, D));
+    Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
+    ir_store(&lane, c->acc, add(&lane, i32(&lane, k * D), d),
+             ir_load(&lane, dst, add(&lane, off[k], d)));
   }
-  Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
-  Op *xv[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++)
-    xv[r] = ir_load(&lane, x, add(&lane, xrow[r], d));
-  for (int k = 0; k < nk; k++) {
-    Op *at = add(&lane, off[k], d);
-    Op *acc = ir_load(&lane, dst, at);
-    for (int r = 0; r < TILE_RT; r++)
-      acc = ir_fma(&lane, w[k][r], xv[r], acc);
-    ir_store(&lane, dst, at, acc);
+  Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &loop)->index;
+  Op *i = add(&loop, b0, r);
+  Op *xrow = row_off(c, &loop, sb, ir_bin(&loop, OP_MIN, i, sub(&loop, c->lim, i32(&loop, 1))));
+  Op *base = mul(&loop, r, i32(&loop, (int)c->ld));
+  for (int k = 0; k < kb; k++)
+    w[k] = ir_load(&loop, sl, add(&loop, base, j[k]));
+  tile_axpy(&loop, c->acc, w, kb, x, xrow, D);
+  for (int k = 0; k < kb; k++) {
+    Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
+    ir_store(&lane, dst, add(&lane, off[k], d),
+             ir_load(&lane, c->acc, add(&lane, i32(&lane, k * D), d)));
   }
 }
 
-/* Over the group's keys, two per step: each x_r[d] is loaded once for both (one key
- * per step loaded the TILE_RT x D row values once per fma, which bound the loop on
- * loads). */
-static void key_updates(Ctx *c, Builder *b, Buf *sl, Op *const use[], Op *const xrow[], Buf *x,
-                        Buf *dst, Op *cnt) {
-  Builder pairs, last;
-  Op *half = ir_bin(b, OP_DIV, cnt, i32(b, 2));
-  Op *jp = ir_for(b, i32(b, 0), half, 1, "jp", &pairs)->index;
-  key_step(c, &pairs, sl, use, xrow, x, dst, mul(&pairs, jp, i32(&pairs, 2)), 2);
-  ir_if(b, ir_cmp(b, CMP_LT, mul(b, half, i32(b, 2)), cnt), &last, NULL);
-  key_step(c, &last, sl, use, xrow, x, dst, ir_bin(&last, OP_SUB, cnt, i32(&last, 1)), 1);
+/* key_tile over the block's nk listed keys, KEY_TILE at a time, then one by one. */
+static void key_updates(Ctx *c, Builder *b, Buf *sl, Buf *x, int sb, Buf *dst, Op *b0, Op *nk) {
+  Builder tiles, rest;
+  Op *full = mul(b, ir_bin(b, OP_DIV, nk, i32(b, KEY_TILE)), i32(b, KEY_TILE));
+  Op *e = ir_for(b, i32(b, 0), full, KEY_TILE, "e", &tiles)->index;
+  key_tile(c, &tiles, sl, x, sb, dst, b0, e, KEY_TILE);
+  e = ir_for(b, full, nk, 1, "e", &rest)->index;
+  key_tile(c, &rest, sl, x, sb, dst, b0, e, 1);
 }
 
 /* ---- one group of rows ---- */
@@ -185,7 +196,7 @@ static Op *row_keys(Ctx *c, Builder *b, Op *i) {
 
 /* Delta_i, stored; then dS and P z/(1-p) over the row's two slots (kept pairs; 0
  * elsewhere). */
-static void dq_row(Ctx *c, Builder *b, int r, Op *i, Op *m) {
+static void dq_row(Ctx *c, Builder *b, Op *g, int r, Op *i, Op *m) {
   int D = c->spec->head_dim;
   Builder dot, one, lane, yes, no;
   Op *go = row_off(c, b, ATTN_BWD_O_SB, i);
@@ -197,7 +208,7 @@ static void dq_row(Ctx *c, Builder *b, int r, Op *i, Op *m) {
   ir_store(&one, c->buf[ATTN_BWD_DELTA], row_stat(c, &one, i), red);
   Op *rh = hash(c, b, i);
   Op *j = ir_pfor(b, AXIS_LANE, m, "j", &lane)->index;
-  Op *sj = slot(c, &lane, r, j);
+  Op *sj = slot(c, &lane, g, r, j);
   Op *x = ir_load(&lane, c->s1, sj);
   ir_if(&lane, kept_pair(c, &lane, x, i), &yes, &no);
   Op *pz;
@@ -207,50 +218,95 @@ static void dq_row(Ctx *c, Builder *b, int r, Op *i, Op *m) {
   ir_store(&no, c->s2, sj, f32(&no, 0));
 }
 
-static void emit_group(Ctx *c, Builder *b, Op *i0) {
+/* Slot rows g + r0 .. g + r0 + n - 1 set to 0 for j < mb: rows past lim, which the
+ * products read as weights (0 instead of a select per weight). */
+static void zero_rows(Ctx *c, Builder *b, Op *g, int r0, int n, Op *mb) {
+  Builder lane;
+  for (int r = r0; r < r0 + n; r++) {
+    Op *j = ir_pfor(b, AXIS_LANE, mb, "j", &lane)->index;
+    Op *at = slot(c, &lane, g, r, j);
+    ir_store(&lane, c->s1, at, f32(&lane, 0));
+    ir_store(&lane, c->s2, at, f32(&lane, 0));
+  }
+}
+
+/* S and dP' of rows i0 .. i0 + SCORE_ROWS - 1 (i0 < lim) into slot rows g .., as
+ * SCORE_ROWS x 32 register tiles (each packed key vector loaded once per 8 rows;
+ * 4 x 64 tiles loaded it per 4, and the packs, 2 x 128 KiB at n = 512, come from L2).
+ * Rows past lim are scored from the last valid row. */
+static void pair_scores(Ctx *c, Builder *b, Op *i0, Op *g) {
   int D = c->spec->head_dim;
-  Op *mg = row_keys(c, b, add(b, i0, i32(b, TILE_RT - 1)));
-  Op *last = sub(b, c->lim, i32(b, 1)), *qrow[TILE_RT], *grow[TILE_RT], *use[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++) {
+  Op *mg = row_keys(c, b, add(b, i0, i32(b, SCORE_ROWS - 1)));
+  Op *last = sub(b, c->lim, i32(b, 1)), *qrow[SCORE_ROWS], *grow[SCORE_ROWS];
+  for (int r = 0; r < SCORE_ROWS; r++) {
     Op *ic = ir_bin(b, OP_MIN, add(b, i0, i32(b, r)), last);
     qrow[r] = row_off(c, b, ATTN_BWD_QKV_SB, ic);
     grow[r] = row_off(c, b, ATTN_BWD_O_SB, ic);
   }
-  tile_scores(b, c->s1, i32(b, 0), c->ld, c->buf[ATTN_BWD_Q], qrow, c->ta, mg, D, c->sacc,
-              c->scale);
-  tile_scores(b, c->s2, i32(b, 0), c->ld, c->buf[ATTN_BWD_DOUT], grow, c->tb, mg, D, c->sacc,
-              NULL);
-  Builder row;
+  Op *obase = mul(b, g, i32(b, (int)c->ld));
+  tile_scores_rows(b, c->s1, obase, c->ld, c->buf[ATTN_BWD_Q], qrow, SCORE_ROWS, c->ta, mg, D,
+                   c->sacc, c->scale);
+  tile_scores_rows(b, c->s2, obase, c->ld, c->buf[ATTN_BWD_DOUT], grow, SCORE_ROWS, c->tb, mg,
+                   D, c->sacc, NULL);
+}
+
+/* Rows i0 .. i0 + TILE_RT - 1 (i0 < lim), slot rows g .. (S and dP' there): dS and
+ * P z/(1-p) into the slots, then dQ over the group's keys and dq; mb: keys of the
+ * block. */
+static void emit_group(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
+  Op *mg = row_keys(c, b, add(b, i0, i32(b, TILE_RT - 1)));
+  Op *use[TILE_RT];
+  Builder row, past;
   for (int r = 0; r < TILE_RT; r++) {
     Op *i = add(b, i0, i32(b, r));
     Op *valid = ir_cmp(b, CMP_LT, i, c->lim);
-    ir_if(b, valid, &row, NULL);
-    dq_row(c, &row, r, i, row_keys(c, &row, i));
-    /* causal: the slot past the row's keys holds raw S; keep it out of the sum */
+    ir_if(b, valid, &row, &past);
+    dq_row(c, &row, g, r, i, row_keys(c, &row, i));
+    zero_rows(c, &past, g, r, 1, mb);
     use[r] = valid;
   }
-  if (c->spec->causal) {   /* keys j > i of row i: weight 0 */
+  if (c->spec->causal) {   /* keys j > i of row i, up to the block's last: weight 0 */
     Builder loop;
     for (int r = 0; r < TILE_RT; r++) {
       Op *i = add(b, i0, i32(b, r));
       Op *m = ir_select(b, use[r], row_keys(c, b, i), i32(b, 0));
-      Op *j = ir_pfor(b, AXIS_LANE, sub(b, mg, m), "j", &loop)->index;
-      Op *at = slot(c, &loop, r, add(&loop, m, j));
+      Op *j = ir_pfor(b, AXIS_LANE, sub(b, mb, m), "j", &loop)->index;
+      Op *at = slot(c, &loop, g, r, add(&loop, m, j));
       ir_store(&loop, c->s1, at, f32(&loop, 0));
       ir_store(&loop, c->s2, at, f32(&loop, 0));
     }
   }
-  group_keys(c, b, use, mg);
+  group_keys(c, b, g, TILE_RT, mg);
   Op *nk = ir_load(b, c->nkeys, i32(b, 0));
-  products(c, b, c->s1, use, nk, c->buf[ATTN_BWD_K], ATTN_BWD_QKV_SB);
+  products(c, b, c->s1, g, nk, c->buf[ATTN_BWD_K], ATTN_BWD_QKV_SB);
   for (int r = 0; r < TILE_RT; r++) {
     Op *i = add(b, i0, i32(b, r));
     ir_if(b, use[r], &row, NULL);
     write_row(c, &row, c->buf[ATTN_BWD_DQ], row_off(c, &row, ATTN_BWD_DQKV_SB, i), c->acc, r,
               c->scale);
   }
-  key_updates(c, b, c->s2, use, grow, c->buf[ATTN_BWD_DOUT], c->dv, nk);
-  key_updates(c, b, c->s1, use, qrow, c->buf[ATTN_BWD_Q], c->dk, nk);
+}
+
+/* Rows b0 .. b0 + TILE_KR - 1 (b0 < lim): its groups, then dV and dK over the keys
+ * some valid row of the block uses. */
+static void emit_block(Ctx *c, Builder *b, Op *b0) {
+  Op *mb = row_keys(c, b, add(b, b0, i32(b, TILE_KR - 1)));
+  Builder pairs, inside, past, groups, ginside, gpast;
+  Op *g2 = ir_for(b, i32(b, 0), i32(b, TILE_KR), SCORE_ROWS, "g2", &pairs)->index;
+  Op *i2 = add(&pairs, b0, g2);
+  ir_if(&pairs, ir_cmp(&pairs, CMP_LT, i2, c->lim), &inside, &past);
+  pair_scores(c, &inside, i2, g2);
+  Op *g = ir_for(&inside, g2, add(&inside, g2, i32(&inside, SCORE_ROWS)), TILE_RT, "g",
+                 &groups)->index;
+  Op *i0 = add(&groups, b0, g);
+  ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, c->lim), &ginside, &gpast);
+  emit_group(c, &ginside, i0, g, mb);
+  zero_rows(c, &gpast, g, 0, TILE_RT, mb);
+  zero_rows(c, &past, g2, 0, SCORE_ROWS, mb);
+  group_keys(c, b, i32(b, 0), TILE_KR, mb);
+  Op *nk = ir_load(b, c->nkeys, i32(b, 0));
+  key_updates(c, b, c->s2, c->buf[ATTN_BWD_DOUT], ATTN_BWD_O_SB, c->dv, b0, nk);
+  key_updates(c, b, c->s1, c->buf[ATTN_BWD_Q], ATTN_BWD_QKV_SB, c->dk, b0, nk);
 }
 
 /* ---- the kernel ---- */
@@ -295,9 +351,9 @@ static void emit_head(Ctx *c, Builder *b, int rows) {
   tile_pack_t(&work, c->ta, c->ld, c->buf[ATTN_BWD_K], k0, p[ATTN_BWD_QKV_SN], c->lim, D);
   tile_pack_t(&work, c->tb, c->ld, c->buf[ATTN_BWD_V], k0, p[ATTN_BWD_QKV_SN], c->lim, D);
   keys_pass(c, &work, true);
-  Op *i0 = ir_for(&work, i32(&work, 0), i32(&work, rows), TILE_RT, "g", &groups)->index;
-  ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, c->lim), &inside, NULL);
-  emit_group(c, &inside, i0);
+  Op *b0 = ir_for(&work, i32(&work, 0), i32(&work, rows), TILE_KR, "blk", &groups)->index;
+  ir_if(&groups, ir_cmp(&groups, CMP_LT, b0, c->lim), &inside, NULL);
+  emit_block(c, &inside, b0);
   keys_pass(c, &work, false);
 }
 
@@ -310,11 +366,11 @@ Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t) {
   Ctx c = {.spec = s, .ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT};
   bwd_declare_params(k, ATTN_BWD_FUSED, c.buf, c.p);
   int D = s->head_dim;
-  int rows = (s->max_seq + TILE_RT - 1) / TILE_RT * TILE_RT;
+  int rows = (s->max_seq + TILE_KR - 1) / TILE_KR * TILE_KR;
   c.ta = ir_shared(k, "ta", TY_F32, D * c.ld);
   c.tb = ir_shared(k, "tb", TY_F32, D * c.ld);
-  c.s1 = ir_shared(k, "s1", TY_F32, TILE_RT * c.ld);
-  c.s2 = ir_shared(k, "s2", TY_F32, TILE_RT * c.ld);
+  c.s1 = ir_shared(k, "s1", TY_F32, TILE_KR * c.ld);
+  c.s2 = ir_shared(k, "s2", TY_F32, TILE_KR * c.ld);
   c.sacc = ir_shared(k, "sacc", TY_F32, TILE_RT * TILE_JT);
   c.acc = ir_shared(k, "acc", TY_F32, (int64_t)TILE_RT * D);
   c.dk = ir_shared(k, "dk", TY_F32, (int64_t)s->max_seq * D);

@@ -17,7 +17,7 @@
  *   1. S for the group's rows over its keys by tile_scores into a TILE_RT x ld slot
  *      (rows past min(N, L) are scored from a clamped row and never binned);
  *   2. per valid row, its valid keys (j < L, j <= i when causal) in chunks of
- *      TILE_JT: a vectorised bit mask of the keys that match the round's prefix,
+ *      MASK_KEYS (32): a vectorised bit mask of the keys that match the round's prefix,
  *      and, where it is nonzero, in round 2 each matching score binned (bin_row),
  *      in round 1 each appended to the block's candidates (store_row); round 0
  *      bins every score without the mask (bin_all).
@@ -77,7 +77,11 @@ static Op *row_keys(SelCtx *c, const HistBlock *h, Builder *b, Op *i) {
 
 static Op *keys_at(Builder *b, const Tile *t) { return add(b, t->head, i32(b, SELECT_CAND_HEAD)); }
 
-/* Per chunk of TILE_JT keys of one row, slot[base + j] for j < m: a vectorised
+/* Keys per chunk: one bit each in an i32 mask (not TILE_JT, the score tile's width,
+ * which may exceed 32). */
+enum { MASK_KEYS = 32 };
+
+/* Per chunk of MASK_KEYS keys of one row, slot[base + j] for j < m: a vectorised
  * bit mask of the keys that match the round's prefix (bit jj: key j0 + jj; the lane
  * sum of distinct bits is their OR), then the builder `any` that runs only where it
  * is nonzero, with the chunk's first slot index in *at, its key count in *n. In
@@ -88,9 +92,9 @@ static Op *keys_at(Builder *b, const Tile *t) { return add(b, t->head, i32(b, SE
 static Op *chunks(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m, Builder *any,
                   Op **at, Op **n) {
   Builder chunk, bits;
-  Op *j0 = ir_for(b, i32(b, 0), m, TILE_JT, "j0", &chunk)->index;
+  Op *j0 = ir_for(b, i32(b, 0), m, MASK_KEYS, "j0", &chunk)->index;
   *at = add(&chunk, base, j0);
-  *n = ir_bin(&chunk, OP_MIN, ir_bin(&chunk, OP_SUB, m, j0), i32(&chunk, TILE_JT));
+  *n = ir_bin(&chunk, OP_MIN, ir_bin(&chunk, OP_SUB, m, j0), i32(&chunk, MASK_KEYS));
   Op *mask = ir_reduce(&chunk, AXIS_LANE, RED_ADD, TY_I32, *n, "jj", &bits);
   Op *key = attn_order_key(&bits, ir_load(&bits, slot, add(&bits, *at, mask->index)));
   ir_yield(&bits, ir_select(&bits, select_key_matches(&bits, h, key),

@@ -14,8 +14,8 @@ static Op *i64(Builder *b, int64_t v) { return ir_const_i64(b, v); }
 static Op *wide(Builder *b, Op *x) { return x->type == TY_I64 ? x : ir_cast(b, TY_I64, x); }
 
 Op *tile_pad(Builder *b, Op *cnt) {
-  Op *up = add(b, cnt, i32(b, TILE_JT - 1));
-  return mul(b, ir_bin(b, OP_DIV, up, i32(b, TILE_JT)), i32(b, TILE_JT));
+  Op *up = add(b, cnt, i32(b, TILE_JQ - 1));
+  return mul(b, ir_bin(b, OP_DIV, up, i32(b, TILE_JQ)), i32(b, TILE_JQ));
 }
 
 /* Lanes over keys j (contiguous stores, strided loads); rows past cnt read row
@@ -39,39 +39,56 @@ void tile_zero(Builder *b, Buf *acc, int R, int D) {
   ir_store(&lane, acc, t, ir_const_f32(&lane, 0));
 }
 
-/* One key tile j0: the d loop is outermost so each of the TILE_RT * TILE_JT sums
- * stays in acc (registers once unrolled) for all D steps; per step TILE_RT row
- * values are broadcast against one contiguous run of TILE_JT packed keys. */
+/* One key tile j0 .. j0 + W - 1 of R rows: the d loop is outermost so each of the
+ * R * W sums stays in acc (registers once unrolled) for all D steps; per step R row
+ * values are broadcast against one contiguous run of W packed keys. */
 static void score_tile(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
-                       Buf *bt, Op *j0, int D, Buf *acc, Op *scale) {
+                       int R, Buf *bt, Op *j0, int W, int D, Buf *acc, Op *scale) {
   Builder loop, lane;
-  tile_zero(b, acc, TILE_RT, TILE_JT);
+  tile_zero(b, acc, R, W);
   Op *d = ir_for(b, i64(b, 0), i64(b, D), 1, "d", &loop)->index;
   Op *brow = add(&loop, mul(&loop, d, i64(&loop, ld)), j0);
-  for (int r = 0; r < TILE_RT; r++) {
+  for (int r = 0; r < R; r++) {
     Op *ar = ir_load(&loop, a, add(&loop, arow[r], d));
-    Op *jj = ir_pfor(&loop, AXIS_LANE, i64(&loop, TILE_JT), "jj", &lane)->index;
-    Op *at = add(&lane, i64(&lane, r * TILE_JT), jj);
+    Op *jj = ir_pfor(&loop, AXIS_LANE, i64(&loop, W), "jj", &lane)->index;
+    Op *at = add(&lane, i64(&lane, (int64_t)r * W), jj);
     Op *bv = ir_load(&lane, bt, add(&lane, brow, jj));
     ir_store(&lane, acc, at, ir_fma(&lane, ar, bv, ir_load(&lane, acc, at)));
   }
-  for (int r = 0; r < TILE_RT; r++) {
-    Op *jj = ir_pfor(b, AXIS_LANE, i64(b, TILE_JT), "jj", &lane)->index;
-    Op *sv = ir_load(&lane, acc, add(&lane, i64(&lane, r * TILE_JT), jj));
+  for (int r = 0; r < R; r++) {
+    Op *jj = ir_pfor(b, AXIS_LANE, i64(b, W), "jj", &lane)->index;
+    Op *sv = ir_load(&lane, acc, add(&lane, i64(&lane, (int64_t)r * W), jj));
     Op *at = add(&lane, add(&lane, obase, i64(&lane, r * ld)), add(&lane, j0, jj));
     ir_store(&lane, out, at, scale ? mul(&lane, sv, scale) : sv);
   }
 }
 
+/* Tiles TILE_ACC / R keys wide while they fit the padded count, then the rest (a
+ * multiple of TILE_JQ) in at most one tile of each narrower multiple of TILE_JQ,
+ * widest first, so no key past tile_pad(cnt) is scored. */
+void tile_scores_rows(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
+                      int R, Buf *bt, Op *cnt, int D, Buf *acc, Op *scale) {
+  Builder loop, tail;
+  Op *rows[TILE_ACC / TILE_JQ];
+  int width = TILE_ACC / R;
+  for (int r = 0; r < R; r++)
+    rows[r] = wide(b, arow[r]);
+  Op *base = wide(b, obase), *pad = wide(b, tile_pad(b, cnt));
+  Op *full = mul(b, ir_bin(b, OP_DIV, pad, i64(b, width)), i64(b, width));
+  Op *j0 = ir_for(b, i64(b, 0), full, width, "j0", &loop)->index;
+  score_tile(&loop, out, base, ld, a, rows, R, bt, j0, width, D, acc, scale);
+  Op *j = full;
+  for (int w = width - TILE_JQ; w >= TILE_JQ; w -= TILE_JQ) {
+    Op *fits = ir_cmp(b, CMP_GE, ir_bin(b, OP_SUB, pad, j), i64(b, w));
+    ir_if(b, fits, &tail, NULL);
+    score_tile(&tail, out, base, ld, a, rows, R, bt, j, w, D, acc, scale);
+    j = ir_select(b, fits, add(b, j, i64(b, w)), j);
+  }
+}
+
 void tile_scores(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
                  Buf *bt, Op *cnt, int D, Buf *acc, Op *scale) {
-  Builder loop;
-  Op *rows[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++)
-    rows[r] = wide(b, arow[r]);
-  Op *base = wide(b, obase);
-  Op *j0 = ir_for(b, i64(b, 0), wide(b, cnt), TILE_JT, "j0", &loop)->index;
-  score_tile(&loop, out, base, ld, a, rows, bt, j0, D, acc, scale);
+  tile_scores_rows(b, out, obase, ld, a, arow, TILE_RT, bt, cnt, D, acc, scale);
 }
 
 /* Unconditional on purpose: skipping keys no row uses (an `if` around the update)

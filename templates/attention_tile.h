@@ -17,12 +17,23 @@
 
 #include "templates.h"
 
-/* Rows (of the left operand) and keys (columns) of one score micro-tile: 4 x 32
- * f32 accumulators are 8 zmm registers on AVX-512 (16 on AVX2), leaving room for the
- * broadcast row values and the two key vectors. */
-enum { TILE_RT = 4, TILE_JT = 32 };
+/* Rows (of the left operand) and keys (columns) of one score micro-tile: 4 x 64
+ * f32 accumulators are 16 zmm registers on AVX-512, twice the FMA latency x pipes
+ * (4 x 2) of the CPU measured in docs/kernels.md (4 x 32, exactly 4 x 2: forward +
+ * backward took 1.12x the time), leaving room for the broadcast row values and the
+ * four key vectors. TILE_JT / 16 must be a power of two (the lowering vectorises a lane
+ * loop whole only with a power-of-two interleave; 96 keys were left a loop over
+ * memory accumulators). Counts are padded to TILE_JQ keys; a count that is not a
+ * multiple of TILE_JT ends in one narrower tile (TILE_JT - TILE_JQ, ... keys). */
+enum { TILE_RT = 4, TILE_JT = 64, TILE_JQ = 32, TILE_ACC = TILE_RT * TILE_JT };
 
-/* cnt rounded up to a multiple of TILE_JT (i32). */
+/* The backward's dK/dV updates: query rows per update (a multiple of TILE_RT; each
+ * update reads and writes the block's keys' rows of the head's dK and dV, 256 KiB at
+ * n = 512, d = 64, so fewer updates mean less L2 traffic) and keys per register tile
+ * (KEY_TILE x D accumulators). */
+enum { TILE_KR = 32, KEY_TILE = 4 };
+
+/* cnt rounded up to a multiple of TILE_JQ (i32). */
 Op *tile_pad(Builder *b, Op *cnt);
 
 /* Packs a (b, h) slice transposed: dst[d * ld + j] = src[x0 + j * xs + d] for
@@ -31,9 +42,16 @@ void tile_pack_t(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *x0, Op *xs, Op 
 
 /* out[obase + r * ld + j] = scale * sum_{d<D} a[arow[r] + d] * bt[d * ld + j] for
  * r < TILE_RT and j < tile_pad(cnt), a TILE_RT x TILE_JT tile at a time accumulated
- * in acc (a shared array of TILE_RT * TILE_JT floats); scale NULL: no scaling. */
+ * in acc (a shared array of TILE_RT * TILE_JT floats); scale NULL: no scaling.
+ * ld >= tile_pad(cnt). */
 void tile_scores(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
                  Buf *bt, Op *cnt, int D, Buf *acc, Op *scale);
+
+/* tile_scores for R rows (R divides TILE_ACC, TILE_ACC / R a multiple of TILE_JQ):
+ * R x (TILE_ACC / R) tiles in the same acc, e.g. 8 x 32 (also 16 accumulators, but
+ * each packed key vector loaded once per 8 rows instead of 4). Same bits. */
+void tile_scores_rows(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
+                      int R, Buf *bt, Op *cnt, int D, Buf *acc, Op *scale);
 
 /* acc[r * D + d] = 0 for r < R, d < D. */
 void tile_zero(Builder *b, Buf *acc, int R, int D);
