@@ -4,13 +4,15 @@
  * OpenBLAS picks its kernels from OPENBLAS_CORETYPE when that is set (this
  * project's machines set it to Haswell: 256-bit FMAs, half of an AVX-512 core's
  * peak), and PyTorch's MKL takes its AVX2 path on AMD CPUs. This GEMM runs 512-bit
- * FMAs wherever the CPU has AVX-512F, whatever the environment says; elsewhere the
- * backend keeps BLAS (sgemm_supported() is false).
+ * FMAs wherever the CPU has AVX-512F, whatever the environment says; the backend
+ * uses it where the BLAS would not (runtime/cpu.c, choose_gemm), and keeps BLAS
+ * where sgemm_supported() is false.
  *
  * The algorithm is the usual packed one (Goto / BLIS): op(B) is packed once per
- * call into panels of SGEMM_NR columns, each worker packs SGEMM_MR-row slices of
- * op(A) for its block of C, and an 8 x 48 register tile (24 zmm accumulators) runs
- * over the k dimension in slabs of SGEMM_KC. Each element of C is summed in the
+ * call into panels of SGEMM_NR columns, each worker reads SGEMM_MR-row slices of
+ * op(A) in place (row-major A) or packs them (transposed A, short slices) for its
+ * block of C, and an 8 x 48 register tile (24 zmm accumulators) runs over the k
+ * dimension in slabs of SGEMM_KC. Each element of C is summed in the
  * same order whatever the thread count or block split: results do not depend on
  * the number of threads.
  *

@@ -68,6 +68,19 @@ expect 2 "unknown device" "$devcheck" --device tpu info
 expect 2 "bad command line" "$devcheck" check
 expect 0 "PASS gemm NN" "$devcheck" --device cpu gemm
 
+# CRISP_GEMM=auto (runtime/cpu.c choose_gemm): on an AVX-512 CPU crisp's sgemm where
+# OpenBLAS is pinned to narrower kernels, OpenBLAS where it runs its AVX-512 ones;
+# BLAS whenever CRISP_BLAS names one; a bad CRISP_GEMM is refused
+if grep -qw avx512f /proc/cpuinfo; then
+  OPENBLAS_CORETYPE=Haswell expect 0 "gemm crisp sgemm (AVX-512" "$devcheck" --device cpu info
+  if ldconfig -p 2>/dev/null | grep -q "libopenblas.so.0"; then
+    OPENBLAS_CORETYPE=SkylakeX expect 0 "gemm OpenBLAS.*SkylakeX" "$devcheck" --device cpu info
+    OPENBLAS_CORETYPE=SkylakeX CRISP_GEMM=crisp expect 0 "gemm crisp sgemm" "$devcheck" --device cpu info
+  fi
+fi
+CRISP_BLAS=none expect 0 "gemm built-in loops" "$devcheck" --device cpu info
+CRISP_GEMM=fastest expect 1 "CRISP_GEMM=fastest: expected auto, crisp or blas" "$devcheck" --device cpu info
+
 # the training call (select + forward + backward) of every select mode, as the GPU
 # check runs it, on the CPU; a manifest without backward kernels is a clear failure
 for sel in row_topk head_quantile layer_quantile; do
