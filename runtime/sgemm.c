@@ -27,7 +27,7 @@ struct Sgemm {
   TileKernel kernel;
   float *bpack;                 /* op(B): panels of NR columns, k rows each */
   size_t bcap;                  /* floats */
-  float *apack[MAX_WORKERS];    /* per worker: one packed slice of op(A) */
+  float *apack[MAX_WORKERS];    /* per worker: a block's packed slices of op(A) */
 };
 
 /* ---- the register tile ---- */
@@ -141,21 +141,12 @@ static void pack_b(void *ctx, int64_t first, int64_t last) {
     pack_b_panel(x, (int)q, x->s->bpack + q * x->g->k * SGEMM_NR);
 }
 
-/* Rows i0 .. i0 + h - 1 of op(A), columns p0 .. p0 + kc - 1, as kc groups of MR
+/* Rows i0 .. i0 + h - 1 of a row-major A, columns p0 .. p0 + kc - 1, as kc groups of MR
  * floats (rows past h zero). */
 static void pack_a_slice(const Call *x, int i0, int h, int p0, int kc, float *dst) {
   const RtGemm *g = x->g;
   if (h < SGEMM_MR)
     memset(dst, 0, (size_t)kc * SGEMM_MR * sizeof *dst);
-  if (g->ta) {   /* h floats per k; a constant 8 compiles to one vector move, not a call */
-    const float *src = x->A + (int64_t)p0 * g->lda + i0;
-    for (int p = 0; p < kc; p++, src += g->lda)
-      if (h == SGEMM_MR)
-        memcpy(dst + p * SGEMM_MR, src, SGEMM_MR * sizeof *src);
-      else
-        memcpy(dst + p * SGEMM_MR, src, (size_t)h * sizeof *src);
-    return;
-  }
   for (int r = 0; r < h; r++) {
     const float *src = x->A + (int64_t)(i0 + r) * g->lda + p0;
     for (int p = 0; p < kc; p++)
@@ -163,23 +154,46 @@ static void pack_a_slice(const Call *x, int i0, int h, int p0, int kc, float *ds
   }
 }
 
+/* All slices of rows i0 .. i_end - 1 of a transposed A (stored k x m) at once, k by
+ * k: each k reads one contiguous run of the block's columns of A, so every cache
+ * line is read whole once (slice by slice, each k touched a line for 8 floats). */
+static void pack_a_block_t(const Call *x, int i0, int i_end, int p0, int kc, float *dst) {
+  const RtGemm *g = x->g;
+  int rows = i_end - i0, full = rows / SGEMM_MR * SGEMM_MR;
+  if (full < rows)   /* the short last slice: zero past its rows */
+    memset(dst + (int64_t)full * kc, 0, (size_t)kc * SGEMM_MR * sizeof *dst);
+  const float *src = x->A + (int64_t)p0 * g->lda + i0;
+  for (int p = 0; p < kc; p++, src += g->lda) {
+    float *d = dst + p * SGEMM_MR;
+    int r = 0;
+    for (; r < full; r += SGEMM_MR, d += (int64_t)kc * SGEMM_MR)
+      memcpy(d, src + r, SGEMM_MR * sizeof *src);
+    if (r < rows)
+      memcpy(d, src + r, (size_t)(rows - r) * sizeof *src);
+  }
+}
+
 /* ---- blocks of C ---- */
 
 /* Block (bi, bj) of C over one k slab: every tile, each slice of op(A) against
- * every panel while the slice is hot in L1. A row-major A is read in place; a
- * transposed one (its slice strided by lda along k) and a short last slice are
- * packed first. */
+ * every panel while the slice is hot in L1. A row-major A is read in place (a short
+ * last slice is packed); a transposed one (strided by lda along k) is packed for the
+ * whole block first. */
 static void run_slab(const Call *x, float *apack, int bi, int bj, int p0) {
   const RtGemm *g = x->g;
   int kc = g->k - p0 < SGEMM_KC ? g->k - p0 : SGEMM_KC;
   float beta = p0 == 0 ? g->beta : 1.0f;
-  int i_end = (bi + 1) * x->mc < g->m ? (bi + 1) * x->mc : g->m;
+  int i_begin = bi * x->mc, i_end = (bi + 1) * x->mc < g->m ? (bi + 1) * x->mc : g->m;
   int j_end = (bj + 1) * x->nc < g->n ? (bj + 1) * x->nc : g->n;
-  for (int i0 = bi * x->mc; i0 < i_end; i0 += SGEMM_MR) {
+  if (g->ta)
+    pack_a_block_t(x, i_begin, i_end, p0, kc, apack);
+  for (int i0 = i_begin; i0 < i_end; i0 += SGEMM_MR) {
     int h = i_end - i0 < SGEMM_MR ? i_end - i0 : SGEMM_MR;
     const float *a = x->A + (int64_t)i0 * g->lda + p0;
     int64_t ars = g->lda, aks = 1;
-    if (g->ta || h < SGEMM_MR) {
+    if (g->ta) {
+      a = apack + (int64_t)(i0 - i_begin) * kc, ars = 1, aks = SGEMM_MR;
+    } else if (h < SGEMM_MR) {
       pack_a_slice(x, i0, h, p0, kc, apack);
       a = apack, ars = 1, aks = SGEMM_MR;
     }
@@ -263,7 +277,8 @@ static int run_one(Sgemm *s, RtPool *pool, const RtGemm *g, const float *A, cons
     return -1;
   for (int w = 0; w < workers; w++)
     if (!s->apack[w] &&
-        !(s->apack[w] = aligned_alloc(64, (size_t)SGEMM_MR * SGEMM_KC * sizeof(float))))
+        !(s->apack[w] = aligned_alloc(64, (size_t)MAX_BLOCK_SLICES * SGEMM_MR * SGEMM_KC *
+                                             sizeof(float))))
       return -1;
   atomic_init(&x.next, 0);
   if (pool) {
