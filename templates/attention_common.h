@@ -57,9 +57,10 @@ Op *attn_row_kth_largest(Builder *b, const AttnRow *r, Op *k);
 Op *attn_row_kth_count(Builder *b, const AttnRow *r, Op *k, Op **count);
 /* attn_row_kth_count for n <= ATTN_KTH_ROWS rows at once, their passes interleaved
  * step by step: each search is a chain of dependent passes (count, then the next
- * probe), which n independent chains overlap on an out-of-order CPU. */
+ * probe), which n independent chains overlap on an out-of-order CPU. mx: the rows'
+ * attn_row_max when the caller has them (NULL: computed where needed). */
 enum { ATTN_KTH_ROWS = 8 };
-void attn_rows_kth_count(Builder *b, const AttnRow rows[], int n, Op *const k[], Op *tau[],
-                         Op *count[]);
+void attn_rows_kth_count(Builder *b, const AttnRow rows[], int n, Op *const k[],
+                         Op *const mx[], Op *tau[], Op *count[]);
 
 #endif

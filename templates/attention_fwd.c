@@ -168,11 +168,10 @@ void fwd_store_row(Ctx *c, Builder *b, Op *i, Op *kept, Op *lse, Op *tau) {
 Op *fwd_softmax_row(Ctx *c, Builder *b, const AttnRow *r, Op *i) {
   Op *tau, *cnt;
   fwd_emit_select(c, b, r, &tau, &cnt);
-  return fwd_softmax_row_at(c, b, r, i, tau, cnt);
+  return fwd_softmax_row_at(c, b, r, i, tau, cnt, attn_row_max(b, r));
 }
 
-Op *fwd_softmax_row_at(Ctx *c, Builder *b, const AttnRow *r, Op *i, Op *tau, Op *cnt) {
-  Op *mx = attn_row_max(b, r);
+Op *fwd_softmax_row_at(Ctx *c, Builder *b, const AttnRow *r, Op *i, Op *tau, Op *cnt, Op *mx) {
   Op *sum = fwd_emit_exp_store(b, r, mx, tau);
   Op *lse = add(b, mx, ir_un(b, OP_LOG, sum));
   Op *all = ir_cmp(b, CMP_EQ, cnt, r->m);

@@ -66,7 +66,7 @@ typedef struct {
   Op *klo, *khi, *clo, *chi;
 } Search;
 
-static void search_start(Builder *b, const AttnRow *r, Op *k, Search *q) {
+static void search_start(Builder *b, const AttnRow *r, Op *k, Op *mx, Search *q) {
   Builder sel;
   q->sel = ir_cmp(b, CMP_LT, k, r->m);
   q->klo = ir_var(b, i32(b, 0), "klo");
@@ -74,7 +74,7 @@ static void search_start(Builder *b, const AttnRow *r, Op *k, Search *q) {
   q->clo = ir_var(b, r->m, "clo");
   q->chi = ir_var(b, i32(b, 0), "chi");
   ir_if(b, q->sel, &sel, NULL);
-  Op *hi = ir_bin(&sel, OP_ADD, attn_row_max(&sel, r), ir_const_f32(&sel, 0));
+  Op *hi = ir_bin(&sel, OP_ADD, mx ? mx : attn_row_max(&sel, r), ir_const_f32(&sel, 0));
   ir_set(&sel, q->klo, attn_order_key(&sel, row_min(&sel, r)));
   ir_set(&sel, q->khi, add(&sel, attn_order_key(&sel, hi), i32(&sel, 1)));
 }
@@ -112,12 +112,12 @@ static Op *search_tau(Builder *b, const AttnRow *r, Op *k, const Search *q) {
   return ir_get(b, tau);
 }
 
-void attn_rows_kth_count(Builder *b, const AttnRow rows[], int n, Op *const k[], Op *tau[],
-                         Op *count[]) {
+void attn_rows_kth_count(Builder *b, const AttnRow rows[], int n, Op *const k[],
+                         Op *const mx[], Op *tau[], Op *count[]) {
   Search q[ATTN_KTH_ROWS];
   Builder loop;
   for (int r = 0; r < n; r++)
-    search_start(b, &rows[r], k[r], &q[r]);
+    search_start(b, &rows[r], k[r], mx ? mx[r] : NULL, &q[r]);
   Op *step = ir_for(b, i32(b, 0), i32(b, INTERP_STEPS + 32), 1, "step", &loop)->index;
   for (int r = 0; r < n; r++)
     search_step(&loop, &rows[r], k[r], &q[r], step);
@@ -129,7 +129,7 @@ void attn_rows_kth_count(Builder *b, const AttnRow rows[], int n, Op *const k[],
 
 Op *attn_row_kth_count(Builder *b, const AttnRow *r, Op *k, Op **count) {
   Op *tau, *cnt;
-  attn_rows_kth_count(b, r, 1, &k, &tau, &cnt);
+  attn_rows_kth_count(b, r, 1, &k, NULL, &tau, &cnt);
   if (count)
     *count = cnt;
   return tau;
