@@ -28,7 +28,6 @@
 
 typedef struct {
   Buf *kt, *sacc, *rscale;
-  Buf *keys;                  /* the keys P.V runs over (group_pv) */
   int64_t ld;                 /* slot and packed-row length: max_seq rounded up to TILE_JT */
   Op *row0, *lim;             /* first row of the block; rows < lim are valid (min(N, L)) */
 } Tile;
@@ -173,7 +172,6 @@ Kernel *attention_fwd_tile_build(const Spec *s, const TileConfig *tc) {
   t.kt = ir_shared(k, "kt", TY_F32, (int64_t)s->head_dim * t.ld);
   t.sacc = ir_shared(k, "sacc", TY_F32, TILE_RT * TILE_JT);
   t.rscale = ir_shared(k, "rscale", TY_F32, TILE_RT);
-  t.keys = ir_shared(k, "keys", TY_I32, t.ld);
   ir_set_grid(k, 0, ATTN_N, -1, tc->rows);
   ir_set_grid(k, 1, ATTN_H, -1, 1);
   ir_set_grid(k, 2, ATTN_B, -1, 1);
