@@ -1,6 +1,6 @@
 /* The exact k-th largest score of a row (row_topk's threshold, the quantile modes'
  * floor), see attention_common.h. Why not plain bisection on the key's 32 bits: a row
- * of 512 random scores needed ~15 counting passes before exactly k scores were >= the
+ * of 512 random scores needed ~16 counting passes before exactly k scores were >= the
  * prefix, most of them spent on the sign and exponent bits, which a value-space
  * guess gets in one step. Here the key interval [klo, khi) is narrowed instead:
  *   invariant: #{S_j >= f(klo)} = clo >= k > chi = #{S_j >= f(khi)}  (f = from key),
@@ -24,7 +24,8 @@
 #define add attn_add
 
 /* Steps guessed by interpolation before the midpoints take over: random rows of
- * 128 and 512 stop after ~4 (docs/kernels.md). */
+ * 128 and 512 stop after ~6 probes, ~9 passes with min, max and the final min
+ * (docs/kernels.md); rows with a few outlying scores need more, ties the midpoints. */
 enum { INTERP_STEPS = 8 };
 
 static Op *row_at(Builder *b, const AttnRow *r, Op *j) {
