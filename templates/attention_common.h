@@ -48,9 +48,19 @@ Op *attn_row_max(Builder *b, const AttnRow *r);
 /* #{j : S_j >= tau} (float compare, ties counted), i32. */
 Op *attn_row_count_ge(Builder *b, const AttnRow *r, Op *tau);
 
-/* The k-th largest S_j (counting repeats), exactly: the key's 32 bits are decided
- * from the top, keeping a bit whenever #{j : key(S_j) >= candidate} >= k (32
- * counting passes over the row, no sort). -inf when k >= m (every entry kept). */
+/* The k-th largest S_j (counting repeats), exactly, -0 as +0; -inf when k >= m (every
+ * entry kept). k >= 1. attention_kth.c: a key interval narrowed by counting passes,
+ * the first probes interpolated (~4 passes on random rows, at most 42). */
 Op *attn_row_kth_largest(Builder *b, const AttnRow *r, Op *k);
+/* The same, and *count = #{j : S_j >= the result} (m when k >= m), which the search
+ * knows: no separate counting pass. */
+Op *attn_row_kth_count(Builder *b, const AttnRow *r, Op *k, Op **count);
+/* attn_row_kth_count for n <= ATTN_KTH_ROWS rows at once, their passes interleaved
+ * step by step: each search is a chain of dependent passes (count, then the next
+ * probe), which n independent chains overlap on an out-of-order CPU. mx: the rows'
+ * attn_row_max when the caller has them (NULL: computed where needed). */
+enum { ATTN_KTH_ROWS = 8 };
+void attn_rows_kth_count(Builder *b, const AttnRow rows[], int n, Op *const k[],
+                         Op *const mx[], Op *tau[], Op *count[]);
 
 #endif

@@ -39,18 +39,17 @@ static Op *zero_f(Builder *b) { return ir_const_f32(b, 0); }
 void fwd_emit_select(Ctx *c, Builder *b, const AttnRow *r, Op **tau, Op **cnt) {
   switch (c->spec->select) {
   case SEL_ROW_TOPK:
-    *tau = attn_row_kth_largest(b, r, attn_keep_count(b, c->p[ATTN_SPARSITY], r->m,
-                                                      c->spec->keep_min));
-    *cnt = attn_row_count_ge(b, r, *tau);
+    *tau = attn_row_kth_count(b, r, attn_keep_count(b, c->p[ATTN_SPARSITY], r->m,
+                                                    c->spec->keep_min), cnt);
     return;
   case SEL_HEAD_QUANTILE: case SEL_LAYER_QUANTILE: {
     Op *tv = ir_var(b, c->tg, "tau"), *cv = ir_var(b, attn_row_count_ge(b, r, c->tg), "cnt");
     Op *kmin = ir_bin(b, OP_MIN, i32(b, c->spec->keep_min), r->m);
     Builder floor;
     ir_if(b, ir_cmp(b, CMP_LT, ir_get(b, cv), kmin), &floor, NULL);
-    Op *t = attn_row_kth_largest(&floor, r, kmin);
-    ir_set(&floor, tv, t);
-    ir_set(&floor, cv, attn_row_count_ge(&floor, r, t));
+    Op *fc;
+    ir_set(&floor, tv, attn_row_kth_count(&floor, r, kmin, &fc));
+    ir_set(&floor, cv, fc);
     *tau = ir_get(b, tv);
     *cnt = ir_get(b, cv);
     return;
@@ -169,7 +168,10 @@ void fwd_store_row(Ctx *c, Builder *b, Op *i, Op *kept, Op *lse, Op *tau) {
 Op *fwd_softmax_row(Ctx *c, Builder *b, const AttnRow *r, Op *i) {
   Op *tau, *cnt;
   fwd_emit_select(c, b, r, &tau, &cnt);
-  Op *mx = attn_row_max(b, r);
+  return fwd_softmax_row_at(c, b, r, i, tau, cnt, attn_row_max(b, r));
+}
+
+Op *fwd_softmax_row_at(Ctx *c, Builder *b, const AttnRow *r, Op *i, Op *tau, Op *cnt, Op *mx) {
   Op *sum = fwd_emit_exp_store(b, r, mx, tau);
   Op *lse = add(b, mx, ir_un(b, OP_LOG, sum));
   Op *all = ir_cmp(b, CMP_EQ, cnt, r->m);

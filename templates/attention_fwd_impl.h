@@ -29,6 +29,9 @@ void fwd_store_row(Ctx *c, Builder *b, Op *i, Op *kept, Op *lse, Op *tau);
 /* Steps 2-3 on a row whose scores are in r: selection, softmax, kept/lse/tau and the
  * entropies written; returns sum (1 - p) of the kept e_j (o = acc / that). */
 Op *fwd_softmax_row(Ctx *c, Builder *b, const AttnRow *r, Op *i);
+/* The same with tau, the kept count and the row max mx already at hand (the tile
+ * schedule selects for a group of rows at once, from their maxima). */
+Op *fwd_softmax_row_at(Ctx *c, Builder *b, const AttnRow *r, Op *i, Op *tau, Op *cnt, Op *mx);
 void fwd_emit_padded_row(Ctx *c, Builder *b, Op *i);
 
 /* The tile schedule's kernel (attention_fwd_tile.c). */

@@ -85,6 +85,24 @@ static void group_pv(Ctx *c, Tile *t, Builder *b, Op *i0, Op *mg, Op *const m[])
   }
 }
 
+/* 2. row_topk's tau and kept count for rows i0 .. i0 + TILE_RT - 1, their searches
+ * interleaved (attn_rows_kth_count). A row past lim keeps "all" its keys (no search;
+ * its results are unused). The rows' lengths are the plain row_keys: a select there
+ * hid from LLVM that the slot index does not wrap, and the passes became gathers. */
+static void group_topk(Ctx *c, Tile *t, Builder *b, Op *i0, Op *mx[], Op *tau[], Op *cnt[]) {
+  AttnRow rows[TILE_RT];
+  Op *k[TILE_RT];
+  for (int r = 0; r < TILE_RT; r++) {
+    Op *i = add(b, i0, i32(b, r));
+    Op *mi = row_keys(c, b, i);
+    rows[r] = (AttnRow){c->scores, i32(b, (int)(r * t->ld)), mi};
+    k[r] = ir_select(b, ir_cmp(b, CMP_LT, i, t->lim),
+                     attn_keep_count(b, c->p[ATTN_SPARSITY], mi, c->spec->keep_min), mi);
+    mx[r] = attn_row_max(b, &rows[r]);
+  }
+  attn_rows_kth_count(b, rows, TILE_RT, k, mx, tau, cnt);
+}
+
 /* Steps 1-3 for rows i0 .. i0 + TILE_RT - 1 (i0 < lim). */
 static void emit_group(Ctx *c, Tile *t, Builder *b, Op *i0) {
   const Spec *s = c->spec;
@@ -95,15 +113,22 @@ static void emit_group(Ctx *c, Tile *t, Builder *b, Op *i0) {
     arow[r] = qkv_row(c, b, ir_bin(b, OP_MIN, add(b, i0, i32(b, r)), last));
   tile_scores(b, c->scores, i32(b, 0), t->ld, c->q, arow, t->kt, mg, s->head_dim, t->sacc,
               ir_const_f32(b, 1.0 / sqrt((double)s->head_dim)));
+  Op *tau[TILE_RT], *cnt[TILE_RT], *mx[TILE_RT];
+  for (int r = 0; r < TILE_RT; r++)
+    m[r] = ir_select(b, ir_cmp(b, CMP_LT, add(b, i0, i32(b, r)), t->lim),
+                     row_keys(c, b, add(b, i0, i32(b, r))), i32(b, 0));
+  if (s->select == SEL_ROW_TOPK)
+    group_topk(c, t, b, i0, mx, tau, cnt);
   for (int r = 0; r < TILE_RT; r++) {
     Op *i = add(b, i0, i32(b, r));
     Op *valid = ir_cmp(b, CMP_LT, i, t->lim);
     Op *mi = row_keys(c, b, i);
-    m[r] = ir_select(b, valid, mi, i32(b, 0));
     Builder row, one;
     ir_if(b, valid, &row, NULL);
     AttnRow ar = {c->scores, i32(&row, (int)(r * t->ld)), mi};
-    Op *kept_mass = fwd_softmax_row(c, &row, &ar, i);
+    Op *kept_mass = s->select == SEL_ROW_TOPK
+                        ? fwd_softmax_row_at(c, &row, &ar, i, tau[r], cnt[r], mx[r])
+                        : fwd_softmax_row(c, &row, &ar, i);
     Op *inv = ir_bin(&row, OP_DIV, ir_const_f32(&row, 1.0), kept_mass);
     ir_pfor(&row, AXIS_LANE, i32(&row, 1), "one", &one);
     ir_store(&one, t->rscale, i32(&one, r), inv);

@@ -10,7 +10,8 @@
  *   - attention dropout: reproducible per seed, seed-dependent, off at p = 0, the
  *     dropped fraction of kept keys within 4 sigma of p, stats taken before it;
  *   - the GPU-mapped kernel in the IR interpreter (threads, warps, shared memory,
- *     races) for several block configurations.
+ *     races) for several block configurations;
+ *   - row_topk on unquantized scores (no ties): kept = keep(M) exactly in every row.
  * Inputs with sparsity > 0 are quantized so the kernel's f32 scores are exact and
  * its kept sets and thresholds can be compared with the reference's exactly. In
  * quantile modes the group thresholds are inputs: the harness computes them with
@@ -185,6 +186,42 @@ static void extreme_scores(HostKernel *hk, const Spec *s) {
   attn_case_free(&c);
 }
 
+/* row_topk on unquantized scores (no ties, almost surely), spread narrow to wide: the
+ * k-th largest search (attention_kth.c) then stops on its interpolated probes rather
+ * than on a tie, which the quantized cases above cannot show; every valid row must
+ * keep exactly keep(M) keys, with tau among them (S >= tau, so o is finite). */
+static void untied_topk(HostKernel *hk, const Spec *s) {
+  static const float scales[] = {1e-3f, 1.0f, 30.0f};
+  int n = s->max_seq < 300 ? s->max_seq : 300;
+  for (int si = 0; si < 3; si++) {
+    AttnCase c;
+    attn_case_init(&c, s, 2, 2, n, si == 1);
+    attn_case_fill(&c, &rng, false);
+    for (int64_t i = 0; i < c.qkv_count; i++)
+      c.q[i] *= scales[si];
+    random_lengths(&c);
+    for (int pi = 0; pi < 3; pi++) {
+      double sp = (double[]){0.3, 0.8, 0.97}[pi];
+      AttnRun run = {.sparsity = sp};
+      run_host(hk, &c, &run);
+      bool ok = true;
+      int64_t bad = -1;
+      for (int b = 0; b < c.l.B; b++)
+        for (int h = 0; h < c.l.H; h++)
+          for (int i = 0; i < c.lengths[b]; i++) {
+            int64_t at = ((int64_t)b * c.l.H + h) * c.l.N + i;
+            int64_t m = s->causal && i + 1 < c.lengths[b] ? i + 1 : c.lengths[b];
+            if (c.kept[at] != attention_keep_count(sp, s->keep_min, m) && bad < 0)
+              ok = false, bad = at;
+          }
+      CHECK(ok, "untied row_topk (scale %g, s = %g, causal %d, tile %d/%d): row %lld keeps %d",
+            scales[si], sp, s->causal, hk->t.rows, hk->t.warps, (long long)bad,
+            bad >= 0 ? c.kept[bad] : 0);
+    }
+    attn_case_free(&c);
+  }
+}
+
 static bool same_rows(const AttnCase *x, const AttnCase *y, int n) {
   const AttnLayout *a = &x->l, *b = &y->l;
   int D = x->spec.head_dim;
@@ -297,6 +334,8 @@ static void host_suite(const Spec *s, TileConfig t) {
   every_length(&hk, s, 11);
   all_equal(&hk, s);
   extreme_scores(&hk, s);
+  if (s->select == SEL_ROW_TOPK)
+    untied_topk(&hk, s);
   padding_independent(&hk, s);
   dropout(&hk, s);
   host_free(&hk);
