@@ -1,6 +1,7 @@
 /* The CPU backend (see backend.h): host memory, a thread pool over the grid,
  * timing by the monotonic clock, and sgemm: crisp's own packed AVX-512 kernel
- * (sgemm.h) where the CPU has AVX-512F, else a BLAS library loaded with dlopen
+ * (sgemm.h) where the CPU has AVX-512F and the BLAS would not use it (choose_gemm),
+ * else a BLAS library loaded with dlopen
  * (OpenBLAS from Debian by default; $CRISP_BLAS names another library, or "none"
  * for the built-in loops), so the runtime links no BLAS itself. $CRISP_GEMM
  * chooses: auto (the default, see choose_gemm), crisp, or blas. */
@@ -216,17 +217,18 @@ static void gemm_split(Cpu *c, const RtGemm *g, const float *A, const float *B, 
 
 static int cpu_gemm(Backend *b, const RtGemm *g) {
   Cpu *c = cpu(b);
+  if (c->own) {   /* takes the strided batch itself */
+    if (sgemm_run(c->own, c->pool, g, (const float *)(uintptr_t)g->a,
+                  (const float *)(uintptr_t)g->b, (float *)(uintptr_t)g->c))
+      return rt_fail(b, "cpu: out of memory packing a %dx%dx%d sgemm", g->m, g->n, g->k);
+    return 0;
+  }
   int batch = g->batch > 1 ? g->batch : 1;
   for (int i = 0; i < batch; i++) {
     const float *A = (const float *)(uintptr_t)g->a + i * g->stride_a;
     const float *B = (const float *)(uintptr_t)g->b + i * g->stride_b;
     float *C = (float *)(uintptr_t)g->c + i * g->stride_c;
-    if (c->own) {
-      RtGemm one = *g;
-      one.batch = 1;
-      if (sgemm_run(c->own, c->pool, &one, A, B, C))
-        return rt_fail(b, "cpu: out of memory packing a %dx%dx%d sgemm", g->m, g->n, g->k);
-    } else if (c->sgemm && c->split) {
+    if (c->sgemm && c->split) {
       gemm_split(c, g, A, B, C);
     } else if (c->sgemm) {
       c->sgemm(CBLAS_ROW_MAJOR, g->ta ? CBLAS_TRANS : CBLAS_NO_TRANS,

@@ -1,6 +1,7 @@
 /* crisp's packed sgemm (see sgemm.h): pack op(B) into column panels on the pool,
- * then workers take blocks of C, pack row slices of op(A) per k slab, and run the
- * register-tile kernel over every (slice, panel) pair of their block. */
+ * then workers take blocks of C and, per k slab, run the register-tile kernel over
+ * every (slice of op(A), panel) pair of their block; a row-major A is read in place,
+ * a transposed one is packed per block and slab. */
 #include "sgemm.h"
 
 #include <math.h>
