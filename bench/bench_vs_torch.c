@@ -265,6 +265,10 @@ int main(int argc, char **argv) {
         r[si].select = o.sel_name[k], r[si].n = n, r[si].s = o.s[si];
         r[si].sdpa = torch_lookup(&tr, "torch_sdpa", "none", n, 0.0);
         r[si].paper = torch_lookup(&tr, "torch_paper", o.sel_name[k], n, o.s[si]);
+        r[si].dense = NAN;
+        for (int sj = 0; sj < o.ns; sj++)
+          if (o.s[sj] == 0)
+            r[si].dense = r[sj].crisp;
       }
     }
     harness_uniform(&rng);   /* fresh inputs for the next length */

@@ -14,6 +14,7 @@ typedef struct VsRow {
   int n;
   double s, kept;
   double crisp, fwd, bwd, naive, sdpa, paper;
+  double dense;   /* crisp ms at s = 0, same strategy and n, same run (NAN: not run) */
 } VsRow;
 
 typedef struct VsConfig {
