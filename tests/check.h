@@ -5,7 +5,15 @@
 
 #include <stdio.h>
 
+/* A suite split over several files shares one count: every file defines
+ * CHECK_SHARED before including this, and the one with main() also CHECK_OWNER. */
+#if defined(CHECK_SHARED) && defined(CHECK_OWNER)
+int check_passed, check_failed;
+#elif defined(CHECK_SHARED)
+extern int check_passed, check_failed;
+#else
 static int check_passed, check_failed;
+#endif
 
 #define CHECK(cond, ...)                                              \
   do {                                                                \
