@@ -1,5 +1,6 @@
-/* devcheck.h: what crisp-devcheck's commands share (devcheck.c: info, gemm, check,
- * tune, bench; devcheck_train.c: train). */
+/* devcheck.h: what crisp-devcheck's files share (devcheck.c: the command line and
+ * info; devcheck_load.c: the variants; devcheck_kernels.c: check, tune, bench;
+ * devcheck_gemm.c: gemm; devcheck_train.c: train). */
 #ifndef CRISP_RT_DEVCHECK_H
 #define CRISP_RT_DEVCHECK_H
 
@@ -34,6 +35,22 @@ typedef struct {
 /* Parses v->path and loads its module. 0, or -1 with err. */
 int load_variant(Backend *b, Variant *v, char *err, size_t cap);
 void free_variants(Backend *b, Variant *v, int n);
+
+/* Loads every variant in dir. A variant that fails keeps mod = NULL and its reason
+ * in err; returns -1 (err) only if dir has no manifest or none could be parsed.
+ * *spec points to the first parsed manifest's spec. */
+int load_dir(Backend *b, const char *dir, Variant **out, int *count, const Spec **spec,
+             char *err, size_t cap);
+/* The forward kernel's name in v's module, written into buf. */
+const char *forward_name(const Variant *v, char *buf, size_t cap);
+
+/* The commands. check_dir counts failures into *failures and returns -1 only when
+ * the device itself failed (0 otherwise); the others return 0, or 1 when a check
+ * or the device failed. */
+int check_dir(Backend *b, const char *dir, const Opts *o, int *failures);
+int tune_dir(Backend *b, const char *dir, const Opts *o);
+int bench_dir(Backend *b, const char *dir, const Opts *o, const TuneDb *db, FILE *json);
+int gemm_check(Backend *b, const Opts *o);
 
 /* `train FILE...`: each manifest's select + forward + backward kernels as one
  * training call, against the reference on several shapes, then timed forward and
