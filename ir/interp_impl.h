@@ -1,5 +1,6 @@
-/* Internals shared by the interpreter's two halves: interp.c (execution of ops,
- * parallel contexts, reductions) and interp_mem.c (buffers, bounds, race and
+/* Internals shared by the interpreter's parts: interp.c (errors, the grid of
+ * blocks, the entry point), interp_exec.c (scalar arithmetic, ops, parallel
+ * contexts, reductions) and interp_mem.c (buffers, bounds, race and
  * uninitialised-read tracking). Not part of the public API (see interp.h). */
 #ifndef CRISP_INTERP_IMPL_H
 #define CRISP_INTERP_IMPL_H
@@ -79,6 +80,9 @@ _Noreturn void interp_fail(Interp *in, const Op *op, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 _Noreturn void interp_fail_block(Interp *in, const Op *op, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* interp_exec.c: runs a block's ops in the current context. */
+void interp_exec_block(Interp *in, const Block *blk);
 
 void mem_setup(Interp *in, void *const *args, const int64_t *counts);
 void mem_block_begin(Interp *in);
