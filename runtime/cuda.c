@@ -1,6 +1,6 @@
 /* The CUDA backend (see backend.h) through the driver API, loaded with dlopen so
  * that one binary runs with or without a driver. The driver's types are declared
- * here (the toolkit need not be installed to build); their values are CUDA's ABI.
+ * in cuda_impl.h (the toolkit need not be installed to build).
  *
  * Context: the device's primary context (the one the CUDA runtime, and so cuBLAS,
  * uses too), made current on every entry. Work goes to one stream of our own; the
@@ -8,7 +8,8 @@
  * Every driver call is checked; a failure is reported as
  *   "cuda: cuModuleLoadDataEx: CUDA_ERROR_INVALID_PTX (218): a PTX JIT compilation failed"
  * followed, for module loads, by the JIT's error log. $CRISP_LIBCUDA names another
- * driver library (the tests use the toolkit's stub, whose every call fails). */
+ * driver library (the tests use the toolkit's stub, whose every call fails).
+ * gemm goes through cuBLAS, in cuda_blas.c. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -18,136 +19,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "cuda_impl.h"
 #include "cuda_names.h"
 
-/* ---- the driver API subset (cuda.h, CUDA 13) ---- */
-typedef int CUresult;
-typedef int CUdevice;
-typedef unsigned long long CUdeviceptr;
-typedef struct CUctx_st *CUcontext;
-typedef struct CUmod_st *CUmodule;
-typedef struct CUfunc_st *CUfunction;
-typedef struct CUstream_st *CUstream;
-typedef struct CUevent_st *CUevent;
-typedef int CUjit_option;
-
-enum {
-  CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
-  CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75,
-  CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76,
-  CU_JIT_INFO_LOG_BUFFER = 3,
-  CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES = 4,
-  CU_JIT_ERROR_LOG_BUFFER = 5,
-  CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6,
-  CU_JIT_LOG_VERBOSE = 12,
-  CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK = 0,
-  CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES = 1,
-  CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES = 3,
-  CU_FUNC_ATTRIBUTE_NUM_REGS = 4,
-  CU_STREAM_DEFAULT = 0,
-  CU_EVENT_DEFAULT = 0,
-};
-
-/* Each entry point: its field, its parameters, the symbols dlsym tries (newest first). */
-#define DRIVER_CALLS(X)                                                                         \
-  X(cuInit, (unsigned), "cuInit", NULL)                                                         \
-  X(cuDriverGetVersion, (int *), "cuDriverGetVersion", NULL)                                    \
-  X(cuDeviceGetCount, (int *), "cuDeviceGetCount", NULL)                                        \
-  X(cuDeviceGet, (CUdevice *, int), "cuDeviceGet", NULL)                                        \
-  X(cuDeviceGetName, (char *, int, CUdevice), "cuDeviceGetName", NULL)                          \
-  X(cuDeviceGetAttribute, (int *, int, CUdevice), "cuDeviceGetAttribute", NULL)                 \
-  X(cuDevicePrimaryCtxRetain, (CUcontext *, CUdevice), "cuDevicePrimaryCtxRetain", NULL)        \
-  X(cuDevicePrimaryCtxRelease,                                                                  \
-    (CUdevice),                                                                                 \
-    "cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease")                                \
-  X(cuCtxSetCurrent, (CUcontext), "cuCtxSetCurrent", NULL)                                      \
-  X(cuMemAlloc, (CUdeviceptr *, size_t), "cuMemAlloc_v2", NULL)                                 \
-  X(cuMemFree, (CUdeviceptr), "cuMemFree_v2", NULL)                                             \
-  X(cuMemcpyHtoD, (CUdeviceptr, const void *, size_t), "cuMemcpyHtoD_v2", NULL)                 \
-  X(cuMemcpyDtoH, (void *, CUdeviceptr, size_t), "cuMemcpyDtoH_v2", NULL)                       \
-  X(cuMemcpyDtoD, (CUdeviceptr, CUdeviceptr, size_t), "cuMemcpyDtoD_v2", NULL)                  \
-  X(cuMemsetD8, (CUdeviceptr, unsigned char, size_t), "cuMemsetD8_v2", NULL)                    \
-  X(cuModuleLoadDataEx,                                                                         \
-    (CUmodule *, const void *, unsigned, CUjit_option *, void **),                              \
-    "cuModuleLoadDataEx", NULL)                                                                 \
-  X(cuModuleUnload, (CUmodule), "cuModuleUnload", NULL)                                         \
-  X(cuModuleGetFunction, (CUfunction *, CUmodule, const char *), "cuModuleGetFunction", NULL)   \
-  X(cuFuncGetAttribute, (int *, int, CUfunction), "cuFuncGetAttribute", NULL)                   \
-  X(cuLaunchKernel,                                                                             \
-    (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,                              \
-     unsigned, unsigned, CUstream, void **, void **),                                           \
-    "cuLaunchKernel", NULL)                                                                     \
-  X(cuStreamCreate, (CUstream *, unsigned), "cuStreamCreate", NULL)                             \
-  X(cuStreamDestroy, (CUstream), "cuStreamDestroy_v2", "cuStreamDestroy")                       \
-  X(cuStreamSynchronize, (CUstream), "cuStreamSynchronize", NULL)                               \
-  X(cuEventCreate, (CUevent *, unsigned), "cuEventCreate", NULL)                                \
-  X(cuEventRecord, (CUevent, CUstream), "cuEventRecord", NULL)                                  \
-  X(cuEventSynchronize, (CUevent), "cuEventSynchronize", NULL)                                  \
-  X(cuEventElapsedTime,                                                                         \
-    (float *, CUevent, CUevent),                                                                \
-    "cuEventElapsedTime_v2", "cuEventElapsedTime")                                              \
-  X(cuEventDestroy, (CUevent), "cuEventDestroy_v2", "cuEventDestroy")                           \
-  X(cuGetErrorString, (CUresult, const char **), "cuGetErrorString", NULL)
-
-typedef struct {
-#define FIELD(name, params, sym, alt) CUresult(*name) params;
-  DRIVER_CALLS(FIELD)
-#undef FIELD
-} Driver;
-
-/* ---- cuBLAS subset (cublas_api.h) ---- */
-typedef struct cublasContext *cublasHandle_t;
-typedef int cublasStatus_t;
-enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 };
-typedef struct {
-  void *lib;
-  cublasHandle_t handle;
-  cublasStatus_t (*create)(cublasHandle_t *);
-  cublasStatus_t (*destroy)(cublasHandle_t);
-  cublasStatus_t (*set_stream)(cublasHandle_t, CUstream);
-  cublasStatus_t (*get_version)(cublasHandle_t, int *);
-  cublasStatus_t (*sgemm)(cublasHandle_t, int, int, int, int, int, const float *, const float *,
-                          int, const float *, int, const float *, float *, int);
-  cublasStatus_t (*sgemm_strided)(cublasHandle_t, int, int, int, int, int, const float *,
-                                  const float *, int, long long, const float *, int, long long,
-                                  const float *, float *, int, long long, int);
-} Cublas;
-
-typedef struct {
-  void *lib;
-  Driver d;
-  CUdevice dev;
-  CUcontext ctx;
-  CUstream stream;
-  Cublas blas;
-} Cuda;
-
-struct RtEvent {
-  CUevent e;
-};
-
-static Cuda *cu(Backend *b) { return b->impl; }
-
 /* Formats a failed call: "cuda: WHAT: NAME (code): description". */
-static int cu_fail(Backend *b, const Driver *d, CUresult r, const char *what) {
+int cu_fail(Backend *b, const Driver *d, CUresult r, const char *what) {
   const char *desc = NULL;
   if (d && d->cuGetErrorString && d->cuGetErrorString(r, &desc) != 0)
     desc = NULL;
   return rt_fail(b, "cuda: %s: %s (%d)%s%s", what, cu_result_name(r), r, desc ? ": " : "",
                  desc ? desc : "");
-}
-
-#define CHECK(b, call, what)                       \
-  do {                                             \
-    CUresult r_ = (call);                          \
-    if (r_ != 0)                                   \
-      return cu_fail((b), &cu(b)->d, r_, (what));  \
-  } while (0)
-
-static int enter(Backend *b) {
-  CHECK(b, cu(b)->d.cuCtxSetCurrent(cu(b)->ctx), "cuCtxSetCurrent");
-  return 0;
 }
 
 static int cuda_alloc(Backend *b, size_t bytes, DevPtr *out) {
@@ -349,73 +230,6 @@ static void cuda_event_destroy(Backend *b, RtEvent *e) {
   if (!enter(b))
     cu(b)->d.cuEventDestroy(e->e);
   free(e);
-}
-
-/* ---- cuBLAS, loaded on first use ---- */
-
-static int blas_fail(Backend *b, cublasStatus_t s, const char *what) {
-  return rt_fail(b, "cuda: %s: %s (%d)", what, cublas_status_name(s), s);
-}
-
-static int load_cublas(Backend *b) {
-  Cublas *c = &cu(b)->blas;
-  if (c->handle)
-    return 0;
-  const char *env = getenv("CRISP_LIBCUBLAS");
-  const char *const names[] = {env && *env ? env : "libcublas.so.13", "libcublas.so.12",
-                               "libcublas.so.11", "libcublas.so", NULL};
-  char why[512] = "";
-  for (int i = 0; names[i] && !c->lib; i++) {
-    c->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    if (!c->lib && i == 0)
-      snprintf(why, sizeof why, "%s", dlerror());
-  }
-  if (!c->lib)
-    return rt_fail(b, "cuda: gemm needs cuBLAS, which cannot be loaded (%s)", why);
-  c->create = (cublasStatus_t(*)(cublasHandle_t *))dlsym(c->lib, "cublasCreate_v2");
-  c->destroy = (cublasStatus_t(*)(cublasHandle_t))dlsym(c->lib, "cublasDestroy_v2");
-  c->set_stream = (cublasStatus_t(*)(cublasHandle_t, CUstream))dlsym(c->lib, "cublasSetStream_v2");
-  c->get_version = (cublasStatus_t(*)(cublasHandle_t, int *))dlsym(c->lib, "cublasGetVersion_v2");
-  *(void **)&c->sgemm = dlsym(c->lib, "cublasSgemm_v2");
-  *(void **)&c->sgemm_strided = dlsym(c->lib, "cublasSgemmStridedBatched");
-  if (!c->create || !c->destroy || !c->set_stream || !c->sgemm || !c->sgemm_strided) {
-    dlclose(c->lib);
-    c->lib = NULL;
-    return rt_fail(b, "cuda: the cuBLAS library lacks cublasCreate_v2/cublasSgemm_v2/...");
-  }
-  if (enter(b))
-    return -1;
-  cublasStatus_t s = c->create(&c->handle);
-  if (s != 0) {
-    c->handle = NULL;
-    return blas_fail(b, s, "cublasCreate");
-  }
-  s = c->set_stream(c->handle, cu(b)->stream);
-  if (s != 0)
-    return blas_fail(b, s, "cublasSetStream");
-  int version = 0;
-  if (c->get_version && c->get_version(c->handle, &version) == 0)
-    snprintf(b->gemm_lib, sizeof b->gemm_lib, "cuBLAS %d.%d.%d", version / 10000,
-             version / 100 % 100, version % 100);
-  return 0;
-}
-
-/* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands. */
-static int cuda_gemm(Backend *b, const RtGemm *g) {
-  if (load_cublas(b) || enter(b))
-    return -1;
-  Cublas *c = &cu(b)->blas;
-  int opa = g->ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = g->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const float *A = (const float *)(uintptr_t)g->a, *B = (const float *)(uintptr_t)g->b;
-  float *C = (float *)(uintptr_t)g->c;
-  cublasStatus_t s;
-  if (g->batch > 1)
-    s = c->sgemm_strided(c->handle, opb, opa, g->n, g->m, g->k, &g->alpha, B, g->ldb, g->stride_b,
-                         A, g->lda, g->stride_a, &g->beta, C, g->ldc, g->stride_c, g->batch);
-  else
-    s = c->sgemm(c->handle, opb, opa, g->n, g->m, g->k, &g->alpha, B, g->ldb, A, g->lda, &g->beta,
-                 C, g->ldc);
-  return s ? blas_fail(b, s, g->batch > 1 ? "cublasSgemmStridedBatched" : "cublasSgemm") : 0;
 }
 
 static void cuda_close(Backend *b) {

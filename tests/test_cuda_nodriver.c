@@ -74,7 +74,7 @@ static void test_names(void) {
   SAME(CUDA_ERROR_MISALIGNED_ADDRESS); SAME(CUDA_ERROR_LAUNCH_FAILED);
   SAME(CUDA_ERROR_NOT_PERMITTED); SAME(CUDA_ERROR_NOT_SUPPORTED);
   SAME(CUDA_ERROR_SYSTEM_DRIVER_MISMATCH); SAME(CUDA_ERROR_UNKNOWN);
-  /* the values cuda.c declares for itself */
+  /* the values cuda_impl.h declares for itself */
   CHECK(CU_JIT_INFO_LOG_BUFFER == 3 && CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES == 4 &&
         CU_JIT_ERROR_LOG_BUFFER == 5 && CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES == 6 &&
         CU_JIT_LOG_VERBOSE == 12, "CUjit_option values");
