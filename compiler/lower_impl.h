@@ -1,6 +1,7 @@
 /* lower_impl.h: state and helpers shared by the lowering's files (not a public API).
  *
- *   lower.c       kernels, values, arithmetic, memory, structured control flow
+ *   lower.c       the module and kernels, and the helpers below
+ *   lower_ops.c   each op: values, arithmetic, memory, structured control flow
  *   lower_gpu.c   NVPTX: kernel signature and annotations, thread/block ids, barriers,
  *                 warp shuffles, shared memory, exp/log on the GPU
  *   lower_host.c  host: the block-loop entry wrapper, function attributes, an
@@ -45,6 +46,13 @@ LLVMValueRef lower_fmuladd(Lower *L, LLVMValueRef a, LLVMValueRef b, LLVMValueRe
 LLVMValueRef lower_combine(Lower *L, OpKind kind, Type t, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef lower_alloca(Lower *L, LLVMTypeRef t, const char *name);
 void lower_add_attr(Lower *L, LLVMValueRef fn, unsigned idx, const char *name);
+
+/* Ops (lower_ops.c): a kernel's buffer and scalar parameters bound to the
+ * function's arguments (or shared/frame arrays), a block of ops lowered at the
+ * builder's position, and a new basic block at the end of the function. */
+void lower_bind_buffers(Lower *L);
+void lower_block(Lower *L, const Block *blk);
+LLVMBasicBlockRef lower_new_block(Lower *L, const char *name);
 
 /* GPU (lower_gpu.c) */
 LLVMValueRef gpu_kernel_function(Lower *L);
