@@ -98,12 +98,26 @@ typedef struct SelectLaunch {
   int round;            /* the `round` argument (0 for init) */
 } SelectLaunch;
 
-enum { SELECT_PLAN_LEN = 1 + 2 * SELECT_ROUNDS };
+/* The tile schedule's two rounds before the radix (attention_select_bracket.c):
+ * SAMPLE stores every stride-th row group's keys of each (b, h) in cand, and its pick
+ * brackets tau between two of the sample's keys (or finds tau, when the sample is the
+ * whole head); BRACKET scores every row once, stores the keys inside the bracket and
+ * counts those above it, and its pick finds tau among the stored keys. Groups it
+ * cannot settle (the bracket missed tau, cand overflowed, no sample fit) go through
+ * rounds 0, 1, 2 as before; the others skip them. */
+enum { SELECT_ROUND_SAMPLE = SELECT_ROUNDS, SELECT_ROUND_BRACKET = SELECT_ROUNDS + 1 };
 
-/* Fills plan[] with the launch sequence above; returns SELECT_PLAN_LEN. */
-int attention_select_plan(SelectLaunch plan[SELECT_PLAN_LEN]);
+enum { SELECT_PLAN_MAX = 1 + 2 * (SELECT_ROUNDS + 2) };
 
-/* Runs the plan: for each launch, args with `round` set (args[SELECT_ROUND] is
+/* Fills plan[] with the launch sequence of a schedule; returns its length:
+ *   warp schedule (tile false): init, hist(0), pick(0), hist(1), pick(1), hist(2), pick(2)
+ *   tile schedule (tile true):  init, hist(S), pick(S), hist(B), pick(B), then the same
+ *   six (S, B: SELECT_ROUND_SAMPLE, SELECT_ROUND_BRACKET). tile: the hist kernel has
+ *   the `cand` parameter (attention_select_has_cand). */
+int attention_select_plan(bool tile, SelectLaunch plan[SELECT_PLAN_MAX]);
+
+/* Runs the plan of the kernels' schedule (the tile one when the hist kernel has a `cand`
+ * parameter): for each launch, args with `round` set (args[SELECT_ROUND] is
  * replaced by the runner's own) and the grid from ir_grid, through `launch`, which
  * returns 0 or nonzero to stop. kernels[] in SelectKernel order. Any target: the
  * caller's launch JIT-calls, interprets or enqueues on a GPU stream. */
