@@ -80,11 +80,39 @@ Op *select_group_count(SelCtx *c, Builder *one, Op *g) {
   return ir_get(one, m);
 }
 
-/* Block-level: hs = src (pfor, barrier). */
+/* Block-level: dst = src, SELECT_BINS words (pfor, barrier). */
 static void copy_bins(Builder *b, Buf *dst, Buf *src) {
   Builder cb;
   Op *bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &cb)->index;
   ir_store(&cb, dst, bin, ir_load(&cb, src, bin));
+  ir_barrier(b);
+}
+
+static const int shift[3] = {SELECT_SHIFT0, 10, 0}, dmask[3] = {0x7FF, 0x7FF, 0x3FF};
+static const uint32_t himask[3] = {0, 0xFFE00000u, 0xFFFFFC00u};
+
+/* Block-level: hs = the histogram of digit d of the stored keys whose higher digits
+ * equal prefix (every key for d = 0). A barrier ends it. */
+static void stored_digits(Pick *p, Builder *b, int d, Op *prefix) {
+  SelCtx *c = p->c;
+  Builder zb, regs, lane, hit;
+  Op *bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &zb)->index;
+  ir_store(&zb, p->hs, bin, i32(&zb, 0));
+  ir_barrier(b);
+  Op *r = ir_for(b, p->reg0, add(b, p->reg0, p->nreg), 1, "reg", &regs)->index;
+  Op *at = select_cand_region(c, &regs, r);
+  Op *keys = add(&regs, at, i32(&regs, SELECT_CAND_HEAD));
+  Op *e = ir_pfor(&regs, AXIS_BLOCK, ir_load(&regs, c->cand, at), "e", &lane)->index;
+  Op *key = ir_load(&lane, c->cand, add(&lane, keys, e));
+  Builder *into = &lane;
+  if (d > 0) {
+    Op *high = ir_bin(&lane, OP_AND, key, i32(&lane, (int32_t)himask[d]));
+    ir_if(&lane, ir_cmp(&lane, CMP_EQ, high, prefix), &hit, NULL);
+    into = &hit;
+  }
+  Op *digit = ir_bin(into, OP_AND, ir_bin(into, OP_SHR, key, i32(into, shift[d])),
+                     i32(into, dmask[d]));
+  ir_atomic_add(into, p->hs, digit, i32(into, 1));
   ir_barrier(b);
 }
 
@@ -94,37 +122,16 @@ static void copy_bins(Builder *b, Buf *dst, Buf *src) {
  * key's top digit) is the same for every rank: with `top`, it is saved there
  * (reuse false) or taken from there (reuse true) instead of binning the keys again. */
 static void kth_stored(Pick *p, Builder *b, Buf *top, bool reuse) {
-  static const int shift[3] = {SELECT_SHIFT0, 10, 0}, dmask[3] = {0x7FF, 0x7FF, 0x3FF};
-  static const uint32_t himask[3] = {0, 0xFFE00000u, 0xFFFFFC00u};
-  SelCtx *c = p->c;
   for (int d = 0; d < 3; d++) {
-    Builder zb, regs, lane, hit, one;
+    Builder one;
     Op *prefix = ir_load(b, p->st, i32(b, ST_KEY));
     if (d == 0 && reuse) {
       copy_bins(b, p->hs, top);
-      goto pick;
+    } else {
+      stored_digits(p, b, d, prefix);
+      if (d == 0 && top)
+        copy_bins(b, top, p->hs);
     }
-    Op *bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &zb)->index;
-    ir_store(&zb, p->hs, bin, i32(&zb, 0));
-    ir_barrier(b);
-    Op *r = ir_for(b, p->reg0, add(b, p->reg0, p->nreg), 1, "reg", &regs)->index;
-    Op *at = select_cand_region(c, &regs, r);
-    Op *keys = add(&regs, at, i32(&regs, SELECT_CAND_HEAD));
-    Op *e = ir_pfor(&regs, AXIS_BLOCK, ir_load(&regs, c->cand, at), "e", &lane)->index;
-    Op *key = ir_load(&lane, c->cand, add(&lane, keys, e));
-    Builder *into = &lane;
-    if (d > 0) {
-      Op *high = ir_bin(&lane, OP_AND, key, i32(&lane, (int32_t)himask[d]));
-      ir_if(&lane, ir_cmp(&lane, CMP_EQ, high, prefix), &hit, NULL);
-      into = &hit;
-    }
-    Op *digit = ir_bin(into, OP_AND, ir_bin(into, OP_SHR, key, i32(into, shift[d])),
-                       i32(into, dmask[d]));
-    ir_atomic_add(into, p->hs, digit, i32(into, 1));
-    ir_barrier(b);
-    if (d == 0 && top)
-      copy_bins(b, top, p->hs);
-  pick:
     select_chunk_sums(b, p->hs, p->cs);
     ir_pfor(b, AXIS_BLOCK, i32(b, 1), "one", &one);
     Op *rank = ir_load(&one, p->st, i32(&one, ST_RANK)), *above;
@@ -189,8 +196,8 @@ static void settle(Pick *p, Builder *one, Op *tau) {
   ir_store(one, p->c->rank, p->g, i32(one, SELECT_DONE));
 }
 
-/* Block-level: the bound of an end of the bracket, st[ST_KEY] unless that end is open
- * (bit of st[ST_OPEN]), into hist[g, slot]. */
+/* One thread: an end of the bracket, st[ST_KEY] unless that end is open (`bit` of
+ * st[ST_OPEN]; then open_key, which bounds nothing). */
 static Op *bound(Pick *p, Builder *one, int bit, int32_t open_key) {
   Op *open = ir_bin(one, OP_AND, ir_load(one, p->st, i32(one, ST_OPEN)), i32(one, bit));
   return ir_select(one, ir_cmp(one, CMP_NE, open, i32(one, 0)), i32(one, open_key),
@@ -254,8 +261,7 @@ static void pick_bracket(Pick *p, Builder *b) {
   Op *failed = headers(p, &is, &stored, &part);
   Op *in = ir_bin(&is, OP_AND, ir_cmp(&is, CMP_LT, above, keep),
                   ir_cmp(&is, CMP_LE, keep, add(&is, above, stored)));
-  Op *fits = ir_cmp(&is, CMP_EQ, ir_select(&is, failed, i32(&is, 1), i32(&is, 0)), i32(&is, 0));
-  ir_set(&is, ok, ir_bin(&is, OP_AND, in, fits));
+  ir_set(&is, ok, ir_select(&is, failed, ir_const_bool(&is, false), in));
   ir_set(&is, left, ir_bin(&is, OP_SUB, keep, above));
   for (int s = SELECT_LO; s <= SELECT_ABOVE; s++)
     ir_store(&is, c->hist, hist_at(p, &is, s), i32(&is, 0));

@@ -21,6 +21,12 @@
  *      and, where it is nonzero, in round 2 each matching score binned (bin_row),
  *      in round 1 each appended to the block's candidates (store_row); round 0
  *      bins every score without the mask (bin_all).
+ * Before them (attention_select_bracket.c has the picks and the why), round SAMPLE
+ * scores every stride-th row group only and stores all their keys (store_all);
+ * round BRACKET scores every row, stores the keys in the group's bracket [lo, hi]
+ * with the same chunk masks (store_row) and counts those above hi (count_above).
+ * Rounds 0-2 skip the groups those settled (rank[g] = SELECT_DONE), BRACKET the
+ * groups without a bracket.
  * One block per head, not the forward's `rows`: the packing is strided loads, and
  * with 128-row blocks at L = 512 it took a fifth of the kernel's time, paid again
  * every round (measured 500 -> 425 ms of one thread's select plan at B = 16,
@@ -40,7 +46,9 @@
  * (its filter and digit), and the forward's own f32 bits are never re-derived from
  * them, so tau stays one of the forward's scores.
  *
- * Cost per block: rounds 0 and 1: L*D packing, 2*D flops per score of its rows (in
+ * Cost per block: SAMPLE: L*D packing, the sampled rows' scores and a store per key;
+ * BRACKET: as round 1 plus a vectorised count per row. Rounds 0 and 1 (groups not
+ * settled): L*D packing, 2*D flops per score of its rows (in
  * register tiles, rounded up to TILE_JT keys per group) and the mask per chunk of
  * keys; round 0 a shared-histogram increment per score; round 1 one scalar step per
  * stored key (a set bit of a mask) and a pass over them. Round 2: a pass over the
@@ -55,7 +63,8 @@
 
 typedef struct {
   Buf *kt, *slot, *sacc;
-  Buf *cs;      /* shared [2]: keys stored and rows stored so far (round 1) */
+  Buf *cs;      /* shared [2]: keys stored, and rows stored so far (round 1) or
+                   overflow (round BRACKET) */
   int64_t ld;   /* slot and packed-row length: max_seq rounded up to TILE_JT */
   Op *lim;      /* rows < lim are valid: min(N, L) = L (select_hist_begin clamps L) */
   Op *round0;   /* round 0: every score binned (bool) */
