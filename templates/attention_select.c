@@ -290,10 +290,11 @@ static void radix_pick(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g, bool tile
 
 static void build_pick(SelCtx *c, Builder *b, const TileConfig *t) {
   Kernel *k = c->k;
-  Buf *hs = ir_shared(k, "bins", TY_I32, SELECT_BINS);
+  bool tile = attention_select_has_cand(t);
+  Buf *hs = ir_shared(k, "bins", TY_I32, SELECT_BINS + (tile ? SELECT_SPARE_BINS : 0));
   Buf *cs = ir_shared(k, "chunks", TY_I32, NCHUNKS);
   Op *g = group_grid(c, b);
-  if (!attention_select_has_cand(t)) {
+  if (!tile) {
     radix_pick(c, b, hs, cs, g, false);
     return;
   }

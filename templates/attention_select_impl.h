@@ -67,6 +67,8 @@ Op *select_find_bin(Builder *one, Buf *hs, Buf *cs, Op *rank, Op **above);
 /* The tile schedule's picks of the SAMPLE and BRACKET rounds (attention_select_bracket.c),
  * block-level code of the pick kernel of group g, with its shared hs and cs. */
 void select_pick_bracket(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g);
+/* The tile schedule's pick has SELECT_SPARE_BINS more words in hs (a power of two). */
+enum { SELECT_SPARE_BINS = 16 };
 /* Valid scores of group g (i32, one thread): L^2 or L (L + 1) / 2 per head. */
 Op *select_group_count(SelCtx *c, Builder *one, Op *g);
 /* The per-(b, h) cand region's first element (i32): bh * (cap + SELECT_CAND_HEAD),
