@@ -22,7 +22,8 @@
  *      in round 1 each appended to the block's candidates (store_row); round 0
  *      bins every score without the mask (bin_all).
  * Before them (attention_select_bracket.c has the picks and the why), round SAMPLE
- * scores every stride-th row group only and stores all their keys (store_all);
+ * scores every stride-th row group only (transposed: sample_rows) and stores all
+ * their keys (store_all);
  * round BRACKET scores every row, stores the keys in the group's bracket [lo, hi]
  * with the same chunk masks (store_row) and counts those above hi (count_above).
  * Rounds 0-2 skip the groups those settled (rank[g] = SELECT_DONE), BRACKET the
@@ -46,7 +47,7 @@
  * (its filter and digit), and the forward's own f32 bits are never re-derived from
  * them, so tau stays one of the forward's scores.
  *
- * Cost per block: SAMPLE: L*D packing, the sampled rows' scores and a store per key;
+ * Cost per block: SAMPLE: the sampled rows' packing and scores and a store per key;
  * BRACKET: as round 1 plus a vectorised count per row. Rounds 0 and 1 (groups not
  * settled): L*D packing, 2*D flops per score of its rows (in
  * register tiles, rounded up to TILE_JT keys per group) and the mask per chunk of
@@ -280,14 +281,46 @@ static Op *idiv_up(Builder *b, Op *x, Op *y) {
   return ir_bin(b, OP_DIV, add(b, x, ir_bin(b, OP_SUB, y, i32(b, 1))), y);
 }
 
-/* Round SAMPLE: every stride-th row group's keys stored. The stride keeps the sample
- * within min(cand_cap, SELECT_SAMPLE_KEYS) whatever the rows' lengths: groups of
- * TILE_RT rows of (at most) lk keys, lk = L per head, N for layer_quantile (one
- * stride, so one sampling rate, across the batch). Header: the keys stored (-1 when
- * not even one group fits) and whether they are the whole head (stride 1). */
-static void sample_rows(SelCtx *c, Builder *b, const TileConfig *tc, const HistBlock *h,
-                        const Tile *t) {
+/* Row of the s-th sampled query: groups of TILE_RT rows, `span` rows apart. */
+static Op *sampled_row(Builder *b, Op *s, Op *span) {
+  Op *g = ir_bin(b, OP_DIV, s, i32(b, TILE_RT));
+  return add(b, attn_mul(b, g, span), ir_bin(b, OP_REM, s, i32(b, TILE_RT)));
+}
+
+/* Round SAMPLE, step 0: the n sampled query rows packed transposed into kt
+ * (kt[d][s] = q of sampled row s, 0 up to tile_pad(n)): they are the tile's keys. */
+static void pack_sample(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b, Op *span,
+                        Op *n) {
+  Builder loop, lane;
+  Op *d = ir_for(b, i32(b, 0), i32(b, c->spec->head_dim), 1, "d", &loop)->index;
+  Op *s = ir_pfor(&loop, AXIS_LANE, tile_pad(&loop, n), "s", &lane)->index;
+  Op *in = ir_cmp(&lane, CMP_LT, s, n);
+  Op *row = sampled_row(&lane, ir_bin(&lane, OP_MIN, s, ir_bin(&lane, OP_SUB, n, i32(&lane, 1))), span);
+  Op *x = ir_load(&lane, c->q, add(&lane, qk_row(c, h, &lane, row), d));
+  ir_store(&lane, t->kt, add(&lane, attn_mul(&lane, d, i32(&lane, (int)t->ld)), s),
+           ir_select(&lane, in, x, ir_const_f32(&lane, 0)));
+}
+
+/* Causal: the sampled rows a key j sees (i >= j) are a suffix; its first index is
+ * the count of sampled rows below j. */
+static Op *first_sampled(Builder *b, Op *j, Op *span, Op *n) {
+  Op *q = ir_bin(b, OP_DIV, j, span), *rem = ir_bin(b, OP_REM, j, span);
+  Op *below = add(b, attn_mul(b, q, i32(b, TILE_RT)), ir_bin(b, OP_MIN, rem, i32(b, TILE_RT)));
+  return ir_bin(b, OP_MIN, below, n);
+}
+
+/* Round SAMPLE: the keys of every stride-th row group stored. The stride keeps the sample
+ * within min(cand_cap - TILE_RT * lk, SELECT_SAMPLE_KEYS) whatever the rows' lengths:
+ * groups of TILE_RT rows of (at most) lk keys, lk = L per head, N for layer_quantile
+ * (one stride, so one sampling rate, across the batch). Header: the keys stored (-1
+ * when not even one group fits) and whether they are the whole head (stride 1).
+ * Scored transposed: the head's keys are the tile's rows (read in place) and the
+ * sampled queries, packed, its columns, so only D x (sampled rows) are gathered, not
+ * the whole K^T (the sample is a set: its order does not matter; an fma's operand
+ * order does not change its bits). */
+static void sample_rows(SelCtx *c, Builder *b, const HistBlock *h, const Tile *t) {
   Op **p = c->p;
+  int D = c->spec->head_dim;
   Op *lk = c->spec->select == SEL_HEAD_QUANTILE ? h->len : p[SELECT_N];
   Op *per = ir_bin(b, OP_MAX, attn_mul(b, lk, i32(b, TILE_RT)), i32(b, 1));
   Op *room = ir_bin(b, OP_SUB, t->cap, attn_mul(b, lk, i32(b, TILE_RT)));
@@ -296,18 +329,28 @@ static void sample_rows(SelCtx *c, Builder *b, const TileConfig *tc, const HistB
   Op *stride = ir_bin(b, OP_MAX, idiv_up(b, ng, ir_bin(b, OP_MAX, fit, i32(b, 1))), i32(b, 1));
   Op *rows = ir_cmp(b, CMP_GT, t->lim, i32(b, 0));
   Op *ok = ir_bin(b, OP_OR, ir_cmp(b, CMP_GT, fit, i32(b, 0)), ir_cmp(b, CMP_LE, t->lim, i32(b, 0)));
-  Builder work, groups, one;
+  Builder work, keys, one;
   ir_if(b, ir_bin(b, OP_AND, ok, rows), &work, NULL);
-  pack_keys(c, &work, tc, h, t);
-  Op *ns = idiv_up(&work, idiv_up(&work, t->lim, i32(&work, TILE_RT)), stride);
-  Op *gi = ir_for(&work, i32(&work, 0), ns, 1, "sg", &groups)->index;
-  Op *i0 = add(&groups, h->row0, attn_mul(&groups, gi, attn_mul(&groups, stride, i32(&groups, TILE_RT))));
-  score_group(c, h, t, &groups, i0);
+  Op *span = attn_mul(&work, stride, i32(&work, TILE_RT));
+  Op *nsg = idiv_up(&work, idiv_up(&work, t->lim, i32(&work, TILE_RT)), stride);
+  Op *lastg = attn_mul(&work, ir_bin(&work, OP_SUB, nsg, i32(&work, 1)), span);
+  Op *n = add(&work, attn_mul(&work, ir_bin(&work, OP_SUB, nsg, i32(&work, 1)), i32(&work, TILE_RT)),
+              ir_bin(&work, OP_MIN, ir_bin(&work, OP_SUB, t->lim, lastg), i32(&work, TILE_RT)));
+  pack_sample(c, h, t, &work, span, n);
+  Op *j0 = ir_for(&work, i32(&work, 0), t->lim, TILE_RT, "j0", &keys)->index;
+  Op *last = ir_bin(&keys, OP_SUB, t->lim, i32(&keys, 1));
+  Op *arow[TILE_RT];
+  for (int r = 0; r < TILE_RT; r++)
+    arow[r] = qk_row(c, h, &keys, ir_bin(&keys, OP_MIN, add(&keys, j0, i32(&keys, r)), last));
+  tile_scores(&keys, t->slot, i32(&keys, 0), t->ld, c->kk, arow, t->kt, n, D, t->sacc,
+              ir_const_f32(&keys, 1.0 / sqrt((double)D)));
   for (int r = 0; r < TILE_RT; r++) {
     Builder in;
-    Op *i = add(&groups, i0, i32(&groups, r));
-    ir_if(&groups, ir_cmp(&groups, CMP_LT, i, t->lim), &in, NULL);
-    store_all(c, t, &in, i32(&in, (int)(r * t->ld)), row_keys(c, h, &in, i));
+    Op *j = add(&keys, j0, i32(&keys, r));
+    ir_if(&keys, ir_cmp(&keys, CMP_LT, j, t->lim), &in, NULL);
+    Op *first = c->spec->causal ? first_sampled(&in, j, span, n) : i32(&in, 0);
+    store_all(c, t, &in, add(&in, i32(&in, (int)(r * t->ld)), first),
+              ir_bin(&in, OP_SUB, n, first));
   }
   ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
   ir_store(&one, c->cand, t->head, ir_select(&one, ok, ir_load(&one, t->cs, i32(&one, 0)),
@@ -409,7 +452,7 @@ void select_hist_tile_rows(SelCtx *c, Builder *b, const TileConfig *tc, const Hi
   ir_store(&one, t.cs, i32(&one, 1), i32(&one, 0));
   Op *state = ir_load(&warp, c->rank, h->g);
   ir_if(&warp, ir_cmp(&warp, CMP_EQ, round, i32(&warp, SELECT_ROUND_SAMPLE)), &sample, &later);
-  sample_rows(c, &sample, tc, h, &t);
+  sample_rows(c, &sample, h, &t);
   ir_if(&later, ir_cmp(&later, CMP_EQ, round, i32(&later, SELECT_ROUND_BRACKET)), &bracket,
         &radix);
   ir_if(&bracket, ir_cmp(&bracket, CMP_EQ, state, i32(&bracket, SELECT_BRACKETED)), &br, NULL);
