@@ -270,7 +270,7 @@ BenchResult bench_shape_result(BenchShape *sh, int reps) {
   BenchResult res = {bench_median(sh->tf, reps), bench_median(sh->tb, reps),
                      bench_median(sh->tt, reps), nv ? bench_median(sh->tn, reps) : NAN,
                      nv ? max_rel_diff(c->o, sh->no, c->o_count) : NAN,
-                     nv ? max_rel_diff(sh->grad, sh->ngrad, c->qkv_count) : NAN, 0};
+                     nv ? max_rel_diff(sh->grad, sh->ngrad, c->qkv_count) : NAN, 0, NAN};
   double kept = 0, valid = 0;
   for (int64_t r = 0; r < c->kept_count; r++) {
     int L = c->lengths[r / ((int64_t)H * n)];
@@ -278,6 +278,10 @@ BenchResult bench_shape_result(BenchShape *sh, int reps) {
     valid += (r % n) < L ? L : 0;
   }
   res.kept = kept / valid;
+  int radix = 0;
+  for (int g = 0; g < sh->G; g++)
+    radix += sh->rank[g] >= 0;
+  res.radix = sh->G ? (double)radix / sh->G : NAN;
   return res;
 }
 

@@ -50,6 +50,9 @@ typedef struct {
   double diff_o;                   /* max |crisp - naive| / max |naive| over o */
   double diff_grad;                /* the same over dq, dk, dv */
   double kept;                     /* kept keys / valid keys, from the forward's counts */
+  double radix;                    /* select groups the radix rounds decided (rank >= 0
+                                      after the plan; the others the sample or bracket),
+                                      of all; NAN without select kernels */
 } BenchResult;
 
 /* One shape and sparsity: inputs, outputs and both kernels' argument arrays. The

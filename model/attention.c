@@ -243,8 +243,9 @@ static int crisp_forward(AttnEngine *e, const AttnCall *c, const float *qkv, flo
       I32("cand_cap", cand_cap)};
   int n = (int)(sizeof tab / sizeof *tab);
   if (md->sel[0]) {
-    SelectLaunch plan[SELECT_PLAN_LEN];
-    int np = attention_select_plan(plan);
+    SelectLaunch plan[SELECT_PLAN_MAX];
+    int np = attention_select_plan(rt_param_index(md->sel[SELECT_KERNEL_HIST]->info, "cand") >= 0,
+                                   plan);
     for (int i = 0; i < np; i++) {
       round = plan[i].round;
       if (launch(e, md->sel[plan[i].kernel], tab, n, err, cap))

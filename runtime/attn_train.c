@@ -167,8 +167,9 @@ int attn_train_run(AttnTrain *t, bool forward, bool backward) {
       I32("round", a.round), BUF("cand", t->d_cand), I32("cand_cap", t->cand_cap)};
   int n = (int)(sizeof tab / sizeof *tab);
   if (forward && t->groups > 0) {
-    SelectLaunch plan[SELECT_PLAN_LEN];
-    int np = attention_select_plan(plan);
+    SelectLaunch plan[SELECT_PLAN_MAX];
+    int np = attention_select_plan(
+        rt_param_index(t->sel[SELECT_KERNEL_HIST]->info, "cand") >= 0, plan);
     for (int i = 0; i < np; i++) {
       a.round = plan[i].round;
       if (launch(t, t->sel[plan[i].kernel], tab, n))

@@ -1,6 +1,7 @@
 /* The select template: group thresholds by a 3-round radix select over order keys
  * of recomputed scores (see attention_select.h for the algorithm and the plan). */
 #include "attention_select_impl.h"
+#include "attention_tile.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -10,7 +11,7 @@
 #define add attn_add
 #define mul attn_mul
 
-enum { CHUNK = 16, NCHUNKS = SELECT_BINS / CHUNK };   /* pick: bins per thread, threads */
+enum { CHUNK = SELECT_CHUNK, NCHUNKS = SELECT_NCHUNKS };   /* pick: bins per thread, threads */
 
 static const char *const suffixes[SELECT_NKERNELS] = {"select_init", "select_hist",
                                                       "select_pick"};
@@ -29,9 +30,13 @@ int attention_select_groups(const Spec *s, int B, int H) {
 
 bool attention_select_has_cand(const TileConfig *t) { return t->sched == SCHED_TILE; }
 
-/* An eighth of the scores, plus the room a row group reserves before it is stored */
+/* An eighth of the scores, or the whole head's row groups while they hold at most
+ * SELECT_SAMPLE_KEYS (so round SAMPLE takes the whole of a small head), plus the room
+ * a row group reserves before it is stored */
 int attention_select_cand_cap(int max_len) {
-  return (int)((int64_t)max_len * max_len / 8 + 4 * (int64_t)max_len);
+  int64_t L = max_len, groups = (L + TILE_RT - 1) / TILE_RT * TILE_RT * L;
+  int64_t whole = groups < SELECT_SAMPLE_KEYS ? groups : SELECT_SAMPLE_KEYS;
+  return (int)((L * L / 8 > whole ? L * L / 8 : whole) + TILE_RT * L);
 }
 
 int64_t attention_select_cand_len(int B, int H, int cap) {
@@ -208,22 +213,8 @@ static void scan_down(Builder *b, Buf *buf, Op *first, int n, Op *rank, Op *run,
   ir_set(&loop, run, after);
 }
 
-static void build_pick(SelCtx *c, Builder *b) {
-  Kernel *k = c->k;
-  Buf *hs = ir_shared(k, "bins", TY_I32, SELECT_BINS);
-  Buf *cs = ir_shared(k, "chunks", TY_I32, NCHUNKS);
-  Op *g = group_grid(c, b);
-  Op *base = mul(b, g, i32(b, SELECT_BINS));
-  Op *round = c->p[SELECT_ROUND];
-
-  /* 1. move the group's histogram to shared memory (zeroing it for the next
-   * round), then sum chunks of CHUNK bins */
-  Builder mb, cb, loop, one;
-  Op *bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &mb)->index;
-  Op *at = add(&mb, base, bin);
-  ir_store(&mb, hs, bin, ir_load(&mb, c->hist, at));
-  ir_store(&mb, c->hist, at, i32(&mb, 0));
-  ir_barrier(b);
+void select_chunk_sums(Builder *b, Buf *hs, Buf *cs) {
+  Builder cb, loop;
   Op *ch = ir_pfor(b, AXIS_BLOCK, i32(b, NCHUNKS), "chunk", &cb)->index;
   Op *acc = ir_var(&cb, i32(&cb, 0), "sum");
   Op *e = ir_for(&cb, i32(&cb, 0), i32(&cb, CHUNK), 1, "e", &loop)->index;
@@ -233,10 +224,47 @@ static void build_pick(SelCtx *c, Builder *b) {
   ir_set(&loop, acc, add(&loop, ir_get(&loop, acc), v));
   ir_store(&cb, cs, ch, ir_get(&cb, acc));
   ir_barrier(b);
+}
+
+Op *select_find_bin(Builder *one, Buf *hs, Buf *cs, Op *rank, Op **above) {
+  Op *run = ir_var(one, i32(one, 0), "run");
+  Op *chunk = ir_var(one, i32(one, -1), "chunk");
+  Op *above_chunk = ir_var(one, i32(one, 0), "above_chunk");
+  scan_down(one, cs, i32(one, 0), NCHUNKS, rank, run, chunk, above_chunk);
+  Op *cfound = ir_bin(one, OP_MAX, ir_get(one, chunk), i32(one, 0));
+  Op *run2 = ir_var(one, ir_get(one, above_chunk), "run");
+  Op *sel = ir_var(one, i32(one, -1), "bin");
+  Op *ab = ir_var(one, i32(one, 0), "above");
+  scan_down(one, hs, mul(one, cfound, i32(one, CHUNK)), CHUNK, rank, run2, sel, ab);
+  *above = ir_get(one, ab);
+  return ir_bin(one, OP_MAX, ir_get(one, sel), i32(one, 0));
+}
+
+/* The radix rounds' pick. In the tile schedule, groups the bracket settled
+ * (rank[g] = SELECT_DONE) keep their tau: their histogram is empty (hist skipped them)
+ * and nothing of theirs is written. */
+static void radix_pick(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g, bool tile) {
+  Op *base = mul(b, g, i32(b, SELECT_BINS));
+  Op *round = c->p[SELECT_ROUND];
+
+  /* 1. move the group's histogram to shared memory (zeroing it for the next
+   * round), then sum chunks of CHUNK bins */
+  Builder mb, one;
+  Op *bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &mb)->index;
+  Op *at = add(&mb, base, bin);
+  ir_store(&mb, hs, bin, ir_load(&mb, c->hist, at));
+  ir_store(&mb, c->hist, at, i32(&mb, 0));
+  ir_barrier(b);
+  select_chunk_sums(b, hs, cs);
 
   /* 2. one thread: the rank (round 0: keep_g of the total), the chunk and the bin
    * where the count from the top reaches it, the new prefix and rank */
   ir_pfor(b, AXIS_BLOCK, i32(b, 1), "one", &one);
+  if (tile) {
+    Builder live;
+    ir_if(&one, ir_cmp(&one, CMP_GE, ir_load(&one, c->rank, g), i32(&one, 0)), &live, NULL);
+    one = live;
+  }
   Builder tl;
   Op *total = ir_var(&one, i32(&one, 0), "total");
   Op *t = ir_for(&one, i32(&one, 0), i32(&one, NCHUNKS), 1, "c", &tl)->index;
@@ -246,18 +274,10 @@ static void build_pick(SelCtx *c, Builder *b) {
   Op *round0 = ir_cmp(&one, CMP_EQ, round, i32(&one, 0));
   Op *rank = ir_select(&one, round0, keep, ir_load(&one, c->rank, g));
   Op *prefix = ir_select(&one, round0, i32(&one, 0), ir_load(&one, c->prefix, g));
-  Op *run = ir_var(&one, i32(&one, 0), "run");
-  Op *chunk = ir_var(&one, i32(&one, -1), "chunk");
-  Op *above_chunk = ir_var(&one, i32(&one, 0), "above_chunk");
-  scan_down(&one, cs, i32(&one, 0), NCHUNKS, rank, run, chunk, above_chunk);
-  Op *cfound = ir_bin(&one, OP_MAX, ir_get(&one, chunk), i32(&one, 0));
-  Op *run2 = ir_var(&one, ir_get(&one, above_chunk), "run");
-  Op *sel = ir_var(&one, i32(&one, -1), "bin");
-  Op *above = ir_var(&one, i32(&one, 0), "above");
-  scan_down(&one, hs, mul(&one, cfound, i32(&one, CHUNK)), CHUNK, rank, run2, sel, above);
-  Op *digit = ir_bin(&one, OP_MAX, ir_get(&one, sel), i32(&one, 0));
+  Op *above;
+  Op *digit = select_find_bin(&one, hs, cs, rank, &above);
   Op *key = ir_bin(&one, OP_OR, prefix, ir_bin(&one, OP_SHL, digit, digit_shift(c, &one)));
-  Op *left = ir_bin(&one, OP_SUB, rank, ir_get(&one, above));
+  Op *left = ir_bin(&one, OP_SUB, rank, above);
   ir_store(&one, c->prefix, g, key);
   ir_store(&one, c->rank, g, left);
   /* 3. after the last round the key is complete: tau; rank 0 means no valid score */
@@ -266,6 +286,22 @@ static void build_pick(SelCtx *c, Builder *b) {
   Op *tau = ir_select(&last, ir_cmp(&last, CMP_GT, left, i32(&last, 0)),
                       attn_from_order_key(&last, key), ir_const_f32(&last, INFINITY));
   ir_store(&last, c->tau_group, g, tau);
+}
+
+static void build_pick(SelCtx *c, Builder *b, const TileConfig *t) {
+  Kernel *k = c->k;
+  bool tile = attention_select_has_cand(t);
+  Buf *hs = ir_shared(k, "bins", TY_I32, SELECT_BINS + (tile ? SELECT_SPARE_BINS : 0));
+  Buf *cs = ir_shared(k, "chunks", TY_I32, NCHUNKS);
+  Op *g = group_grid(c, b);
+  if (!tile) {
+    radix_pick(c, b, hs, cs, g, false);
+    return;
+  }
+  Builder radix, early;
+  ir_if(b, ir_cmp(b, CMP_LT, c->p[SELECT_ROUND], i32(b, SELECT_ROUNDS)), &radix, &early);
+  radix_pick(c, &radix, hs, cs, g, true);
+  select_pick_bracket(c, &early, hs, cs, g);
 }
 
 /* ---- kernels, module, plan ---- */
@@ -282,7 +318,7 @@ Kernel *attention_select_build_kernel(const Spec *s, const TileConfig *t, Select
   switch (which) {
   case SELECT_KERNEL_INIT: build_init(&c, &b); break;
   case SELECT_KERNEL_HIST: build_hist(&c, &b, t); break;
-  default: build_pick(&c, &b); break;
+  default: build_pick(&c, &b, t); break;
   }
   return k;
 }
@@ -299,9 +335,13 @@ int attention_select_build(const Spec *s, const TileConfig *t, Module *m, char *
   return 0;
 }
 
-int attention_select_plan(SelectLaunch plan[SELECT_PLAN_LEN]) {
+int attention_select_plan(bool tile, SelectLaunch plan[SELECT_PLAN_MAX]) {
   int n = 0;
   plan[n++] = (SelectLaunch){SELECT_KERNEL_INIT, 0};
+  for (int r = SELECT_ROUND_SAMPLE; tile && r <= SELECT_ROUND_BRACKET; r++) {
+    plan[n++] = (SelectLaunch){SELECT_KERNEL_HIST, r};
+    plan[n++] = (SelectLaunch){SELECT_KERNEL_PICK, r};
+  }
   for (int r = 0; r < SELECT_ROUNDS; r++) {
     plan[n++] = (SelectLaunch){SELECT_KERNEL_HIST, r};
     plan[n++] = (SelectLaunch){SELECT_KERNEL_PICK, r};
@@ -311,8 +351,8 @@ int attention_select_plan(SelectLaunch plan[SELECT_PLAN_LEN]) {
 
 int attention_select_run(Kernel *const kernels[SELECT_NKERNELS], void *const *args,
                          SelectLaunchFn launch, void *ctx) {
-  SelectLaunch plan[SELECT_PLAN_LEN];
-  int n = attention_select_plan(plan);
+  SelectLaunch plan[SELECT_PLAN_MAX];
+  int n = attention_select_plan(ir_param_index(kernels[SELECT_KERNEL_HIST], "cand") >= 0, plan);
   void *a[SELECT_NPARAMS];
   memcpy(a, args, sizeof a);
   int32_t round;

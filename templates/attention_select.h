@@ -6,10 +6,14 @@
  *   keep_g = min(max(keep_min, ceil((1 - s) * M_g - 1e-6)), M_g)   (f64)
  *   tau_group[g] = the keep_g-th largest valid score (counting repeats), as the f32
  *                  score the forward computes; +inf when M_g = 0.
- * No n x n matrix is stored: the scores are recomputed in every round (the tile
- * schedule: rounds 0 and 1, keeping round 1's few matching keys for round 2) and
- * reduced to a histogram of their order-preserving u32 keys (attn_order_key), a
- * radix select over 3 rounds of 11, 11 and 10 bits, most significant first.
+ * No n x n matrix is stored: the scores are recomputed in every round and reduced to
+ * a histogram of their order-preserving u32 keys (attn_order_key), a radix select
+ * over 3 rounds of 11, 11 and 10 bits, most significant first. The tile schedule (the
+ * CPU's) first tries to settle each group with one scoring pass: a sample of its rows
+ * brackets tau, one pass stores the keys inside the bracket and counts those above,
+ * and tau is an exact select among the stored keys (attention_select_bracket.c); only
+ * the groups where that fails go through the radix rounds (round 1 keeping its few
+ * matching keys for round 2).
  *
  * Kernels, all with the same parameters (names, types, roles) in this order:
  *   q, k:      f32 in, strided as in templates.h (qkv_sb, qkv_sn, qkv_sh)
@@ -19,7 +23,8 @@
  *   rank:      i32 inout [G]                 tau's rank from the top among the
  *                                            scores that share the prefix (0: empty)
  *   tau_group: f32 out [G]
- *   B, H, N, qkv_sb, qkv_sn, qkv_sh: i32; sparsity: f64; round: i32 (0, 1, 2)
+ *   B, H, N, qkv_sb, qkv_sn, qkv_sh: i32; sparsity: f64; round: i32 (0, 1, 2; the
+ *              tile schedule also SELECT_ROUND_SAMPLE, SELECT_ROUND_BRACKET)
  *
  *   NAME_select_init  grid (H, B) | (1)   hist[g, :] = 0, prefix[g] = rank[g] = 0
  *   NAME_select_hist  grid (ceil(N / rows), H, B)   warps = tile warps
@@ -40,8 +45,10 @@
  * The launch plan (attention_select_plan), in order on one stream, the same
  * arguments each time except `round`:
  *   init, hist(0), pick(0), hist(1), pick(1), hist(2), pick(2)
- * Afterwards hist is all zero again; prefix and rank hold tau's key and its rank
- * within the ties at tau. init makes the plan independent of the buffers' earlier
+ * and for the tile schedule hist(SAMPLE), pick(SAMPLE), hist(BRACKET), pick(BRACKET)
+ * after init. Afterwards hist is all zero again; for a group the radix decided, prefix
+ * and rank hold tau's key and its rank within the ties at tau (rank < 0: the sample or
+ * the bracket settled it). init makes the plan independent of the buffers' earlier
  * contents. Counts are i32: M_g must stay below 2^31 (B*H*N*N for layer_quantile). */
 #ifndef CRISP_ATTENTION_SELECT_H
 #define CRISP_ATTENTION_SELECT_H
@@ -72,16 +79,19 @@ int attention_select_groups(const Spec *s, int B, int H);
 /* The tile schedule's candidate buffer (SCHED_TILE; attention_select_tile.c). Its
  * kernels take two more parameters after `round`:
  *   cand:     i32 inout [B * H * (cand_cap + SELECT_CAND_HEAD)]   scratch kept from
- *             hist(1) to hist(2): per (b, h) a header and up to cand_cap keys
- *   cand_cap: i32   keys per (b, h); any value >= 0 gives the same tau (0: round 2
- *             recomputes every score, as the warp schedule does). Indices are i32:
- *             B * H * (cand_cap + SELECT_CAND_HEAD) must stay below 2^31.
+ *             a hist to the next pick (the sample, the bracket's keys) or hist
+ *             (round 1's keys for round 2): per (b, h) a header and up to cand_cap keys
+ *   cand_cap: i32   keys per (b, h); any value >= 0 gives the same tau (0: no sample,
+ *             and round 2 recomputes every score, as the warp schedule does). Indices
+ *             are i32: B * H * (cand_cap + SELECT_CAND_HEAD) must stay below 2^31.
  * The warp schedule's kernels have neither (SELECT_CAND is one past their last). */
 enum { SELECT_CAND_HEAD = 2 };
 bool attention_select_has_cand(const TileConfig *t);
 /* The default cand_cap for calls with N <= max_len: an eighth of a head's max_len^2
- * scores plus 4 max_len (the room a row group must find free; a buffer of about
- * B * H * max_len^2 / 2 bytes). */
+ * scores (a buffer of about B * H * max_len^2 / 2 bytes), or where more, the head's
+ * row groups up to SELECT_SAMPLE_KEYS keys (16384: all of them up to max_len 128, so
+ * that the sample is the whole head), plus 4 max_len (the room a row group must find
+ * free). */
 int attention_select_cand_cap(int max_len);
 /* Elements of the cand buffer for B x H heads (cap: cand_cap). */
 int64_t attention_select_cand_len(int B, int H, int cap);
@@ -98,12 +108,26 @@ typedef struct SelectLaunch {
   int round;            /* the `round` argument (0 for init) */
 } SelectLaunch;
 
-enum { SELECT_PLAN_LEN = 1 + 2 * SELECT_ROUNDS };
+/* The tile schedule's two rounds before the radix (attention_select_bracket.c):
+ * SAMPLE stores every stride-th row group's keys of each (b, h) in cand, and its pick
+ * brackets tau between two of the sample's keys (or finds tau, when the sample is the
+ * whole head); BRACKET scores every row once, stores the keys inside the bracket and
+ * counts those above it, and its pick finds tau among the stored keys. Groups it
+ * cannot settle (the bracket missed tau, cand overflowed, no sample fit) go through
+ * rounds 0, 1, 2 as before; the others skip them. */
+enum { SELECT_ROUND_SAMPLE = SELECT_ROUNDS, SELECT_ROUND_BRACKET = SELECT_ROUNDS + 1 };
 
-/* Fills plan[] with the launch sequence above; returns SELECT_PLAN_LEN. */
-int attention_select_plan(SelectLaunch plan[SELECT_PLAN_LEN]);
+enum { SELECT_PLAN_MAX = 1 + 2 * (SELECT_ROUNDS + 2) };
 
-/* Runs the plan: for each launch, args with `round` set (args[SELECT_ROUND] is
+/* Fills plan[] with the launch sequence of a schedule; returns its length:
+ *   warp schedule (tile false): init, hist(0), pick(0), hist(1), pick(1), hist(2), pick(2)
+ *   tile schedule (tile true):  init, hist(S), pick(S), hist(B), pick(B), then the same
+ *   six (S, B: SELECT_ROUND_SAMPLE, SELECT_ROUND_BRACKET). tile: the hist kernel has
+ *   the `cand` parameter (attention_select_has_cand). */
+int attention_select_plan(bool tile, SelectLaunch plan[SELECT_PLAN_MAX]);
+
+/* Runs the plan of the kernels' schedule (the tile one when the hist kernel has a `cand`
+ * parameter): for each launch, args with `round` set (args[SELECT_ROUND] is
  * replaced by the runner's own) and the grid from ir_grid, through `launch`, which
  * returns 0 or nonzero to stop. kernels[] in SelectKernel order. Any target: the
  * caller's launch JIT-calls, interprets or enqueues on a GPU stream. */

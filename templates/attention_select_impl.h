@@ -12,6 +12,21 @@
 /* Round 0's digit: key bits 31..21, every key binned. */
 enum { SELECT_SHIFT0 = 21 };
 
+/* The tile schedule's state of group g in rank[g] before round 0 (init writes 0:
+ * unsettled), then in the radix rounds (where ranks are >= 0): SELECT_DONE, tau_group[g]
+ * is final and rounds 0-2 skip the group; SELECT_BRACKETED, pick(SAMPLE) left the
+ * bracket [lo, hi] of tau's key in hist[g, SELECT_LO], hist[g, SELECT_HI] for the
+ * BRACKET round, whose hist blocks add their count of keys above hi to
+ * hist[g, SELECT_ABOVE] (pick(BRACKET) zeroes the three). */
+enum { SELECT_DONE = -1, SELECT_BRACKETED = -2 };
+enum { SELECT_LO, SELECT_HI, SELECT_ABOVE };
+/* A region's header in cand after the SAMPLE and BRACKET rounds: [0] the keys stored
+ * (-1: they did not fit), [1] (SAMPLE) whether they are every valid score of the head.
+ * Rounds 1 and 2 reuse it: [0] the keys stored, [1] the rows stored. */
+/* SAMPLE's target size: row groups are sampled with a stride that keeps the sample at
+ * most this many keys (and within cand_cap); at n = 512 every 16th group, 32 rows. */
+enum { SELECT_SAMPLE_KEYS = 16384 };
+
 typedef struct {
   const Spec *spec;
   Kernel *k;
@@ -40,6 +55,26 @@ void select_bin_score(Builder *lane, const HistBlock *h, Op *s);
 void select_bin_key(Builder *lane, const HistBlock *h, Op *key);
 /* Barrier, then the block's nonzero bins added to hist[g, :] (global atomics). */
 void select_hist_end(SelCtx *c, Builder *b, const HistBlock *h);
+
+/* The radix pick's shared steps (attention_select.c): after hs holds a histogram of
+ * SELECT_BINS bins, select_chunk_sums writes the sums of its chunks to cs (a pfor and a
+ * barrier, block-level code); select_find_bin (one thread) returns the bin where the
+ * count from the top reaches rank, and in *above the count of the bins above it. */
+enum { SELECT_CHUNK = 16, SELECT_NCHUNKS = SELECT_BINS / SELECT_CHUNK };
+void select_chunk_sums(Builder *b, Buf *hs, Buf *cs);
+Op *select_find_bin(Builder *one, Buf *hs, Buf *cs, Op *rank, Op **above);
+
+/* The tile schedule's picks of the SAMPLE and BRACKET rounds (attention_select_bracket.c),
+ * block-level code of the pick kernel of group g, with its shared hs and cs. */
+void select_pick_bracket(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g);
+/* The tile schedule's pick has SELECT_SPARE_BINS more words in hs (a power of two). */
+enum { SELECT_SPARE_BINS = 16 };
+/* Valid scores of group g (i32, one thread): L^2 or L (L + 1) / 2 per head. */
+Op *select_group_count(SelCtx *c, Builder *one, Op *g);
+/* The per-(b, h) cand region's first element (i32): bh * (cap + SELECT_CAND_HEAD),
+ * cap = cand_cap clamped to [0, 2^30]. */
+Op *select_cand_cap(SelCtx *c, Builder *b);
+Op *select_cand_region(SelCtx *c, Builder *b, Op *bh);
 
 /* The tile schedule's hist block (attention_select_tile.c): all max_seq rows of one
  * (b, h) (a multiple of t->rows), so K^T is packed once per head and round. */

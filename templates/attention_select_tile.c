@@ -21,6 +21,13 @@
  *      and, where it is nonzero, in round 2 each matching score binned (bin_row),
  *      in round 1 each appended to the block's candidates (store_row); round 0
  *      bins every score without the mask (bin_all).
+ * Before them (attention_select_bracket.c has the picks and the why), round SAMPLE
+ * scores every stride-th row group only (transposed: sample_rows) and stores all
+ * their keys (store_all);
+ * round BRACKET scores every row, stores the keys in the group's bracket [lo, hi]
+ * with the same chunk masks (store_row) and counts those above hi (count_above).
+ * Rounds 0-2 skip the groups those settled (rank[g] = SELECT_DONE), BRACKET the
+ * groups without a bracket.
  * One block per head, not the forward's `rows`: the packing is strided loads, and
  * with 128-row blocks at L = 512 it took a fifth of the kernel's time, paid again
  * every round (measured 500 -> 425 ms of one thread's select plan at B = 16,
@@ -40,7 +47,9 @@
  * (its filter and digit), and the forward's own f32 bits are never re-derived from
  * them, so tau stays one of the forward's scores.
  *
- * Cost per block: rounds 0 and 1: L*D packing, 2*D flops per score of its rows (in
+ * Cost per block: SAMPLE: the sampled rows' packing and scores and a store per key;
+ * BRACKET: as round 1 plus a vectorised count per row. Rounds 0 and 1 (groups not
+ * settled): L*D packing, 2*D flops per score of its rows (in
  * register tiles, rounded up to TILE_JT keys per group) and the mask per chunk of
  * keys; round 0 a shared-histogram increment per score; round 1 one scalar step per
  * stored key (a set bit of a mask) and a pass over them. Round 2: a pass over the
@@ -55,14 +64,29 @@
 
 typedef struct {
   Buf *kt, *slot, *sacc;
-  Buf *cs;      /* shared [2]: keys stored and rows stored so far (round 1) */
+  Buf *cs;      /* shared [2]: keys stored, and rows stored so far (round 1) or
+                   overflow (round BRACKET) */
   int64_t ld;   /* slot and packed-row length: max_seq rounded up to TILE_JT */
   Op *lim;      /* rows < lim are valid: min(N, L) = L (select_hist_begin clamps L) */
   Op *round0;   /* round 0: every score binned (bool) */
   Op *store;    /* round 1: groups may be stored as candidates (bool) */
   Op *cap;      /* cand_cap, clamped to [0, 2^30] */
   Op *head;     /* the block's header in cand; its keys follow */
+  Op *lo, *hi;  /* round BRACKET: the group's bracket of keys (unsigned, inclusive) */
 } Tile;
+
+/* Which keys a chunk's mask marks: those of the round's prefix, or in the bracket. */
+typedef Op *(*KeyPred)(Builder *b, const HistBlock *h, const Tile *t, Op *key);
+
+static Op *prefix_pred(Builder *b, const HistBlock *h, const Tile *t, Op *key) {
+  (void)t;
+  return select_key_matches(b, h, key);
+}
+
+static Op *bracket_pred(Builder *b, const HistBlock *h, const Tile *t, Op *key) {
+  (void)h;
+  return ir_bin(b, OP_AND, ir_cmp(b, CMP_UGE, key, t->lo), ir_cmp(b, CMP_UGE, t->hi, key));
+}
 
 static Op *qk_row(SelCtx *c, const HistBlock *h, Builder *b, Op *i) {
   Op **p = c->p;
@@ -89,15 +113,19 @@ enum { MASK_KEYS = 32 };
  * fraction (in round 1 at B = 16, H = 12, n = 512, s = 0.8, unquantized inputs:
  * 5.2 % on average, 5.4 % at most in a head), so `any` runs once per matching key
  * instead of once per key. */
-static Op *chunks(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m, Builder *any,
-                  Op **at, Op **n) {
+static Op *chunks(Builder *b, const HistBlock *h, const Tile *t, KeyPred pred, Op *base,
+                  Op *m, Builder *any, Op **at, Op **n) {
+  Buf *slot = t->slot;
   Builder chunk, bits;
   Op *j0 = ir_for(b, i32(b, 0), m, MASK_KEYS, "j0", &chunk)->index;
   *at = add(&chunk, base, j0);
   *n = ir_bin(&chunk, OP_MIN, ir_bin(&chunk, OP_SUB, m, j0), i32(&chunk, MASK_KEYS));
-  Op *mask = ir_reduce(&chunk, AXIS_LANE, RED_ADD, TY_I32, *n, "jj", &bits);
+  /* all MASK_KEYS lanes, those past n masked off: a constant-length loop vectorises
+   * whole (a chunk never reads past tile_pad of its group's keys, which the slot holds) */
+  Op *mask = ir_reduce(&chunk, AXIS_LANE, RED_ADD, TY_I32, i32(&chunk, MASK_KEYS), "jj", &bits);
   Op *key = attn_order_key(&bits, ir_load(&bits, slot, add(&bits, *at, mask->index)));
-  ir_yield(&bits, ir_select(&bits, select_key_matches(&bits, h, key),
+  Op *in = ir_cmp(&bits, CMP_LT, mask->index, *n);
+  ir_yield(&bits, ir_select(&bits, ir_bin(&bits, OP_AND, in, pred(&bits, h, t, key)),
                             ir_bin(&bits, OP_SHL, i32(&bits, 1), mask->index), i32(&bits, 0)));
   ir_if(&chunk, ir_cmp(&chunk, CMP_NE, mask, i32(&chunk, 0)), any, NULL);
   return mask;
@@ -105,12 +133,12 @@ static Op *chunks(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m, Bu
 
 /* Step 2 in rounds 1 (rows not stored) and 2 for one row: its matching scores
  * binned (the scalar loop: a histogram increment does not vectorise). */
-static void bin_row(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m) {
+static void bin_row(Builder *b, const HistBlock *h, const Tile *t, Op *base, Op *m) {
   Builder any, lane;
   Op *at, *n;
-  chunks(b, h, slot, base, m, &any, &at, &n);
+  chunks(b, h, t, prefix_pred, base, m, &any, &at, &n);
   Op *jj = ir_pfor(&any, AXIS_LANE, n, "jj", &lane)->index;
-  select_bin_score(&lane, h, ir_load(&lane, slot, add(&lane, at, jj)));
+  select_bin_score(&lane, h, ir_load(&lane, t->slot, add(&lane, at, jj)));
 }
 
 /* Step 2 in round 0 for one row: every score binned by its top digit, with none of
@@ -143,11 +171,11 @@ static Op *bit_index(Builder *b, Op *x) {
  * candidates (the caller checked the room), one scalar step per set bit of each
  * chunk's mask, lowest first, so in key order. They are binned after the last row
  * (bin_stored). */
-static void store_row(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b, Op *base,
-                      Op *m) {
+static void store_row(SelCtx *c, const HistBlock *h, const Tile *t, KeyPred pred, Builder *b,
+                      Op *base, Op *m) {
   Builder any, one, loop;
   Op *at, *n;
-  Op *mask = chunks(b, h, t->slot, base, m, &any, &at, &n);
+  Op *mask = chunks(b, h, t, pred, base, m, &any, &at, &n);
   ir_pfor(&any, AXIS_LANE, i32(&any, 1), "one", &one);
   Op *cnt = ir_var(&one, ir_load(&one, t->cs, i32(&one, 0)), "stored");
   Op *left = ir_var(&one, mask, "left");
@@ -172,7 +200,9 @@ static void bin_stored(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b,
 
 /* Steps 1-2 for rows i0 .. i0 + TILE_RT - 1 (i0 < lim). In round 1 the group is
  * stored if every group before it was (rows stored == i0) and its keys fit. */
-static void emit_group(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b, Op *i0) {
+/* Step 1 for rows i0 .. i0 + TILE_RT - 1 (i0 < lim) into the slot; returns the keys
+ * of the group's last row (the most any of its rows sees). */
+static Op *score_group(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b, Op *i0) {
   int D = c->spec->head_dim;
   Op *mg = row_keys(c, h, b, add(b, i0, i32(b, TILE_RT - 1)));
   Op *last = ir_bin(b, OP_SUB, t->lim, i32(b, 1));
@@ -181,6 +211,11 @@ static void emit_group(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b,
     arow[r] = qk_row(c, h, b, ir_bin(b, OP_MIN, add(b, i0, i32(b, r)), last));
   tile_scores(b, t->slot, i32(b, 0), t->ld, c->q, arow, t->kt, mg, D, t->sacc,
               ir_const_f32(b, 1.0 / sqrt((double)D)));
+  return mg;
+}
+
+static void emit_group(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b, Op *i0) {
+  Op *mg = score_group(c, h, t, b, i0);
   Builder yes, no, one;
   Op *stored = ir_load(b, t->cs, i32(b, 0)), *done = ir_load(b, t->cs, i32(b, 1));
   Op *room = ir_cmp(b, CMP_LE, add(b, stored, attn_mul(b, mg, i32(b, TILE_RT))), t->cap);
@@ -191,13 +226,13 @@ static void emit_group(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b,
     Builder ry, rn;
     Op *iy = add(&yes, i0, i32(&yes, r)), *in = add(&no, i0, i32(&no, r));
     ir_if(&yes, ir_cmp(&yes, CMP_LT, iy, t->lim), &ry, NULL);
-    store_row(c, h, t, &ry, i32(&ry, (int)(r * t->ld)), row_keys(c, h, &ry, iy));
+    store_row(c, h, t, prefix_pred, &ry, i32(&ry, (int)(r * t->ld)), row_keys(c, h, &ry, iy));
     ir_if(&no, ir_cmp(&no, CMP_LT, in, t->lim), &rn, NULL);
     Builder r0, later;
     Op *at = i32(&rn, (int)(r * t->ld)), *m = row_keys(c, h, &rn, in);
     ir_if(&rn, t->round0, &r0, &later);
     bin_all(&r0, h, t->slot, at, m);
-    bin_row(&later, h, t->slot, at, m);
+    bin_row(&later, h, t, at, m);
   }
   ir_pfor(&yes, AXIS_LANE, i32(&yes, 1), "one", &one);
   ir_store(&one, t->cs, i32(&one, 1),
@@ -209,20 +244,189 @@ TileConfig select_tile_hist_rows(const Spec *s, const TileConfig *t) {
   return (TileConfig){rows, 1, SCHED_TILE};
 }
 
+/* Step 0: K^T of every key the block's rows see. */
+static void pack_keys(SelCtx *c, Builder *b, const TileConfig *tc, const HistBlock *h,
+                      const Tile *t) {
+  Op *kcnt = row_keys(c, h, b, add(b, h->row0, i32(b, tc->rows - 1)));
+  tile_pack_t(b, t->kt, t->ld, c->kk, qk_row(c, h, b, i32(b, 0)), c->p[SELECT_QKV_SN], kcnt,
+              c->spec->head_dim);
+}
+
 /* Rounds 0, 1 and, past the rows stored, 2: rows from `first` scored and binned. */
 static void score_rows(SelCtx *c, Builder *b, const TileConfig *tc, const HistBlock *h,
                        const Tile *t, Op *first) {
   Builder work, groups, inside;
-  int D = c->spec->head_dim;
   ir_if(b, ir_cmp(b, CMP_LT, add(b, h->row0, first), t->lim), &work, NULL);
-  /* 0. K^T of every key the block's rows see */
-  Op *kcnt = row_keys(c, h, &work, add(&work, h->row0, i32(&work, tc->rows - 1)));
-  tile_pack_t(&work, t->kt, t->ld, c->kk, qk_row(c, h, &work, i32(&work, 0)),
-              c->p[SELECT_QKV_SN], kcnt, D);
+  pack_keys(c, &work, tc, h, t);
   Op *g = ir_for(&work, first, i32(&work, tc->rows), TILE_RT, "g", &groups)->index;
   Op *i0 = add(&groups, h->row0, g);
   ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, t->lim), &inside, NULL);
   emit_group(c, h, t, &inside, i0);
+}
+
+/* Round SAMPLE, one row of the slot (at base, m keys): every key appended to the
+ * block's candidates (the caller made the room). */
+static void store_all(SelCtx *c, const Tile *t, Builder *b, Op *base, Op *m) {
+  Builder lane, one;
+  Op *cnt = ir_load(b, t->cs, i32(b, 0));
+  Op *to = add(b, keys_at(b, t), cnt);
+  Op *jj = ir_pfor(b, AXIS_LANE, m, "jj", &lane)->index;
+  Op *key = attn_order_key(&lane, ir_load(&lane, t->slot, add(&lane, base, jj)));
+  ir_store(&lane, c->cand, add(&lane, to, jj), key);
+  ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
+  ir_store(&one, t->cs, i32(&one, 0), add(&one, cnt, m));
+}
+
+static Op *idiv_up(Builder *b, Op *x, Op *y) {
+  return ir_bin(b, OP_DIV, add(b, x, ir_bin(b, OP_SUB, y, i32(b, 1))), y);
+}
+
+/* Row of the s-th sampled query: groups of TILE_RT rows, `span` rows apart. */
+static Op *sampled_row(Builder *b, Op *s, Op *span) {
+  Op *g = ir_bin(b, OP_DIV, s, i32(b, TILE_RT));
+  return add(b, attn_mul(b, g, span), ir_bin(b, OP_REM, s, i32(b, TILE_RT)));
+}
+
+/* Round SAMPLE, step 0: the n sampled query rows packed transposed into kt
+ * (kt[d][s] = q of sampled row s, 0 up to tile_pad(n)): they are the tile's keys. */
+static void pack_sample(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b, Op *span,
+                        Op *n) {
+  Builder loop, lane;
+  Op *d = ir_for(b, i32(b, 0), i32(b, c->spec->head_dim), 1, "d", &loop)->index;
+  Op *s = ir_pfor(&loop, AXIS_LANE, tile_pad(&loop, n), "s", &lane)->index;
+  Op *in = ir_cmp(&lane, CMP_LT, s, n);
+  Op *row = sampled_row(&lane, ir_bin(&lane, OP_MIN, s, ir_bin(&lane, OP_SUB, n, i32(&lane, 1))), span);
+  Op *x = ir_load(&lane, c->q, add(&lane, qk_row(c, h, &lane, row), d));
+  ir_store(&lane, t->kt, add(&lane, attn_mul(&lane, d, i32(&lane, (int)t->ld)), s),
+           ir_select(&lane, in, x, ir_const_f32(&lane, 0)));
+}
+
+/* Causal: the sampled rows a key j sees (i >= j) are a suffix; its first index is
+ * the count of sampled rows below j. */
+static Op *first_sampled(Builder *b, Op *j, Op *span, Op *n) {
+  Op *q = ir_bin(b, OP_DIV, j, span), *rem = ir_bin(b, OP_REM, j, span);
+  Op *below = add(b, attn_mul(b, q, i32(b, TILE_RT)), ir_bin(b, OP_MIN, rem, i32(b, TILE_RT)));
+  return ir_bin(b, OP_MIN, below, n);
+}
+
+/* Round SAMPLE: the keys of every stride-th row group stored. The stride keeps the sample
+ * within min(cand_cap - TILE_RT * lk, SELECT_SAMPLE_KEYS) whatever the rows' lengths:
+ * groups of TILE_RT rows of (at most) lk keys, lk = L per head, N for layer_quantile
+ * (one stride, so one sampling rate, across the batch). Header: the keys stored (-1
+ * when not even one group fits) and whether they are the whole head (stride 1).
+ * Scored transposed: the head's keys are the tile's rows (read in place) and the
+ * sampled queries, packed, its columns, so only D x (sampled rows) are gathered, not
+ * the whole K^T (the sample is a set: its order does not matter; an fma's operand
+ * order does not change its bits). */
+static void sample_rows(SelCtx *c, Builder *b, const HistBlock *h, const Tile *t) {
+  Op **p = c->p;
+  int D = c->spec->head_dim;
+  Op *lk = c->spec->select == SEL_HEAD_QUANTILE ? h->len : p[SELECT_N];
+  Op *per = ir_bin(b, OP_MAX, attn_mul(b, lk, i32(b, TILE_RT)), i32(b, 1));
+  Op *room = ir_bin(b, OP_SUB, t->cap, attn_mul(b, lk, i32(b, TILE_RT)));
+  Op *fit = ir_bin(b, OP_DIV, ir_bin(b, OP_MIN, room, i32(b, SELECT_SAMPLE_KEYS)), per);
+  Op *ng = idiv_up(b, lk, i32(b, TILE_RT));
+  Op *stride = ir_bin(b, OP_MAX, idiv_up(b, ng, ir_bin(b, OP_MAX, fit, i32(b, 1))), i32(b, 1));
+  Op *rows = ir_cmp(b, CMP_GT, t->lim, i32(b, 0));
+  Op *ok = ir_bin(b, OP_OR, ir_cmp(b, CMP_GT, fit, i32(b, 0)), ir_cmp(b, CMP_LE, t->lim, i32(b, 0)));
+  Builder work, keys, one;
+  ir_if(b, ir_bin(b, OP_AND, ok, rows), &work, NULL);
+  Op *span = attn_mul(&work, stride, i32(&work, TILE_RT));
+  Op *nsg = idiv_up(&work, idiv_up(&work, t->lim, i32(&work, TILE_RT)), stride);
+  Op *lastg = attn_mul(&work, ir_bin(&work, OP_SUB, nsg, i32(&work, 1)), span);
+  Op *n = add(&work, attn_mul(&work, ir_bin(&work, OP_SUB, nsg, i32(&work, 1)), i32(&work, TILE_RT)),
+              ir_bin(&work, OP_MIN, ir_bin(&work, OP_SUB, t->lim, lastg), i32(&work, TILE_RT)));
+  pack_sample(c, h, t, &work, span, n);
+  Op *j0 = ir_for(&work, i32(&work, 0), t->lim, TILE_RT, "j0", &keys)->index;
+  Op *last = ir_bin(&keys, OP_SUB, t->lim, i32(&keys, 1));
+  Op *arow[TILE_RT];
+  for (int r = 0; r < TILE_RT; r++)
+    arow[r] = qk_row(c, h, &keys, ir_bin(&keys, OP_MIN, add(&keys, j0, i32(&keys, r)), last));
+  tile_scores(&keys, t->slot, i32(&keys, 0), t->ld, c->kk, arow, t->kt, n, D, t->sacc,
+              ir_const_f32(&keys, 1.0 / sqrt((double)D)));
+  for (int r = 0; r < TILE_RT; r++) {
+    Builder in;
+    Op *j = add(&keys, j0, i32(&keys, r));
+    ir_if(&keys, ir_cmp(&keys, CMP_LT, j, t->lim), &in, NULL);
+    Op *first = c->spec->causal ? first_sampled(&in, j, span, n) : i32(&in, 0);
+    store_all(c, t, &in, add(&in, i32(&in, (int)(r * t->ld)), first),
+              ir_bin(&in, OP_SUB, n, first));
+  }
+  ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
+  ir_store(&one, c->cand, t->head, ir_select(&one, ok, ir_load(&one, t->cs, i32(&one, 0)),
+                                             i32(&one, -1)));
+  ir_store(&one, c->cand, add(&one, t->head, i32(&one, 1)),
+           ir_select(&one, ir_cmp(&one, CMP_EQ, stride, i32(&one, 1)), i32(&one, 1),
+                     i32(&one, 0)));
+}
+
+/* Round BRACKET, one row: keys above the bracket (i32). */
+static Op *count_above(const Tile *t, Builder *b, Op *base, Op *m) {
+  Builder lane;
+  Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_I32, m, "jj", &lane);
+  Op *key = attn_order_key(&lane, ir_load(&lane, t->slot, add(&lane, base, red->index)));
+  ir_yield(&lane, ir_select(&lane, ir_cmp(&lane, CMP_ULT, t->hi, key), i32(&lane, 1),
+                            i32(&lane, 0)));
+  return red;
+}
+
+/* Round BRACKET: every row scored once; the keys in [lo, hi] stored as candidates
+ * (row group by row group while TILE_RT * its keys fit, as in round 1), those above hi
+ * counted into hist[g, SELECT_ABOVE]. A group that does not fit ends the block's work:
+ * header -1, and the group goes to the radix rounds. */
+static void bracket_rows(SelCtx *c, Builder *b, const TileConfig *tc, const HistBlock *h,
+                         const Tile *t) {
+  Op *above = ir_var(b, i32(b, 0), "above");
+  Builder work, groups, inside, fits, full, one;
+  ir_if(b, ir_cmp(b, CMP_GT, t->lim, i32(b, 0)), &work, NULL);
+  pack_keys(c, &work, tc, h, t);
+  Op *gi = ir_for(&work, i32(&work, 0), i32(&work, tc->rows), TILE_RT, "g", &groups)->index;
+  Op *i0 = add(&groups, h->row0, gi);
+  Op *open = ir_cmp(&groups, CMP_EQ, ir_load(&groups, t->cs, i32(&groups, 1)), i32(&groups, 0));
+  ir_if(&groups, ir_bin(&groups, OP_AND, open, ir_cmp(&groups, CMP_LT, i0, t->lim)), &inside,
+        NULL);
+  Op *mg = score_group(c, h, t, &inside, i0);
+  Op *stored = ir_load(&inside, t->cs, i32(&inside, 0));
+  Op *room = ir_cmp(&inside, CMP_LE, add(&inside, stored, attn_mul(&inside, mg, i32(&inside, TILE_RT))),
+                    t->cap);
+  ir_if(&inside, room, &fits, &full);
+  for (int r = 0; r < TILE_RT; r++) {
+    Builder in;
+    Op *i = add(&fits, i0, i32(&fits, r));
+    ir_if(&fits, ir_cmp(&fits, CMP_LT, i, t->lim), &in, NULL);
+    Op *base = i32(&in, (int)(r * t->ld)), *m = row_keys(c, h, &in, i);
+    store_row(c, h, t, bracket_pred, &in, base, m);
+    ir_set(&in, above, add(&in, ir_get(&in, above), count_above(t, &in, base, m)));
+  }
+  Builder over;
+  ir_pfor(&full, AXIS_LANE, i32(&full, 1), "one", &over);
+  ir_store(&over, t->cs, i32(&over, 1), i32(&over, 1));
+  ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
+  Op *overflow = ir_cmp(&one, CMP_NE, ir_load(&one, t->cs, i32(&one, 1)), i32(&one, 0));
+  ir_store(&one, c->cand, t->head, ir_select(&one, overflow, i32(&one, -1),
+                                             ir_load(&one, t->cs, i32(&one, 0))));
+  Op *slot = add(&one, attn_mul(&one, h->g, i32(&one, SELECT_BINS)), i32(&one, SELECT_ABOVE));
+  ir_atomic_add(&one, c->hist, slot, ir_get(&one, above));
+}
+
+/* Rounds 0, 1, 2 (the radix, for groups the bracket did not settle). */
+static void radix_rows(SelCtx *c, Builder *b, const TileConfig *tc, const HistBlock *h,
+                       const Tile *t) {
+  Builder late, after, hdr;
+  Op *round = c->p[SELECT_ROUND];
+  /* round 2: the stored keys, then the rows past them recomputed */
+  Op *first = ir_var(b, i32(b, 0), "first");
+  ir_if(b, ir_cmp(b, CMP_EQ, round, i32(b, 2)), &late, NULL);
+  ir_set(&late, first, ir_load(&late, c->cand, add(&late, t->head, i32(&late, 1))));
+  bin_stored(c, h, t, &late, ir_load(&late, c->cand, t->head));
+  score_rows(c, b, tc, h, t, ir_get(b, first));
+  /* round 1: the header for round 2, and the stored keys binned */
+  ir_if(b, t->store, &after, NULL);
+  Op *n = ir_load(&after, t->cs, i32(&after, 0));
+  ir_pfor(&after, AXIS_LANE, i32(&after, 1), "one", &hdr);
+  ir_store(&hdr, c->cand, t->head, n);
+  ir_store(&hdr, c->cand, add(&hdr, t->head, i32(&hdr, 1)), ir_load(&hdr, t->cs, i32(&hdr, 1)));
+  bin_stored(c, h, t, &after, n);
 }
 
 void select_hist_tile_rows(SelCtx *c, Builder *b, const TileConfig *tc, const HistBlock *h) {
@@ -234,30 +438,28 @@ void select_hist_tile_rows(SelCtx *c, Builder *b, const TileConfig *tc, const Hi
   t.slot = ir_shared(c->k, "scores", TY_F32, TILE_RT * t.ld);
   t.sacc = ir_shared(c->k, "sacc", TY_F32, TILE_RT * TILE_JT);
   t.cs = ir_shared(c->k, "stored", TY_I32, 2);
-  Builder warp, one, late, after, hdr;
+  Builder warp, one, sample, later, bracket, radix, br, live;
   ir_pfor(b, AXIS_WARP, i32(b, 1), "w", &warp);
   Op *round = p[SELECT_ROUND];
   t.round0 = ir_cmp(&warp, CMP_EQ, round, i32(&warp, 0));
   t.store = ir_cmp(&warp, CMP_EQ, round, i32(&warp, 1));
-  t.cap = ir_bin(&warp, OP_MIN, ir_bin(&warp, OP_MAX, p[SELECT_CAND_CAP], i32(&warp, 0)),
-                 i32(&warp, 1 << 30));
+  t.cap = select_cand_cap(c, &warp);
   /* one row block per head (N <= max_seq): the region of (b, h) */
   Op *bh = add(&warp, attn_mul(&warp, h->batch, p[SELECT_H]), h->head);
-  t.head = attn_mul(&warp, bh, add(&warp, t.cap, i32(&warp, SELECT_CAND_HEAD)));
+  t.head = select_cand_region(c, &warp, bh);
   ir_pfor(&warp, AXIS_LANE, i32(&warp, 1), "one", &one);
   ir_store(&one, t.cs, i32(&one, 0), i32(&one, 0));
   ir_store(&one, t.cs, i32(&one, 1), i32(&one, 0));
-  /* round 2: the stored keys, then the rows past them recomputed */
-  Op *first = ir_var(&warp, i32(&warp, 0), "first");
-  ir_if(&warp, ir_cmp(&warp, CMP_EQ, round, i32(&warp, 2)), &late, NULL);
-  ir_set(&late, first, ir_load(&late, c->cand, add(&late, t.head, i32(&late, 1))));
-  bin_stored(c, h, &t, &late, ir_load(&late, c->cand, t.head));
-  score_rows(c, &warp, tc, h, &t, ir_get(&warp, first));
-  /* round 1: the header for round 2, and the stored keys binned */
-  ir_if(&warp, t.store, &after, NULL);
-  Op *n = ir_load(&after, t.cs, i32(&after, 0));
-  ir_pfor(&after, AXIS_LANE, i32(&after, 1), "one", &hdr);
-  ir_store(&hdr, c->cand, t.head, n);
-  ir_store(&hdr, c->cand, add(&hdr, t.head, i32(&hdr, 1)), ir_load(&hdr, t.cs, i32(&hdr, 1)));
-  bin_stored(c, h, &t, &after, n);
+  Op *state = ir_load(&warp, c->rank, h->g);
+  ir_if(&warp, ir_cmp(&warp, CMP_EQ, round, i32(&warp, SELECT_ROUND_SAMPLE)), &sample, &later);
+  sample_rows(c, &sample, h, &t);
+  ir_if(&later, ir_cmp(&later, CMP_EQ, round, i32(&later, SELECT_ROUND_BRACKET)), &bracket,
+        &radix);
+  ir_if(&bracket, ir_cmp(&bracket, CMP_EQ, state, i32(&bracket, SELECT_BRACKETED)), &br, NULL);
+  Op *hrow = attn_mul(&br, h->g, i32(&br, SELECT_BINS));
+  t.lo = ir_load(&br, c->hist, add(&br, hrow, i32(&br, SELECT_LO)));
+  t.hi = ir_load(&br, c->hist, add(&br, hrow, i32(&br, SELECT_HI)));
+  bracket_rows(c, &br, tc, h, &t);
+  ir_if(&radix, ir_cmp(&radix, CMP_NE, state, i32(&radix, SELECT_DONE)), &live, NULL);
+  radix_rows(c, &live, tc, h, &t);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../compiler/lower.h"
+#include "../templates/attention_select_impl.h"
 
 int sel_compile(Module *m, const Spec *s, const TileConfig *t, MapTarget target, char *err,
                 size_t cap) {
@@ -90,14 +91,50 @@ static void *run_range(void *p) {
   return NULL;
 }
 
+void sel_trace_init(SelTrace *t, int G) {
+  memset(t, 0, sizeof *t);
+  t->G = G;
+  t->after_sample = malloc((size_t)G * sizeof(int32_t));
+  t->after_bracket = malloc((size_t)G * sizeof(int32_t));
+  if (!t->after_sample || !t->after_bracket)
+    abort();
+  for (int g = 0; g < G; g++)
+    t->after_sample[g] = t->after_bracket[g] = 12345;   /* no pick ran */
+}
+
+void sel_trace_free(SelTrace *t) { free(t->after_sample), free(t->after_bracket); }
+
+void sel_trace_record(SelTrace *t, SelectKernel which, void **args) {
+  int32_t round = *(int32_t *)args[SELECT_ROUND];
+  if (!t || which != SELECT_KERNEL_PICK ||
+      (round != SELECT_ROUND_SAMPLE && round != SELECT_ROUND_BRACKET))
+    return;
+  memcpy(round == SELECT_ROUND_SAMPLE ? t->after_sample : t->after_bracket,
+         *(int32_t **)args[SELECT_RANK], (size_t)t->G * sizeof(int32_t));
+}
+
+SelPath sel_trace_path(const SelTrace *t, int g) {
+  return t->after_sample[g] == SELECT_DONE    ? PATH_SAMPLE
+         : t->after_bracket[g] == SELECT_DONE ? PATH_BRACKET
+                                              : PATH_RADIX;
+}
+
+void sel_trace_count(SelTrace *t) {
+  memset(t->count, 0, sizeof t->count);
+  for (int g = 0; g < t->G; g++)
+    t->count[sel_trace_path(t, g)]++;
+}
+
 /* hist: the blocks on two threads at once (global atomics); the others on this one */
 static int launch_jit(void *ctx, SelectKernel which, Kernel *k, void **args,
                       const int32_t grid[3]) {
   (void)k;
-  CpuKernelFn fn = ((SelHost *)ctx)->fn[which];
+  SelHost *h = ctx;
+  CpuKernelFn fn = h->fn[which];
   int64_t total = (int64_t)grid[0] * grid[1] * grid[2];
   if (which != SELECT_KERNEL_HIST || total < 2) {
     fn(args, grid, 0, total);
+    sel_trace_record(h->trace, which, args);
     return 0;
   }
   Range r[2] = {{fn, args, grid, 0, total / 2}, {fn, args, grid, total / 2, total}};

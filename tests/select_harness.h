@@ -32,11 +32,28 @@ void sel_args(SelArgs *a, AttnCase *c, double sparsity);
 void sel_args_cap(SelArgs *a, AttnCase *c, double sparsity, int cand_cap);
 void sel_args_free(SelArgs *a);
 
+/* Which path settled each group of a tile-schedule plan, from rank[] after the picks
+ * of rounds SAMPLE and BRACKET (sel_trace_record). */
+typedef enum { PATH_SAMPLE, PATH_BRACKET, PATH_RADIX, NPATHS } SelPath;
+typedef struct {
+  int G;
+  int32_t *after_sample, *after_bracket;   /* rank[] copies, G each */
+  int count[NPATHS];                       /* groups per path (sel_trace_count) */
+} SelTrace;
+void sel_trace_init(SelTrace *t, int G);
+void sel_trace_free(SelTrace *t);
+/* For a launcher: after a pick of round SAMPLE or BRACKET, copies rank[] (args). */
+void sel_trace_record(SelTrace *t, SelectKernel which, void **args);
+/* Fills t->count; the path of group g. */
+void sel_trace_count(SelTrace *t);
+SelPath sel_trace_path(const SelTrace *t, int g);
+
 /* The select kernels JIT-compiled for the host. */
 typedef struct {
   Module m;
   Jit *jit;
   CpuKernelFn fn[SELECT_NKERNELS];
+  SelTrace *trace;   /* NULL, or filled by sel_host_run */
 } SelHost;
 /* 0, or -1 with err (nothing to free then). */
 int sel_host_compile(SelHost *h, const Spec *s, const TileConfig *t, char *err, size_t cap);

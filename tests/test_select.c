@@ -192,14 +192,16 @@ static void test_host(void) {
 
 typedef struct {
   const int64_t *counts;
+  SelTrace *trace;
   char err[1024];
 } InterpCtx;
 
 static int launch_interp(void *ctx, SelectKernel which, Kernel *k, void **args,
                          const int32_t grid[3]) {
-  (void)which;
   InterpCtx *ic = ctx;
-  return interp_run(k, args, ic->counts, grid, NULL, ic->err, sizeof ic->err);
+  int rc = interp_run(k, args, ic->counts, grid, NULL, ic->err, sizeof ic->err);
+  sel_trace_record(ic->trace, which, args);
+  return rc;
 }
 
 static void test_interp(void) {
@@ -222,20 +224,31 @@ static void test_interp(void) {
         attn_case_init(&c, &s, 2, 2, 9, ti == 0);
         attn_case_fill(&c, &rng, true);
         c.lengths[1] = 6;
-        /* the tile schedule's candidates: the default room (some row groups stored),
-         * none, and every group */
-        int caps[3] = {attention_select_cand_cap(c.l.N), 0, c.l.N * c.l.N + TILE_RT * c.l.N};
+        /* the tile schedule's candidates and the path they make the groups take: the
+         * default room (N = 9: the whole head is the sample), none (the radix rounds;
+         * round 2 recomputes every score), and 120 (a sample of two of the three row
+         * groups of example 0, then the bracket) */
+        static const SelPath path[3] = {PATH_SAMPLE, PATH_RADIX, PATH_BRACKET};
+        int caps[3] = {attention_select_cand_cap(c.l.N), 0, 120};
         for (int k = 0; k < 2; k++)
           for (int ci = 0; ci < (tiles[ti].sched == SCHED_TILE ? 3 : 1); ci++) {
             double sp = k ? 0.8 : 0.5;
             SelArgs a;
+            SelTrace tr;
             sel_args_cap(&a, &c, sp, caps[ci]);
-            InterpCtx ic = {.counts = a.counts};
+            sel_trace_init(&tr, a.G);
+            InterpCtx ic = {.counts = a.counts, .trace = &tr};
             int rc = attention_select_run(m.kernels, a.args, launch_interp, &ic);
             CHECK(rc == 0, "interp %s tile (%d, %d) cand_cap %d: %s", describe(&s, d, sizeof d),
                   tiles[ti].rows, tiles[ti].warps, caps[ci], ic.err);
             if (rc == 0)
               check_taus(&c, &a, sp, "interp");
+            sel_trace_count(&tr);
+            CHECK(tiles[ti].sched != SCHED_TILE || tr.count[path[ci]] > 0,
+                  "interp %s cand_cap %d: no group settled by path %d (sample %d, bracket %d, "
+                  "radix %d)", describe(&s, d, sizeof d), caps[ci], (int)path[ci],
+                  tr.count[PATH_SAMPLE], tr.count[PATH_BRACKET], tr.count[PATH_RADIX]);
+            sel_trace_free(&tr);
             sel_args_free(&a);
             runs++;
           }
@@ -326,16 +339,20 @@ static void test_ptx(void) {
 /* ---- the plan and the API ---- */
 
 static void test_plan(void) {
-  SelectLaunch plan[SELECT_PLAN_LEN];
-  int n = attention_select_plan(plan);
-  static const char want[] = "init0 hist0 pick0 hist1 pick1 hist2 pick2 ";
-  char got[128] = "";
-  for (int i = 0; i < n; i++) {
-    size_t at = strlen(got);
-    snprintf(got + at, sizeof got - at, "%s%d ",
-             attention_select_kernel_name(plan[i].kernel) + 7, plan[i].round);
+  static const char *const want[2] = {
+      "init0 hist0 pick0 hist1 pick1 hist2 pick2 ",
+      "init0 hist3 pick3 hist4 pick4 hist0 pick0 hist1 pick1 hist2 pick2 "};
+  for (int tile = 0; tile < 2; tile++) {
+    SelectLaunch plan[SELECT_PLAN_MAX];
+    int n = attention_select_plan(tile, plan);
+    char got[128] = "";
+    for (int i = 0; i < n; i++) {
+      size_t at = strlen(got);
+      snprintf(got + at, sizeof got - at, "%s%d ",
+               attention_select_kernel_name(plan[i].kernel) + 7, plan[i].round);
+    }
+    CHECK(n <= SELECT_PLAN_MAX && !strcmp(got, want[tile]), "plan (tile %d): %s", tile, got);
   }
-  CHECK(n == SELECT_PLAN_LEN && !strcmp(got, want), "plan: %s", got);
   Spec s = make_spec(SEL_ROW_TOPK, 64, false, 1);
   Module m = {0};
   char err[64];

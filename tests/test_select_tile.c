@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "select_harness.h"
+#include "../templates/attention_select_impl.h"
 #include "../templates/attention_tile.h"
 #include "check.h"
 
@@ -115,16 +116,29 @@ static int rows_stored(const SelArgs *a, int bh) {
   return a->cand[(int64_t)bh * (a->cand_cap + SELECT_CAND_HEAD) + 1];
 }
 
-/* The candidate capacities a case runs with: the default (every row group stored
- * at these sizes), none (round 2 recomputes every score) and room for about one
- * row group (stored groups first, the rest binned directly and recomputed). */
-enum { CAP_DEFAULT, CAP_NONE, CAP_ONE_GROUP, NCAPS };
-static const char *const cap_names[NCAPS] = {"default", "none", "one group"};
+/* The sample's stride over row groups of lk keys, as attention_select_impl.h's rule
+ * gives it (0: no sample fits). */
+static int sample_stride(int lk, int cap) {
+  int per = TILE_RT * lk > 1 ? TILE_RT * lk : 1, room = cap - TILE_RT * lk;
+  int fit = (room < SELECT_SAMPLE_KEYS ? room : SELECT_SAMPLE_KEYS) / per;
+  int ng = (lk + TILE_RT - 1) / TILE_RT;
+  return fit <= 0 ? 0 : ng <= fit ? 1 : (ng + fit - 1) / fit;
+}
+
+/* The candidate capacities a case runs with: the default (the sample, then the
+ * bracket or, for small heads, the whole head in the sample), none (no sample: the
+ * radix rounds, round 2 recomputing every score), room for about one row group (no
+ * sample; round 1 stores the first groups, the others are recomputed) and for two
+ * (a sample of one group, so wide a bracket that round BRACKET overflows). */
+enum { CAP_DEFAULT, CAP_NONE, CAP_ONE_GROUP, CAP_OVERFLOW, NCAPS };
+static const char *const cap_names[NCAPS] = {"default", "none", "one group", "overflow"};
 
 static int cand_cap(const AttnCase *c, int which) {
   int N = c->l.N;
-  return which == CAP_DEFAULT ? attention_select_cand_cap(N) : which == CAP_NONE ? 0
-                                                                   : TILE_RT * N + 1;
+  return which == CAP_DEFAULT ? attention_select_cand_cap(N)
+         : which == CAP_NONE  ? 0
+         : which == CAP_ONE_GROUP ? TILE_RT * N + 1
+                                  : 2 * TILE_RT * N + 1;
 }
 
 /* The partial capacity must split some head into stored and recomputed rows, or the
@@ -138,23 +152,45 @@ static bool splits_a_head(const AttnCase *c, const SelArgs *a) {
   return false;
 }
 
-/* With the default capacity every row of every head is stored (at s = 0.8): round 2
- * recomputes nothing. */
-static bool stores_all(const AttnCase *c, const SelArgs *a) {
-  for (int bh = 0; bh < c->l.B * c->l.H; bh++)
-    if (rows_stored(a, bh) != c->lengths[bh / c->l.H])
-      return false;
-  return true;
+/* Every group took path p. */
+static bool all_by(const SelTrace *t, SelPath p) { return t->count[p] == t->G; }
+
+/* Whether a full-length case (every L = N, s = 0.8, N >= 2 TILE_RT) took the paths it
+ * must: the default capacity settles every group from the sample (whole head) or the
+ * bracket, or none (`radix`: the sampled rows were made unlike the others); no
+ * capacity and one group's go to the radix, the latter storing some rows in round 1;
+ * two groups' sample a group, and round BRACKET overflows. */
+static bool covered(const AttnCase *c, const SelArgs *a, const SelTrace *t, int ci, bool radix) {
+  switch (ci) {
+  case CAP_DEFAULT:
+    return radix ? all_by(t, PATH_RADIX)
+                 : all_by(t, sample_stride(c->l.N, a->cand_cap) == 1 ? PATH_SAMPLE : PATH_BRACKET);
+  case CAP_ONE_GROUP:
+    return all_by(t, PATH_RADIX) && splits_a_head(c, a);
+  case CAP_OVERFLOW:
+    for (int g = 0; g < t->G; g++)
+      if (t->after_sample[g] != SELECT_BRACKETED)
+        return false;
+    return all_by(t, PATH_RADIX);
+  default:
+    return all_by(t, PATH_RADIX);
+  }
 }
 
 static void run_case(SelHost *sh, CpuKernelFn fwd, Kernel *fk, AttnCase *c, double sparsity,
                      const char *what) {
   float *want = malloc((size_t)attention_select_groups(&c->spec, c->l.B, c->l.H) * 4);
   expected_taus(c, sparsity, want);
+  bool radix = !strcmp(what, "adversarial");
   for (int ci = 0; ci < NCAPS; ci++) {
     SelArgs a;
+    SelTrace tr;
     sel_args_cap(&a, c, sparsity, cand_cap(c, ci));
+    sel_trace_init(&tr, a.G);
+    sh->trace = &tr;
     int rc = sel_host_run(sh, &a), bad = 0, first = -1;
+    sh->trace = NULL;
+    sel_trace_count(&tr);
     for (int g = 0; g < a.G; g++)
       if (bits(a.tau[g]) != bits(want[g]) && bad++ == 0)
         first = g;
@@ -162,21 +198,34 @@ static void run_case(SelHost *sh, CpuKernelFn fwd, Kernel *fk, AttnCase *c, doub
     /* at s = 0.8 tau's bin holds a few percent of the scores, more than fit beside the
      * first group; near s = 0 and 0.5 (tiny bins around 0) there may be too few */
     bool full = c->l.N >= 2 * TILE_RT && c->lengths[0] == c->l.N && sparsity == 0.8;
-    bool covered = !full || (ci == CAP_ONE_GROUP && splits_a_head(c, &a)) ||
-                   (ci == CAP_DEFAULT && stores_all(c, &a)) || ci == CAP_NONE;
-    CHECK(rc == 0 && bad == 0 && kept_bad == 0 && covered,
+    bool paths = !full || covered(c, &a, &tr, ci, radix);
+    CHECK(rc == 0 && bad == 0 && kept_bad == 0 && paths,
           "%s %s D=%d causal=%d B=%d H=%d N=%d s=%g, cand_cap %d (%s): plan rc %d, %d of %d "
           "taus differ from the tile scores' (g=%d: %.9g, want %.9g), %d rows with other "
-          "kept counts%s", what,
+          "kept counts%s (groups by sample %d, bracket %d, radix %d)", what,
           select_name(c->spec.select), c->spec.head_dim, c->spec.causal, c->l.B, c->l.H,
           c->l.N, sparsity, a.cand_cap, cap_names[ci], rc, bad, a.G, first,
           first >= 0 ? a.tau[first] : 0.0, first >= 0 ? want[first] : 0.0, kept_bad,
-          covered ? ""
-          : ci == CAP_DEFAULT ? ", and some head's rows were not all stored"
-                              : ", and no head both stored and recomputed rows");
+          paths ? "" : ", and not the paths this capacity must take", tr.count[PATH_SAMPLE],
+          tr.count[PATH_BRACKET], tr.count[PATH_RADIX]);
+    sel_trace_free(&tr);
     sel_args_free(&a);
   }
   free(want);
+}
+
+/* The rows round SAMPLE scores (every stride-th row group) scaled up 30 times: the
+ * sample then misplaces tau's bracket, and every group must fall back to the radix
+ * (still exact). Needs a stride >= 2 (not the whole head). */
+static void make_adversarial(AttnCase *c) {
+  const AttnLayout *l = &c->l;
+  int stride = sample_stride(l->N, attention_select_cand_cap(l->N));
+  for (int b = 0; b < l->B; b++)
+    for (int h = 0; h < l->H; h++)
+      for (int i = 0; i < l->N; i++)
+        if ((i / TILE_RT) % stride == 0)
+          for (int d = 0; d < c->spec.head_dim; d++)
+            c->q[b * l->qkv_sb + i * l->qkv_sn + h * l->qkv_sh + d] *= 30;
 }
 
 static void test_variant(const Spec *s, const TileConfig *t) {
@@ -200,6 +249,10 @@ static void test_variant(const Spec *s, const TileConfig *t) {
     attn_case_fill(&c, &rng, false);
     run_case(&sh, fwd, fm.kernels[0], &c, 0.8, "full");
     run_case(&sh, fwd, fm.kernels[0], &c, 0.0, "full");
+    if (sample_stride(N, attention_select_cand_cap(N)) >= 2) {
+      make_adversarial(&c);
+      run_case(&sh, fwd, fm.kernels[0], &c, 0.8, "adversarial");
+    }
     for (int b = 0; b < B; b++)
       c.lengths[b] = b == 1 ? 0 : 1 + (int)(harness_uniform(&rng) * N);
     run_case(&sh, fwd, fm.kernels[0], &c, 0.5, "padded");
