@@ -10,17 +10,19 @@
  *   per valid row Delta_i and, lanes over keys, dS_ij = P_ij (dP'_ij z_ij / (1 - p) -
  *   Delta_i) over S's slot and P_ij z_ij / (1 - p) over dP''s, for kept pairs (0
  *   elsewhere); dQ = dS K by tile_axpy over the group's keys, dq = dQ / sqrt(d);
- * then for the block, per KEY_TILE keys j: dv_j += sum_r Pz_rj dO_r, dk_j += sum_r
- *   dS_rj Q_r over its TILE_KR rows in order (so each sum runs over i = 0, 1, ... as
- *   the split kernels' did), a KEY_TILE x D register tile loaded and stored once per
- *   block: per group it was an L2-bound rank-4 update of the head's dK and dV.
+ * then for the block, per KEY_TILE keys j: dk_j += sum_r dS_rj Q_r and dv_j += sum_r
+ *   Pz_rj dO_r over those of its TILE_KR rows r with a nonzero weight for one of the
+ *   keys (a per-key row mask, row_bits; rows in order, so each sum runs over i = 0, 1,
+ *   ... as the split kernels' did, skipped rows adding exact zeros), a 2 KEY_TILE x D
+ *   register tile loaded and stored once per block: per group it was an L2-bound
+ *   rank-4 update of the head's dK and dV.
  * Finally dk = dK / sqrt(d), dv = dV. Against the GPU's two kernels (dq with a warp
  * per row, dkdv with a warp per key) this computes S, dP' and P once instead of twice:
  * 10 n^2 d flops per head instead of 14. The GPU cannot do the same without atomics
  * on dk, dv (many blocks per head); a host block owns its head's dk and dv.
- * The products are dense over the keys some row of a group (dQ) or block (dK, dV)
- * uses, dropped pairs with weight 0: on the CPU the register-tiled dense work
- * measured faster than skipping pairs (see tile_axpy). */
+ * dQ is dense over the keys some row of its group uses; dK and dV over the rows some
+ * key of a pair uses (36% of the block's rows at s = 0.8 for random kept sets, where
+ * the keys some row of the block uses were ~100%): where sparsity pays here. */
 #include <math.h>
 #include <stdio.h>
 
@@ -45,7 +47,10 @@ typedef struct {
   Buf *sacc, *acc;         /* score micro-tile; TILE_RT x D product accumulators */
   Buf *dk, *dv;            /* the head's dK, dV sums, max_seq x D, contiguous rows */
   Buf *keys, *nkeys;       /* the keys a group of rows uses, and how many (group_keys) */
-  int64_t ld;
+  Buf *rbits;              /* per key of a block: its rows with nonzero weights (row_bits) */
+  Buf *xb;                 /* the block's Q and dO rows, contiguous (pack_rows) */
+  int64_t ld;              /* packed rows: max_seq rounded up to TILE_JT */
+  int64_t lds;             /* slot rows: ld + TILE_SLOT_PAD */
   Op *batch, *head, *len, *lim, *scale, *thresh, *inv_keep;
 } Ctx;
 
@@ -65,7 +70,7 @@ static Op *row_stat(Ctx *c, Builder *b, Op *row) {
 
 /* Slot row g + r, key e (g: an i32 row index). */
 static Op *slot(Ctx *c, Builder *b, Op *g, int r, Op *e) {
-  return add(b, mul(b, add(b, g, i32(b, r)), i32(b, (int)c->ld)), e);
+  return add(b, mul(b, add(b, g, i32(b, r)), i32(b, (int)c->lds)), e);
 }
 
 /* lanes over d: dst[off + d] = acc[r * D + d] * factor, or 0 (acc NULL) */
@@ -144,48 +149,80 @@ static void products(Ctx *c, Builder *b, Buf *sl, Op *g, Op *nk, Buf *x, int sb)
   tile_axpy(&loop, c->acc, w, TILE_RT, x, row_off(c, &loop, sb, j), c->spec->head_dim);
 }
 
-/* dst_j += sum_r w_r(j) x_r for kb keys j = keys[e0 ..] at once, over the block's
- * TILE_KR rows r in order (so each sum runs over i = 0, 1, ... as the split kernels'
- * did): the kb x D sums are a register tile (tile_axpy) loaded from dst and stored
- * back once per block. w_r(j) = slot value of row r (0 for rows past lim); x_r is row
- * b0 + r of x (strides sb; clamped to a valid row). dst is block-local with rows
- * of D: summing into the outputs in place measured slower than the split kernels
- * (their rows are 3 H D floats apart in a fused gradient, a stride that maps the
- * head's 2 x 512 rows onto a few cache sets). */
-static void key_tile(Ctx *c, Builder *b, Buf *sl, Buf *x, int sb, Buf *dst, Op *b0, Op *e0,
-                     int kb) {
-  int D = c->spec->head_dim;
-  Builder lane, loop;
-  Op *j[KEY_TILE], *off[KEY_TILE], *w[KEY_TILE];
-  for (int k = 0; k < kb; k++) {
-    j[k] = ir_load(b, c->keys, add(b, e0, i32(b, k)));
-    off[k] = mul(b, j[k], i32(b, D));
-    Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
-    ir_store(&lane, c->acc, add(&lane, i32(&lane, k * D), d),
-             ir_load(&lane, dst, add(&lane, off[k], d)));
+/* Per key j < mb of the block: bit r of rbits[j] set where slot row r has a nonzero
+ * dS or P z/(1-p) at j (rows past lim hold zeros, so never set). Lanes over keys, the
+ * block's rows unrolled: two loads and compares per pair, vectorised. */
+static void row_bits(Ctx *c, Builder *b, Op *mb) {
+  Builder lane;
+  Op *j = ir_pfor(b, AXIS_LANE, mb, "j", &lane)->index;
+  Op *bits = i32(&lane, 0);
+  for (int r = 0; r < TILE_KR; r++) {
+    Op *at = slot(c, &lane, i32(&lane, 0), r, j);
+    Op *nz = ir_bin(&lane, OP_OR, ir_cmp(&lane, CMP_NE, ir_load(&lane, c->s1, at), f32(&lane, 0)),
+                    ir_cmp(&lane, CMP_NE, ir_load(&lane, c->s2, at), f32(&lane, 0)));
+    bits = ir_bin(&lane, OP_OR, bits,
+                  ir_select(&lane, nz, i32(&lane, (int32_t)(1u << r)), i32(&lane, 0)));
   }
-  Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &loop)->index;
-  Op *i = add(&loop, b0, r);
-  Op *xrow = row_off(c, &loop, sb, ir_bin(&loop, OP_MIN, i, sub(&loop, c->lim, i32(&loop, 1))));
-  Op *base = mul(&loop, r, i32(&loop, (int)c->ld));
-  for (int k = 0; k < kb; k++)
-    w[k] = ir_load(&loop, sl, add(&loop, base, j[k]));
-  tile_axpy(&loop, c->acc, w, kb, x, xrow, D);
-  for (int k = 0; k < kb; k++) {
-    Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
-    ir_store(&lane, dst, add(&lane, off[k], d),
-             ir_load(&lane, c->acc, add(&lane, i32(&lane, k * D), d)));
-  }
+  ir_store(&lane, c->rbits, j, bits);
 }
 
-/* key_tile over the block's nk listed keys, KEY_TILE at a time, then one by one. */
-static void key_updates(Ctx *c, Builder *b, Buf *sl, Buf *x, int sb, Buf *dst, Op *b0, Op *nk) {
+/* Keys j0 .. j0 + kb - 1: dk_j += sum_r dS_rj Q_r and dv_j += sum_r Pz_rj dO_r over
+ * the block's rows r that have a nonzero weight for one of these keys (the set bits
+ * of their rbits, lowest first, so each sum runs over i = 0, 1, ... in order as the
+ * split kernels' did; a skipped row would add exact zeros). The 2 kb x D sums are a
+ * register tile (tile_axpy, dK rows then dV rows of acc) loaded from dk/dv and stored
+ * back once per block, and not touched when no row uses the keys. dk, dv are
+ * block-local with rows of D: summing into the outputs in place measured slower
+ * than the split kernels (their rows are 3 H D floats apart in a fused gradient, a
+ * stride that maps the head's 2 x 512 rows onto a few cache sets). */
+static void key_tile(Ctx *c, Builder *b, Op *j0, int kb) {
+  int D = c->spec->head_dim;
+  Builder hit, loop;
+  Op *j[KEY_TILE], *w[2 * KEY_TILE];
+  Op *mask = i32(b, 0);
+  for (int k = 0; k < kb; k++) {
+    j[k] = add(b, j0, i32(b, k));
+    mask = ir_bin(b, OP_OR, mask, ir_load(b, c->rbits, j[k]));
+  }
+  ir_if(b, ir_cmp(b, CMP_NE, mask, i32(b, 0)), &hit, NULL);
+  Op *r = tile_for_bits(&hit, mask, "r", &loop);
+  Op *base = mul(&loop, r, i32(&loop, (int)c->lds));
+  for (int k = 0; k < kb; k++) {
+    w[k] = ir_load(&loop, c->s1, add(&loop, base, j[k]));
+    w[kb + k] = ir_load(&loop, c->s2, add(&loop, base, j[k]));
+  }
+  Op *xrow = mul(&loop, r, i32(&loop, 2 * D)), *at = mul(&loop, j0, i32(&loop, D));
+  tile_axpy_at(&loop, c->dk, at, w, kb, c->xb, xrow, D);
+  tile_axpy_at(&loop, c->dv, at, w + kb, kb, c->xb, add(&loop, xrow, i32(&loop, D)), D);
+}
+
+/* Row r of xb: Q and then dO of row b0 + r (clamped to a valid row), contiguous.
+ * Read in place, the rows are 3 H D (Q of a fused QKV) or H D floats apart, strides
+ * that put the block's 2 x 32 rows in a few L1 sets; once copied they stay in L1. */
+static void pack_rows(Ctx *c, Builder *b, Op *b0) {
+  int D = c->spec->head_dim;
+  Builder loop, lane;
+  Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &loop)->index;
+  Op *i = ir_bin(&loop, OP_MIN, add(&loop, b0, r), sub(&loop, c->lim, i32(&loop, 1)));
+  Op *qo = row_off(c, &loop, ATTN_BWD_QKV_SB, i), *go = row_off(c, &loop, ATTN_BWD_O_SB, i);
+  Op *at = mul(&loop, r, i32(&loop, 2 * D));
+  Op *d = ir_pfor(&loop, AXIS_LANE, i32(&loop, D), "d", &lane)->index;
+  Op *x = add(&lane, at, d);
+  ir_store(&lane, c->xb, x, ir_load(&lane, c->buf[ATTN_BWD_Q], add(&lane, qo, d)));
+  ir_store(&lane, c->xb, add(&lane, x, i32(&lane, D)),
+           ir_load(&lane, c->buf[ATTN_BWD_DOUT], add(&lane, go, d)));
+}
+
+/* key_tile over the block's keys j < mb, KEY_TILE at a time, then one by one. */
+static void key_updates(Ctx *c, Builder *b, Op *b0, Op *mb) {
   Builder tiles, rest;
-  Op *full = mul(b, ir_bin(b, OP_DIV, nk, i32(b, KEY_TILE)), i32(b, KEY_TILE));
-  Op *e = ir_for(b, i32(b, 0), full, KEY_TILE, "e", &tiles)->index;
-  key_tile(c, &tiles, sl, x, sb, dst, b0, e, KEY_TILE);
-  e = ir_for(b, full, nk, 1, "e", &rest)->index;
-  key_tile(c, &rest, sl, x, sb, dst, b0, e, 1);
+  row_bits(c, b, mb);
+  pack_rows(c, b, b0);
+  Op *full = mul(b, ir_bin(b, OP_DIV, mb, i32(b, KEY_TILE)), i32(b, KEY_TILE));
+  Op *e = ir_for(b, i32(b, 0), full, KEY_TILE, "j0", &tiles)->index;
+  key_tile(c, &tiles, e, KEY_TILE);
+  e = ir_for(b, full, mb, 1, "j0", &rest)->index;
+  key_tile(c, &rest, e, 1);
 }
 
 /* ---- one group of rows ---- */
@@ -243,11 +280,11 @@ static void pair_scores(Ctx *c, Builder *b, Op *i0, Op *g) {
     qrow[r] = row_off(c, b, ATTN_BWD_QKV_SB, ic);
     grow[r] = row_off(c, b, ATTN_BWD_O_SB, ic);
   }
-  Op *obase = mul(b, g, i32(b, (int)c->ld));
-  tile_scores_rows(b, c->s1, obase, c->ld, c->buf[ATTN_BWD_Q], qrow, SCORE_ROWS, c->ta, mg, D,
-                   c->sacc, c->scale);
-  tile_scores_rows(b, c->s2, obase, c->ld, c->buf[ATTN_BWD_DOUT], grow, SCORE_ROWS, c->tb, mg,
-                   D, c->sacc, NULL);
+  Op *obase = mul(b, g, i32(b, (int)c->lds));
+  tile_scores_rows(b, c->s1, obase, c->lds, c->buf[ATTN_BWD_Q], qrow, SCORE_ROWS, c->ta, c->ld,
+                   mg, D, c->sacc, c->scale);
+  tile_scores_rows(b, c->s2, obase, c->lds, c->buf[ATTN_BWD_DOUT], grow, SCORE_ROWS, c->tb,
+                   c->ld, mg, D, c->sacc, NULL);
 }
 
 /* Rows i0 .. i0 + TILE_RT - 1 (i0 < lim), slot rows g .. (S and dP' there): dS and
@@ -303,10 +340,7 @@ static void emit_block(Ctx *c, Builder *b, Op *b0) {
   emit_group(c, &ginside, i0, g, mb);
   zero_rows(c, &gpast, g, 0, TILE_RT, mb);
   zero_rows(c, &past, g2, 0, SCORE_ROWS, mb);
-  group_keys(c, b, i32(b, 0), TILE_KR, mb);
-  Op *nk = ir_load(b, c->nkeys, i32(b, 0));
-  key_updates(c, b, c->s2, c->buf[ATTN_BWD_DOUT], ATTN_BWD_O_SB, c->dv, b0, nk);
-  key_updates(c, b, c->s1, c->buf[ATTN_BWD_Q], ATTN_BWD_QKV_SB, c->dk, b0, nk);
+  key_updates(c, b, b0, mb);
 }
 
 /* ---- the kernel ---- */
@@ -364,19 +398,22 @@ Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t) {
   Kernel *k = ir_kernel_new(name, 1);
   Builder b = ir_builder(k);
   Ctx c = {.spec = s, .ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT};
+  c.lds = c.ld + TILE_SLOT_PAD;
   bwd_declare_params(k, ATTN_BWD_FUSED, c.buf, c.p);
   int D = s->head_dim;
   int rows = (s->max_seq + TILE_KR - 1) / TILE_KR * TILE_KR;
   c.ta = ir_shared(k, "ta", TY_F32, D * c.ld);
   c.tb = ir_shared(k, "tb", TY_F32, D * c.ld);
-  c.s1 = ir_shared(k, "s1", TY_F32, TILE_KR * c.ld);
-  c.s2 = ir_shared(k, "s2", TY_F32, TILE_KR * c.ld);
+  c.s1 = ir_shared(k, "s1", TY_F32, TILE_KR * c.lds);
+  c.s2 = ir_shared(k, "s2", TY_F32, TILE_KR * c.lds);
   c.sacc = ir_shared(k, "sacc", TY_F32, TILE_RT * TILE_JT);
   c.acc = ir_shared(k, "acc", TY_F32, (int64_t)TILE_RT * D);
   c.dk = ir_shared(k, "dk", TY_F32, (int64_t)s->max_seq * D);
   c.dv = ir_shared(k, "dv", TY_F32, (int64_t)s->max_seq * D);
   c.keys = ir_shared(k, "keys", TY_I32, c.ld);
   c.nkeys = ir_shared(k, "nkeys", TY_I32, 1);
+  c.rbits = ir_shared(k, "rbits", TY_I32, c.ld);
+  c.xb = ir_shared(k, "xb", TY_F32, (int64_t)TILE_KR * 2 * D);
   ir_set_grid(k, 0, ATTN_BWD_N, -1, rows);
   ir_set_grid(k, 1, ATTN_BWD_H, -1, 1);
   ir_set_grid(k, 2, ATTN_BWD_B, -1, 1);
