@@ -46,7 +46,6 @@ typedef struct {
   Buf *s1, *s2;            /* TILE_KR slots of ld: S then dS; dP' then P z/(1-p) */
   Buf *sacc, *acc;         /* score micro-tile; TILE_RT x D product accumulators */
   Buf *dk, *dv;            /* the head's dK, dV sums, max_seq x D, contiguous rows */
-  Buf *keys, *nkeys;       /* the keys a group of rows uses, and how many (group_keys) */
   Buf *rbits;              /* per key of a block: its rows with nonzero weights (row_bits) */
   Buf *xb;                 /* the block's Q and dO rows, contiguous (pack_rows) */
   int64_t ld;              /* packed rows: max_seq rounded up to TILE_JT */
@@ -108,45 +107,6 @@ static Op *hash(Ctx *c, Builder *b, Op *i) {
   Op **p = c->p;
   return dropout_row_hash_ir(b, p[ATTN_BWD_SEED], p[ATTN_BWD_STEP], p[ATTN_BWD_LAYER], c->batch,
                              c->head, i);
-}
-
-/* The keys of slot rows g .. g + n - 1: j < mg with a nonzero dS or P z/(1-p) in some
- * row (rows past lim hold zeros), in order, into keys[]; their number into nkeys[0]. The
- * products run over these only, which is where sparsity pays on the CPU: at s = 0.8
- * a random key is unused by all TILE_RT rows of a group 41% of the time (0.8^4), and
- * dQ skips it (a key that no row uses adds exact zeros). The test runs as vector lanes
- * into keys[j] (0/1), then one scalar pass compacts in place (k <= j). */
-static void group_keys(Ctx *c, Builder *b, Op *g, int n, Op *mg) {
-  Builder lane, one, loop;
-  Op *j = ir_pfor(b, AXIS_LANE, mg, "j", &lane)->index;
-  Op *any = ir_const_bool(&lane, false);
-  for (int r = 0; r < n; r++) {
-    Op *at = slot(c, &lane, g, r, j);
-    Op *nz = ir_bin(&lane, OP_OR, ir_cmp(&lane, CMP_NE, ir_load(&lane, c->s1, at), f32(&lane, 0)),
-                    ir_cmp(&lane, CMP_NE, ir_load(&lane, c->s2, at), f32(&lane, 0)));
-    any = ir_bin(&lane, OP_OR, any, nz);
-  }
-  ir_store(&lane, c->keys, j, ir_select(&lane, any, i32(&lane, 1), i32(&lane, 0)));
-  ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
-  Op *cnt = ir_var(&one, i32(&one, 0), "nkeys");
-  Op *jj = ir_for(&one, i32(&one, 0), mg, 1, "j", &loop)->index;
-  Op *k = ir_get(&loop, cnt), *flag = ir_load(&loop, c->keys, jj);
-  ir_store(&loop, c->keys, k, jj);
-  ir_set(&loop, cnt, add(&loop, k, flag));
-  ir_store(&one, c->nkeys, i32(&one, 0), ir_get(&one, cnt));
-}
-
-/* acc = sum over the group's keys j of w_r(j) x[row_off(sb, j)], w_r(j) = slot value
- * of row g + r (0 for rows past lim: the slots of those hold zeros, so no select). */
-static void products(Ctx *c, Builder *b, Buf *sl, Op *g, Op *nk, Buf *x, int sb) {
-  Builder loop;
-  tile_zero(b, c->acc, TILE_RT, c->spec->head_dim);
-  Op *e = ir_for(b, i32(b, 0), nk, 1, "e", &loop)->index;
-  Op *j = ir_load(&loop, c->keys, e);
-  Op *w[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++)
-    w[r] = ir_load(&loop, sl, slot(c, &loop, g, r, j));
-  tile_axpy(&loop, c->acc, w, TILE_RT, x, row_off(c, &loop, sb, j), c->spec->head_dim);
 }
 
 /* Per key j < mb of the block: bit r of rbits[j] set where slot row r has a nonzero
@@ -216,7 +176,6 @@ static void pack_rows(Ctx *c, Builder *b, Op *b0) {
 /* key_tile over the block's keys j < mb, KEY_TILE at a time, then one by one. */
 static void key_updates(Ctx *c, Builder *b, Op *b0, Op *mb) {
   Builder tiles, rest;
-  row_bits(c, b, mb);
   pack_rows(c, b, b0);
   Op *full = mul(b, ir_bin(b, OP_DIV, mb, i32(b, KEY_TILE)), i32(b, KEY_TILE));
   Op *e = ir_for(b, i32(b, 0), full, KEY_TILE, "j0", &tiles)->index;
@@ -288,11 +247,9 @@ static void pair_scores(Ctx *c, Builder *b, Op *i0, Op *g) {
 }
 
 /* Rows i0 .. i0 + TILE_RT - 1 (i0 < lim), slot rows g .. (S and dP' there): dS and
- * P z/(1-p) into the slots, then dQ over the group's keys and dq; mb: keys of the
- * block. */
-static void emit_group(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
-  Op *mg = row_keys(c, b, add(b, i0, i32(b, TILE_RT - 1)));
-  Op *use[TILE_RT];
+ * P z/(1-p) into the slots (0 past lim, and, causal, past a row's keys up to the
+ * block's last); mb: keys of the block. */
+static void group_grads(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
   Builder row, past;
   for (int r = 0; r < TILE_RT; r++) {
     Op *i = add(b, i0, i32(b, r));
@@ -300,35 +257,52 @@ static void emit_group(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
     ir_if(b, valid, &row, &past);
     dq_row(c, &row, g, r, i, row_keys(c, &row, i));
     zero_rows(c, &past, g, r, 1, mb);
-    use[r] = valid;
-  }
-  if (c->spec->causal) {   /* keys j > i of row i, up to the block's last: weight 0 */
-    Builder loop;
-    for (int r = 0; r < TILE_RT; r++) {
-      Op *i = add(b, i0, i32(b, r));
-      Op *m = ir_select(b, use[r], row_keys(c, b, i), i32(b, 0));
-      Op *j = ir_pfor(b, AXIS_LANE, sub(b, mb, m), "j", &loop)->index;
+    if (c->spec->causal) {   /* keys j > i of row i, up to the block's last: weight 0 */
+      Builder loop;
+      Op *m = row_keys(c, &row, i);
+      Op *j = ir_pfor(&row, AXIS_LANE, sub(&row, mb, m), "j", &loop)->index;
       Op *at = slot(c, &loop, g, r, add(&loop, m, j));
       ir_store(&loop, c->s1, at, f32(&loop, 0));
       ir_store(&loop, c->s2, at, f32(&loop, 0));
     }
   }
-  group_keys(c, b, g, TILE_RT, mg);
-  Op *nk = ir_load(b, c->nkeys, i32(b, 0));
-  products(c, b, c->s1, g, nk, c->buf[ATTN_BWD_K], ATTN_BWD_QKV_SB);
+}
+
+/* dq of rows i0 .. i0 + TILE_RT - 1 (i0 < lim; slot rows g ..; rbits made): dQ = dS K
+ * over the keys some row of the group uses, in order: per run of 32 keys a mask of
+ * those (from bits g .. g + TILE_RT - 1 of rbits, a lane reduction) and a loop over
+ * its set bits, so no pass compacts a key list (a key no row uses adds exact zeros). */
+static void group_dq(Ctx *c, Builder *b, Op *i0, Op *g) {
+  int D = c->spec->head_dim;
+  Builder words, bits, loop, row;
+  Op *mg = row_keys(c, b, add(b, i0, i32(b, TILE_RT - 1)));
+  tile_zero(b, c->acc, TILE_RT, D);
+  Op *w0 = ir_for(b, i32(b, 0), mg, 32, "w0", &words)->index;
+  Op *n = ir_bin(&words, OP_MIN, sub(&words, mg, w0), i32(&words, 32));
+  Op *mask = ir_reduce(&words, AXIS_LANE, RED_ADD, TY_I32, n, "t", &bits);
+  Op *rb = ir_load(&bits, c->rbits, add(&bits, w0, mask->index));
+  Op *rows = ir_bin(&bits, OP_AND, ir_bin(&bits, OP_SHR, rb, g), i32(&bits, (1 << TILE_RT) - 1));
+  ir_yield(&bits, ir_select(&bits, ir_cmp(&bits, CMP_NE, rows, i32(&bits, 0)),
+                            ir_bin(&bits, OP_SHL, i32(&bits, 1), mask->index), i32(&bits, 0)));
+  Op *j = add(&loop, w0, tile_for_bits(&words, mask, "e", &loop));
+  Op *w[TILE_RT];
+  for (int r = 0; r < TILE_RT; r++)
+    w[r] = ir_load(&loop, c->s1, slot(c, &loop, g, r, j));
+  tile_axpy(&loop, c->acc, w, TILE_RT, c->buf[ATTN_BWD_K], row_off(c, &loop, ATTN_BWD_QKV_SB, j),
+            D);
   for (int r = 0; r < TILE_RT; r++) {
     Op *i = add(b, i0, i32(b, r));
-    ir_if(b, use[r], &row, NULL);
+    ir_if(b, ir_cmp(b, CMP_LT, i, c->lim), &row, NULL);
     write_row(c, &row, c->buf[ATTN_BWD_DQ], row_off(c, &row, ATTN_BWD_DQKV_SB, i), c->acc, r,
               c->scale);
   }
 }
 
-/* Rows b0 .. b0 + TILE_KR - 1 (b0 < lim): its groups, then dV and dK over the keys
- * some valid row of the block uses. */
+/* Rows b0 .. b0 + TILE_KR - 1 (b0 < lim): per pair of groups the scores, per group
+ * dS and P z/(1-p); then the per-key row masks, dq per group, and dK, dV. */
 static void emit_block(Ctx *c, Builder *b, Op *b0) {
   Op *mb = row_keys(c, b, add(b, b0, i32(b, TILE_KR - 1)));
-  Builder pairs, inside, past, groups, ginside, gpast;
+  Builder pairs, inside, past, groups, ginside, gpast, dq, dqin;
   Op *g2 = ir_for(b, i32(b, 0), i32(b, TILE_KR), SCORE_ROWS, "g2", &pairs)->index;
   Op *i2 = add(&pairs, b0, g2);
   ir_if(&pairs, ir_cmp(&pairs, CMP_LT, i2, c->lim), &inside, &past);
@@ -337,9 +311,14 @@ static void emit_block(Ctx *c, Builder *b, Op *b0) {
                  &groups)->index;
   Op *i0 = add(&groups, b0, g);
   ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, c->lim), &ginside, &gpast);
-  emit_group(c, &ginside, i0, g, mb);
+  group_grads(c, &ginside, i0, g, mb);
   zero_rows(c, &gpast, g, 0, TILE_RT, mb);
   zero_rows(c, &past, g2, 0, SCORE_ROWS, mb);
+  row_bits(c, b, mb);
+  g = ir_for(b, i32(b, 0), i32(b, TILE_KR), TILE_RT, "g", &dq)->index;
+  i0 = add(&dq, b0, g);
+  ir_if(&dq, ir_cmp(&dq, CMP_LT, i0, c->lim), &dqin, NULL);
+  group_dq(c, &dqin, i0, g);
   key_updates(c, b, b0, mb);
 }
 
@@ -410,8 +389,6 @@ Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t) {
   c.acc = ir_shared(k, "acc", TY_F32, (int64_t)TILE_RT * D);
   c.dk = ir_shared(k, "dk", TY_F32, (int64_t)s->max_seq * D);
   c.dv = ir_shared(k, "dv", TY_F32, (int64_t)s->max_seq * D);
-  c.keys = ir_shared(k, "keys", TY_I32, c.ld);
-  c.nkeys = ir_shared(k, "nkeys", TY_I32, 1);
   c.rbits = ir_shared(k, "rbits", TY_I32, c.ld);
   c.xb = ir_shared(k, "xb", TY_F32, (int64_t)TILE_KR * 2 * D);
   ir_set_grid(k, 0, ATTN_BWD_N, -1, rows);
