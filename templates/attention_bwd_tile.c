@@ -9,20 +9,22 @@
  * then per group of TILE_RT rows:
  *   per valid row Delta_i and, lanes over keys, dS_ij = P_ij (dP'_ij z_ij / (1 - p) -
  *   Delta_i) over S's slot and P_ij z_ij / (1 - p) over dP''s, for kept pairs (0
- *   elsewhere); dQ = dS K by tile_axpy over the group's keys, dq = dQ / sqrt(d);
- * then for the block, per KEY_TILE keys j: dk_j += sum_r dS_rj Q_r and dv_j += sum_r
- *   Pz_rj dO_r over those of its TILE_KR rows r with a nonzero weight for one of the
- *   keys (a per-key row mask, row_bits; rows in order, so each sum runs over i = 0, 1,
- *   ... as the split kernels' did, skipped rows adding exact zeros), a 2 KEY_TILE x D
- *   register tile loaded and stored once per block: per group it was an L2-bound
- *   rank-4 update of the head's dK and dV.
- * Finally dk = dK / sqrt(d), dv = dV. Against the GPU's two kernels (dq with a warp
- * per row, dkdv with a warp per key) this computes S, dP' and P once instead of twice:
- * 10 n^2 d flops per head instead of 14. The GPU cannot do the same without atomics
- * on dk, dv (many blocks per head); a host block owns its head's dk and dv.
- * dQ is dense over the keys some row of its group uses; dK and dV over the rows some
- * key of a pair uses (36% of the block's rows at s = 0.8 for random kept sets, where
- * the keys some row of the block uses were ~100%): where sparsity pays here. */
+ *   elsewhere);
+ * then for the block, a mask per key of its rows with a nonzero weight there
+ *   (row_bits), and per KEY_TILE keys j, over the rows r set in one of their masks,
+ *   lowest first: dk_j += dS_rj Q_r and dv_j += Pz_rj dO_r into a 2 KEY_TILE x D
+ *   register tile loaded and stored once per block (per group it was an L2-bound
+ *   rank-4 update of the head's dK and dV), and dQ_r += dS_rj K_j into the block's
+ *   dQ rows (L1). Each sum runs over its i (dK, dV) or j (dQ) in order, as the split
+ *   kernels' did; skipped rows would add exact zeros.
+ * Finally dq = dQ / sqrt(d) per block, dk = dK / sqrt(d), dv = dV. Against the GPU's
+ * two kernels (dq with a warp per row, dkdv with a warp per key) this computes S, dP'
+ * and P once instead of twice: 10 n^2 d flops per head instead of 14. The GPU cannot
+ * do the same without atomics on dk, dv (many blocks per head); a host block owns its
+ * head's dk and dv.
+ * Where sparsity pays here: S and dP' are dense (the kept test needs every score);
+ * the products (6 of the 10) run over the rows some key of a pair uses, 36% of the
+ * block's rows at s = 0.8 for random kept sets (1 - s^2). */
 #include <math.h>
 #include <stdio.h>
 
@@ -44,9 +46,10 @@ typedef struct {
   Op *p[ATTN_BWD_NPARAMS];
   Buf *ta, *tb;            /* packed transposes K^T, V^T */
   Buf *s1, *s2;            /* TILE_KR slots of ld: S then dS; dP' then P z/(1-p) */
-  Buf *sacc, *acc;         /* score micro-tile; TILE_RT x D product accumulators */
+  Buf *sacc;               /* score micro-tile */
   Buf *dk, *dv;            /* the head's dK, dV sums, max_seq x D, contiguous rows */
   Buf *rbits;              /* per key of a block: its rows with nonzero weights (row_bits) */
+  Buf *qacc;               /* the block's dQ sums, TILE_KR x D */
   Buf *xb;                 /* the block's Q and dO rows, contiguous (pack_rows) */
   int64_t ld;              /* packed rows: max_seq rounded up to TILE_JT */
   int64_t lds;             /* slot rows: ld + TILE_SLOT_PAD */
@@ -72,18 +75,19 @@ static Op *slot(Ctx *c, Builder *b, Op *g, int r, Op *e) {
   return add(b, mul(b, add(b, g, i32(b, r)), i32(b, (int)c->lds)), e);
 }
 
-/* lanes over d: dst[off + d] = acc[r * D + d] * factor, or 0 (acc NULL) */
-static void write_row(Ctx *c, Builder *b, Buf *dst, Op *off, Buf *acc, int r, Op *factor) {
-  int D = c->spec->head_dim;
+/* lanes over d: dst[off + d] = 0 */
+static void zero_row(Ctx *c, Builder *b, Buf *dst, Op *off) {
   Builder lane;
-  Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
-  Op *v = f32(&lane, 0);
-  if (acc) {
-    v = ir_load(&lane, acc, add(&lane, i32(&lane, r * D), d));
-    if (factor)
-      v = mul(&lane, v, factor);
-  }
-  ir_store(&lane, dst, add(&lane, off, d), v);
+  Op *d = ir_pfor(b, AXIS_LANE, i32(b, c->spec->head_dim), "d", &lane)->index;
+  ir_store(&lane, dst, add(&lane, off, d), f32(&lane, 0));
+}
+
+/* lanes over d: dst[off + d] = acc[aoff + d] * factor */
+static void write_row(Ctx *c, Builder *b, Buf *dst, Op *off, Buf *acc, Op *aoff, Op *factor) {
+  Builder lane;
+  Op *d = ir_pfor(b, AXIS_LANE, i32(b, c->spec->head_dim), "d", &lane)->index;
+  ir_store(&lane, dst, add(&lane, off, d),
+           mul(&lane, ir_load(&lane, acc, add(&lane, aoff, d)), factor));
 }
 
 /* Pair (i, j) whose S is x and dP' (= dO_i . V_j) is g: is it kept? then
@@ -138,7 +142,11 @@ static void row_bits(Ctx *c, Builder *b, Op *mb) {
  * touched when no row uses the keys. dk, dv are block-local with rows of D: summing
  * into the outputs in place measured slower than the split kernels (their rows are
  * 3 H D floats apart in a fused gradient, a stride that maps the head's 2 x 512 rows
- * onto a few cache sets). */
+ * onto a few cache sets). In the same loop dQ_r += dS_rj K_j, into row r of the
+ * block's dQ sums (qacc, L1; the key's K rows stay in registers): for each r the
+ * keys come in order, and dQ runs over the same 36% (in its own loop over the keys
+ * of its group of 4 rows it ran over 59%: backward 174-181 vs 163-170 ms of CPU at
+ * n = 512, s = 0.8, 224-232 vs 218-225 at s = 0). */
 static void key_tile(Ctx *c, Builder *b, Op *j0, int kb) {
   int D = c->spec->head_dim;
   Builder hit, loop;
@@ -158,6 +166,10 @@ static void key_tile(Ctx *c, Builder *b, Op *j0, int kb) {
   Op *xrow = mul(&loop, r, i32(&loop, 2 * D)), *at = mul(&loop, j0, i32(&loop, D));
   tile_axpy_at(&loop, c->dk, at, w, kb, c->xb, xrow, D);
   tile_axpy_at(&loop, c->dv, at, w + kb, kb, c->xb, add(&loop, xrow, i32(&loop, D)), D);
+  Op *qrow = mul(&loop, r, i32(&loop, D));
+  for (int k = 0; k < kb; k++)
+    tile_axpy_at(&loop, c->qacc, qrow, &w[k], 1, c->buf[ATTN_BWD_K],
+                 row_off(c, &loop, ATTN_BWD_QKV_SB, j[k]), D);
 }
 
 /* Row r of xb: Q and then dO of row b0 + r (clamped to a valid row), contiguous.
@@ -272,38 +284,8 @@ static void group_grads(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
   }
 }
 
-/* dq of rows i0 .. i0 + TILE_RT - 1 (i0 < lim; slot rows g ..; rbits made): dQ = dS K
- * over the keys some row of the group uses, in order: per run of 32 keys a mask of
- * those (from bits g .. g + TILE_RT - 1 of rbits, a lane reduction) and a loop over
- * its set bits, so no pass compacts a key list (a key no row uses adds exact zeros). */
-static void group_dq(Ctx *c, Builder *b, Op *i0, Op *g) {
-  int D = c->spec->head_dim;
-  Builder words, bits, loop, row;
-  Op *mg = row_keys(c, b, add(b, i0, i32(b, TILE_RT - 1)));
-  tile_zero(b, c->acc, TILE_RT, D);
-  Op *w0 = ir_for(b, i32(b, 0), mg, 32, "w0", &words)->index;
-  Op *n = ir_bin(&words, OP_MIN, sub(&words, mg, w0), i32(&words, 32));
-  Op *mask = ir_reduce(&words, AXIS_LANE, RED_ADD, TY_I32, n, "t", &bits);
-  Op *rb = ir_load(&bits, c->rbits, add(&bits, w0, mask->index));
-  Op *rows = ir_bin(&bits, OP_AND, ir_bin(&bits, OP_SHR, rb, g), i32(&bits, (1 << TILE_RT) - 1));
-  ir_yield(&bits, ir_select(&bits, ir_cmp(&bits, CMP_NE, rows, i32(&bits, 0)),
-                            ir_bin(&bits, OP_SHL, i32(&bits, 1), mask->index), i32(&bits, 0)));
-  Op *j = add(&loop, w0, tile_for_bits(&words, mask, "e", &loop));
-  Op *w[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++)
-    w[r] = ir_load(&loop, c->s1, slot(c, &loop, g, r, j));
-  tile_axpy(&loop, c->acc, w, TILE_RT, c->buf[ATTN_BWD_K], row_off(c, &loop, ATTN_BWD_QKV_SB, j),
-            D);
-  for (int r = 0; r < TILE_RT; r++) {
-    Op *i = add(b, i0, i32(b, r));
-    ir_if(b, ir_cmp(b, CMP_LT, i, c->lim), &row, NULL);
-    write_row(c, &row, c->buf[ATTN_BWD_DQ], row_off(c, &row, ATTN_BWD_DQKV_SB, i), c->acc, r,
-              c->scale);
-  }
-}
-
 /* Rows b0 .. b0 + TILE_KR - 1 (b0 < lim): per pair of groups the scores, per group
- * dS and P z/(1-p); then the per-key row masks, dq per group, and dK, dV. */
+ * dS and P z/(1-p); then the per-key row masks, dK, dV and dQ, and dq. */
 static void emit_block(Ctx *c, Builder *b, Op *b0) {
   Op *mb = row_keys(c, b, add(b, b0, i32(b, TILE_KR - 1)));
   Builder pairs, inside, past, groups, ginside, gpast, dq, dqin;
@@ -319,11 +301,13 @@ static void emit_block(Ctx *c, Builder *b, Op *b0) {
   zero_rows(c, &gpast, g, 0, TILE_RT, mb);
   zero_rows(c, &past, g2, 0, SCORE_ROWS, mb);
   row_bits(c, b, mb);
-  g = ir_for(b, i32(b, 0), i32(b, TILE_KR), TILE_RT, "g", &dq)->index;
-  i0 = add(&dq, b0, g);
-  ir_if(&dq, ir_cmp(&dq, CMP_LT, i0, c->lim), &dqin, NULL);
-  group_dq(c, &dqin, i0, g);
+  tile_zero(b, c->qacc, TILE_KR, c->spec->head_dim);
   key_updates(c, b, b0, mb);
+  Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &dq)->index;
+  Op *i = add(&dq, b0, r);
+  ir_if(&dq, ir_cmp(&dq, CMP_LT, i, c->lim), &dqin, NULL);
+  write_row(c, &dqin, c->buf[ATTN_BWD_DQ], row_off(c, &dqin, ATTN_BWD_DQKV_SB, i), c->qacc,
+            mul(&dqin, r, i32(&dqin, c->spec->head_dim)), c->scale);
 }
 
 /* ---- the kernel ---- */
@@ -336,7 +320,7 @@ static void padded(Ctx *c, Builder *b, int rows) {
                       ir_cmp(&loop, CMP_GE, i, c->len)), &pad, NULL);
   Op *off = row_off(c, &pad, ATTN_BWD_DQKV_SB, i);
   for (int g = ATTN_BWD_DQ; g <= ATTN_BWD_DV; g++)
-    write_row(c, &pad, c->buf[g], off, NULL, 0, NULL);
+    zero_row(c, &pad, c->buf[g], off);
   ir_pfor(&pad, AXIS_LANE, i32(&pad, 1), "one", &one);
   ir_store(&one, c->buf[ATTN_BWD_DELTA], row_stat(c, &one, i), f32(&one, 0));
 }
@@ -390,10 +374,10 @@ Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t) {
   c.s1 = ir_shared(k, "s1", TY_F32, TILE_KR * c.lds);
   c.s2 = ir_shared(k, "s2", TY_F32, TILE_KR * c.lds);
   c.sacc = ir_shared(k, "sacc", TY_F32, TILE_RT * TILE_JT);
-  c.acc = ir_shared(k, "acc", TY_F32, (int64_t)TILE_RT * D);
   c.dk = ir_shared(k, "dk", TY_F32, (int64_t)s->max_seq * D);
   c.dv = ir_shared(k, "dv", TY_F32, (int64_t)s->max_seq * D);
   c.rbits = ir_shared(k, "rbits", TY_I32, c.ld);
+  c.qacc = ir_shared(k, "qacc", TY_F32, (int64_t)TILE_KR * D);
   c.xb = ir_shared(k, "xb", TY_F32, (int64_t)TILE_KR * 2 * D);
   ir_set_grid(k, 0, ATTN_BWD_N, -1, rows);
   ir_set_grid(k, 1, ATTN_BWD_H, -1, 1);
