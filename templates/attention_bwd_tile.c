@@ -9,18 +9,22 @@
  * then per group of TILE_RT rows:
  *   per valid row Delta_i and, lanes over keys, dS_ij = P_ij (dP'_ij z_ij / (1 - p) -
  *   Delta_i) over S's slot and P_ij z_ij / (1 - p) over dP''s, for kept pairs (0
- *   elsewhere); dQ = dS K by tile_axpy over the group's keys, dq = dQ / sqrt(d);
- * then for the block, per KEY_TILE keys j: dv_j += sum_r Pz_rj dO_r, dk_j += sum_r
- *   dS_rj Q_r over its TILE_KR rows in order (so each sum runs over i = 0, 1, ... as
- *   the split kernels' did), a KEY_TILE x D register tile loaded and stored once per
- *   block: per group it was an L2-bound rank-4 update of the head's dK and dV.
- * Finally dk = dK / sqrt(d), dv = dV. Against the GPU's two kernels (dq with a warp
- * per row, dkdv with a warp per key) this computes S, dP' and P once instead of twice:
- * 10 n^2 d flops per head instead of 14. The GPU cannot do the same without atomics
- * on dk, dv (many blocks per head); a host block owns its head's dk and dv.
- * The products are dense over the keys some row of a group (dQ) or block (dK, dV)
- * uses, dropped pairs with weight 0: on the CPU the register-tiled dense work
- * measured faster than skipping pairs (see tile_axpy). */
+ *   elsewhere);
+ * then for the block, a mask per key of its rows with a nonzero weight there
+ *   (row_bits), and per KEY_TILE keys j, over the rows r set in one of their masks,
+ *   lowest first: dk_j += dS_rj Q_r and dv_j += Pz_rj dO_r into a 2 KEY_TILE x D
+ *   register tile loaded and stored once per block (per group it was an L2-bound
+ *   rank-4 update of the head's dK and dV), and dQ_r += dS_rj K_j into the block's
+ *   dQ rows (L1). Each sum runs over its i (dK, dV) or j (dQ) in order, as the split
+ *   kernels' did; skipped rows would add exact zeros.
+ * Finally dq = dQ / sqrt(d) per block, dk = dK / sqrt(d), dv = dV. Against the GPU's
+ * two kernels (dq with a warp per row, dkdv with a warp per key) this computes S, dP'
+ * and P once instead of twice: 10 n^2 d flops per head instead of 14. The GPU cannot
+ * do the same without atomics on dk, dv (many blocks per head); a host block owns its
+ * head's dk and dv.
+ * Where sparsity pays here: S and dP' are dense (the kept test needs every score);
+ * the products (6 of the 10) run over the rows some key of a pair uses, 36% of the
+ * block's rows at s = 0.8 for random kept sets (1 - s^2). */
 #include <math.h>
 #include <stdio.h>
 
@@ -42,10 +46,13 @@ typedef struct {
   Op *p[ATTN_BWD_NPARAMS];
   Buf *ta, *tb;            /* packed transposes K^T, V^T */
   Buf *s1, *s2;            /* TILE_KR slots of ld: S then dS; dP' then P z/(1-p) */
-  Buf *sacc, *acc;         /* score micro-tile; TILE_RT x D product accumulators */
+  Buf *sacc;               /* score micro-tile */
   Buf *dk, *dv;            /* the head's dK, dV sums, max_seq x D, contiguous rows */
-  Buf *keys, *nkeys;       /* the keys a group of rows uses, and how many (group_keys) */
-  int64_t ld;
+  Buf *rbits;              /* per key of a block: its rows with nonzero weights (row_bits) */
+  Buf *qacc;               /* the block's dQ sums, TILE_KR x D */
+  Buf *xb;                 /* the block's Q and dO rows, contiguous (pack_rows) */
+  int64_t ld;              /* packed rows: max_seq rounded up to TILE_JT */
+  int64_t lds;             /* slot rows: ld + TILE_SLOT_PAD */
   Op *batch, *head, *len, *lim, *scale, *thresh, *inv_keep;
 } Ctx;
 
@@ -65,21 +72,22 @@ static Op *row_stat(Ctx *c, Builder *b, Op *row) {
 
 /* Slot row g + r, key e (g: an i32 row index). */
 static Op *slot(Ctx *c, Builder *b, Op *g, int r, Op *e) {
-  return add(b, mul(b, add(b, g, i32(b, r)), i32(b, (int)c->ld)), e);
+  return add(b, mul(b, add(b, g, i32(b, r)), i32(b, (int)c->lds)), e);
 }
 
-/* lanes over d: dst[off + d] = acc[r * D + d] * factor, or 0 (acc NULL) */
-static void write_row(Ctx *c, Builder *b, Buf *dst, Op *off, Buf *acc, int r, Op *factor) {
-  int D = c->spec->head_dim;
+/* lanes over d: dst[off + d] = 0 */
+static void zero_row(Ctx *c, Builder *b, Buf *dst, Op *off) {
   Builder lane;
-  Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
-  Op *v = f32(&lane, 0);
-  if (acc) {
-    v = ir_load(&lane, acc, add(&lane, i32(&lane, r * D), d));
-    if (factor)
-      v = mul(&lane, v, factor);
-  }
-  ir_store(&lane, dst, add(&lane, off, d), v);
+  Op *d = ir_pfor(b, AXIS_LANE, i32(b, c->spec->head_dim), "d", &lane)->index;
+  ir_store(&lane, dst, add(&lane, off, d), f32(&lane, 0));
+}
+
+/* lanes over d: dst[off + d] = acc[aoff + d] * factor */
+static void write_row(Ctx *c, Builder *b, Buf *dst, Op *off, Buf *acc, Op *aoff, Op *factor) {
+  Builder lane;
+  Op *d = ir_pfor(b, AXIS_LANE, i32(b, c->spec->head_dim), "d", &lane)->index;
+  ir_store(&lane, dst, add(&lane, off, d),
+           mul(&lane, ir_load(&lane, acc, add(&lane, aoff, d)), factor));
 }
 
 /* Pair (i, j) whose S is x and dP' (= dO_i . V_j) is g: is it kept? then
@@ -105,87 +113,91 @@ static Op *hash(Ctx *c, Builder *b, Op *i) {
                              c->head, i);
 }
 
-/* The keys of slot rows g .. g + n - 1: j < mg with a nonzero dS or P z/(1-p) in some
- * row (rows past lim hold zeros), in order, into keys[]; their number into nkeys[0]. The
- * products run over these only, which is where sparsity pays on the CPU: at s = 0.8
- * a random key is unused by all TILE_RT rows of a group 41% of the time (0.8^4), and
- * dQ skips it (a key that no row uses adds exact zeros). The test runs as vector lanes
- * into keys[j] (0/1), then one scalar pass compacts in place (k <= j). */
-static void group_keys(Ctx *c, Builder *b, Op *g, int n, Op *mg) {
-  Builder lane, one, loop;
-  Op *j = ir_pfor(b, AXIS_LANE, mg, "j", &lane)->index;
-  Op *any = ir_const_bool(&lane, false);
-  for (int r = 0; r < n; r++) {
-    Op *at = slot(c, &lane, g, r, j);
+/* Per key j < mb of the block: bit r of rbits[j] set where slot row r has a nonzero
+ * dS or P z/(1-p) at j (rows past lim hold zeros, so never set). Lanes over keys, the
+ * block's rows unrolled: two loads and compares per pair, vectorised. */
+static void row_bits(Ctx *c, Builder *b, Op *mb) {
+  Builder lane;
+  Op *j = ir_pfor(b, AXIS_LANE, mb, "j", &lane)->index;
+  Op *bits = i32(&lane, 0);
+  for (int r = 0; r < TILE_KR; r++) {
+    Op *at = slot(c, &lane, i32(&lane, 0), r, j);
     Op *nz = ir_bin(&lane, OP_OR, ir_cmp(&lane, CMP_NE, ir_load(&lane, c->s1, at), f32(&lane, 0)),
                     ir_cmp(&lane, CMP_NE, ir_load(&lane, c->s2, at), f32(&lane, 0)));
-    any = ir_bin(&lane, OP_OR, any, nz);
+    bits = ir_bin(&lane, OP_OR, bits,
+                  ir_select(&lane, nz, i32(&lane, (int32_t)(1u << r)), i32(&lane, 0)));
   }
-  ir_store(&lane, c->keys, j, ir_select(&lane, any, i32(&lane, 1), i32(&lane, 0)));
-  ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
-  Op *cnt = ir_var(&one, i32(&one, 0), "nkeys");
-  Op *jj = ir_for(&one, i32(&one, 0), mg, 1, "j", &loop)->index;
-  Op *k = ir_get(&loop, cnt), *flag = ir_load(&loop, c->keys, jj);
-  ir_store(&loop, c->keys, k, jj);
-  ir_set(&loop, cnt, add(&loop, k, flag));
-  ir_store(&one, c->nkeys, i32(&one, 0), ir_get(&one, cnt));
+  ir_store(&lane, c->rbits, j, bits);
 }
 
-/* acc = sum over the group's keys j of w_r(j) x[row_off(sb, j)], w_r(j) = slot value
- * of row g + r (0 for rows past lim: the slots of those hold zeros, so no select). */
-static void products(Ctx *c, Builder *b, Buf *sl, Op *g, Op *nk, Buf *x, int sb) {
-  Builder loop;
-  tile_zero(b, c->acc, TILE_RT, c->spec->head_dim);
-  Op *e = ir_for(b, i32(b, 0), nk, 1, "e", &loop)->index;
-  Op *j = ir_load(&loop, c->keys, e);
-  Op *w[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++)
-    w[r] = ir_load(&loop, sl, slot(c, &loop, g, r, j));
-  tile_axpy(&loop, c->acc, w, TILE_RT, x, row_off(c, &loop, sb, j), c->spec->head_dim);
-}
-
-/* dst_j += sum_r w_r(j) x_r for kb keys j = keys[e0 ..] at once, over the block's
- * TILE_KR rows r in order (so each sum runs over i = 0, 1, ... as the split kernels'
- * did): the kb x D sums are a register tile (tile_axpy) loaded from dst and stored
- * back once per block. w_r(j) = slot value of row r (0 for rows past lim); x_r is row
- * b0 + r of x (strides sb; clamped to a valid row). dst is block-local with rows
- * of D: summing into the outputs in place measured slower than the split kernels
- * (their rows are 3 H D floats apart in a fused gradient, a stride that maps the
- * head's 2 x 512 rows onto a few cache sets). */
-static void key_tile(Ctx *c, Builder *b, Buf *sl, Buf *x, int sb, Buf *dst, Op *b0, Op *e0,
-                     int kb) {
+/* Keys j0 .. j0 + kb - 1: dk_j += sum_r dS_rj Q_r and dv_j += sum_r Pz_rj dO_r over
+ * the block's rows r that have a nonzero weight for one of these keys (the set bits
+ * of their rbits, lowest first, so each sum runs over i = 0, 1, ... in order as the
+ * split kernels' did; a skipped row would add exact zeros). dK and dV in one loop:
+ * the union of two keys' rows is 36% of the rows at s = 0.8 for random kept sets,
+ * of four keys (a 4-key tile per sum) 59%; one key at a time (20%) measured slower
+ * at s = 0 and no faster at s = 0.8. The 2 kb x D sums are tile_axpy's accumulators
+ * in place in dk, dv, which LLVM keeps in registers over the loop (loaded before,
+ * stored after; copying them through acc cost two more copies per tile), not
+ * touched when no row uses the keys. dk, dv are block-local with rows of D: summing
+ * into the outputs in place measured slower than the split kernels (their rows are
+ * 3 H D floats apart in a fused gradient, a stride that maps the head's 2 x 512 rows
+ * onto a few cache sets). In the same loop dQ_r += dS_rj K_j, into row r of the
+ * block's dQ sums (qacc, L1; the key's K rows stay in registers): for each r the
+ * keys come in order, and dQ runs over the same 36% (in its own loop over the keys
+ * of its group of 4 rows it ran over 59%: backward 174-181 vs 163-170 ms of CPU at
+ * n = 512, s = 0.8, 224-232 vs 218-225 at s = 0). */
+static void key_tile(Ctx *c, Builder *b, Op *j0, int kb) {
   int D = c->spec->head_dim;
-  Builder lane, loop;
-  Op *j[KEY_TILE], *off[KEY_TILE], *w[KEY_TILE];
+  Builder hit, loop;
+  Op *j[KEY_TILE], *w[2 * KEY_TILE];
+  Op *mask = i32(b, 0);
   for (int k = 0; k < kb; k++) {
-    j[k] = ir_load(b, c->keys, add(b, e0, i32(b, k)));
-    off[k] = mul(b, j[k], i32(b, D));
-    Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
-    ir_store(&lane, c->acc, add(&lane, i32(&lane, k * D), d),
-             ir_load(&lane, dst, add(&lane, off[k], d)));
+    j[k] = add(b, j0, i32(b, k));
+    mask = ir_bin(b, OP_OR, mask, ir_load(b, c->rbits, j[k]));
   }
-  Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &loop)->index;
-  Op *i = add(&loop, b0, r);
-  Op *xrow = row_off(c, &loop, sb, ir_bin(&loop, OP_MIN, i, sub(&loop, c->lim, i32(&loop, 1))));
-  Op *base = mul(&loop, r, i32(&loop, (int)c->ld));
+  ir_if(b, ir_cmp(b, CMP_NE, mask, i32(b, 0)), &hit, NULL);
+  Op *r = tile_for_bits(&hit, mask, "r", &loop);
+  Op *base = mul(&loop, r, i32(&loop, (int)c->lds));
+  for (int k = 0; k < kb; k++) {
+    w[k] = ir_load(&loop, c->s1, add(&loop, base, j[k]));
+    w[kb + k] = ir_load(&loop, c->s2, add(&loop, base, j[k]));
+  }
+  Op *xrow = mul(&loop, r, i32(&loop, 2 * D)), *at = mul(&loop, j0, i32(&loop, D));
+  tile_axpy_at(&loop, c->dk, at, w, kb, c->xb, xrow, D);
+  tile_axpy_at(&loop, c->dv, at, w + kb, kb, c->xb, add(&loop, xrow, i32(&loop, D)), D);
+  Op *qrow = mul(&loop, r, i32(&loop, D));
   for (int k = 0; k < kb; k++)
-    w[k] = ir_load(&loop, sl, add(&loop, base, j[k]));
-  tile_axpy(&loop, c->acc, w, kb, x, xrow, D);
-  for (int k = 0; k < kb; k++) {
-    Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
-    ir_store(&lane, dst, add(&lane, off[k], d),
-             ir_load(&lane, c->acc, add(&lane, i32(&lane, k * D), d)));
-  }
+    tile_axpy_at(&loop, c->qacc, qrow, &w[k], 1, c->buf[ATTN_BWD_K],
+                 row_off(c, &loop, ATTN_BWD_QKV_SB, j[k]), D);
 }
 
-/* key_tile over the block's nk listed keys, KEY_TILE at a time, then one by one. */
-static void key_updates(Ctx *c, Builder *b, Buf *sl, Buf *x, int sb, Buf *dst, Op *b0, Op *nk) {
+/* Row r of xb: Q and then dO of row b0 + r (clamped to a valid row), contiguous.
+ * Read in place, the rows are 3 H D (Q of a fused QKV) or H D floats apart, strides
+ * that put the block's 2 x 32 rows in a few L1 sets; once copied they stay in L1. */
+static void pack_rows(Ctx *c, Builder *b, Op *b0) {
+  int D = c->spec->head_dim;
+  Builder loop, lane;
+  Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &loop)->index;
+  Op *i = ir_bin(&loop, OP_MIN, add(&loop, b0, r), sub(&loop, c->lim, i32(&loop, 1)));
+  Op *qo = row_off(c, &loop, ATTN_BWD_QKV_SB, i), *go = row_off(c, &loop, ATTN_BWD_O_SB, i);
+  Op *at = mul(&loop, r, i32(&loop, 2 * D));
+  Op *d = ir_pfor(&loop, AXIS_LANE, i32(&loop, D), "d", &lane)->index;
+  Op *x = add(&lane, at, d);
+  ir_store(&lane, c->xb, x, ir_load(&lane, c->buf[ATTN_BWD_Q], add(&lane, qo, d)));
+  ir_store(&lane, c->xb, add(&lane, x, i32(&lane, D)),
+           ir_load(&lane, c->buf[ATTN_BWD_DOUT], add(&lane, go, d)));
+}
+
+/* key_tile over the block's keys j < mb, KEY_TILE at a time, then one by one. */
+static void key_updates(Ctx *c, Builder *b, Op *b0, Op *mb) {
   Builder tiles, rest;
-  Op *full = mul(b, ir_bin(b, OP_DIV, nk, i32(b, KEY_TILE)), i32(b, KEY_TILE));
-  Op *e = ir_for(b, i32(b, 0), full, KEY_TILE, "e", &tiles)->index;
-  key_tile(c, &tiles, sl, x, sb, dst, b0, e, KEY_TILE);
-  e = ir_for(b, full, nk, 1, "e", &rest)->index;
-  key_tile(c, &rest, sl, x, sb, dst, b0, e, 1);
+  pack_rows(c, b, b0);
+  Op *full = mul(b, ir_bin(b, OP_DIV, mb, i32(b, KEY_TILE)), i32(b, KEY_TILE));
+  Op *e = ir_for(b, i32(b, 0), full, KEY_TILE, "j0", &tiles)->index;
+  key_tile(c, &tiles, e, KEY_TILE);
+  e = ir_for(b, full, mb, 1, "j0", &rest)->index;
+  key_tile(c, &rest, e, 1);
 }
 
 /* ---- one group of rows ---- */
@@ -243,19 +255,17 @@ static void pair_scores(Ctx *c, Builder *b, Op *i0, Op *g) {
     qrow[r] = row_off(c, b, ATTN_BWD_QKV_SB, ic);
     grow[r] = row_off(c, b, ATTN_BWD_O_SB, ic);
   }
-  Op *obase = mul(b, g, i32(b, (int)c->ld));
-  tile_scores_rows(b, c->s1, obase, c->ld, c->buf[ATTN_BWD_Q], qrow, SCORE_ROWS, c->ta, mg, D,
-                   c->sacc, c->scale);
-  tile_scores_rows(b, c->s2, obase, c->ld, c->buf[ATTN_BWD_DOUT], grow, SCORE_ROWS, c->tb, mg,
-                   D, c->sacc, NULL);
+  Op *obase = mul(b, g, i32(b, (int)c->lds));
+  tile_scores_rows(b, c->s1, obase, c->lds, c->buf[ATTN_BWD_Q], qrow, SCORE_ROWS, c->ta, c->ld,
+                   mg, D, c->sacc, c->scale);
+  tile_scores_rows(b, c->s2, obase, c->lds, c->buf[ATTN_BWD_DOUT], grow, SCORE_ROWS, c->tb,
+                   c->ld, mg, D, c->sacc, NULL);
 }
 
 /* Rows i0 .. i0 + TILE_RT - 1 (i0 < lim), slot rows g .. (S and dP' there): dS and
- * P z/(1-p) into the slots, then dQ over the group's keys and dq; mb: keys of the
- * block. */
-static void emit_group(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
-  Op *mg = row_keys(c, b, add(b, i0, i32(b, TILE_RT - 1)));
-  Op *use[TILE_RT];
+ * P z/(1-p) into the slots (0 past lim, and, causal, past a row's keys up to the
+ * block's last); mb: keys of the block. */
+static void group_grads(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
   Builder row, past;
   for (int r = 0; r < TILE_RT; r++) {
     Op *i = add(b, i0, i32(b, r));
@@ -263,35 +273,22 @@ static void emit_group(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
     ir_if(b, valid, &row, &past);
     dq_row(c, &row, g, r, i, row_keys(c, &row, i));
     zero_rows(c, &past, g, r, 1, mb);
-    use[r] = valid;
-  }
-  if (c->spec->causal) {   /* keys j > i of row i, up to the block's last: weight 0 */
-    Builder loop;
-    for (int r = 0; r < TILE_RT; r++) {
-      Op *i = add(b, i0, i32(b, r));
-      Op *m = ir_select(b, use[r], row_keys(c, b, i), i32(b, 0));
-      Op *j = ir_pfor(b, AXIS_LANE, sub(b, mb, m), "j", &loop)->index;
+    if (c->spec->causal) {   /* keys j > i of row i, up to the block's last: weight 0 */
+      Builder loop;
+      Op *m = row_keys(c, &row, i);
+      Op *j = ir_pfor(&row, AXIS_LANE, sub(&row, mb, m), "j", &loop)->index;
       Op *at = slot(c, &loop, g, r, add(&loop, m, j));
       ir_store(&loop, c->s1, at, f32(&loop, 0));
       ir_store(&loop, c->s2, at, f32(&loop, 0));
     }
   }
-  group_keys(c, b, g, TILE_RT, mg);
-  Op *nk = ir_load(b, c->nkeys, i32(b, 0));
-  products(c, b, c->s1, g, nk, c->buf[ATTN_BWD_K], ATTN_BWD_QKV_SB);
-  for (int r = 0; r < TILE_RT; r++) {
-    Op *i = add(b, i0, i32(b, r));
-    ir_if(b, use[r], &row, NULL);
-    write_row(c, &row, c->buf[ATTN_BWD_DQ], row_off(c, &row, ATTN_BWD_DQKV_SB, i), c->acc, r,
-              c->scale);
-  }
 }
 
-/* Rows b0 .. b0 + TILE_KR - 1 (b0 < lim): its groups, then dV and dK over the keys
- * some valid row of the block uses. */
+/* Rows b0 .. b0 + TILE_KR - 1 (b0 < lim): per pair of groups the scores, per group
+ * dS and P z/(1-p); then the per-key row masks, dK, dV and dQ, and dq. */
 static void emit_block(Ctx *c, Builder *b, Op *b0) {
   Op *mb = row_keys(c, b, add(b, b0, i32(b, TILE_KR - 1)));
-  Builder pairs, inside, past, groups, ginside, gpast;
+  Builder pairs, inside, past, groups, ginside, gpast, dq, dqin;
   Op *g2 = ir_for(b, i32(b, 0), i32(b, TILE_KR), SCORE_ROWS, "g2", &pairs)->index;
   Op *i2 = add(&pairs, b0, g2);
   ir_if(&pairs, ir_cmp(&pairs, CMP_LT, i2, c->lim), &inside, &past);
@@ -300,13 +297,17 @@ static void emit_block(Ctx *c, Builder *b, Op *b0) {
                  &groups)->index;
   Op *i0 = add(&groups, b0, g);
   ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, c->lim), &ginside, &gpast);
-  emit_group(c, &ginside, i0, g, mb);
+  group_grads(c, &ginside, i0, g, mb);
   zero_rows(c, &gpast, g, 0, TILE_RT, mb);
   zero_rows(c, &past, g2, 0, SCORE_ROWS, mb);
-  group_keys(c, b, i32(b, 0), TILE_KR, mb);
-  Op *nk = ir_load(b, c->nkeys, i32(b, 0));
-  key_updates(c, b, c->s2, c->buf[ATTN_BWD_DOUT], ATTN_BWD_O_SB, c->dv, b0, nk);
-  key_updates(c, b, c->s1, c->buf[ATTN_BWD_Q], ATTN_BWD_QKV_SB, c->dk, b0, nk);
+  row_bits(c, b, mb);
+  tile_zero(b, c->qacc, TILE_KR, c->spec->head_dim);
+  key_updates(c, b, b0, mb);
+  Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &dq)->index;
+  Op *i = add(&dq, b0, r);
+  ir_if(&dq, ir_cmp(&dq, CMP_LT, i, c->lim), &dqin, NULL);
+  write_row(c, &dqin, c->buf[ATTN_BWD_DQ], row_off(c, &dqin, ATTN_BWD_DQKV_SB, i), c->qacc,
+            mul(&dqin, r, i32(&dqin, c->spec->head_dim)), c->scale);
 }
 
 /* ---- the kernel ---- */
@@ -319,7 +320,7 @@ static void padded(Ctx *c, Builder *b, int rows) {
                       ir_cmp(&loop, CMP_GE, i, c->len)), &pad, NULL);
   Op *off = row_off(c, &pad, ATTN_BWD_DQKV_SB, i);
   for (int g = ATTN_BWD_DQ; g <= ATTN_BWD_DV; g++)
-    write_row(c, &pad, c->buf[g], off, NULL, 0, NULL);
+    zero_row(c, &pad, c->buf[g], off);
   ir_pfor(&pad, AXIS_LANE, i32(&pad, 1), "one", &one);
   ir_store(&one, c->buf[ATTN_BWD_DELTA], row_stat(c, &one, i), f32(&one, 0));
 }
@@ -364,19 +365,20 @@ Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t) {
   Kernel *k = ir_kernel_new(name, 1);
   Builder b = ir_builder(k);
   Ctx c = {.spec = s, .ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT};
+  c.lds = c.ld + TILE_SLOT_PAD;
   bwd_declare_params(k, ATTN_BWD_FUSED, c.buf, c.p);
   int D = s->head_dim;
   int rows = (s->max_seq + TILE_KR - 1) / TILE_KR * TILE_KR;
   c.ta = ir_shared(k, "ta", TY_F32, D * c.ld);
   c.tb = ir_shared(k, "tb", TY_F32, D * c.ld);
-  c.s1 = ir_shared(k, "s1", TY_F32, TILE_KR * c.ld);
-  c.s2 = ir_shared(k, "s2", TY_F32, TILE_KR * c.ld);
+  c.s1 = ir_shared(k, "s1", TY_F32, TILE_KR * c.lds);
+  c.s2 = ir_shared(k, "s2", TY_F32, TILE_KR * c.lds);
   c.sacc = ir_shared(k, "sacc", TY_F32, TILE_RT * TILE_JT);
-  c.acc = ir_shared(k, "acc", TY_F32, (int64_t)TILE_RT * D);
   c.dk = ir_shared(k, "dk", TY_F32, (int64_t)s->max_seq * D);
   c.dv = ir_shared(k, "dv", TY_F32, (int64_t)s->max_seq * D);
-  c.keys = ir_shared(k, "keys", TY_I32, c.ld);
-  c.nkeys = ir_shared(k, "nkeys", TY_I32, 1);
+  c.rbits = ir_shared(k, "rbits", TY_I32, c.ld);
+  c.qacc = ir_shared(k, "qacc", TY_F32, (int64_t)TILE_KR * D);
+  c.xb = ir_shared(k, "xb", TY_F32, (int64_t)TILE_KR * 2 * D);
   ir_set_grid(k, 0, ATTN_BWD_N, -1, rows);
   ir_set_grid(k, 1, ATTN_BWD_H, -1, 1);
   ir_set_grid(k, 2, ATTN_BWD_B, -1, 1);

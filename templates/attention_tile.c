@@ -42,8 +42,8 @@ void tile_zero(Builder *b, Buf *acc, int R, int D) {
 /* One key tile j0 .. j0 + W - 1 of R rows: the d loop is outermost so each of the
  * R * W sums stays in acc (registers once unrolled) for all D steps; per step R row
  * values are broadcast against one contiguous run of W packed keys. */
-static void score_tile(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
-                       int R, Buf *bt, Op *j0, int W, int D, Buf *acc, Op *scale) {
+static void score_tile(Builder *b, Buf *out, Op *obase, int64_t ldo, Buf *a, Op *const arow[],
+                       int R, Buf *bt, int64_t ld, Op *j0, int W, int D, Buf *acc, Op *scale) {
   Builder loop, lane;
   tile_zero(b, acc, R, W);
   Op *d = ir_for(b, i64(b, 0), i64(b, D), 1, "d", &loop)->index;
@@ -58,7 +58,7 @@ static void score_tile(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *
   for (int r = 0; r < R; r++) {
     Op *jj = ir_pfor(b, AXIS_LANE, i64(b, W), "jj", &lane)->index;
     Op *sv = ir_load(&lane, acc, add(&lane, i64(&lane, (int64_t)r * W), jj));
-    Op *at = add(&lane, add(&lane, obase, i64(&lane, r * ld)), add(&lane, j0, jj));
+    Op *at = add(&lane, add(&lane, obase, i64(&lane, r * ldo)), add(&lane, j0, jj));
     ir_store(&lane, out, at, scale ? mul(&lane, sv, scale) : sv);
   }
 }
@@ -66,8 +66,8 @@ static void score_tile(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *
 /* Tiles TILE_ACC / R keys wide while they fit the padded count, then the rest (a
  * multiple of TILE_JQ) in at most one tile of each narrower multiple of TILE_JQ,
  * widest first, so no key past tile_pad(cnt) is scored. */
-void tile_scores_rows(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
-                      int R, Buf *bt, Op *cnt, int D, Buf *acc, Op *scale) {
+void tile_scores_rows(Builder *b, Buf *out, Op *obase, int64_t ldo, Buf *a, Op *const arow[],
+                      int R, Buf *bt, int64_t ld, Op *cnt, int D, Buf *acc, Op *scale) {
   Builder loop, tail;
   Op *rows[TILE_ACC / TILE_JQ];
   int width = TILE_ACC / R;
@@ -76,19 +76,19 @@ void tile_scores_rows(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *c
   Op *base = wide(b, obase), *pad = wide(b, tile_pad(b, cnt));
   Op *full = mul(b, ir_bin(b, OP_DIV, pad, i64(b, width)), i64(b, width));
   Op *j0 = ir_for(b, i64(b, 0), full, width, "j0", &loop)->index;
-  score_tile(&loop, out, base, ld, a, rows, R, bt, j0, width, D, acc, scale);
+  score_tile(&loop, out, base, ldo, a, rows, R, bt, ld, j0, width, D, acc, scale);
   Op *j = full;
   for (int w = width - TILE_JQ; w >= TILE_JQ; w -= TILE_JQ) {
     Op *fits = ir_cmp(b, CMP_GE, ir_bin(b, OP_SUB, pad, j), i64(b, w));
     ir_if(b, fits, &tail, NULL);
-    score_tile(&tail, out, base, ld, a, rows, R, bt, j, w, D, acc, scale);
+    score_tile(&tail, out, base, ldo, a, rows, R, bt, ld, j, w, D, acc, scale);
     j = ir_select(b, fits, add(b, j, i64(b, w)), j);
   }
 }
 
 void tile_scores(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
                  Buf *bt, Op *cnt, int D, Buf *acc, Op *scale) {
-  tile_scores_rows(b, out, obase, ld, a, arow, TILE_RT, bt, cnt, D, acc, scale);
+  tile_scores_rows(b, out, obase, ld, a, arow, TILE_RT, bt, ld, cnt, D, acc, scale);
 }
 
 /* Unconditional on purpose: skipping keys no row uses (an `if` around the update)
@@ -96,13 +96,43 @@ void tile_scores(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const 
  * longer stay in registers across it), which measured slower at every sparsity
  * than doing the dense work; with random per-row kept sets few keys are unused by
  * all TILE_RT rows anyway. */
-void tile_axpy(Builder *b, Buf *acc, Op *const w[], int R, Buf *x, Op *xoff, int D) {
+void tile_axpy_at(Builder *b, Buf *acc, Op *aoff, Op *const w[], int R, Buf *x, Op *xoff,
+                  int D) {
   Builder lane;
-  Op *x0 = wide(b, xoff);
+  Op *x0 = wide(b, xoff), *a0 = wide(b, aoff);
   for (int r = 0; r < R; r++) {
     Op *d = ir_pfor(b, AXIS_LANE, i64(b, D), "d", &lane)->index;
-    Op *at = add(&lane, i64(&lane, (int64_t)r * D), d);
+    Op *at = add(&lane, add(&lane, a0, i64(&lane, (int64_t)r * D)), d);
     Op *xv = ir_load(&lane, x, add(&lane, x0, d));
     ir_store(&lane, acc, at, ir_fma(&lane, w[r], xv, ir_load(&lane, acc, at)));
   }
+}
+
+void tile_axpy(Builder *b, Buf *acc, Op *const w[], int R, Buf *x, Op *xoff, int D) {
+  tile_axpy_at(b, acc, i64(b, 0), w, R, x, xoff, D);
+}
+
+/* Bits set in x (i32), the SWAR way (LLVM turns it into popcnt). */
+static Op *popcount(Builder *b, Op *x) {
+  Op *m1 = i32(b, 0x55555555), *m2 = i32(b, 0x33333333), *m4 = i32(b, 0x0F0F0F0F);
+  x = ir_bin(b, OP_SUB, x, ir_bin(b, OP_AND, ir_bin(b, OP_SHR, x, i32(b, 1)), m1));
+  x = add(b, ir_bin(b, OP_AND, x, m2), ir_bin(b, OP_AND, ir_bin(b, OP_SHR, x, i32(b, 2)), m2));
+  x = ir_bin(b, OP_AND, add(b, x, ir_bin(b, OP_SHR, x, i32(b, 4))), m4);
+  return ir_bin(b, OP_SHR, mul(b, x, i32(b, 0x01010101)), i32(b, 24));
+}
+
+/* The position of the single bit set in x (a power of two, bit 31 included): the
+ * exponent of its exact float (the IR has no count-trailing-zeros). */
+static Op *bit_index(Builder *b, Op *x) {
+  Op *e = ir_bin(b, OP_SHR, ir_bitcast(b, TY_I32, ir_cast(b, TY_F32, x)), i32(b, 23));
+  return ir_bin(b, OP_SUB, ir_bin(b, OP_AND, e, i32(b, 0xFF)), i32(b, 127));
+}
+
+Op *tile_for_bits(Builder *b, Op *mask, const char *hint, Builder *body) {
+  Op *left = ir_var(b, mask, "left");
+  ir_for(b, i32(b, 0), popcount(b, mask), 1, hint, body);
+  Op *rest = ir_get(body, left);
+  Op *low = ir_bin(body, OP_AND, rest, ir_un(body, OP_NEG, rest));
+  ir_set(body, left, ir_bin(body, OP_XOR, rest, low));
+  return bit_index(body, low);
 }

@@ -27,11 +27,16 @@
  * multiple of TILE_JT ends in one narrower tile (TILE_JT - TILE_JQ, ... keys). */
 enum { TILE_RT = 4, TILE_JT = 64, TILE_JQ = 32, TILE_ACC = TILE_RT * TILE_JT };
 
-/* The backward's dK/dV updates: query rows per update (a multiple of TILE_RT; each
- * update reads and writes the block's keys' rows of the head's dK and dV, 256 KiB at
- * n = 512, d = 64, so fewer updates mean less L2 traffic) and keys per register tile
- * (KEY_TILE x D accumulators). */
-enum { TILE_KR = 32, KEY_TILE = 4 };
+/* The backward's dK/dV updates: query rows per update (a multiple of TILE_RT, at most
+ * 32: one bit each in an i32 row mask; each update reads and writes the block's keys'
+ * rows of the head's dK and dV, 256 KiB at n = 512, d = 64, so fewer updates mean less
+ * L2 traffic) and keys per register tile (KEY_TILE keys x D of dK and of dV). */
+enum { TILE_KR = 32, KEY_TILE = 2 };
+
+/* Floats of padding per backward slot row (one cache line): rows ld + TILE_SLOT_PAD
+ * apart, so a key's TILE_KR rows, which the dK/dV updates read down a column, fall in
+ * different L1 sets (at ld = 512 they shared two). */
+enum { TILE_SLOT_PAD = 16 };
 
 /* cnt rounded up to a multiple of TILE_JQ (i32). */
 Op *tile_pad(Builder *b, Op *cnt);
@@ -49,9 +54,10 @@ void tile_scores(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const 
 
 /* tile_scores for R rows (R divides TILE_ACC, TILE_ACC / R a multiple of TILE_JQ):
  * R x (TILE_ACC / R) tiles in the same acc, e.g. 8 x 32 (also 16 accumulators, but
- * each packed key vector loaded once per 8 rows instead of 4). Same bits. */
-void tile_scores_rows(Builder *b, Buf *out, Op *obase, int64_t ld, Buf *a, Op *const arow[],
-                      int R, Buf *bt, Op *cnt, int D, Buf *acc, Op *scale);
+ * each packed key vector loaded once per 8 rows instead of 4), out's rows ldo apart
+ * (bt's ld). Same bits. */
+void tile_scores_rows(Builder *b, Buf *out, Op *obase, int64_t ldo, Buf *a, Op *const arow[],
+                      int R, Buf *bt, int64_t ld, Op *cnt, int D, Buf *acc, Op *scale);
 
 /* acc[r * D + d] = 0 for r < R, d < D. */
 void tile_zero(Builder *b, Buf *acc, int R, int D);
@@ -60,5 +66,15 @@ void tile_zero(Builder *b, Buf *acc, int R, int D);
  * weight leaves its row unchanged). Dense: the caller's loop over keys gives
  * skipped pairs weight 0 (see attention_tile.c for why it does not branch). */
 void tile_axpy(Builder *b, Buf *acc, Op *const w[], int R, Buf *x, Op *xoff, int D);
+
+/* tile_axpy on acc[aoff + r * D + d] (aoff an integer Op). */
+void tile_axpy_at(Builder *b, Buf *acc, Op *aoff, Op *const w[], int R, Buf *x, Op *xoff,
+                  int D);
+
+/* A loop over the set bits of mask (i32, bit 31 included), lowest first: *body is its
+ * body, the result the bit's index there. One step per set bit, so a sparse product
+ * can run over the rows (keys) a mask lists without an `if` in the loop (see
+ * tile_axpy). */
+Op *tile_for_bits(Builder *b, Op *mask, const char *hint, Builder *body);
 
 #endif
