@@ -151,22 +151,6 @@ static void bin_all(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m) 
                 i32(&lane, 1));
 }
 
-/* Bits set in x (i32), the SWAR way (LLVM turns it into popcnt). */
-static Op *popcount(Builder *b, Op *x) {
-  Op *m1 = i32(b, 0x55555555), *m2 = i32(b, 0x33333333), *m4 = i32(b, 0x0F0F0F0F);
-  x = ir_bin(b, OP_SUB, x, ir_bin(b, OP_AND, ir_bin(b, OP_SHR, x, i32(b, 1)), m1));
-  x = add(b, ir_bin(b, OP_AND, x, m2), ir_bin(b, OP_AND, ir_bin(b, OP_SHR, x, i32(b, 2)), m2));
-  x = ir_bin(b, OP_AND, add(b, x, ir_bin(b, OP_SHR, x, i32(b, 4))), m4);
-  return ir_bin(b, OP_SHR, attn_mul(b, x, i32(b, 0x01010101)), i32(b, 24));
-}
-
-/* The position of the single bit set in x (i32, a power of two, bit 31 included):
- * the exponent of its exact float. */
-static Op *bit_index(Builder *b, Op *x) {
-  Op *e = ir_bin(b, OP_SHR, ir_bitcast(b, TY_I32, ir_cast(b, TY_F32, x)), i32(b, 23));
-  return ir_bin(b, OP_SUB, ir_bin(b, OP_AND, e, i32(b, 0xFF)), i32(b, 127));
-}
-
 /* Step 2 in round 1 for a stored row: its matching keys appended to the block's
  * candidates (the caller checked the room), one scalar step per set bit of each
  * chunk's mask, lowest first, so in key order. They are binned after the last row
@@ -178,16 +162,11 @@ static void store_row(SelCtx *c, const HistBlock *h, const Tile *t, KeyPred pred
   Op *mask = chunks(b, h, t, pred, base, m, &any, &at, &n);
   ir_pfor(&any, AXIS_LANE, i32(&any, 1), "one", &one);
   Op *cnt = ir_var(&one, ir_load(&one, t->cs, i32(&one, 0)), "stored");
-  Op *left = ir_var(&one, mask, "left");
-  ir_for(&one, i32(&one, 0), popcount(&one, mask), 1, "e", &loop);
-  Op *rest = ir_get(&loop, left);
-  Op *low = ir_bin(&loop, OP_AND, rest, ir_un(&loop, OP_NEG, rest));
-  Op *jj = bit_index(&loop, low);
+  Op *jj = tile_for_bits(&one, mask, "e", &loop);
   Op *key = attn_order_key(&loop, ir_load(&loop, t->slot, add(&loop, at, jj)));
   Op *k = ir_get(&loop, cnt);
   ir_store(&loop, c->cand, add(&loop, keys_at(&loop, t), k), key);
   ir_set(&loop, cnt, add(&loop, k, i32(&loop, 1)));
-  ir_set(&loop, left, ir_bin(&loop, OP_XOR, rest, low));
   ir_store(&one, t->cs, i32(&one, 0), ir_get(&one, cnt));
 }
 
