@@ -34,8 +34,9 @@
 #define add attn_add
 
 /* Probes guessed before the midpoints take over, and scores sampled for the first.
- * Random rows of 128 and 512 take ~4.8 and ~5.3 passes, against ~7.2 and ~8 for the
- * min-max regula falsi before (docs/kernels.md); rows with ties need the midpoints. */
+ * Random rows of 128 and 512 take ~4.8 and ~5.7 passes, against ~7.2 and ~8.2 for
+ * the min-max regula falsi before (docs/kernels.md); rows with ties need the
+ * midpoints. */
 enum { INTERP_STEPS = 12, SAMPLES = 16 };
 /* Every row closes within STEPS steps (32 midpoints halve any key interval to 1);
  * the loop runs them in CHUNKs of steps (attn_rows_kth_count). */
@@ -72,10 +73,25 @@ static Op *row_max_below(Builder *b, const AttnRow *r, Op *hi) {
 }
 
 /* The sums over the samples of d_i and d_i^2, d_i = S_(i m / SAMPLES) - S_0 (the
- * shift keeps the f32 variance clear of cancellation on rows far from 0), as trees
- * of straight-line adds: two reduce loops cost ~10 ns more per row of 128
- * (bench_kth), their setup more than their 16 elements. */
-static void sample_sums(Builder *b, const AttnRow *r, Op *x0, Op **s1, Op **s2) {
+ * shift keeps the f32 variance clear of cancellation on rows far from 0). A warp
+ * searching one row (the GPU's schedule) has a lane load each sample and reduces; the
+ * CPU tile's interleaved rows sum them as straight-line trees, since there two reduce
+ * loops cost ~10 ns more per row of 128 (bench_kth), their setup more than their 16
+ * elements, while on the GPU the trees' 32 live values cost 13 registers (ptxas). */
+static Op *sample_reduce(Builder *b, const AttnRow *r, Op *x0, int pw) {
+  Builder body;
+  Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_F32, i32(b, SAMPLES), "i", &body);
+  Op *j = ir_bin(&body, OP_SHR, attn_mul(&body, red->index, r->m), i32(&body, 4));
+  Op *d = sub(&body, row_at(&body, r, j), x0);
+  ir_yield(&body, pw == 2 ? mul(&body, d, d) : d);
+  return red;
+}
+
+static void sample_sums(Builder *b, const AttnRow *r, Op *x0, bool tree, Op **s1, Op **s2) {
+  if (!tree) {
+    *s1 = sample_reduce(b, r, x0, 1), *s2 = sample_reduce(b, r, x0, 2);
+    return;
+  }
   Op *d[SAMPLES], *d2[SAMPLES];
   for (int i = 0; i < SAMPLES; i++) {
     Op *j = ir_bin(b, OP_SHR, attn_mul(b, i32(b, i), r->m), i32(b, 4));
@@ -89,7 +105,7 @@ static void sample_sums(Builder *b, const AttnRow *r, Op *x0, Op **s1, Op **s2) 
     }
   *s1 = d[0], *s2 = d2[0];
 }
-_Static_assert(SAMPLES == 16, "sample_sums divides by SAMPLES with a shift by 4");
+_Static_assert(SAMPLES == 16, "the sample index divides by SAMPLES with a shift by 4");
 
 /* log2(x) within 0.09, for x > 0 normal: the float's bits read as a fixed-point
  * exponent.mantissa. The guesses need a monotone log, not an exact one, and this is
@@ -121,10 +137,10 @@ static Op *fvar(Builder *b, const char *hint) { return ir_var(b, f32c(b, 0), hin
 
 /* slope = sd * ln 2 / 1.702 (g is in log2 units) and first = mean - g(k - 1/2) * slope
  * (g(m/2) = 0), from the samples. */
-static void sample_guess(Builder *b, const AttnRow *r, const Search *q) {
+static void sample_guess(Builder *b, const AttnRow *r, const Search *q, bool tree) {
   Op *x0 = row_at(b, r, i32(b, 0));
   Op *s1, *s2;
-  sample_sums(b, r, x0, &s1, &s2);
+  sample_sums(b, r, x0, tree, &s1, &s2);
   Op *var = mul(b, sub(b, s2, mul(b, s1, mul(b, s1, f32c(b, 1.0 / SAMPLES)))),
                 f32c(b, 1.0 / (SAMPLES - 1)));
   Op *sd = ir_un(b, OP_SQRT, ir_bin(b, OP_MAX, var, f32c(b, 0)));
@@ -134,7 +150,7 @@ static void sample_guess(Builder *b, const AttnRow *r, const Search *q) {
   ir_set(b, q->first, sub(b, mean, mul(b, ir_get(b, q->gw), slope)));
 }
 
-static void search_start(Builder *b, const AttnRow *r, Op *k, Op *mx, Search *q) {
+static void search_start(Builder *b, const AttnRow *r, Op *k, Op *mx, bool tree, Search *q) {
   Builder sel;
   q->sel = ir_cmp(b, CMP_LT, k, r->m);
   q->klo = ir_var(b, i32(b, 0), "klo");
@@ -153,7 +169,7 @@ static void search_start(Builder *b, const AttnRow *r, Op *k, Op *mx, Search *q)
   ir_set(&sel, q->gw, gw);
   ir_set(&sel, q->glo, sub(&sel, count_logit(&sel, mf, mf), gw));
   ir_set(&sel, q->ghi, sub(&sel, count_logit(&sel, f32c(&sel, 0), mf), gw));
-  sample_guess(&sel, r, q);
+  sample_guess(&sel, r, q, tree);
 }
 
 /* The guessed probe (see the header), clamped to klo + 1 .. khi - 1 (khi - klo >= 2). */
@@ -174,7 +190,8 @@ static Op *guess(Builder *b, const Search *q, Op *klo, Op *khi, Op *step) {
 /* The ends' new g after a count: the moved end gets the count's, the kept end is
  * halved when it was kept the step before too (Illinois). */
 static void move_weights(Builder *b, const AttnRow *r, const Search *q, Op *up, Op *c) {
-  Op *g = sub(b, count_logit(b, ir_cast(b, TY_F32, c), ir_cast(b, TY_F32, r->m)), ir_get(b, q->gw));
+  Op *g = count_logit(b, ir_cast(b, TY_F32, c), ir_cast(b, TY_F32, r->m));
+  g = sub(b, g, ir_get(b, q->gw));
   Op *glo = ir_get(b, q->glo), *ghi = ir_get(b, q->ghi), *last = ir_get(b, q->last);
   Op *half = f32c(b, 0.5);
   Op *glo_kept = ir_select(b, ir_cmp(b, CMP_EQ, last, i32(b, -1)), mul(b, glo, half), glo);
@@ -184,9 +201,6 @@ static void move_weights(Builder *b, const AttnRow *r, const Search *q, Op *up, 
   ir_set(b, q->last, ir_select(b, up, i32(b, 1), i32(b, -1)));
 }
 
-/* One step of the search (step: the loop index), a counting pass when the interval
- * is still open; the ends move by selects (which end moves is a coin flip that a
- * branch would mispredict). */
 /* The interval still open: not closed (khi - klo >= 2), no stop reached. */
 static Op *search_open(Builder *b, Op *k, const Search *q) {
   Op *gap = ir_bin(b, OP_SUB, ir_get(b, q->khi), ir_get(b, q->klo));
@@ -196,6 +210,9 @@ static Op *search_open(Builder *b, Op *k, const Search *q) {
   return ir_bin(b, OP_AND, open, ir_cmp(b, CMP_NE, ir_get(b, q->chi), kmin1));
 }
 
+/* One step of the search (step: the loop index), a counting pass when the interval
+ * is still open; the ends move by selects (which end moves is a coin flip that a
+ * branch would mispredict). */
 static void search_step(Builder *b, const AttnRow *r, Op *k, const Search *q, Op *step) {
   Builder go;
   ir_if(b, search_open(b, k, q), &go, NULL);
@@ -238,9 +255,9 @@ void attn_rows_kth_count(Builder *b, const AttnRow rows[], int n, Op *const k[],
                          Op *const mx[], Op *tau[], Op *count[]) {
   Search q[ATTN_KTH_ROWS];
   for (int r = 0; r < n; r++)
-    search_start(b, &rows[r], k[r], mx ? mx[r] : NULL, &q[r]);
+    search_start(b, &rows[r], k[r], mx ? mx[r] : NULL, n > 1, &q[r]);
   /* steps in chunks, each entered only while some row is open: the IR has no break,
-   * and the idle checks of 40-odd steps cost a group as much as a few passes */
+   * and checking every row at each of 44 steps cost ~4 ns per row of 128 (bench_kth) */
   Builder chunk, any, steps;
   Op *c = ir_for(b, i32(b, 0), i32(b, STEPS / CHUNK), 1, "chunk", &chunk)->index;
   Op *open = search_open(&chunk, k[0], &q[0]);

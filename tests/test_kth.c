@@ -2,10 +2,10 @@
  * attention tests cannot make: +-inf (whose +inf max puts the search's upper end at a
  * NaN), -0 next to +0 and alone, subnormals, huge magnitudes, heavy ties, all-equal
  * rows, outliers; k from 1 (the max) to m (no search). kth_kernel.c's kernel copies
- * each row into shared memory and runs the search, one row per warp (attn_row_kth_count) or four interleaved
- * (attn_rows_kth_count, the CPU tile's way), on the host JIT and in the interpreter
- * (the GPU mapping); tau must match a sort bit for bit (-0 as +0, -inf when k >= m)
- * and the count must be #{x >= tau}. */
+ * each row into shared memory and runs the search, one row per warp
+ * (attn_row_kth_count) or four interleaved (attn_rows_kth_count, the CPU tile's way),
+ * on the host JIT and in the interpreter (the GPU mapping); tau must match a sort bit
+ * for bit (-0 as +0, -inf when k >= m) and the count must be #{x >= tau}. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,16 +62,21 @@ typedef struct {
   int32_t *meta, *cnt, *want_cnt;
 } Rows;
 
+/* Row n's k out of m: any, m - 1, near m (m: no search) or 1 to 3 (the max). */
+static int pick_k(int n, int m) {
+  int k = n % 3 == 0 ? 1 + (int)(uni() * m) : n % 3 == 1 ? m - 1 : m - (int)(uni() * 4);
+  if (n % 5 == 4)
+    k = 1 + (int)(uni() * 3);
+  return k < 1 ? 1 : k;
+}
+
 static void make_rows(Rows *s) {
   s->rows = 0;
   for (int kind = 0; kind < KINDS; kind++)
     for (int n = 0; n < 400; n++) {
       int r = s->rows++;
       int m = n < 40 ? 1 + n % 20 : 1 + (int)(uni() * COLS);
-      int k = n % 3 == 0 ? 1 + (int)(uni() * m) : n % 3 == 1 ? (m > 1 ? m - 1 : 1) : m - (int)(uni() * 4);
-      k = k < 1 ? 1 : k;
-      if (n % 5 == 4)
-        k = 1 + (int)(uni() * 3);
+      int k = pick_k(n, m);
       s->meta[2 * r] = m, s->meta[2 * r + 1] = k;
       for (int j = 0; j < m; j++)
         s->x[(size_t)r * COLS + j] = draw(kind);
