@@ -48,7 +48,6 @@ static Op *row_at(Builder *b, const AttnRow *r, Op *j) {
 }
 
 static Op *f32c(Builder *b, double v) { return ir_const_f32(b, v); }
-static Op *f64(Builder *b, Op *x) { return ir_cast(b, TY_F64, x); }
 static Op *sub(Builder *b, Op *x, Op *y) { return ir_bin(b, OP_SUB, x, y); }
 #define mul attn_mul
 
@@ -175,13 +174,13 @@ static void search_start(Builder *b, const AttnRow *r, Op *k, Op *mx, bool tree,
 /* The guessed probe (see the header), clamped to klo + 1 .. khi - 1 (khi - klo >= 2). */
 static Op *guess(Builder *b, const Search *q, Op *klo, Op *khi, Op *step) {
   Op *glo = ir_get(b, q->glo), *ghi = ir_get(b, q->ghi), *xhi = attn_from_order_key(b, khi);
-  Op *vlo = f64(b, attn_from_order_key(b, klo)), *vhi = f64(b, xhi);
-  Op *frac = f64(b, ir_bin(b, OP_DIV, glo, sub(b, glo, ghi)));
+  Op *vlo = attn_from_order_key(b, klo), *vhi = xhi;
+  Op *frac = ir_bin(b, OP_DIV, glo, sub(b, glo, ghi));
   Op *t = ir_bin(b, OP_ADD, vlo, ir_bin(b, OP_MUL, ir_bin(b, OP_SUB, vhi, vlo), frac));
   Op *down = ir_bin(b, OP_ADD, xhi, mul(b, ghi, ir_get(b, q->slope)));
-  Op *ts = f64(b, ir_select(b, ir_cmp(b, CMP_EQ, step, i32(b, 0)), ir_get(b, q->first), down));
+  Op *ts = ir_select(b, ir_cmp(b, CMP_EQ, step, i32(b, 0)), ir_get(b, q->first), down);
   Op *open_lo = ir_cmp(b, CMP_EQ, klo, attn_order_key(b, f32c(b, -INFINITY)));
-  Op *kc = attn_order_key(b, ir_cast(b, TY_F32, ir_select(b, open_lo, ts, t)));
+  Op *kc = attn_order_key(b, ir_select(b, open_lo, ts, t));
   Op *lo1 = add(b, klo, i32(b, 1)), *hi1 = ir_bin(b, OP_SUB, khi, i32(b, 1));
   kc = ir_select(b, ir_cmp(b, CMP_ULT, kc, lo1), lo1, kc);
   return ir_select(b, ir_cmp(b, CMP_UGE, kc, khi), hi1, kc);
