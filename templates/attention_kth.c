@@ -76,7 +76,7 @@ static Op *row_max_below(Builder *b, const AttnRow *r, Op *hi) {
  * searching one row (the GPU's schedule) has a lane load each sample and reduces; the
  * CPU tile's interleaved rows sum them as straight-line trees, since there two reduce
  * loops cost ~10 ns more per row of 128 (bench_kth), their setup more than their 16
- * elements, while on the GPU the trees' 32 live values cost 13 registers (ptxas). */
+ * elements, while on the GPU the trees' 32 live values cost 14 registers (ptxas). */
 static Op *sample_reduce(Builder *b, const AttnRow *r, Op *x0, int pw) {
   Builder body;
   Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_F32, i32(b, SAMPLES), "i", &body);
