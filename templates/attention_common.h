@@ -50,7 +50,8 @@ Op *attn_row_count_ge(Builder *b, const AttnRow *r, Op *tau);
 
 /* The k-th largest S_j (counting repeats), exactly, -0 as +0; -inf when k >= m (every
  * entry kept). k >= 1. attention_kth.c: a key interval narrowed by counting passes,
- * the first probes interpolated (~4 passes on random rows, at most 42). */
+ * the probes guessed from a few sampled scores and then interpolated (~6 passes on
+ * random rows of 512, the row's max included; at most 47). */
 Op *attn_row_kth_largest(Builder *b, const AttnRow *r, Op *k);
 /* The same, and *count = #{j : S_j >= the result} (m when k >= m), which the search
  * knows: no separate counting pass. */
