@@ -11,11 +11,15 @@
  * same gradients.
  *
  *   bench_backward [--quick] [--reps N] [--n N1,N2,...] [--s S1,S2,...] [--threads T] [--no-naive]
- *                  [--warp] [--select row_topk|head_quantile]
+ *                  [--warp] [--select row_topk|head_quantile] [--max-seq M]
+ *                  [--head-dim D]
  * --warp compiles the warp-per-row schedule (tile 16 x 1, the GPU's) instead of the CPU
  * tile schedule that tile = auto picks on the host: the before/after comparison.
  * --n / --s replace the lengths (64, 128, 512) and sparsities (0, 0.6, 0.8); the first
- * sparsity is the base of the ratios; --select runs one strategy instead of both.  */
+ * sparsity is the base of the ratios; --select runs one strategy instead of both;
+ * --max-seq compiles for max_seq = M (default 512; the model's kernels use its max_len,
+ * 64 in bench_train's step), and the lengths must be at most M; --head-dim sets d
+ * (default 64, DistilBERT's; all-MiniLM-L6-v2 has 32).  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +45,20 @@ int main(int argc, char **argv) {
       skip_naive = true;
     else if (!strcmp(argv[i], "--warp"))
       bench_warp_schedule = true;
+    else if (!strcmp(argv[i], "--head-dim") && i + 1 < argc) {
+      bench_head_dim = atoi(argv[++i]);
+      if (bench_head_dim < 1 || bench_head_dim > 256) {
+        fprintf(stderr, "bench_backward: --head-dim: expected 1..256\n");
+        return 2;
+      }
+    }
+    else if (!strcmp(argv[i], "--max-seq") && i + 1 < argc) {
+      bench_max_seq = atoi(argv[++i]);
+      if (bench_max_seq < 1) {
+        fprintf(stderr, "bench_backward: --max-seq: expected a positive length\n");
+        return 2;
+      }
+    }
     else if (!strcmp(argv[i], "--n") && i + 1 < argc) {
       char *p = argv[++i];
       for (nn = 0; nn < 8 && *p; nn++) {
@@ -71,11 +89,13 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  int max_seq = bench_max_seq > 0 ? bench_max_seq : 512;
   for (int i = 0; i < nn; i++)
-    if (ns[i] < 1 || ns[i] > 512) {
-      fprintf(stderr, "bench_backward: --n must be 1..512\n");
+    if (ns[i] < 1 || ns[i] > max_seq) {
+      fprintf(stderr, "bench_backward: --n must be 1..%d (the spec's max_seq)\n", max_seq);
       return 2;
     }
+  int check_n = max_seq < 128 ? max_seq : 128;
   reps = reps < 1 ? 1 : reps > BENCH_MAX_REPS ? BENCH_MAX_REPS : reps;
   int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (threads_arg > 0)
@@ -99,18 +119,18 @@ int main(int argc, char **argv) {
     printf("\n%s: JIT compile of %d kernels (forward, 2 backward, %d select): %.1f ms\n",
            select_name(s.select), 3 + ks.sm.n, ks.sm.n, (bench_now() - t0) * 1e3);
     BenchShape *chs = bench_xcalloc(1, sizeof *chs);
-    bench_shape_init(chs, &ks, &(BenchShapeOpts){16, 12, 128, 0.8, 0.1f, true, true}, rng);
+    bench_shape_init(chs, &ks, &(BenchShapeOpts){16, 12, check_n, 0.8, 0.1f, true, true}, rng);
     bench_shape_run(chs, &ks, 0);
     BenchResult chk = bench_shape_result(chs, 1);
     bench_shape_free(chs);
     free(chs);
-    printf("check: n=128 s=0.8, q and k multiples of 1/4 (exact scores): crisp vs naive "
-           "gradients max|diff| / max|naive| = %.2g\n", chk.diff_grad);
-    printf("attention forward + backward, %s, B=16 H=12 D=64, dropout 0.1, %d threads, median "
+    printf("check: n=%d s=0.8, q and k multiples of 1/4 (exact scores): crisp vs naive "
+           "gradients max|diff| / max|naive| = %.2g\n", check_n, chk.diff_grad);
+    printf("attention forward + backward, %s, B=16 H=12 D=%d, dropout 0.1, %d threads, median "
            "of %d\n(ms; GF/s counts 12 n^2 d per head; 'vs s=%g': time over the s = %g time of "
            "the same n, in this run%s; kept: fraction of valid keys the forward kept; radix: of the "
            "select groups, those the radix rounds decided, the others settled by the sample "
-           "or bracket)\n", select_name(s.select), threads, reps, sps[0], sps[0],
+           "or bracket)\n", select_name(s.select), s.head_dim, threads, reps, sps[0], sps[0],
            ks.sm.n ? "; fwd includes the select kernels" : "");
     printf("    n     s   fwd ms   bwd ms  crisp ms  naive ms  crisp GF  naive GF  speedup  "
            "crisp vs s0  bwd vs s0  naive vs s0  kept  radix\n");

@@ -111,6 +111,8 @@ static int select_launch(void *ctx, SelectKernel which, Kernel *k, void **args,
 }
 
 bool bench_warp_schedule;
+int bench_max_seq;
+int bench_head_dim;
 
 int bench_kernels_compile(BenchKernels *ks, SelectKind select, int threads, char *err,
                           size_t cap) {
@@ -121,6 +123,10 @@ int bench_kernels_compile(BenchKernels *ks, SelectKind select, int threads, char
   snprintf(s->name, sizeof s->name, "bench");
   s->select = select;
   s->backward = true;
+  if (bench_max_seq > 0)
+    s->max_seq = bench_max_seq;
+  if (bench_head_dim > 0)
+    s->head_dim = bench_head_dim;
   s->dropout = 0.1;   /* as in training; the rate itself is a run-time argument */
   TileConfig t = tile_resolve(s, TUNE_CPU);
   if (bench_warp_schedule)

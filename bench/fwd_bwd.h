@@ -33,6 +33,11 @@ typedef struct BenchKernels {
  * bench_warp_schedule is set: the before/after comparison. On failure err says why;
  * bench_kernels_free is safe either way. */
 extern bool bench_warp_schedule;
+/* The spec's max_seq when > 0 (else the default, 512): the model compiles its
+ * kernels for its own max_len (64 in a training step), which sizes the tiles' rows. */
+extern int bench_max_seq;
+/* The spec's head_dim when > 0 (else the default, 64; all-MiniLM-L6-v2 has 32). */
+extern int bench_head_dim;
 int bench_kernels_compile(BenchKernels *ks, SelectKind select, int threads, char *err,
                           size_t cap);
 void bench_kernels_free(BenchKernels *ks);
