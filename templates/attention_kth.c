@@ -51,24 +51,24 @@ static Op *f32c(Builder *b, double v) { return ir_const_f32(b, v); }
 static Op *sub(Builder *b, Op *x, Op *y) { return ir_bin(b, OP_SUB, x, y); }
 #define mul attn_mul
 
-/* The smallest S_j >= lo (+inf's key, i.e. NaN, when none is). */
-static Op *row_min_ge(Builder *b, const AttnRow *r, Op *lo) {
+/* The smallest S_j >= t (above: +inf's key, i.e. NaN, when none is), or the largest
+ * S_j that is not >= t (so all of them when t is NaN): one min or max pass over the
+ * row's signed keys, the other side's scores replaced by the reduction's identity. */
+static Op *row_bound(Builder *b, const AttnRow *r, Op *t, bool above) {
   Builder body;
-  Op *red = ir_reduce(b, AXIS_LANE, RED_MIN, TY_I32, r->m, "j", &body);
+  Op *red = ir_reduce(b, AXIS_LANE, above ? RED_MIN : RED_MAX, TY_I32, r->m, "j", &body);
   Op *x = row_at(&body, r, red->index);
-  ir_yield(&body, ir_select(&body, ir_cmp(&body, CMP_GE, x, lo), attn_signed_key(&body, x),
-                            i32(&body, INT32_MAX)));
+  Op *key = attn_signed_key(&body, x);
+  Op *none = i32(&body, above ? INT32_MAX : INT32_MIN);
+  ir_yield(&body, ir_select(&body, ir_cmp(&body, CMP_GE, x, t), above ? key : none,
+                            above ? none : key));
   return attn_from_signed_key(b, red);
 }
 
-/* The largest S_j that is not >= hi (so all of them when hi is NaN). */
+static Op *row_min_ge(Builder *b, const AttnRow *r, Op *lo) { return row_bound(b, r, lo, true); }
+
 static Op *row_max_below(Builder *b, const AttnRow *r, Op *hi) {
-  Builder body;
-  Op *red = ir_reduce(b, AXIS_LANE, RED_MAX, TY_I32, r->m, "j", &body);
-  Op *x = row_at(&body, r, red->index);
-  ir_yield(&body, ir_select(&body, ir_cmp(&body, CMP_GE, x, hi), i32(&body, INT32_MIN),
-                            attn_signed_key(&body, x)));
-  return attn_from_signed_key(b, red);
+  return row_bound(b, r, hi, false);
 }
 
 /* The sums over the samples of d_i and d_i^2, d_i = S_(i m / SAMPLES) - S_0 (the
