@@ -9,11 +9,11 @@
  * No n x n matrix is stored: the scores are recomputed in every round and reduced to
  * a histogram of their order-preserving u32 keys (attn_order_key), a radix select
  * over 3 rounds of 11, 11 and 10 bits, most significant first. The tile schedule (the
- * CPU's) first tries to settle each group with one scoring pass: a sample of its rows
- * brackets tau, one pass stores the keys inside the bracket and counts those above,
- * and tau is an exact select among the stored keys (attention_select_bracket.c); only
- * the groups where that fails go through the radix rounds (round 1 keeping its few
- * matching keys for round 2).
+ * CPU's), from N = SELECT_BRACKET_MIN_N on, first tries to settle each group with one
+ * scoring pass: a sample of its rows brackets tau, one pass stores the keys inside
+ * the bracket and counts those above, and tau is an exact select among the stored
+ * keys (attention_select_bracket.c); only the groups where that fails go through the
+ * radix rounds (round 1 keeping its few matching keys for round 2).
  *
  * Kernels, all with the same parameters (names, types, roles) in this order:
  *   q, k:      f32 in, strided as in templates.h (qkv_sb, qkv_sn, qkv_sh)
@@ -121,11 +121,10 @@ enum { SELECT_PLAN_MAX = 1 + 2 * (SELECT_ROUNDS + 2) };
 
 /* Where the tile schedule's sample and bracket start to pay: from this length N (the
  * call's, args[SELECT_N]) its plan samples and brackets; below it, the plain radix
- * rounds (round 1 keeping its candidates for round 2) are faster, because a short
- * head is cheap to score three times and the four extra launches and the pick's
- * exact select over the stored keys cost more than the two scoring passes they save
- * (measured: docs/kernels-select.md, "Small heads"). Both plans give the same tau
- * (the exact keep_g-th score), so this is a speed choice only. */
+ * rounds (round 1 keeping its candidates for round 2) are faster: a short head is
+ * cheap to score three times (measured, not profiled: docs/kernels-select.md,
+ * "Small heads"). Both plans give the same tau (the exact keep_g-th score), so
+ * this is a speed choice only. */
 enum { SELECT_BRACKET_MIN_N = 128 };
 /* Whether a call of N rows takes the sample + bracket plan: the tile schedule (tile:
  * the hist kernel has `cand`, attention_select_has_cand) and N >= SELECT_BRACKET_MIN_N. */
