@@ -244,8 +244,8 @@ static int crisp_forward(AttnEngine *e, const AttnCall *c, const float *qkv, flo
   int n = (int)(sizeof tab / sizeof *tab);
   if (md->sel[0]) {
     SelectLaunch plan[SELECT_PLAN_MAX];
-    int np = attention_select_plan(rt_param_index(md->sel[SELECT_KERNEL_HIST]->info, "cand") >= 0,
-                                   plan);
+    bool tile = rt_param_index(md->sel[SELECT_KERNEL_HIST]->info, "cand") >= 0;
+    int np = attention_select_plan(attention_select_brackets(tile, iN), plan);
     for (int i = 0; i < np; i++) {
       round = plan[i].round;
       if (launch(e, md->sel[plan[i].kernel], tab, n, err, cap))

@@ -168,8 +168,8 @@ int attn_train_run(AttnTrain *t, bool forward, bool backward) {
   int n = (int)(sizeof tab / sizeof *tab);
   if (forward && t->groups > 0) {
     SelectLaunch plan[SELECT_PLAN_MAX];
-    int np = attention_select_plan(
-        rt_param_index(t->sel[SELECT_KERNEL_HIST]->info, "cand") >= 0, plan);
+    bool tile = rt_param_index(t->sel[SELECT_KERNEL_HIST]->info, "cand") >= 0;
+    int np = attention_select_plan(attention_select_brackets(tile, a.N), plan);
     for (int i = 0; i < np; i++) {
       a.round = plan[i].round;
       if (launch(t, t->sel[plan[i].kernel], tab, n))

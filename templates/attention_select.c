@@ -335,10 +335,12 @@ int attention_select_build(const Spec *s, const TileConfig *t, Module *m, char *
   return 0;
 }
 
-int attention_select_plan(bool tile, SelectLaunch plan[SELECT_PLAN_MAX]) {
+bool attention_select_brackets(bool tile, int N) { return tile && N >= SELECT_BRACKET_MIN_N; }
+
+int attention_select_plan(bool bracket, SelectLaunch plan[SELECT_PLAN_MAX]) {
   int n = 0;
   plan[n++] = (SelectLaunch){SELECT_KERNEL_INIT, 0};
-  for (int r = SELECT_ROUND_SAMPLE; tile && r <= SELECT_ROUND_BRACKET; r++) {
+  for (int r = SELECT_ROUND_SAMPLE; bracket && r <= SELECT_ROUND_BRACKET; r++) {
     plan[n++] = (SelectLaunch){SELECT_KERNEL_HIST, r};
     plan[n++] = (SelectLaunch){SELECT_KERNEL_PICK, r};
   }
@@ -351,8 +353,16 @@ int attention_select_plan(bool tile, SelectLaunch plan[SELECT_PLAN_MAX]) {
 
 int attention_select_run(Kernel *const kernels[SELECT_NKERNELS], void *const *args,
                          SelectLaunchFn launch, void *ctx) {
+  bool tile = ir_param_index(kernels[SELECT_KERNEL_HIST], "cand") >= 0;
+  int N = *(const int32_t *)args[SELECT_N];
+  return attention_select_run_plan(kernels, args, attention_select_brackets(tile, N), launch,
+                                   ctx);
+}
+
+int attention_select_run_plan(Kernel *const kernels[SELECT_NKERNELS], void *const *args,
+                              bool bracket, SelectLaunchFn launch, void *ctx) {
   SelectLaunch plan[SELECT_PLAN_MAX];
-  int n = attention_select_plan(ir_param_index(kernels[SELECT_KERNEL_HIST], "cand") >= 0, plan);
+  int n = attention_select_plan(bracket, plan);
   void *a[SELECT_NPARAMS];
   memcpy(a, args, sizeof a);
   int32_t round;

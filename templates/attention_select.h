@@ -9,11 +9,11 @@
  * No n x n matrix is stored: the scores are recomputed in every round and reduced to
  * a histogram of their order-preserving u32 keys (attn_order_key), a radix select
  * over 3 rounds of 11, 11 and 10 bits, most significant first. The tile schedule (the
- * CPU's) first tries to settle each group with one scoring pass: a sample of its rows
- * brackets tau, one pass stores the keys inside the bracket and counts those above,
- * and tau is an exact select among the stored keys (attention_select_bracket.c); only
- * the groups where that fails go through the radix rounds (round 1 keeping its few
- * matching keys for round 2).
+ * CPU's), from N = SELECT_BRACKET_MIN_N on, first tries to settle each group with one
+ * scoring pass: a sample of its rows brackets tau, one pass stores the keys inside
+ * the bracket and counts those above, and tau is an exact select among the stored
+ * keys (attention_select_bracket.c); only the groups where that fails go through the
+ * radix rounds (round 1 keeping its few matching keys for round 2).
  *
  * Kernels, all with the same parameters (names, types, roles) in this order:
  *   q, k:      f32 in, strided as in templates.h (qkv_sb, qkv_sn, qkv_sh)
@@ -45,8 +45,8 @@
  * The launch plan (attention_select_plan), in order on one stream, the same
  * arguments each time except `round`:
  *   init, hist(0), pick(0), hist(1), pick(1), hist(2), pick(2)
- * and for the tile schedule hist(SAMPLE), pick(SAMPLE), hist(BRACKET), pick(BRACKET)
- * after init. Afterwards hist is all zero again; for a group the radix decided, prefix
+ * and for the tile schedule at N >= SELECT_BRACKET_MIN_N hist(SAMPLE), pick(SAMPLE),
+ * hist(BRACKET), pick(BRACKET) after init. Afterwards hist is all zero again; for a group the radix decided, prefix
  * and rank hold tau's key and its rank within the ties at tau (rank < 0: the sample or
  * the bracket settled it). init makes the plan independent of the buffers' earlier
  * contents. Counts are i32: M_g must stay below 2^31 (B*H*N*N for layer_quantile). */
@@ -119,21 +119,36 @@ enum { SELECT_ROUND_SAMPLE = SELECT_ROUNDS, SELECT_ROUND_BRACKET = SELECT_ROUNDS
 
 enum { SELECT_PLAN_MAX = 1 + 2 * (SELECT_ROUNDS + 2) };
 
-/* Fills plan[] with the launch sequence of a schedule; returns its length:
- *   warp schedule (tile false): init, hist(0), pick(0), hist(1), pick(1), hist(2), pick(2)
- *   tile schedule (tile true):  init, hist(S), pick(S), hist(B), pick(B), then the same
- *   six (S, B: SELECT_ROUND_SAMPLE, SELECT_ROUND_BRACKET). tile: the hist kernel has
- *   the `cand` parameter (attention_select_has_cand). */
-int attention_select_plan(bool tile, SelectLaunch plan[SELECT_PLAN_MAX]);
+/* Where the tile schedule's sample and bracket start to pay: from this length N (the
+ * call's, args[SELECT_N]) its plan samples and brackets; below it, the plain radix
+ * rounds (round 1 keeping its candidates for round 2) are faster: a short head is
+ * cheap to score three times (measured, not profiled: docs/kernels-select.md,
+ * "Small heads"). Both plans give the same tau (the exact keep_g-th score), so
+ * this is a speed choice only. */
+enum { SELECT_BRACKET_MIN_N = 128 };
+/* Whether a call of N rows takes the sample + bracket plan: the tile schedule (tile:
+ * the hist kernel has `cand`, attention_select_has_cand) and N >= SELECT_BRACKET_MIN_N. */
+bool attention_select_brackets(bool tile, int N);
 
-/* Runs the plan of the kernels' schedule (the tile one when the hist kernel has a `cand`
- * parameter): for each launch, args with `round` set (args[SELECT_ROUND] is
- * replaced by the runner's own) and the grid from ir_grid, through `launch`, which
- * returns 0 or nonzero to stop. kernels[] in SelectKernel order. Any target: the
- * caller's launch JIT-calls, interprets or enqueues on a GPU stream. */
+/* Fills plan[] with a launch sequence; returns its length:
+ *   bracket false: init, hist(0), pick(0), hist(1), pick(1), hist(2), pick(2)
+ *   bracket true:  init, hist(S), pick(S), hist(B), pick(B), then the same six
+ *   (S, B: SELECT_ROUND_SAMPLE, SELECT_ROUND_BRACKET; the tile schedule's kernels only). */
+int attention_select_plan(bool bracket, SelectLaunch plan[SELECT_PLAN_MAX]);
+
+/* Runs the plan attention_select_brackets picks for the kernels' schedule (the tile
+ * one when the hist kernel has a `cand` parameter) and N (*args[SELECT_N]): for each
+ * launch, args with `round` set (args[SELECT_ROUND] is replaced by the runner's own)
+ * and the grid from ir_grid, through `launch`, which returns 0 or nonzero to stop.
+ * kernels[] in SelectKernel order. Any target: the caller's launch JIT-calls,
+ * interprets or enqueues on a GPU stream. */
 typedef int (*SelectLaunchFn)(void *ctx, SelectKernel which, Kernel *k, void **args,
                               const int32_t grid[3]);
 int attention_select_run(Kernel *const kernels[SELECT_NKERNELS], void *const *args,
                          SelectLaunchFn launch, void *ctx);
+/* The same with the plan given (bracket: as attention_select_plan; tests use it to
+ * run the sample and bracket at any length). */
+int attention_select_run_plan(Kernel *const kernels[SELECT_NKERNELS], void *const *args,
+                              bool bracket, SelectLaunchFn launch, void *ctx);
 
 #endif

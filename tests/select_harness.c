@@ -109,6 +109,7 @@ void sel_trace_record(SelTrace *t, SelectKernel which, void **args) {
   if (!t || which != SELECT_KERNEL_PICK ||
       (round != SELECT_ROUND_SAMPLE && round != SELECT_ROUND_BRACKET))
     return;
+  t->early_picks++;
   memcpy(round == SELECT_ROUND_SAMPLE ? t->after_sample : t->after_bracket,
          *(int32_t **)args[SELECT_RANK], (size_t)t->G * sizeof(int32_t));
 }
@@ -168,5 +169,8 @@ void sel_host_free(SelHost *h) {
 }
 
 int sel_host_run(SelHost *h, SelArgs *a) {
-  return attention_select_run(h->m.kernels, a->args, launch_jit, h);
+  if (h->plan == SEL_PLAN_BY_LENGTH)
+    return attention_select_run(h->m.kernels, a->args, launch_jit, h);
+  return attention_select_run_plan(h->m.kernels, a->args, h->plan == SEL_PLAN_BRACKET,
+                                   launch_jit, h);
 }

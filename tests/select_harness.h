@@ -39,6 +39,7 @@ typedef struct {
   int G;
   int32_t *after_sample, *after_bracket;   /* rank[] copies, G each */
   int count[NPATHS];                       /* groups per path (sel_trace_count) */
+  int early_picks;                         /* picks of rounds SAMPLE, BRACKET that ran */
 } SelTrace;
 void sel_trace_init(SelTrace *t, int G);
 void sel_trace_free(SelTrace *t);
@@ -48,17 +49,22 @@ void sel_trace_record(SelTrace *t, SelectKernel which, void **args);
 void sel_trace_count(SelTrace *t);
 SelPath sel_trace_path(const SelTrace *t, int g);
 
+/* Which plan sel_host_run runs: attention_select_run's (by N; what callers get), or
+ * one given, so that the sample and bracket are tested at any length. */
+typedef enum { SEL_PLAN_BY_LENGTH, SEL_PLAN_RADIX, SEL_PLAN_BRACKET } SelPlan;
+
 /* The select kernels JIT-compiled for the host. */
 typedef struct {
   Module m;
   Jit *jit;
   CpuKernelFn fn[SELECT_NKERNELS];
   SelTrace *trace;   /* NULL, or filled by sel_host_run */
+  SelPlan plan;      /* SEL_PLAN_BY_LENGTH after sel_host_compile */
 } SelHost;
 /* 0, or -1 with err (nothing to free then). */
 int sel_host_compile(SelHost *h, const Spec *s, const TileConfig *t, char *err, size_t cap);
 void sel_host_free(SelHost *h);
-/* The launch plan; the hist blocks split over two threads at once, so the global
+/* The launch plan (h->plan); the hist blocks split over two threads at once, so the global
  * atomics are real. 0 or nonzero. */
 int sel_host_run(SelHost *h, SelArgs *a);
 

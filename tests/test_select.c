@@ -87,18 +87,24 @@ static void check_taus(AttnCase *c, SelArgs *a, double s, const char *what) {
 /* ---- host JIT ---- */
 
 /* The plan on fresh (garbage) buffers, then again on the same ones, as a runtime
- * reuses them from batch to batch. */
+ * reuses them from batch to batch: the plan callers get (by N), and for the tile
+ * schedule also the sample + bracket plan, whatever N is. */
 static void host_case(SelHost *hk, AttnCase *c, double s, const char *what) {
-  SelArgs a;
-  sel_args(&a, c, s);
-  int rc = sel_host_run(hk, &a);
-  CHECK(rc == 0, "%s: plan failed", what);
-  check_taus(c, &a, s, what);
-  a.sparsity = s > 0.5 ? s - 0.4 : s + 0.3;
-  rc = sel_host_run(hk, &a);
-  CHECK(rc == 0, "%s: second plan failed", what);
-  check_taus(c, &a, a.sparsity, what);
-  sel_args_free(&a);
+  bool tile = ir_param_index(hk->m.kernels[SELECT_KERNEL_HIST], "cand") >= 0;
+  for (int p = 0; p < (tile ? 2 : 1); p++) {
+    hk->plan = p ? SEL_PLAN_BRACKET : SEL_PLAN_BY_LENGTH;
+    SelArgs a;
+    sel_args(&a, c, s);
+    int rc = sel_host_run(hk, &a);
+    CHECK(rc == 0, "%s: plan failed", what);
+    check_taus(c, &a, s, what);
+    a.sparsity = s > 0.5 ? s - 0.4 : s + 0.3;
+    rc = sel_host_run(hk, &a);
+    CHECK(rc == 0, "%s: second plan failed", what);
+    check_taus(c, &a, a.sparsity, what);
+    sel_args_free(&a);
+  }
+  hk->plan = SEL_PLAN_BY_LENGTH;
 }
 
 static void fill_equal(AttnCase *c, float value) {
@@ -238,7 +244,9 @@ static void test_interp(void) {
             sel_args_cap(&a, &c, sp, caps[ci]);
             sel_trace_init(&tr, a.G);
             InterpCtx ic = {.counts = a.counts, .trace = &tr};
-            int rc = attention_select_run(m.kernels, a.args, launch_interp, &ic);
+            int rc = attention_select_run_plan(m.kernels, a.args,
+                                               attention_select_has_cand(&tiles[ti]),
+                                               launch_interp, &ic);
             CHECK(rc == 0, "interp %s tile (%d, %d) cand_cap %d: %s", describe(&s, d, sizeof d),
                   tiles[ti].rows, tiles[ti].warps, caps[ci], ic.err);
             if (rc == 0)
@@ -342,17 +350,25 @@ static void test_plan(void) {
   static const char *const want[2] = {
       "init0 hist0 pick0 hist1 pick1 hist2 pick2 ",
       "init0 hist3 pick3 hist4 pick4 hist0 pick0 hist1 pick1 hist2 pick2 "};
-  for (int tile = 0; tile < 2; tile++) {
+  for (int bracket = 0; bracket < 2; bracket++) {
     SelectLaunch plan[SELECT_PLAN_MAX];
-    int n = attention_select_plan(tile, plan);
+    int n = attention_select_plan(bracket, plan);
     char got[128] = "";
     for (int i = 0; i < n; i++) {
       size_t at = strlen(got);
       snprintf(got + at, sizeof got - at, "%s%d ",
                attention_select_kernel_name(plan[i].kernel) + 7, plan[i].round);
     }
-    CHECK(n <= SELECT_PLAN_MAX && !strcmp(got, want[tile]), "plan (tile %d): %s", tile, got);
+    CHECK(n <= SELECT_PLAN_MAX && !strcmp(got, want[bracket]), "plan (bracket %d): %s", bracket,
+          got);
   }
+  /* the sample and bracket from SELECT_BRACKET_MIN_N on, on the tile schedule only */
+  CHECK(!attention_select_brackets(true, SELECT_BRACKET_MIN_N - 1) &&
+            attention_select_brackets(true, SELECT_BRACKET_MIN_N) &&
+            attention_select_brackets(true, 4096) && !attention_select_brackets(false, 4096) &&
+            !attention_select_brackets(true, 64),
+        "the plan by length: radix below %d rows, the bracket from there (tile schedule)",
+        SELECT_BRACKET_MIN_N);
   Spec s = make_spec(SEL_ROW_TOPK, 64, false, 1);
   Module m = {0};
   char err[64];

@@ -177,6 +177,29 @@ static bool covered(const AttnCase *c, const SelArgs *a, const SelTrace *t, int 
   }
 }
 
+/* The plan callers get (attention_select_run: by N): the same taus, bit for bit, and
+ * the sample and bracket picks ran exactly when N >= SELECT_BRACKET_MIN_N. */
+static void by_length_case(SelHost *sh, AttnCase *c, double sparsity, const float *want,
+                           const char *what) {
+  SelArgs a;
+  SelTrace tr;
+  sel_args(&a, c, sparsity);
+  sel_trace_init(&tr, a.G);
+  sh->trace = &tr;
+  sh->plan = SEL_PLAN_BY_LENGTH;
+  int rc = sel_host_run(sh, &a), bad = 0;
+  sh->trace = NULL;
+  for (int g = 0; g < a.G; g++)
+    bad += bits(a.tau[g]) != bits(want[g]);
+  int picks = c->l.N >= SELECT_BRACKET_MIN_N ? 2 : 0;
+  CHECK(rc == 0 && bad == 0 && tr.early_picks == picks,
+        "%s %s N=%d s=%g, the plan by length: rc %d, %d of %d taus differ, %d sample/bracket "
+        "picks ran (want %d)", what, select_name(c->spec.select), c->l.N, sparsity, rc, bad, a.G,
+        tr.early_picks, picks);
+  sel_trace_free(&tr);
+  sel_args_free(&a);
+}
+
 static void run_case(SelHost *sh, CpuKernelFn fwd, Kernel *fk, AttnCase *c, double sparsity,
                      const char *what) {
   float *want = malloc((size_t)attention_select_groups(&c->spec, c->l.B, c->l.H) * 4);
@@ -188,6 +211,7 @@ static void run_case(SelHost *sh, CpuKernelFn fwd, Kernel *fk, AttnCase *c, doub
     sel_args_cap(&a, c, sparsity, cand_cap(c, ci));
     sel_trace_init(&tr, a.G);
     sh->trace = &tr;
+    sh->plan = SEL_PLAN_BRACKET;   /* every path at every length; by_length below */
     int rc = sel_host_run(sh, &a), bad = 0, first = -1;
     sh->trace = NULL;
     sel_trace_count(&tr);
@@ -211,6 +235,7 @@ static void run_case(SelHost *sh, CpuKernelFn fwd, Kernel *fk, AttnCase *c, doub
     sel_trace_free(&tr);
     sel_args_free(&a);
   }
+  by_length_case(sh, c, sparsity, want, what);
   free(want);
 }
 
