@@ -113,7 +113,9 @@ expect_rc 2 "no checkpoint to resume from" -- train --resume "$run"
 # Ctrl-C: a real SIGINT once the run is under way saves a checkpoint and exits 130
 "$crisp" train "${common[@]}" --name sig --set train_limit=2000 --epochs 50 --quiet &
 pid=$!
-for _ in $(seq 300); do
+# (up to 2 minutes: on a loaded machine compiling the kernels before the first step
+# took longer than the 15 s this waited before, and the SIGINT then came too early)
+for _ in $(seq 2400); do
   grep -q '"type":"step"' "$tmp/runs/sig/metrics.jsonl" 2>/dev/null && break
   sleep 0.05
 done
