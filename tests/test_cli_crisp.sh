@@ -114,7 +114,8 @@ expect_rc 2 "no checkpoint to resume from" -- train --resume "$run"
 "$crisp" train "${common[@]}" --name sig --set train_limit=2000 --epochs 50 --quiet &
 pid=$!
 # (up to 2 minutes: on a loaded machine compiling the kernels before the first step
-# took longer than the 15 s this waited before, and the SIGINT then came too early)
+# can take longer than the 15 s this waited before, and a SIGINT before the first
+# step is not what this checks)
 for _ in $(seq 2400); do
   grep -q '"type":"step"' "$tmp/runs/sig/metrics.jsonl" 2>/dev/null && break
   sleep 0.05
