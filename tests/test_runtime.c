@@ -1,5 +1,4 @@
 /* The backend interface end to end on the CPU:
- *   - the thread pool covers [0, total) exactly once, for any thread count/chunk;
  *   - memory, copies, memset, events;
  *   - the forward kernel compiled by the JIT, loaded through the backend, launched
  *     from its manifest and checked against the reference on several shapes;
@@ -9,50 +8,16 @@
  *     built-in fallback;
  *   - bad modules and bad manifests are reported, never crash. */
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "../runtime/attn_task.h"
 #include "../runtime/compile.h"
-#include "../runtime/pool.h"
 #include "check.h"
 
 static char err[4096];
 static uint64_t rng;
-
-static void visit(void *c, int64_t first, int64_t last) {
-  atomic_int *h = *(atomic_int **)c;
-  for (int64_t i = first; i < last; i++)
-    atomic_fetch_add(&h[i], 1);
-}
-
-static void test_pool(void) {
-  enum { N = 10007 };
-  static atomic_int hits[N];
-  for (int threads = 1; threads <= 4; threads++) {
-    RtPool *p = rt_pool_new(threads);
-    CHECK(p && rt_pool_threads(p) == threads, "pool of %d", threads);
-    if (!p)
-      continue;
-    for (int chunk = 0; chunk <= 64; chunk += 13) {
-      for (int i = 0; i < N; i++)
-        atomic_store(&hits[i], 0);
-      struct Ctx {
-        atomic_int *h;
-      } ctx = {hits};
-      rt_pool_run(p, N, chunk, visit, &ctx);
-      int bad = 0;
-      for (int i = 0; i < N; i++)
-        bad += atomic_load(&hits[i]) != 1;
-      CHECK(bad == 0, "threads %d chunk %d: %d indices not visited exactly once", threads, chunk,
-            bad);
-    }
-    rt_pool_run(p, 0, 0, NULL, NULL);   /* empty: nothing runs */
-    rt_pool_free(p);
-  }
-}
 
 static void test_memory(Backend *b) {
   enum { N = 1000 };
@@ -326,7 +291,6 @@ int main(void) {
   if (env)
     rng = strtoull(env, NULL, 0);
   printf("seed %llu (set CRISP_SEED to repeat)\n", (unsigned long long)rng);
-  test_pool();
   test_kernels();
   test_bad_modules();
   test_gemm();
