@@ -3,7 +3,6 @@
 #include "fwd_bwd.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -41,42 +40,40 @@ void *bench_xcalloc(size_t n, size_t size) {
   return p;
 }
 
-/* ---- running a kernel (or the naive code) on every core ---- */
+/* ---- running a kernel (or the naive code) on the pool ----
+ * On the benchmark's RtPool, made once with its threads, so a launch costs what it
+ * costs the cpu backend (no thread creation). Each launch is split evenly into one
+ * contiguous part per thread, as before the pool: the cpu backend's dynamic chunks
+ * (total / (8 * threads) from the pool's counter, cpu_launch) measured 9-20 % more
+ * process CPU time here (docs/benchmarks.md). The naive code splits the batch the same
+ * way. */
 
 typedef struct {
-  CpuKernelFn fn;     /* NULL: the naive code */
-  Kernel *k;
+  CpuKernelFn fn;   /* NULL: the naive code */
   void **args;
+  int32_t grid[3];
   const NaiveAttn *naive;
-  int part, parts;
-} Job;
+  int parts;
+} Launch;
 
-static void *job_run(void *p) {
-  Job *j = p;
-  if (j->fn) {
-    int32_t grid[3];
-    ir_grid(j->k, j->args, grid);
-    int64_t total = (int64_t)grid[0] * grid[1] * grid[2];
-    j->fn(j->args, grid, total * j->part / j->parts, total * (j->part + 1) / j->parts);
-  } else {
-    int B = j->naive->B;
-    naive_attention_fwd_bwd(j->naive, B * j->part / j->parts, B * (j->part + 1) / j->parts);
+static void launch_parts(void *ctx, int64_t first, int64_t last) {
+  const Launch *l = ctx;
+  int64_t total = l->fn ? (int64_t)l->grid[0] * l->grid[1] * l->grid[2] : l->naive->B;
+  for (int64_t part = first; part < last; part++) {
+    int64_t lo = total * part / l->parts, hi = total * (part + 1) / l->parts;
+    if (l->fn)
+      l->fn(l->args, l->grid, lo, hi);
+    else
+      naive_attention_fwd_bwd(l->naive, (int)lo, (int)hi);
   }
-  return NULL;
 }
 
-static void parallel(Job proto, int threads) {
-  pthread_t tid[BENCH_MAX_THREADS];
-  Job jobs[BENCH_MAX_THREADS];
-  for (int i = 0; i < threads; i++) {
-    jobs[i] = proto;
-    jobs[i].part = i;
-    jobs[i].parts = threads;
-    if (pthread_create(&tid[i], NULL, job_run, &jobs[i]))
-      abort();
-  }
-  for (int i = 0; i < threads; i++)
-    pthread_join(tid[i], NULL);
+static void launch(const BenchKernels *ks, CpuKernelFn fn, Kernel *k, void **args,
+                   const NaiveAttn *naive) {
+  Launch l = {fn, args, {0, 0, 0}, naive, ks->threads};
+  if (fn)
+    ir_grid(k, args, l.grid);
+  rt_pool_run(ks->pool, ks->threads, 1, launch_parts, &l);
 }
 
 /* ---- the compiled kernels ---- */
@@ -95,6 +92,7 @@ void bench_kernels_free(BenchKernels *ks) {
   jit_free(ks->fj);
   jit_free(ks->bj);
   jit_free(ks->sj);
+  rt_pool_free(ks->pool);
   ir_module_free(&ks->fm);
   ir_module_free(&ks->bm);
   ir_module_free(&ks->sm);
@@ -106,7 +104,7 @@ static int select_launch(void *ctx, SelectKernel which, Kernel *k, void **args,
                          const int32_t grid[3]) {
   BenchKernels *ks = ctx;
   (void)grid;
-  parallel((Job){ks->sel[which], k, args, NULL, 0, 1}, ks->threads);
+  launch(ks, ks->sel[which], k, args, NULL);
   return 0;
 }
 
@@ -118,6 +116,15 @@ int bench_kernels_compile(BenchKernels *ks, SelectKind select, int threads, char
                           size_t cap) {
   memset(ks, 0, sizeof *ks);
   ks->threads = threads;
+  int spin_us;
+  if (rt_pool_spin_env(&spin_us, err, cap))
+    return -1;
+  if (!(ks->pool = rt_pool_new(threads))) {
+    snprintf(err, cap, "cannot start a pool of %d threads", threads);
+    return -1;
+  }
+  if (spin_us >= 0)
+    rt_pool_set_spin_us(ks->pool, spin_us);
   Spec *s = &ks->spec;
   spec_defaults(s);
   snprintf(s->name, sizeof s->name, "bench");
@@ -252,18 +259,16 @@ void bench_shape_init(BenchShape *sh, const BenchKernels *ks, const BenchShapeOp
 }
 
 void bench_shape_run(BenchShape *sh, BenchKernels *ks, int r) {
-  Job fwd = {ks->fwd, ks->fm.kernels[0], sh->fa.args, NULL, 0, 1};
-  Job naive = {NULL, NULL, NULL, &sh->na, 0, 1};
   double t0 = bench_now();
   if (sh->G)
     attention_select_run(ks->sm.kernels, sh->sa, select_launch, ks);
-  parallel(fwd, ks->threads);
+  launch(ks, ks->fwd, ks->fm.kernels[0], sh->fa.args, NULL);
   double t1 = bench_now();
   for (int i = 0; i < ks->bm.n; i++)   /* the tile schedule's one, or dq then dkdv */
-    parallel((Job){ks->bwd[i], ks->bm.kernels[i], sh->ba, NULL, 0, 1}, ks->threads);
+    launch(ks, ks->bwd[i], ks->bm.kernels[i], sh->ba, NULL);
   double t2 = bench_now();
   if (sh->opt.naive)
-    parallel(naive, ks->threads);
+    launch(ks, NULL, NULL, NULL, &sh->na);
   double t3 = bench_now();
   if (r >= 0 && r < BENCH_MAX_REPS)
     sh->tf[r] = t1 - t0, sh->tb[r] = t2 - t1, sh->tt[r] = t2 - t0, sh->tn[r] = t3 - t2;

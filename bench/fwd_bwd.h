@@ -1,6 +1,7 @@
 /* Running the crisp CPU kernels (select + forward + backward, JIT-compiled) and the
  * straightforward C version (naive_backward.c) on one attention shape, on the same
- * threads and inputs; shared by bench_backward and bench_vs_torch. Only the public
+ * threads (one RtPool, as the cpu backend runs them) and inputs; shared by
+ * bench_backward and bench_vs_torch. Only the public
  * template/IR/JIT interfaces are used, so a new kernel schedule is picked up as is. */
 #ifndef CRISP_BENCH_FWD_BWD_H
 #define CRISP_BENCH_FWD_BWD_H
@@ -8,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../runtime/pool.h"
 #include "../templates/attention_bwd.h"
 #include "../templates/attention_select.h"
 #include "../tests/attn_harness.h"
@@ -26,6 +28,8 @@ typedef struct BenchKernels {
   Jit *fj, *bj, *sj;
   CpuKernelFn fwd, bwd[2], sel[SELECT_NKERNELS];   /* bwd: bm's kernels, in launch order */
   int threads;
+  RtPool *pool;                        /* threads, including the caller; spins as
+                                          $CRISP_POOL_SPIN_US says, else the default */
 } BenchKernels;
 
 /* Compiles the kernels of one strategy (default spec, backward on) with the tile that

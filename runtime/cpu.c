@@ -411,6 +411,12 @@ Backend *rt_cpu_open(const BackendOptions *opt, char *err, size_t cap) {
     snprintf(err, cap, "cpu: out of memory");
     return NULL;
   }
+  int spin_us;
+  if (rt_pool_spin_env(&spin_us, err, cap)) {
+    free(b);
+    free(c);
+    return NULL;
+  }
   c->pool = rt_pool_new(opt ? opt->threads : 0);
   if (!c->pool) {
     free(b);
@@ -418,6 +424,8 @@ Backend *rt_cpu_open(const BackendOptions *opt, char *err, size_t cap) {
     snprintf(err, cap, "cpu: cannot start the thread pool");
     return NULL;
   }
+  if (spin_us >= 0)
+    rt_pool_set_spin_us(c->pool, spin_us);
   b->kind = "cpu";
   b->ops = &cpu_ops;
   b->impl = c;

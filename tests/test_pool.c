@@ -6,13 +6,15 @@
  *     between some runs (so workers go to sleep and must be woken), and runs made
  *     from several threads one after another; every run's coverage is checked;
  *   - the spin policy: the default, none when the pool has more threads than cores,
- *     and $CRISP_POOL_SPIN_US read back or refused with a message naming it. */
+ *     and $CRISP_POOL_SPIN_US read back or refused with a message naming it, by the
+ *     cpu backend too. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "../runtime/backend.h"
 #include "../runtime/pool.h"
 #include "check.h"
 
@@ -156,6 +158,17 @@ static void test_policy(void) {
     CHECK(rc == -1 && strstr(err, "CRISP_POOL_SPIN_US"), "'%s' refused: rc %d, '%s'", bad[i], rc,
           err);
   }
+
+  /* the cpu backend applies it to its pool, and refuses a bad one */
+  setenv("CRISP_POOL_SPIN_US", "7", 1);
+  Backend *b = backend_open("cpu", NULL, err, sizeof err);
+  CHECK(b && rt_pool_spin_us(rt_host_pool(b)) == 7, "CRISP_POOL_SPIN_US=7: %s", b ? "" : err);
+  backend_close(b);
+  setenv("CRISP_POOL_SPIN_US", "fast", 1);
+  b = backend_open("cpu", NULL, err, sizeof err);
+  CHECK(!b && strstr(err, "CRISP_POOL_SPIN_US=fast"), "a bad CRISP_POOL_SPIN_US opened: %s",
+        b ? "" : err);
+  backend_close(b);
   unsetenv("CRISP_POOL_SPIN_US");
 }
 
