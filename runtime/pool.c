@@ -2,7 +2,7 @@
  *
  * Why it spins. A run hands work to sleeping threads and waits for them: two
  * wake-ups through the kernel (the workers on `start`, then the caller on `done`),
- * measured at 42-47 us per empty run with 2 threads on this project's machine. An
+ * 8-76 us per empty run with 2 threads on this project's machine (bench_pool). An
  * attention step at n = 64 is 3-9 kernel launches of 0.1-2 ms each, and a training
  * step launches dozens of kernels and GEMM phases back to back, so the wake-ups were
  * a visible part of the step. Now each waiter first spins on the word it waits for
@@ -11,7 +11,7 @@
  * budget never enter the kernel.
  *
  * The budget (RT_POOL_SPIN_US_DEFAULT, 50 us) is about what one sleep and wake-up
- * costs (8-47 us per empty launch measured here): spinning that long and then
+ * costs (8-76 us per empty launch measured here): spinning that long and then
  * sleeping wastes at most about twice what the better choice would have (the
  * ski-rental bound), and a waiter never burns more than the budget per gap between
  * runs. A waiter spins on the CPU's pause hint for the first 2 us (PAUSE_NS), where a
