@@ -23,7 +23,7 @@ expect_rc() {   # expect_rc RC MESSAGE-REGEX -- ARGS...
   rc=$?
   if [ $rc -ne "$want" ]; then
     bad "crisp $*: exit $rc, wanted $want: $out"
-  elif [ -n "$re" ] && ! echo "$out" | grep -Eq -- "$re"; then
+  elif [ -n "$re" ] && ! grep -Eq -- "$re" <<< "$out"; then
     bad "crisp $*: no /$re/ in: $out"
   else
     ok
@@ -64,9 +64,9 @@ out=$("$crisp" train "${common[@]}" --name tiny --max-steps 4 2>&1)
 rc=$?
 echo "$out"
 [ $rc -eq 0 ] && ok || bad "crisp train exited $rc"
-echo "$out" | grep -q "synthetic data" && ok || bad "no note about the synthetic data"
-echo "$out" | grep -Eq "^step 4/4 .*loss [0-9.]+ .*tok/s .*ETA" && ok || bad "no plain progress line"
-echo "$out" | grep -Eq "accuracy [0-9.]+ \([0-9]+/64\)" && ok || bad "no accuracy x/64"
+grep -q "synthetic data" <<< "$out" && ok || bad "no note about the synthetic data"
+grep -Eq "^step 4/4 .*loss [0-9.]+ .*tok/s .*ETA" <<< "$out" && ok || bad "no plain progress line"
+grep -Eq "accuracy [0-9.]+ \([0-9]+/64\)" <<< "$out" && ok || bad "no accuracy x/64"
 run=$tmp/runs/tiny
 for f in config.json metrics.jsonl summary.json checkpoint.bin final/config.json \
          final/model.safetensors final/vocab.txt final/crisp_attention.json data/train.tsv; do
@@ -102,7 +102,7 @@ expect_rc 2 "cannot change in a resumed run" -- train --resume "$run" --set lr=1
 out=$("$crisp" train --resume "$run" --no-progress 2>&1)
 rc=$?
 [ $rc -eq 0 ] && ok || bad "resume exited $rc: $out"
-echo "$out" | grep -q "resuming .* at step 4" && ok || bad "no resume line: $out"
+grep -q "resuming .* at step 4" <<< "$out" && ok || bad "no resume line: $out"
 [ ! -e "$run/checkpoint.bin" ] && ok || bad "the finished run kept its checkpoint"
 python3 -c "
 import json; s = json.load(open('$run/summary.json')); assert s['finished'] and s['steps'] == 6, s
@@ -127,15 +127,15 @@ rc=$?
 [ -s "$tmp/runs/sig/checkpoint.bin" ] && ok || bad "SIGINT: no checkpoint"
 ls "$tmp/runs/sig" | grep -q tmp && bad "SIGINT: a temporary file was left" || ok
 out=$("$crisp" train --resume "$tmp/runs/sig" --max-steps 1 --quiet 2>&1)
-[ $? -eq 0 ] && echo "$out" | grep -q "stopped early" && ok || bad "resume after SIGINT: $out"
+[ $? -eq 0 ] && grep -q "stopped early" <<< "$out" && ok || bad "resume after SIGINT: $out"
 
 # eval and predict on the trained folder
 out=$("$crisp" eval --model "$run/final" --data "$run/data" --threads 1 2>&1)
 rc=$?
 echo "$out"
 [ $rc -eq 0 ] && ok || bad "crisp eval exited $rc"
-echo "$out" | grep -Eq "accuracy [0-9.]+ \([0-9]+/872\)" && ok || bad "eval: no count x/872"
-echo "$out" | grep -q "attention: head_quantile" && ok || bad "eval: settings from crisp_attention.json"
+grep -Eq "accuracy [0-9.]+ \([0-9]+/872\)" <<< "$out" && ok || bad "eval: no count x/872"
+grep -q "attention: head_quantile" <<< "$out" && ok || bad "eval: settings from crisp_attention.json"
 out=$("$crisp" eval --model "$run/final" --data "$run/data/dev.tsv" --limit 10 --json --select none 2>&1)
 echo "$out" | python3 -c "import json,sys; d=json.load(sys.stdin); assert d['total']==10 and d['select']=='none', d" \
   && ok || bad "eval --json: $out"

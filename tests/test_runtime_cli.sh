@@ -30,9 +30,9 @@ out=$("$crispc" "$tmp/tiny.spec" --tune --device cpu --threads 2 --tune-n 16,32 
 rc=$?
 echo "$out"
 [ $rc -eq 0 ] && ok || bad "--tune exited $rc"
-echo "$out" | grep -q "rows  warps  check" && ok || bad "no table"
-echo "$out" | grep -q "n=16 ms" && echo "$out" | grep -q "n=32: best rows=" && ok || bad "no bucket columns"
-echo "$out" | grep -q "(25 compiled, 0 from the kernel cache)" && ok || bad "cold run: not 25 compiles"
+grep -q "rows  warps  check" <<< "$out" && ok || bad "no table"
+grep -q "n=16 ms" <<< "$out" && grep -q "n=32: best rows=" <<< "$out" && ok || bad "no bucket columns"
+grep -q "(25 compiled, 0 from the kernel cache)" <<< "$out" && ok || bad "cold run: not 25 compiles"
 [ "$(echo "$out" | grep -c ' ok (')" -eq 25 ] && ok || bad "not every variant passed its check"
 db=$(tr -d ' \t\n' < "$tmp/tune.json")
 { echo "$db" | grep -q '^{"format":1,"entries":\[' &&
@@ -40,7 +40,7 @@ db=$(tr -d ' \t\n' < "$tmp/tune.json")
   echo "$db" | grep -q '"bucket":16,' && echo "$db" | grep -q '"bucket":32,' &&
   [ "$(echo "$db" | grep -o '"driver":"host"' | wc -l)" -eq 2 ]; } && ok || bad "database: $db"
 out=$("$crispc" "$tmp/tiny.spec" --tune --device cpu --tune-n 32 --tune-db "$tmp/tune.json" 2>&1)
-echo "$out" | grep -q "(0 compiled, 25 from the kernel cache)" && ok || bad "warm run compiled: $(echo "$out" | head -1)"
+grep -q "(0 compiled, 25 from the kernel cache)" <<< "$out" && ok || bad "warm run compiled: $(echo "$out" | head -1)"
 [ "$(grep -c '"kernel":' "$tmp/tune.json")" -eq 2 ] && ok || bad "re-tuning a bucket must replace its entry"
 
 expect() {   # status, message pattern, command...
@@ -61,7 +61,7 @@ if ! ldconfig -p 2>/dev/null | grep -q "libcuda.so.1"; then
   expect 1 "cannot load the CUDA driver" "$crispc" "$tmp/tiny.spec" --tune --device cuda
   expect 1 "cannot load the CUDA driver" "$devcheck" --device cuda info
   out=$("$devcheck" --device auto info 2>&1)
-  [ "$(echo "$out" | grep -c 'running on the CPU')" -eq 1 ] && echo "$out" | grep -q "^device: cpu" \
+  [ "$(echo "$out" | grep -c 'running on the CPU')" -eq 1 ] && grep -q "^device: cpu" <<< "$out" \
     && ok || bad "auto fallback: $out"
 fi
 expect 2 "unknown device" "$devcheck" --device tpu info
