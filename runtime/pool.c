@@ -104,8 +104,9 @@ static bool finished(RtPool *p, uint64_t unused) {
  * the CPU) and after every yield. */
 static bool spin(RtPool *p, Ready ready, uint64_t arg) {
   int64_t budget = atomic_load_explicit(&p->spin_ns, memory_order_relaxed);
-  if (ready(p, arg) || budget <= 0)
-    return ready(p, arg);
+  bool now = ready(p, arg);
+  if (now || budget <= 0)
+    return now;
   int64_t t0 = now_ns(), spent = 0;
   int64_t pausing = budget < PAUSE_NS ? budget : PAUSE_NS;
   for (unsigned i = 1; spent < pausing; i++) {
