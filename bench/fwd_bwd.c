@@ -256,7 +256,7 @@ void bench_shape_run(BenchShape *sh, BenchKernels *ks, int r) {
   Job naive = {NULL, NULL, NULL, &sh->na, 0, 1};
   double t0 = bench_now();
   if (sh->G)
-    attention_select_run(ks->sm.kernels, sh->sa, select_launch, ks);
+    attention_select_run(ks->sm.kernels, &ks->spec, sh->sa, select_launch, ks);
   parallel(fwd, ks->threads);
   double t1 = bench_now();
   for (int i = 0; i < ks->bm.n; i++)   /* the tile schedule's one, or dq then dkdv */

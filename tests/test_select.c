@@ -64,8 +64,10 @@ static uint32_t bits(float f) {
   return u;
 }
 
-/* tau (bitwise) against the reference; the histogram must be zero again. */
-static void check_taus(AttnCase *c, SelArgs *a, double s, const char *what) {
+/* tau (bitwise) against the reference; the histogram must be zero again after a
+ * plan that used it (hist_used: all but SELECT_PLAN_ALL_KEPT, which writes tau and
+ * rank only). */
+static void check_taus(AttnCase *c, SelArgs *a, double s, bool hist_used, const char *what) {
   double *ref = malloc((size_t)a->G * sizeof(double));
   int G = attention_group_tau_ref(&c->spec, &c->l, c->q, c->k, c->lengths, s, ref);
   int bad = 0, first = -1;
@@ -73,7 +75,7 @@ static void check_taus(AttnCase *c, SelArgs *a, double s, const char *what) {
     if (bits(a->tau[g]) != bits(kernel_score(ref[g], c->spec.head_dim)) && bad++ == 0)
       first = g;
   int64_t dirty = 0;
-  for (int64_t i = 0; i < (int64_t)G * SELECT_BINS; i++)
+  for (int64_t i = 0; hist_used && i < (int64_t)G * SELECT_BINS; i++)
     dirty += a->hist[i] != 0;
   char d[96];
   CHECK(G == a->G && bad == 0 && dirty == 0,
@@ -86,22 +88,46 @@ static void check_taus(AttnCase *c, SelArgs *a, double s, const char *what) {
 
 /* ---- host JIT ---- */
 
+/* One plan (hk->plan) on a's buffers, checked: the taus, and where the host picked
+ * the all-kept plan, that it launched one pick and nothing that scores. */
+static void run_checked(SelHost *hk, AttnCase *c, SelArgs *a, const char *what) {
+  SelTrace tr;
+  sel_trace_init(&tr, a->G);
+  hk->trace = &tr;
+  SelectPlanKind kind = sel_host_plan_kind(hk, a);
+  int rc = sel_host_run(hk, a);
+  hk->trace = NULL;
+  CHECK(rc == 0, "%s: plan failed", what);
+  check_taus(c, a, a->sparsity, kind != SELECT_PLAN_ALL_KEPT, what);
+  if (kind == SELECT_PLAN_ALL_KEPT)
+    CHECK(tr.launches[SELECT_KERNEL_INIT] == 0 && tr.launches[SELECT_KERNEL_HIST] == 0 &&
+              tr.launches[SELECT_KERNEL_PICK] == 1,
+          "%s: the all-kept plan (s = %g) launched init %d, hist %d, pick %d times", what,
+          a->sparsity, tr.launches[SELECT_KERNEL_INIT], tr.launches[SELECT_KERNEL_HIST],
+          tr.launches[SELECT_KERNEL_PICK]);
+  sel_trace_free(&tr);
+}
+
 /* The plan on fresh (garbage) buffers, then again on the same ones, as a runtime
- * reuses them from batch to batch: the plan callers get (by N), and for the tile
- * schedule also the sample + bracket plan, whatever N is. */
+ * reuses them from batch to batch: the plan callers get (by N and s), for the tile
+ * schedule also the sample + bracket plan whatever N is, and where the host finds
+ * that every group keeps every score, also the radix plan (so that round 0's and
+ * pick(SAMPLE)'s own all-kept checks are tested where callers skip them). */
 static void host_case(SelHost *hk, AttnCase *c, double s, const char *what) {
   bool tile = ir_param_index(hk->m.kernels[SELECT_KERNEL_HIST], "cand") >= 0;
-  for (int p = 0; p < (tile ? 2 : 1); p++) {
-    hk->plan = p ? SEL_PLAN_BRACKET : SEL_PLAN_BY_LENGTH;
+  static const SelPlan plans[3] = {SEL_PLAN_BY_LENGTH, SEL_PLAN_BRACKET, SEL_PLAN_RADIX};
+  for (int p = 0; p < 3; p++) {
+    hk->plan = plans[p];
     SelArgs a;
     sel_args(&a, c, s);
-    int rc = sel_host_run(hk, &a);
-    CHECK(rc == 0, "%s: plan failed", what);
-    check_taus(c, &a, s, what);
+    bool all_kept = attention_select_keeps_all(&c->spec, c->l.B, c->l.H, c->l.N, s);
+    if ((plans[p] == SEL_PLAN_BRACKET && !tile) || (plans[p] == SEL_PLAN_RADIX && !all_kept)) {
+      sel_args_free(&a);
+      continue;
+    }
+    run_checked(hk, c, &a, what);
     a.sparsity = s > 0.5 ? s - 0.4 : s + 0.3;
-    rc = sel_host_run(hk, &a);
-    CHECK(rc == 0, "%s: second plan failed", what);
-    check_taus(c, &a, a.sparsity, what);
+    run_checked(hk, c, &a, what);
     sel_args_free(&a);
   }
   hk->plan = SEL_PLAN_BY_LENGTH;
@@ -134,6 +160,12 @@ static void host_shapes(SelHost *hk, const Spec *s) {
       c.lengths[b] = b == 1 ? 0 : 1 + (int)(harness_uniform(&rng) * N);
     host_case(hk, &c, 0.8, "host padded");
     host_case(hk, &c, 0.5, "host padded");
+    host_case(hk, &c, 0.0, "host padded");   /* every group -inf, the empty one +inf */
+    /* groups of one or two rows keep every score at s = 0.1 (M = 1, 4; 3 causal):
+     * -inf from the full plans' picks, next to the other groups' taus */
+    for (int b = 0; b < B; b++)
+      c.lengths[b] = b % 3 == 0 && N >= 2 ? 2 : b % 3 == 1 ? 1 : N;
+    host_case(hk, &c, 0.1, "host one or two rows");
     /* every score equal: tau is that score, whatever keep is */
     for (int b = 0; b < B; b++)
       c.lengths[b] = N;
@@ -210,6 +242,45 @@ static int launch_interp(void *ctx, SelectKernel which, Kernel *k, void **args,
   return rc;
 }
 
+/* Groups that keep every score, in the interpreter: example 1 cut to two rows at
+ * s = 0.1 (its groups -inf from round 0's or pick(SAMPLE)'s check, beside example
+ * 0's taus), then s = 0 through the full plan (every group -inf; the tile schedule
+ * settles all in pick(SAMPLE)) and through the plan callers get (one pick launched).
+ * Returns the plans run. */
+static int interp_all_kept(Module *m, const Spec *s, const TileConfig *t, AttnCase *c) {
+  char d[96];
+  bool tile = attention_select_has_cand(t);
+  c->lengths[1] = 2;
+  for (int k = 0; k < 3; k++) {
+    double sp = k == 0 ? 0.1 : 0.0;
+    SelArgs a;
+    SelTrace tr;
+    sel_args(&a, c, sp);
+    sel_trace_init(&tr, a.G);
+    InterpCtx ic = {.counts = a.counts, .trace = &tr};
+    int rc = k < 2 ? attention_select_run_plan(m->kernels, a.args,
+                                               tile ? SELECT_PLAN_BRACKET : SELECT_PLAN_RADIX,
+                                               launch_interp, &ic)
+                   : attention_select_run(m->kernels, s, a.args, launch_interp, &ic);
+    CHECK(rc == 0, "interp all kept %s tile (%d, %d): %s", describe(s, d, sizeof d), t->rows,
+          t->warps, ic.err);
+    if (rc == 0)
+      check_taus(c, &a, sp, k < 2, "interp all kept");
+    sel_trace_count(&tr);
+    CHECK(k != 1 || !tile || tr.count[PATH_SAMPLE] == a.G,
+          "interp %s s = 0: %d of %d groups settled by pick(SAMPLE)", describe(s, d, sizeof d),
+          tr.count[PATH_SAMPLE], a.G);
+    CHECK(k != 2 || (tr.launches[SELECT_KERNEL_PICK] == 1 && tr.launches[SELECT_KERNEL_HIST] == 0 &&
+                     tr.launches[SELECT_KERNEL_INIT] == 0),
+          "interp %s s = 0, the plan by length: init %d, hist %d, pick %d launches (want 0, 0, 1)",
+          describe(s, d, sizeof d), tr.launches[SELECT_KERNEL_INIT],
+          tr.launches[SELECT_KERNEL_HIST], tr.launches[SELECT_KERNEL_PICK]);
+    sel_trace_free(&tr);
+    sel_args_free(&a);
+  }
+  return 3;
+}
+
 static void test_interp(void) {
   static const TileConfig tiles[] = {{4, 2, SCHED_WARP}, {3, 1, SCHED_WARP},
                                      {4, 1, SCHED_TILE}, {8, 1, SCHED_TILE}};
@@ -245,12 +316,14 @@ static void test_interp(void) {
             sel_trace_init(&tr, a.G);
             InterpCtx ic = {.counts = a.counts, .trace = &tr};
             int rc = attention_select_run_plan(m.kernels, a.args,
-                                               attention_select_has_cand(&tiles[ti]),
+                                               attention_select_has_cand(&tiles[ti])
+                                                   ? SELECT_PLAN_BRACKET
+                                                   : SELECT_PLAN_RADIX,
                                                launch_interp, &ic);
             CHECK(rc == 0, "interp %s tile (%d, %d) cand_cap %d: %s", describe(&s, d, sizeof d),
                   tiles[ti].rows, tiles[ti].warps, caps[ci], ic.err);
             if (rc == 0)
-              check_taus(&c, &a, sp, "interp");
+              check_taus(&c, &a, sp, true, "interp");
             sel_trace_count(&tr);
             CHECK(tiles[ti].sched != SCHED_TILE || tr.count[path[ci]] > 0,
                   "interp %s cand_cap %d: no group settled by path %d (sample %d, bracket %d, "
@@ -260,6 +333,7 @@ static void test_interp(void) {
             sel_args_free(&a);
             runs++;
           }
+        runs += interp_all_kept(&m, &s, &tiles[ti], &c);
         attn_case_free(&c);
         ir_module_free(&m);
       }
@@ -346,22 +420,50 @@ static void test_ptx(void) {
 
 /* ---- the plan and the API ---- */
 
+/* attention_select_keeps_all never says "all" where a group of some length would
+ * not keep all: every M up to M_max checked with the reference's keep count, over N,
+ * s near and at the bounds, keep_min, head and layer, causal or not. */
+static void test_keeps_all_sound(void) {
+  static const double sps[] = {-0.5, 0.0, 1e-9, 1e-4, 0.001, 0.01, 0.0624, 0.0625, 0.07,
+                               0.1, 0.2499, 0.25, 0.3, 0.5, 0.9};
+  int claims = 0, wrong = 0;
+  for (int mode = 0; mode < 2; mode++)
+    for (int causal = 0; causal < 2; causal++)
+      for (int km = 1; km <= 20; km += 3)
+        for (int N = 0; N <= 40; N++)
+          for (size_t si = 0; si < sizeof sps / sizeof sps[0]; si++) {
+            Spec s = make_spec(mode ? SEL_LAYER_QUANTILE : SEL_HEAD_QUANTILE, 16, causal, km);
+            int B = 2, H = 3;
+            if (!attention_select_keeps_all(&s, B, H, N, sps[si]))
+              continue;
+            claims++;
+            int64_t per = causal ? (int64_t)N * (N + 1) / 2 : (int64_t)N * N;
+            int64_t m_max = mode ? B * H * per : per;
+            for (int64_t M = 1; M <= m_max; M++)
+              if (attention_keep_count(sps[si], km, M) != M && wrong++ == 0)
+                CHECK(0, "keeps_all(N=%d, s=%g, keep_min %d, %s, causal %d) but keep(%lld) = %lld",
+                      N, sps[si], km, select_name(s.select), causal, (long long)M,
+                      (long long)attention_keep_count(sps[si], km, M));
+          }
+  CHECK(claims > 1000 && wrong == 0, "keeps_all: %d claims, %d wrong", claims, wrong);
+}
+
 static void test_plan(void) {
-  static const char *const want[2] = {
+  static const char *const want[3] = {
       "init0 hist0 pick0 hist1 pick1 hist2 pick2 ",
-      "init0 hist3 pick3 hist4 pick4 hist0 pick0 hist1 pick1 hist2 pick2 "};
-  for (int bracket = 0; bracket < 2; bracket++) {
+      "init0 hist3 pick3 hist4 pick4 hist0 pick0 hist1 pick1 hist2 pick2 ", "pick5 "};
+  for (int kind = SELECT_PLAN_RADIX; kind <= SELECT_PLAN_ALL_KEPT; kind++) {
     SelectLaunch plan[SELECT_PLAN_MAX];
-    int n = attention_select_plan(bracket, plan);
+    int n = attention_select_plan((SelectPlanKind)kind, plan);
     char got[128] = "";
     for (int i = 0; i < n; i++) {
       size_t at = strlen(got);
       snprintf(got + at, sizeof got - at, "%s%d ",
                attention_select_kernel_name(plan[i].kernel) + 7, plan[i].round);
     }
-    CHECK(n <= SELECT_PLAN_MAX && !strcmp(got, want[bracket]), "plan (bracket %d): %s", bracket,
-          got);
+    CHECK(n <= SELECT_PLAN_MAX && !strcmp(got, want[kind]), "plan (kind %d): %s", kind, got);
   }
+  CHECK(SELECT_ROUND_ALL_KEPT == 5, "the all-kept round is 5 (the plan strings above)");
   /* the sample and bracket from SELECT_BRACKET_MIN_N on, on the tile schedule only */
   CHECK(!attention_select_brackets(true, SELECT_BRACKET_MIN_N - 1) &&
             attention_select_brackets(true, SELECT_BRACKET_MIN_N) &&
@@ -369,6 +471,27 @@ static void test_plan(void) {
             !attention_select_brackets(true, 64),
         "the plan by length: radix below %d rows, the bracket from there (tile schedule)",
         SELECT_BRACKET_MIN_N);
+  /* s <= 0: no scoring at all, whatever the shape; s > 0 where a group of N rows drops
+   * a score: by length; tiny groups or tiny s: all kept */
+  for (int mode = 0; mode < 2; mode++)
+    for (int causal = 0; causal < 2; causal++) {
+      Spec s = make_spec(mode ? SEL_LAYER_QUANTILE : SEL_HEAD_QUANTILE, 64, causal, 1);
+      SelectPlanKind k0 = attention_select_plan_kind(&s, true, 16, 12, 512, 0.0);
+      SelectPlanKind kw = attention_select_plan_kind(&s, false, 16, 12, 64, 0.0);
+      SelectPlanKind k8 = attention_select_plan_kind(&s, true, 16, 12, 512, 0.8);
+      SelectPlanKind k64 = attention_select_plan_kind(&s, true, 16, 12, 64, 0.8);
+      SelectPlanKind kwa = attention_select_plan_kind(&s, false, 16, 12, 512, 0.8);
+      /* one example of 2 rows, one head: M_max = 4 (3 causal); s = 0.1 keeps all */
+      SelectPlanKind k2 = attention_select_plan_kind(&s, true, 1, 1, 2, 0.1);
+      SelectPlanKind kt = attention_select_plan_kind(&s, true, 16, 12, 512, 1e-9);
+      CHECK(k0 == SELECT_PLAN_ALL_KEPT && kw == SELECT_PLAN_ALL_KEPT &&
+                k8 == SELECT_PLAN_BRACKET && k64 == SELECT_PLAN_RADIX &&
+                kwa == SELECT_PLAN_RADIX && k2 == SELECT_PLAN_ALL_KEPT &&
+                kt == SELECT_PLAN_ALL_KEPT,
+            "plan kinds %s causal %d: s=0 %d %d, s=0.8 %d %d %d, N=2 s=0.1 %d, s=1e-9 %d",
+            select_name(s.select), causal, k0, kw, k8, k64, kwa, k2, kt);
+    }
+  test_keeps_all_sound();
   Spec s = make_spec(SEL_ROW_TOPK, 64, false, 1);
   Module m = {0};
   char err[64];
