@@ -43,8 +43,9 @@ double kth_largest_ref(const double *s, int64_t m, int64_t keep);
  * keep(m) = m (every score kept), else the keep(m)-th largest. */
 double attention_group_tau_of_ref(const double *s, int64_t m, double sparsity, int keep_min);
 
-/* Group thresholds of the quantile modes (attention_group_tau_of_ref per group): tau_group[b*H + h] (head_quantile) or
- * tau_group[0] (layer_quantile). Returns the number of groups (0 for other modes). */
+/* Group thresholds of the quantile modes (attention_group_tau_of_ref per group):
+ * tau_group[b*H + h] (head_quantile) or tau_group[0] (layer_quantile). Returns the
+ * number of groups (0 for other modes). */
 int attention_group_tau_ref(const Spec *sp, const AttnLayout *l, const float *q, const float *k,
                             const int32_t *lengths, double sparsity, double *tau_group);
 
