@@ -3,13 +3,18 @@
  *     the global atomics are real) for head_quantile and layer_quantile, causal or
  *     not, B/H/N from 1 up, padded and empty lengths, all-equal scores, s = 0 ..
  *     0.999, keep_min; the buffers start as garbage (init must clean them) and the
- *     histogram must be all zero after the plan;
+ *     histogram must be all zero after a plan that uses it;
  *     with the CPU default (the tile schedule), GPU tiles and tile-schedule tiles
  *     of 8 and 4 rows (the tile hist block is a whole head whatever the rows;
  *     N from 1 gives partial row groups);
  *   - the GPU-mapped kernels in the IR interpreter (races and uninitialised reads
  *     checked) with two warp-schedule and two tile-schedule configurations, the
  *     latter with candidate buffers of no, some and every row group (cand_cap);
+ *   - groups that keep every score (tau = -inf): s = 0, and groups of one or two
+ *     rows at s = 0.1, through the radix and bracket plans (round 0's and
+ *     pick(SAMPLE)'s own checks) and the plan callers get (at s = 0 one pick, no
+ *     init or hist: counted launches); attention_select_keeps_all against the
+ *     reference's keep count for every M up to M_max;
  *   - PTX of the select kernels through ptxas sm_80/sm_90, without spills.
  * q and k are quantized (multiples of 1/4 in [-1, 1]) so the f32 dot products are
  * exact and tau must equal the reference's score bit for bit, as the f32 the
