@@ -74,4 +74,7 @@ SelectPlanKind sel_host_plan_kind(const SelHost *h, const SelArgs *a);
  * atomics are real. 0 or nonzero. */
 int sel_host_run(SelHost *h, SelArgs *a);
 
+/* The plan and API checks of test_select (select_plan.c). */
+void sel_test_plan(void);
+
 #endif
