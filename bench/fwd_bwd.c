@@ -261,7 +261,7 @@ void bench_shape_init(BenchShape *sh, const BenchKernels *ks, const BenchShapeOp
 void bench_shape_run(BenchShape *sh, BenchKernels *ks, int r) {
   double t0 = bench_now();
   if (sh->G)
-    attention_select_run(ks->sm.kernels, sh->sa, select_launch, ks);
+    attention_select_run(ks->sm.kernels, &ks->spec, sh->sa, select_launch, ks);
   launch(ks, ks->fwd, ks->fm.kernels[0], sh->fa.args, NULL);
   double t1 = bench_now();
   for (int i = 0; i < ks->bm.n; i++)   /* the tile schedule's one, or dq then dkdv */

@@ -245,7 +245,8 @@ static int crisp_forward(AttnEngine *e, const AttnCall *c, const float *qkv, flo
   if (md->sel[0]) {
     SelectLaunch plan[SELECT_PLAN_MAX];
     bool tile = rt_param_index(md->sel[SELECT_KERNEL_HIST]->info, "cand") >= 0;
-    int np = attention_select_plan(attention_select_brackets(tile, iN), plan);
+    int np = attention_select_plan(
+        attention_select_plan_kind(&md->m->manifest.spec, tile, iB, iH, iN, sparsity), plan);
     for (int i = 0; i < np; i++) {
       round = plan[i].round;
       if (launch(e, md->sel[plan[i].kernel], tab, n, err, cap))

@@ -160,7 +160,8 @@ static uint32_t pick_bin(const uint32_t *hist, int64_t *rank) {
 }
 
 /* tau_g: the keep(M_g)-th largest valid score of the group, by a two-pass radix
- * select over the keys (scores recomputed per pass); +inf for an empty group. */
+ * select over the keys (scores recomputed per pass); +inf for an empty group, -inf
+ * for one that keeps every score. */
 static float group_tau(const Call *c, Ws *w, int b0, int b1, int h0, int h1) {
   int64_t m = 0;
   for (int b = b0; b < b1; b++)
@@ -168,6 +169,8 @@ static float group_tau(const Call *c, Ws *w, int b0, int b1, int h0, int h1) {
   if (m == 0)
     return INFINITY;
   int64_t rank = attention_keep_count(c->a->sparsity, c->a->keep_min, m);
+  if (rank == m)   /* every score kept: no select (templates/reference.h) */
+    return -INFINITY;
   group_hist(c, w, b0, b1, h0, h1, 0, 0);
   uint32_t high = pick_bin(w->hist, &rank);
   group_hist(c, w, b0, b1, h0, h1, 1, high);

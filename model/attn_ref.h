@@ -10,7 +10,8 @@
  *   tau_i from the mode (templates/reference.h): none -inf; row_topk the keep(L)-th
  *     largest of the row; head/layer_quantile min(tau_g, the row's keep_min-th
  *     largest), tau_g the keep(M_g)-th largest of the group's M_g valid scores
- *     (radix select over their order-preserving keys, scores recomputed per pass);
+ *     (radix select over their order-preserving keys, scores recomputed per pass;
+ *     -inf when keep(M_g) = M_g: every score kept, no select);
  *   kept_ij = S_ij >= tau_i (ties kept), P_ij = exp(S_ij - lse_i) on kept pairs,
  *   O_i = sum_j P_ij z_ij / (1 - p) V_j, z_ij dropout.h's keep bit of (seed, step,
  *     layer, b, h, i, j);

@@ -169,7 +169,8 @@ int attn_train_run(AttnTrain *t, bool forward, bool backward) {
   if (forward && t->groups > 0) {
     SelectLaunch plan[SELECT_PLAN_MAX];
     bool tile = rt_param_index(t->sel[SELECT_KERNEL_HIST]->info, "cand") >= 0;
-    int np = attention_select_plan(attention_select_brackets(tile, a.N), plan);
+    int np = attention_select_plan(
+        attention_select_plan_kind(&t->spec, tile, a.B, a.H, a.N, a.sparsity), plan);
     for (int i = 0; i < np; i++) {
       a.round = plan[i].round;
       if (launch(t, t->sel[plan[i].kernel], tab, n))

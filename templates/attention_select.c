@@ -240,10 +240,16 @@ Op *select_find_bin(Builder *one, Buf *hs, Buf *cs, Op *rank, Op **above) {
   return ir_bin(one, OP_MAX, ir_get(one, sel), i32(one, 0));
 }
 
-/* The radix rounds' pick. In the tile schedule, groups the bracket settled
- * (rank[g] = SELECT_DONE) keep their tau: their histogram is empty (hist skipped them)
- * and nothing of theirs is written. */
-static void radix_pick(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g, bool tile) {
+void select_settle(SelCtx *c, Builder *one, Op *g, double tau) {
+  ir_store(one, c->tau_group, g, ir_const_f32(one, (float)tau));
+  ir_store(one, c->rank, g, i32(one, SELECT_DONE));
+}
+
+/* The radix rounds' pick. Groups already settled (rank[g] = SELECT_DONE: by round 0's
+ * pick when they keep every score, or in the tile schedule by the sample or the
+ * bracket) keep their tau: nothing of theirs is written (their histogram is empty
+ * in the tile schedule, whose hist skips them; the warp schedule's is zeroed unread). */
+static void radix_pick(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g) {
   Op *base = mul(b, g, i32(b, SELECT_BINS));
   Op *round = c->p[SELECT_ROUND];
 
@@ -260,11 +266,9 @@ static void radix_pick(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g, bool tile
   /* 2. one thread: the rank (round 0: keep_g of the total), the chunk and the bin
    * where the count from the top reaches it, the new prefix and rank */
   ir_pfor(b, AXIS_BLOCK, i32(b, 1), "one", &one);
-  if (tile) {
-    Builder live;
-    ir_if(&one, ir_cmp(&one, CMP_GE, ir_load(&one, c->rank, g), i32(&one, 0)), &live, NULL);
-    one = live;
-  }
+  Builder live;
+  ir_if(&one, ir_cmp(&one, CMP_GE, ir_load(&one, c->rank, g), i32(&one, 0)), &live, NULL);
+  one = live;
   Builder tl;
   Op *total = ir_var(&one, i32(&one, 0), "total");
   Op *t = ir_for(&one, i32(&one, 0), i32(&one, NCHUNKS), 1, "c", &tl)->index;
@@ -280,6 +284,13 @@ static void radix_pick(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g, bool tile
   Op *left = ir_bin(&one, OP_SUB, rank, above);
   ir_store(&one, c->prefix, g, key);
   ir_store(&one, c->rank, g, left);
+  /* round 0: a group that keeps every one of its scores is settled at -inf
+   * (attention_select.h), and the later rounds skip it */
+  Builder all;
+  Op *every = ir_bin(&one, OP_AND, ir_cmp(&one, CMP_EQ, keep, ir_get(&one, total)),
+                     ir_cmp(&one, CMP_GT, keep, i32(&one, 0)));
+  ir_if(&one, ir_bin(&one, OP_AND, round0, every), &all, NULL);
+  select_settle(c, &all, g, -INFINITY);
   /* 3. after the last round the key is complete: tau; rank 0 means no valid score */
   Builder last;
   ir_if(&one, ir_cmp(&one, CMP_GE, round, i32(&one, SELECT_ROUNDS - 1)), &last, NULL);
@@ -288,19 +299,34 @@ static void radix_pick(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g, bool tile
   ir_store(&last, c->tau_group, g, tau);
 }
 
+/* Round ALL_KEPT, the whole plan when every group keeps every score (the host's
+ * attention_select_keeps_all): -inf for a group with scores, +inf for an empty one,
+ * from the lengths alone; no score is computed. */
+static void all_kept_pick(SelCtx *c, Builder *b, Op *g) {
+  Builder one, some, none;
+  ir_pfor(b, AXIS_BLOCK, i32(b, 1), "one", &one);
+  Op *M = select_group_count(c, &one, g);
+  ir_if(&one, ir_cmp(&one, CMP_GT, M, i32(&one, 0)), &some, &none);
+  select_settle(c, &some, g, -INFINITY);
+  select_settle(c, &none, g, INFINITY);
+}
+
 static void build_pick(SelCtx *c, Builder *b, const TileConfig *t) {
   Kernel *k = c->k;
   bool tile = attention_select_has_cand(t);
   Buf *hs = ir_shared(k, "bins", TY_I32, SELECT_BINS + (tile ? SELECT_SPARE_BINS : 0));
   Buf *cs = ir_shared(k, "chunks", TY_I32, NCHUNKS);
   Op *g = group_grid(c, b);
+  Builder all, rounds, radix, early;
+  ir_if(b, ir_cmp(b, CMP_EQ, c->p[SELECT_ROUND], i32(b, SELECT_ROUND_ALL_KEPT)), &all, &rounds);
+  all_kept_pick(c, &all, g);
   if (!tile) {
-    radix_pick(c, b, hs, cs, g, false);
+    radix_pick(c, &rounds, hs, cs, g);
     return;
   }
-  Builder radix, early;
-  ir_if(b, ir_cmp(b, CMP_LT, c->p[SELECT_ROUND], i32(b, SELECT_ROUNDS)), &radix, &early);
-  radix_pick(c, &radix, hs, cs, g, true);
+  ir_if(&rounds, ir_cmp(&rounds, CMP_LT, c->p[SELECT_ROUND], i32(&rounds, SELECT_ROUNDS)), &radix,
+        &early);
+  radix_pick(c, &radix, hs, cs, g);
   select_pick_bracket(c, &early, hs, cs, g);
 }
 
@@ -337,10 +363,33 @@ int attention_select_build(const Spec *s, const TileConfig *t, Module *m, char *
 
 bool attention_select_brackets(bool tile, int N) { return tile && N >= SELECT_BRACKET_MIN_N; }
 
-int attention_select_plan(bool bracket, SelectLaunch plan[SELECT_PLAN_MAX]) {
+/* keep(M) = M for every M <= M_max, by one of three sufficient conditions (each, if it
+ * holds for M_max, holds for every smaller M too): s <= 0 ((1 - s) M >= M, so the
+ * ceil is at least M); keep_min >= M_max; s M_max <= 1 - 2^-10, where (1 - s) M -
+ * 1e-6 > M - 1 with room to spare for the f64 rounding (about 2^-52 M against a
+ * margin of 2^-10 - 1e-6). Between 1 - 2^-10 and 1 - 1e-6 the groups still keep all,
+ * but the full plan runs and its picks find that (-inf, the same result). */
+bool attention_select_keeps_all(const Spec *s, int B, int H, int N, double sparsity) {
+  double n = N > 0 ? N : 0, per_head = s->causal ? n * (n + 1) / 2 : n * n;
+  double m_max = s->select == SEL_LAYER_QUANTILE ? (double)B * H * per_head : per_head;
+  return sparsity <= 0 || s->keep_min >= m_max || sparsity * m_max <= 1 - 1.0 / 1024;
+}
+
+SelectPlanKind attention_select_plan_kind(const Spec *s, bool tile, int B, int H, int N,
+                                          double sparsity) {
+  if (attention_select_keeps_all(s, B, H, N, sparsity))
+    return SELECT_PLAN_ALL_KEPT;
+  return attention_select_brackets(tile, N) ? SELECT_PLAN_BRACKET : SELECT_PLAN_RADIX;
+}
+
+int attention_select_plan(SelectPlanKind kind, SelectLaunch plan[SELECT_PLAN_MAX]) {
   int n = 0;
+  if (kind == SELECT_PLAN_ALL_KEPT) {
+    plan[n++] = (SelectLaunch){SELECT_KERNEL_PICK, SELECT_ROUND_ALL_KEPT};
+    return n;
+  }
   plan[n++] = (SelectLaunch){SELECT_KERNEL_INIT, 0};
-  for (int r = SELECT_ROUND_SAMPLE; bracket && r <= SELECT_ROUND_BRACKET; r++) {
+  for (int r = SELECT_ROUND_SAMPLE; kind == SELECT_PLAN_BRACKET && r <= SELECT_ROUND_BRACKET; r++) {
     plan[n++] = (SelectLaunch){SELECT_KERNEL_HIST, r};
     plan[n++] = (SelectLaunch){SELECT_KERNEL_PICK, r};
   }
@@ -351,18 +400,21 @@ int attention_select_plan(bool bracket, SelectLaunch plan[SELECT_PLAN_MAX]) {
   return n;
 }
 
-int attention_select_run(Kernel *const kernels[SELECT_NKERNELS], void *const *args,
-                         SelectLaunchFn launch, void *ctx) {
+int attention_select_run(Kernel *const kernels[SELECT_NKERNELS], const Spec *s,
+                         void *const *args, SelectLaunchFn launch, void *ctx) {
   bool tile = ir_param_index(kernels[SELECT_KERNEL_HIST], "cand") >= 0;
+  int B = *(const int32_t *)args[SELECT_B], H = *(const int32_t *)args[SELECT_H];
   int N = *(const int32_t *)args[SELECT_N];
-  return attention_select_run_plan(kernels, args, attention_select_brackets(tile, N), launch,
+  double sparsity = *(const double *)args[SELECT_SPARSITY];
+  return attention_select_run_plan(kernels, args,
+                                   attention_select_plan_kind(s, tile, B, H, N, sparsity), launch,
                                    ctx);
 }
 
 int attention_select_run_plan(Kernel *const kernels[SELECT_NKERNELS], void *const *args,
-                              bool bracket, SelectLaunchFn launch, void *ctx) {
+                              SelectPlanKind kind, SelectLaunchFn launch, void *ctx) {
   SelectLaunch plan[SELECT_PLAN_MAX];
-  int n = attention_select_plan(bracket, plan);
+  int n = attention_select_plan(kind, plan);
   void *a[SELECT_NPARAMS];
   memcpy(a, args, sizeof a);
   int32_t round;

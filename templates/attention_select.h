@@ -5,7 +5,9 @@
  * layer_quantile, G = 1) with M_g valid scores (j < L, and j <= i when causal):
  *   keep_g = min(max(keep_min, ceil((1 - s) * M_g - 1e-6)), M_g)   (f64)
  *   tau_group[g] = the keep_g-th largest valid score (counting repeats), as the f32
- *                  score the forward computes; +inf when M_g = 0.
+ *                  score the forward computes; +inf when M_g = 0; -inf when
+ *                  keep_g = M_g > 0 (every score kept: any tau <= the minimum keeps
+ *                  the same set, and -inf needs no select).
  * No n x n matrix is stored: the scores are recomputed in every round and reduced to
  * a histogram of their order-preserving u32 keys (attn_order_key), a radix select
  * over 3 rounds of 11, 11 and 10 bits, most significant first. The tile schedule (the
@@ -40,16 +42,23 @@
  *       per group: copies hist[g, :] and zeroes it (ready for the next round), finds
  *       the bin where the count from the top reaches rank (round 0: rank = keep_g,
  *       with M_g the total of the histogram), appends it to prefix[g] and subtracts
- *       the count above it from rank[g]; round 2 writes tau_group[g].
+ *       the count above it from rank[g]; round 2 writes tau_group[g]. Round 0 settles
+ *       a group with keep_g = M_g > 0 at once (-inf; rank[g] = -1, later rounds skip
+ *       it). Round SELECT_ROUND_ALL_KEPT, the whole plan when the host knows every
+ *       group keeps every score: -inf (+inf for M_g = 0) from the lengths alone.
  *
  * The launch plan (attention_select_plan), in order on one stream, the same
  * arguments each time except `round`:
  *   init, hist(0), pick(0), hist(1), pick(1), hist(2), pick(2)
  * and for the tile schedule at N >= SELECT_BRACKET_MIN_N hist(SAMPLE), pick(SAMPLE),
  * hist(BRACKET), pick(BRACKET) after init. Afterwards hist is all zero again; for a group the radix decided, prefix
- * and rank hold tau's key and its rank within the ties at tau (rank < 0: the sample or
- * the bracket settled it). init makes the plan independent of the buffers' earlier
- * contents. Counts are i32: M_g must stay below 2^31 (B*H*N*N for layer_quantile). */
+ * and rank hold tau's key and its rank within the ties at tau (rank < 0: settled
+ * before, by round 0's all-kept check, the sample or the bracket). init makes the plan
+ * independent of the buffers' earlier contents. When the host can tell from s, N,
+ * B, H and the spec that every group keeps every score (attention_select_keeps_all;
+ * s <= 0 always), the plan is pick(ALL_KEPT) alone: no scoring; it writes only
+ * tau_group and rank (hist, prefix, cand untouched).
+ * Counts are i32: M_g must stay below 2^31 (B*H*N*N for layer_quantile). */
 #ifndef CRISP_ATTENTION_SELECT_H
 #define CRISP_ATTENTION_SELECT_H
 
@@ -117,6 +126,9 @@ typedef struct SelectLaunch {
  * rounds 0, 1, 2 as before; the others skip them. */
 enum { SELECT_ROUND_SAMPLE = SELECT_ROUNDS, SELECT_ROUND_BRACKET = SELECT_ROUNDS + 1 };
 
+/* The round of pick's all-kept plan (both schedules' pick kernels take it). */
+enum { SELECT_ROUND_ALL_KEPT = SELECT_ROUNDS + 2 };
+
 enum { SELECT_PLAN_MAX = 1 + 2 * (SELECT_ROUNDS + 2) };
 
 /* Where the tile schedule's sample and bracket start to pay: from this length N (the
@@ -130,25 +142,43 @@ enum { SELECT_BRACKET_MIN_N = 128 };
  * the hist kernel has `cand`, attention_select_has_cand) and N >= SELECT_BRACKET_MIN_N. */
 bool attention_select_brackets(bool tile, int N);
 
-/* Fills plan[] with a launch sequence; returns its length:
- *   bracket false: init, hist(0), pick(0), hist(1), pick(1), hist(2), pick(2)
- *   bracket true:  init, hist(S), pick(S), hist(B), pick(B), then the same six
- *   (S, B: SELECT_ROUND_SAMPLE, SELECT_ROUND_BRACKET; the tile schedule's kernels only). */
-int attention_select_plan(bool bracket, SelectLaunch plan[SELECT_PLAN_MAX]);
+/* The launch plans. */
+typedef enum {
+  SELECT_PLAN_RADIX,     /* init, hist(0), pick(0), hist(1), pick(1), hist(2), pick(2) */
+  SELECT_PLAN_BRACKET,   /* init, hist(S), pick(S), hist(B), pick(B), then the same six
+                          * (S, B: SELECT_ROUND_SAMPLE, _BRACKET; tile schedule only) */
+  SELECT_PLAN_ALL_KEPT   /* pick(SELECT_ROUND_ALL_KEPT): no scoring at all */
+} SelectPlanKind;
 
-/* Runs the plan attention_select_brackets picks for the kernels' schedule (the tile
- * one when the hist kernel has a `cand` parameter) and N (*args[SELECT_N]): for each
- * launch, args with `round` set (args[SELECT_ROUND] is replaced by the runner's own)
- * and the grid from ir_grid, through `launch`, which returns 0 or nonzero to stop.
- * kernels[] in SelectKernel order. Any target: the caller's launch JIT-calls,
- * interprets or enqueues on a GPU stream. */
+/* Whether every group of a call keeps every one of its scores whatever the lengths
+ * (keep(M) = M for every M up to M_max = N^2, or N (N + 1) / 2 causal, times B*H for
+ * layer_quantile): s <= 0, keep_min >= M_max, or s M_max <= 1 - 2^-10 (sufficient; a
+ * group found so at run time gets the same -inf from the full plan's picks). */
+bool attention_select_keeps_all(const Spec *s, int B, int H, int N, double sparsity);
+
+/* The plan of a call, chosen on the host (every caller goes through this): ALL_KEPT
+ * when attention_select_keeps_all, else BRACKET when attention_select_brackets(tile,
+ * N), else RADIX. tile: the hist kernel has `cand` (attention_select_has_cand). */
+SelectPlanKind attention_select_plan_kind(const Spec *s, bool tile, int B, int H, int N,
+                                          double sparsity);
+
+/* Fills plan[] with the launch sequence of `kind`; returns its length. */
+int attention_select_plan(SelectPlanKind kind, SelectLaunch plan[SELECT_PLAN_MAX]);
+
+/* Runs the plan attention_select_plan_kind picks for the spec the kernels were built
+ * from, the kernels' schedule (the tile one when the hist kernel has a `cand`
+ * parameter) and the call (*args[SELECT_B], [SELECT_H], [SELECT_N],
+ * [SELECT_SPARSITY]): for each launch, args with `round` set (args[SELECT_ROUND] is
+ * replaced by the runner's own) and the grid from ir_grid, through `launch`, which
+ * returns 0 or nonzero to stop. kernels[] in SelectKernel order. Any target: the
+ * caller's launch JIT-calls, interprets or enqueues on a GPU stream. */
 typedef int (*SelectLaunchFn)(void *ctx, SelectKernel which, Kernel *k, void **args,
                               const int32_t grid[3]);
-int attention_select_run(Kernel *const kernels[SELECT_NKERNELS], void *const *args,
-                         SelectLaunchFn launch, void *ctx);
-/* The same with the plan given (bracket: as attention_select_plan; tests use it to
- * run the sample and bracket at any length). */
+int attention_select_run(Kernel *const kernels[SELECT_NKERNELS], const Spec *s,
+                         void *const *args, SelectLaunchFn launch, void *ctx);
+/* The same with the plan given (tests use it to run the sample and bracket at any
+ * length, or the radix plan where every group keeps every score). */
 int attention_select_run_plan(Kernel *const kernels[SELECT_NKERNELS], void *const *args,
-                              bool bracket, SelectLaunchFn launch, void *ctx);
+                              SelectPlanKind kind, SelectLaunchFn launch, void *ctx);
 
 #endif

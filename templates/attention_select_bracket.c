@@ -12,7 +12,8 @@
  * pick(SAMPLE), per group: M = its valid scores, keep = keep_g, m = the sample's keys
  * (stored by hist(SAMPLE) in the group's cand regions: one (b, h), or all for
  * layer_quantile).
- *   - keep = 0 (M = 0): tau = +inf, done (as the radix gives);
+ *   - keep = 0 (M = 0): tau = +inf, done (as the radix gives); keep = M > 0 (every
+ *     score kept): tau = -inf, done;
  *   - the sample is every score (small heads): tau = the keep-th largest stored key;
  *   - else tau's rank in the sample is about r = keep / M * m; with a margin of
  *     MARGIN_SD binomial deviations plus MARGIN_KEYS (the rows are a cluster sample,
@@ -247,20 +248,25 @@ static Op *bound(Pick *p, Builder *one, int bit, int32_t open_key) {
 
 static void pick_sample(Pick *p, Builder *b) {
   SelCtx *c = p->c;
-  Builder one, inf, any, whole_b, br, one2, one3, one4;
+  Builder one, settled, all, inf, any, whole_b, br, one2, one3, one4;
   ir_pfor(b, AXIS_BLOCK, i32(b, 1), "one", &one);
   Op *M = select_group_count(c, &one, p->g);
   Op *keep = attn_keep_count(&one, c->p[SELECT_SPARSITY], M, c->spec->keep_min);
   Op *m, *part;
   Op *failed = headers(p, &one, &m, &part);
-  Op *none = ir_cmp(&one, CMP_EQ, keep, i32(&one, 0));
+  /* settled at once: no score kept (+inf), or every one (-inf, attention_select.h) */
+  Op *every = ir_bin(&one, OP_AND, ir_cmp(&one, CMP_EQ, keep, M),
+                     ir_cmp(&one, CMP_GT, keep, i32(&one, 0)));
+  Op *done = ir_bin(&one, OP_OR, ir_cmp(&one, CMP_EQ, keep, i32(&one, 0)), every);
   Op *whole = ir_bin(&one, OP_AND, ir_cmp(&one, CMP_EQ, part, i32(&one, 0)),
                      ir_cmp(&one, CMP_EQ, m, M));
   Op *mode = ir_select(&one, ir_cmp(&one, CMP_GT, m, i32(&one, 0)), i32(&one, MODE_BRACKET),
                        i32(&one, MODE_NONE));
   mode = ir_select(&one, whole, i32(&one, MODE_WHOLE), mode);
-  mode = ir_select(&one, ir_bin(&one, OP_OR, none, failed), i32(&one, MODE_NONE), mode);
-  ir_if(&one, none, &inf, NULL);
+  mode = ir_select(&one, ir_bin(&one, OP_OR, done, failed), i32(&one, MODE_NONE), mode);
+  ir_if(&one, done, &settled, NULL);
+  ir_if(&settled, every, &all, &inf);
+  settle(p, &all, ir_const_f32(&all, -INFINITY));
   settle(p, &inf, ir_const_f32(&inf, INFINITY));
   Op *rhi = bracket_ranks(p, &one, keep, M, m);
   ir_store(&one, p->st, i32(&one, ST_MODE), mode);

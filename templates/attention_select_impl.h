@@ -12,9 +12,11 @@
 /* Round 0's digit: key bits 31..21, every key binned. */
 enum { SELECT_SHIFT0 = 21 };
 
-/* The tile schedule's state of group g in rank[g] before round 0 (init writes 0:
- * unsettled), then in the radix rounds (where ranks are >= 0): SELECT_DONE, tau_group[g]
- * is final and rounds 0-2 skip the group; SELECT_BRACKETED, pick(SAMPLE) left the
+/* The state of group g in rank[g] before and between the radix rounds (init writes 0:
+ * unsettled; the rounds' own ranks are >= 0): SELECT_DONE, tau_group[g] is final and
+ * the later rounds skip the group (both schedules: round 0's pick settles a group that
+ * keeps every score, and so does round ALL_KEPT; the tile schedule's hist skips it);
+ * the tile schedule's SELECT_BRACKETED, pick(SAMPLE) left the
  * bracket [lo, hi] of tau's key in hist[g, SELECT_LO], hist[g, SELECT_HI] for the
  * BRACKET round, whose hist blocks add their count of keys above hi to
  * hist[g, SELECT_ABOVE] (pick(BRACKET) zeroes the three). */
@@ -55,6 +57,9 @@ void select_bin_score(Builder *lane, const HistBlock *h, Op *s);
 void select_bin_key(Builder *lane, const HistBlock *h, Op *key);
 /* Barrier, then the block's nonzero bins added to hist[g, :] (global atomics). */
 void select_hist_end(SelCtx *c, Builder *b, const HistBlock *h);
+
+/* One thread: tau_group[g] = tau, rank[g] = SELECT_DONE (the group leaves the plan). */
+void select_settle(SelCtx *c, Builder *one, Op *g, double tau);
 
 /* The radix pick's shared steps (attention_select.c): after hs holds a histogram of
  * SELECT_BINS bins, select_chunk_sums writes the sums of its chunks to cs (a pfor and a

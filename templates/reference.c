@@ -52,6 +52,13 @@ double kth_largest_ref(const double *s, int64_t m, int64_t keep) {
   return tau;
 }
 
+double attention_group_tau_of_ref(const double *s, int64_t m, double sparsity, int keep_min) {
+  if (m == 0)
+    return INFINITY;
+  int64_t keep = attention_keep_count(sparsity, keep_min, m);
+  return keep == m ? -INFINITY : kth_largest_ref(s, m, keep);
+}
+
 /* Appends every valid score of (b, h) to all[*n]. */
 static void gather_head(const Spec *sp, const AttnLayout *l, const float *q, const float *k,
                         int b, int h, int L, double *all, int64_t *n) {
@@ -74,14 +81,12 @@ int attention_group_tau_ref(const Spec *sp, const AttnLayout *l, const float *q,
     for (int h = 0; h < l->H; h++) {
       gather_head(sp, l, q, k, b, h, lengths[b], all, &n);
       if (per_head) {
-        tau_group[g++] = n ? kth_largest_ref(all, n, attention_keep_count(sparsity, sp->keep_min, n))
-                           : INFINITY;
+        tau_group[g++] = attention_group_tau_of_ref(all, n, sparsity, sp->keep_min);
         n = 0;
       }
     }
   if (!per_head)
-    tau_group[g++] = n ? kth_largest_ref(all, n, attention_keep_count(sparsity, sp->keep_min, n))
-                       : INFINITY;
+    tau_group[g++] = attention_group_tau_of_ref(all, n, sparsity, sp->keep_min);
   free(all);
   return g;
 }

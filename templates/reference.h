@@ -9,7 +9,9 @@
  *   layer_quantile:  tau_g = keep(M_g)-th largest of all valid scores of the batch
  *   quantile modes:  tau_i = min(tau_g, keep_min-th largest of the row)
  * where keep(M) = max(keep_min, ceil((1 - s) M - 1e-6)), at most M; key j is
- * kept iff S_ij >= tau_i (ties kept). */
+ * kept iff S_ij >= tau_i (ties kept). A group that keeps every one of its M_g > 0
+ * scores (keep(M_g) = M_g) has tau_g = -inf (any tau <= its minimum keeps the same
+ * set, and -inf says "all" without a select); an empty one +inf. */
 #ifndef CRISP_REFERENCE_H
 #define CRISP_REFERENCE_H
 
@@ -37,8 +39,13 @@ void attention_scores_ref(const Spec *sp, const AttnLayout *l, const float *q, c
 /* The keep-th largest of s[0..m), counting repeats. */
 double kth_largest_ref(const double *s, int64_t m, int64_t keep);
 
-/* Group thresholds of the quantile modes: tau_group[b*H + h] (head_quantile) or
- * tau_group[0] (layer_quantile). Returns the number of groups (0 for other modes). */
+/* One group's threshold from its m valid scores s[0..m): +inf for m = 0, -inf when
+ * keep(m) = m (every score kept), else the keep(m)-th largest. */
+double attention_group_tau_of_ref(const double *s, int64_t m, double sparsity, int keep_min);
+
+/* Group thresholds of the quantile modes (attention_group_tau_of_ref per group):
+ * tau_group[b*H + h] (head_quantile) or tau_group[0] (layer_quantile). Returns the
+ * number of groups (0 for other modes). */
 int attention_group_tau_ref(const Spec *sp, const AttnLayout *l, const float *q, const float *k,
                             const int32_t *lengths, double sparsity, double *tau_group);
 

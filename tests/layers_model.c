@@ -336,7 +336,11 @@ void test_crisp_path(Backend *be) {
     int32_t ids[3 * 7], len[] = {7, 4, 1}, labels[] = {1, 2, 0};
     for (int i = 0; i < 21; i++)
       ids[i] = 1 + (int32_t)(rnd() % 22);
-    for (int k = 0; k < 4; k++) {
+    /* every mode at s = 0.6 (none at 0), then the quantile modes at s = 0, where every
+     * group keeps every score (tau_group = -inf, the select plan one pick) */
+    for (int v = 0; v < 6; v++) {
+      int k = v < 4 ? v : v - 2;
+      float sp = v >= 1 && v < 4 ? 0.6f : 0.0f;
       if (!mods[k])
         continue;
       Model *ms[2] = {ref, cr};
@@ -345,7 +349,7 @@ void test_crisp_path(Backend *be) {
         ms[w]->attn.impl = w ? ATTN_IMPL_CRISP : ATTN_IMPL_REF;
         ms[w]->attn.select = sels[k];
         for (int l = 0; l < cfg.layers; l++)
-          ms[w]->attn.sparsity[l] = k ? 0.6f : 0.0f;
+          ms[w]->attn.sparsity[l] = sp;
         run[w] = (ModelRun){.train = true, .seed = 5, .step = 9, .stats = true,
                             .dense_stats = true};
         model_zero_grad(ms[w]);
@@ -368,16 +372,16 @@ void test_crisp_path(Backend *be) {
           kd = fmax(kd, fabs(b->dense_entropy[i] - b->entropy[i]));
         }
       }
-      CHECK(ee < 1e-5 && ed < 1e-5, "crisp vs ref entropies (%s): kept %.1e dense %.1e",
-            select_name(sels[k]), ee, ed);
-      CHECK(k ? kd > 1e-2 : kd < 1e-5, "dense vs kept entropy (%s): %.1e", select_name(sels[k]),
-            kd);
-      printf("crisp vs ref, %s %s (dropout on): logits %.2e  loss %.2e  grads %.2e  kept %s "
-             "(%.3f)\n", type == MODEL_BERT ? "bert" : "distilbert", select_name(sels[k]), el / ml,
-             fabs(run[0].loss - run[1].loss) / fabs(run[0].loss), eg / mg,
+      CHECK(ee < 1e-5 && ed < 1e-5, "crisp vs ref entropies (%s s=%g): kept %.1e dense %.1e",
+            select_name(sels[k]), sp, ee, ed);
+      CHECK(sp > 0 ? kd > 1e-2 : kd < 1e-5, "dense vs kept entropy (%s s=%g): %.1e",
+            select_name(sels[k]), sp, kd);
+      printf("crisp vs ref, %s %s s=%g (dropout on): logits %.2e  loss %.2e  grads %.2e  kept "
+             "%s (%.3f)\n", type == MODEL_BERT ? "bert" : "distilbert", select_name(sels[k]), sp,
+             el / ml, fabs(run[0].loss - run[1].loss) / fabs(run[0].loss), eg / mg,
              kept_same ? "same" : "DIFFERENT", cr->stat_kept[0]);
-      CHECK(el <= 1e-5 * ml && eg <= 1e-5 * mg && kept_same, "crisp vs ref (%s)",
-            select_name(sels[k]));
+      CHECK(el <= 1e-5 * ml && eg <= 1e-5 * mg && kept_same, "crisp vs ref (%s s=%g)",
+            select_name(sels[k]), sp);
     }
     model_free(ref);
     model_free(cr);

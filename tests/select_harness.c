@@ -105,8 +105,11 @@ void sel_trace_init(SelTrace *t, int G) {
 void sel_trace_free(SelTrace *t) { free(t->after_sample), free(t->after_bracket); }
 
 void sel_trace_record(SelTrace *t, SelectKernel which, void **args) {
+  if (!t)
+    return;
+  t->launches[which]++;
   int32_t round = *(int32_t *)args[SELECT_ROUND];
-  if (!t || which != SELECT_KERNEL_PICK ||
+  if (which != SELECT_KERNEL_PICK ||
       (round != SELECT_ROUND_SAMPLE && round != SELECT_ROUND_BRACKET))
     return;
   t->early_picks++;
@@ -144,11 +147,13 @@ static int launch_jit(void *ctx, SelectKernel which, Kernel *k, void **args,
     return -1;
   run_range(&r[0]);
   pthread_join(t, NULL);
+  sel_trace_record(h->trace, which, args);
   return 0;
 }
 
 int sel_host_compile(SelHost *h, const Spec *s, const TileConfig *t, char *err, size_t cap) {
   memset(h, 0, sizeof *h);
+  h->spec = *s;
   if (sel_compile(&h->m, s, t, MAP_CPU, err, cap) || !(h->jit = jit_compile(&h->m, err, cap))) {
     ir_module_free(&h->m);
     return -1;
@@ -168,9 +173,20 @@ void sel_host_free(SelHost *h) {
   memset(h, 0, sizeof *h);
 }
 
+SelectPlanKind sel_host_plan_kind(const SelHost *h, const SelArgs *a) {
+  bool tile = ir_param_index(h->m.kernels[SELECT_KERNEL_HIST], "cand") >= 0;
+  switch (h->plan) {
+  case SEL_PLAN_BY_LENGTH:
+    return attention_select_plan_kind(&h->spec, tile, a->ints[0], a->ints[1], a->ints[2],
+                                      a->sparsity);
+  case SEL_PLAN_BRACKET: return SELECT_PLAN_BRACKET;
+  default: return SELECT_PLAN_RADIX;
+  }
+}
+
 int sel_host_run(SelHost *h, SelArgs *a) {
   if (h->plan == SEL_PLAN_BY_LENGTH)
-    return attention_select_run(h->m.kernels, a->args, launch_jit, h);
-  return attention_select_run_plan(h->m.kernels, a->args, h->plan == SEL_PLAN_BRACKET,
-                                   launch_jit, h);
+    return attention_select_run(h->m.kernels, &h->spec, a->args, launch_jit, h);
+  return attention_select_run_plan(h->m.kernels, a->args, sel_host_plan_kind(h, a), launch_jit,
+                                   h);
 }

@@ -40,22 +40,26 @@ typedef struct {
   int32_t *after_sample, *after_bracket;   /* rank[] copies, G each */
   int count[NPATHS];                       /* groups per path (sel_trace_count) */
   int early_picks;                         /* picks of rounds SAMPLE, BRACKET that ran */
+  int launches[SELECT_NKERNELS];           /* kernels launched, by SelectKernel */
 } SelTrace;
 void sel_trace_init(SelTrace *t, int G);
 void sel_trace_free(SelTrace *t);
-/* For a launcher: after a pick of round SAMPLE or BRACKET, copies rank[] (args). */
+/* For a launcher, after each launch: counts it, and after a pick of round SAMPLE or
+ * BRACKET copies rank[] (args). */
 void sel_trace_record(SelTrace *t, SelectKernel which, void **args);
 /* Fills t->count; the path of group g. */
 void sel_trace_count(SelTrace *t);
 SelPath sel_trace_path(const SelTrace *t, int g);
 
-/* Which plan sel_host_run runs: attention_select_run's (by N; what callers get), or
- * one given, so that the sample and bracket are tested at any length. */
+/* Which plan sel_host_run runs: attention_select_run's (attention_select_plan_kind:
+ * by N and s; what callers get), or one given, so that the sample and bracket are
+ * tested at any length and the radix rounds where every group keeps every score. */
 typedef enum { SEL_PLAN_BY_LENGTH, SEL_PLAN_RADIX, SEL_PLAN_BRACKET } SelPlan;
 
 /* The select kernels JIT-compiled for the host. */
 typedef struct {
   Module m;
+  Spec spec;         /* the kernels' */
   Jit *jit;
   CpuKernelFn fn[SELECT_NKERNELS];
   SelTrace *trace;   /* NULL, or filled by sel_host_run */
@@ -64,8 +68,13 @@ typedef struct {
 /* 0, or -1 with err (nothing to free then). */
 int sel_host_compile(SelHost *h, const Spec *s, const TileConfig *t, char *err, size_t cap);
 void sel_host_free(SelHost *h);
+/* SelPlan -> the plan sel_host_run launches for a (a's B, H, N, sparsity). */
+SelectPlanKind sel_host_plan_kind(const SelHost *h, const SelArgs *a);
 /* The launch plan (h->plan); the hist blocks split over two threads at once, so the global
  * atomics are real. 0 or nonzero. */
 int sel_host_run(SelHost *h, SelArgs *a);
+
+/* The plan and API checks of test_select (select_plan.c). */
+void sel_test_plan(void);
 
 #endif

@@ -3,18 +3,26 @@
  *     the global atomics are real) for head_quantile and layer_quantile, causal or
  *     not, B/H/N from 1 up, padded and empty lengths, all-equal scores, s = 0 ..
  *     0.999, keep_min; the buffers start as garbage (init must clean them) and the
- *     histogram must be all zero after the plan;
+ *     histogram must be all zero after a plan that uses it;
  *     with the CPU default (the tile schedule), GPU tiles and tile-schedule tiles
  *     of 8 and 4 rows (the tile hist block is a whole head whatever the rows;
  *     N from 1 gives partial row groups);
  *   - the GPU-mapped kernels in the IR interpreter (races and uninitialised reads
  *     checked) with two warp-schedule and two tile-schedule configurations, the
  *     latter with candidate buffers of no, some and every row group (cand_cap);
+ *   - groups that keep every score (tau = -inf): s = 0, and groups of one or two
+ *     rows at s = 0.1, through the radix and bracket plans (round 0's and
+ *     pick(SAMPLE)'s own checks) and the plan callers get (at s = 0 one pick, no
+ *     init or hist: counted launches);
+ *   - the plans and the API without kernels (select_plan.c): launch sequences,
+ *     plan kinds, attention_select_keeps_all against the reference's keep count;
  *   - PTX of the select kernels through ptxas sm_80/sm_90, without spills.
  * q and k are quantized (multiples of 1/4 in [-1, 1]) so the f32 dot products are
  * exact and tau must equal the reference's score bit for bit, as the f32 the
  * kernels compute (f32(dot) * f32(1/sqrt(D))). */
 #define _POSIX_C_SOURCE 200809L   /* popen */
+#define CHECK_SHARED
+#define CHECK_OWNER
 
 #include <math.h>
 #include <stdlib.h>
@@ -64,8 +72,10 @@ static uint32_t bits(float f) {
   return u;
 }
 
-/* tau (bitwise) against the reference; the histogram must be zero again. */
-static void check_taus(AttnCase *c, SelArgs *a, double s, const char *what) {
+/* tau (bitwise) against the reference; the histogram must be zero again after a
+ * plan that used it (hist_used: all but SELECT_PLAN_ALL_KEPT, which writes tau and
+ * rank only). */
+static void check_taus(AttnCase *c, SelArgs *a, double s, bool hist_used, const char *what) {
   double *ref = malloc((size_t)a->G * sizeof(double));
   int G = attention_group_tau_ref(&c->spec, &c->l, c->q, c->k, c->lengths, s, ref);
   int bad = 0, first = -1;
@@ -73,7 +83,7 @@ static void check_taus(AttnCase *c, SelArgs *a, double s, const char *what) {
     if (bits(a->tau[g]) != bits(kernel_score(ref[g], c->spec.head_dim)) && bad++ == 0)
       first = g;
   int64_t dirty = 0;
-  for (int64_t i = 0; i < (int64_t)G * SELECT_BINS; i++)
+  for (int64_t i = 0; hist_used && i < (int64_t)G * SELECT_BINS; i++)
     dirty += a->hist[i] != 0;
   char d[96];
   CHECK(G == a->G && bad == 0 && dirty == 0,
@@ -86,22 +96,46 @@ static void check_taus(AttnCase *c, SelArgs *a, double s, const char *what) {
 
 /* ---- host JIT ---- */
 
+/* One plan (hk->plan) on a's buffers, checked: the taus, and where the host picked
+ * the all-kept plan, that it launched one pick and nothing that scores. */
+static void run_checked(SelHost *hk, AttnCase *c, SelArgs *a, const char *what) {
+  SelTrace tr;
+  sel_trace_init(&tr, a->G);
+  hk->trace = &tr;
+  SelectPlanKind kind = sel_host_plan_kind(hk, a);
+  int rc = sel_host_run(hk, a);
+  hk->trace = NULL;
+  CHECK(rc == 0, "%s: plan failed", what);
+  check_taus(c, a, a->sparsity, kind != SELECT_PLAN_ALL_KEPT, what);
+  if (kind == SELECT_PLAN_ALL_KEPT)
+    CHECK(tr.launches[SELECT_KERNEL_INIT] == 0 && tr.launches[SELECT_KERNEL_HIST] == 0 &&
+              tr.launches[SELECT_KERNEL_PICK] == 1,
+          "%s: the all-kept plan (s = %g) launched init %d, hist %d, pick %d times", what,
+          a->sparsity, tr.launches[SELECT_KERNEL_INIT], tr.launches[SELECT_KERNEL_HIST],
+          tr.launches[SELECT_KERNEL_PICK]);
+  sel_trace_free(&tr);
+}
+
 /* The plan on fresh (garbage) buffers, then again on the same ones, as a runtime
- * reuses them from batch to batch: the plan callers get (by N), and for the tile
- * schedule also the sample + bracket plan, whatever N is. */
+ * reuses them from batch to batch: the plan callers get (by N and s), for the tile
+ * schedule also the sample + bracket plan whatever N is, and where the host finds
+ * that every group keeps every score, also the radix plan (so that round 0's and
+ * pick(SAMPLE)'s own all-kept checks are tested where callers skip them). */
 static void host_case(SelHost *hk, AttnCase *c, double s, const char *what) {
   bool tile = ir_param_index(hk->m.kernels[SELECT_KERNEL_HIST], "cand") >= 0;
-  for (int p = 0; p < (tile ? 2 : 1); p++) {
-    hk->plan = p ? SEL_PLAN_BRACKET : SEL_PLAN_BY_LENGTH;
+  static const SelPlan plans[3] = {SEL_PLAN_BY_LENGTH, SEL_PLAN_BRACKET, SEL_PLAN_RADIX};
+  for (int p = 0; p < 3; p++) {
+    hk->plan = plans[p];
     SelArgs a;
     sel_args(&a, c, s);
-    int rc = sel_host_run(hk, &a);
-    CHECK(rc == 0, "%s: plan failed", what);
-    check_taus(c, &a, s, what);
+    bool all_kept = attention_select_keeps_all(&c->spec, c->l.B, c->l.H, c->l.N, s);
+    if ((plans[p] == SEL_PLAN_BRACKET && !tile) || (plans[p] == SEL_PLAN_RADIX && !all_kept)) {
+      sel_args_free(&a);
+      continue;
+    }
+    run_checked(hk, c, &a, what);
     a.sparsity = s > 0.5 ? s - 0.4 : s + 0.3;
-    rc = sel_host_run(hk, &a);
-    CHECK(rc == 0, "%s: second plan failed", what);
-    check_taus(c, &a, a.sparsity, what);
+    run_checked(hk, c, &a, what);
     sel_args_free(&a);
   }
   hk->plan = SEL_PLAN_BY_LENGTH;
@@ -134,6 +168,12 @@ static void host_shapes(SelHost *hk, const Spec *s) {
       c.lengths[b] = b == 1 ? 0 : 1 + (int)(harness_uniform(&rng) * N);
     host_case(hk, &c, 0.8, "host padded");
     host_case(hk, &c, 0.5, "host padded");
+    host_case(hk, &c, 0.0, "host padded");   /* every group -inf, the empty one +inf */
+    /* groups of one or two rows keep every score at s = 0.1 (M = 1, 4; 3 causal):
+     * -inf from the full plans' picks, next to the other groups' taus */
+    for (int b = 0; b < B; b++)
+      c.lengths[b] = b % 3 == 0 && N >= 2 ? 2 : b % 3 == 1 ? 1 : N;
+    host_case(hk, &c, 0.1, "host one or two rows");
     /* every score equal: tau is that score, whatever keep is */
     for (int b = 0; b < B; b++)
       c.lengths[b] = N;
@@ -210,6 +250,45 @@ static int launch_interp(void *ctx, SelectKernel which, Kernel *k, void **args,
   return rc;
 }
 
+/* Groups that keep every score, in the interpreter: example 1 cut to two rows at
+ * s = 0.1 (its groups -inf from round 0's or pick(SAMPLE)'s check, beside example
+ * 0's taus), then s = 0 through the full plan (every group -inf; the tile schedule
+ * settles all in pick(SAMPLE)) and through the plan callers get (one pick launched).
+ * Returns the plans run. */
+static int interp_all_kept(Module *m, const Spec *s, const TileConfig *t, AttnCase *c) {
+  char d[96];
+  bool tile = attention_select_has_cand(t);
+  c->lengths[1] = 2;
+  for (int k = 0; k < 3; k++) {
+    double sp = k == 0 ? 0.1 : 0.0;
+    SelArgs a;
+    SelTrace tr;
+    sel_args(&a, c, sp);
+    sel_trace_init(&tr, a.G);
+    InterpCtx ic = {.counts = a.counts, .trace = &tr};
+    int rc = k < 2 ? attention_select_run_plan(m->kernels, a.args,
+                                               tile ? SELECT_PLAN_BRACKET : SELECT_PLAN_RADIX,
+                                               launch_interp, &ic)
+                   : attention_select_run(m->kernels, s, a.args, launch_interp, &ic);
+    CHECK(rc == 0, "interp all kept %s tile (%d, %d): %s", describe(s, d, sizeof d), t->rows,
+          t->warps, ic.err);
+    if (rc == 0)
+      check_taus(c, &a, sp, k < 2, "interp all kept");
+    sel_trace_count(&tr);
+    CHECK(k != 1 || !tile || tr.count[PATH_SAMPLE] == a.G,
+          "interp %s s = 0: %d of %d groups settled by pick(SAMPLE)", describe(s, d, sizeof d),
+          tr.count[PATH_SAMPLE], a.G);
+    CHECK(k != 2 || (tr.launches[SELECT_KERNEL_PICK] == 1 && tr.launches[SELECT_KERNEL_HIST] == 0 &&
+                     tr.launches[SELECT_KERNEL_INIT] == 0),
+          "interp %s s = 0, the plan by length: init %d, hist %d, pick %d launches (want 0, 0, 1)",
+          describe(s, d, sizeof d), tr.launches[SELECT_KERNEL_INIT],
+          tr.launches[SELECT_KERNEL_HIST], tr.launches[SELECT_KERNEL_PICK]);
+    sel_trace_free(&tr);
+    sel_args_free(&a);
+  }
+  return 3;
+}
+
 static void test_interp(void) {
   static const TileConfig tiles[] = {{4, 2, SCHED_WARP}, {3, 1, SCHED_WARP},
                                      {4, 1, SCHED_TILE}, {8, 1, SCHED_TILE}};
@@ -245,12 +324,14 @@ static void test_interp(void) {
             sel_trace_init(&tr, a.G);
             InterpCtx ic = {.counts = a.counts, .trace = &tr};
             int rc = attention_select_run_plan(m.kernels, a.args,
-                                               attention_select_has_cand(&tiles[ti]),
+                                               attention_select_has_cand(&tiles[ti])
+                                                   ? SELECT_PLAN_BRACKET
+                                                   : SELECT_PLAN_RADIX,
                                                launch_interp, &ic);
             CHECK(rc == 0, "interp %s tile (%d, %d) cand_cap %d: %s", describe(&s, d, sizeof d),
                   tiles[ti].rows, tiles[ti].warps, caps[ci], ic.err);
             if (rc == 0)
-              check_taus(&c, &a, sp, "interp");
+              check_taus(&c, &a, sp, true, "interp");
             sel_trace_count(&tr);
             CHECK(tiles[ti].sched != SCHED_TILE || tr.count[path[ci]] > 0,
                   "interp %s cand_cap %d: no group settled by path %d (sample %d, bracket %d, "
@@ -260,6 +341,7 @@ static void test_interp(void) {
             sel_args_free(&a);
             runs++;
           }
+        runs += interp_all_kept(&m, &s, &tiles[ti], &c);
         attn_case_free(&c);
         ir_module_free(&m);
       }
@@ -344,51 +426,9 @@ static void test_ptx(void) {
          SELECT_NKERNELS);
 }
 
-/* ---- the plan and the API ---- */
-
-static void test_plan(void) {
-  static const char *const want[2] = {
-      "init0 hist0 pick0 hist1 pick1 hist2 pick2 ",
-      "init0 hist3 pick3 hist4 pick4 hist0 pick0 hist1 pick1 hist2 pick2 "};
-  for (int bracket = 0; bracket < 2; bracket++) {
-    SelectLaunch plan[SELECT_PLAN_MAX];
-    int n = attention_select_plan(bracket, plan);
-    char got[128] = "";
-    for (int i = 0; i < n; i++) {
-      size_t at = strlen(got);
-      snprintf(got + at, sizeof got - at, "%s%d ",
-               attention_select_kernel_name(plan[i].kernel) + 7, plan[i].round);
-    }
-    CHECK(n <= SELECT_PLAN_MAX && !strcmp(got, want[bracket]), "plan (bracket %d): %s", bracket,
-          got);
-  }
-  /* the sample and bracket from SELECT_BRACKET_MIN_N on, on the tile schedule only */
-  CHECK(!attention_select_brackets(true, SELECT_BRACKET_MIN_N - 1) &&
-            attention_select_brackets(true, SELECT_BRACKET_MIN_N) &&
-            attention_select_brackets(true, 4096) && !attention_select_brackets(false, 4096) &&
-            !attention_select_brackets(true, 64),
-        "the plan by length: radix below %d rows, the bracket from there (tile schedule)",
-        SELECT_BRACKET_MIN_N);
-  Spec s = make_spec(SEL_ROW_TOPK, 64, false, 1);
-  Module m = {0};
-  char err[64];
-  TileConfig t = {8, 4, SCHED_WARP};
-  CHECK(attention_select_build(&s, &t, &m, err, sizeof err) == 0 && m.n == 0 &&
-            attention_select_groups(&s, 4, 8) == 0,
-        "row_topk needs no select kernels");
-  s.select = SEL_HEAD_QUANTILE;
-  CHECK(attention_select_groups(&s, 4, 8) == 32, "head_quantile: G = B*H");
-  s.select = SEL_LAYER_QUANTILE;
-  CHECK(attention_select_groups(&s, 4, 8) == 1, "layer_quantile: G = 1");
-  CHECK(attention_select_build(&s, &t, &m, err, sizeof err) == 0 && m.n == 3 &&
-            !strcmp(m.kernels[SELECT_KERNEL_PICK]->name, "t_select_pick"),
-        "select kernels built");
-  ir_module_free(&m);
-}
-
 int main(void) {
   rng = harness_seed();
-  test_plan();
+  sel_test_plan();
   test_host();
   test_interp();
   test_ptx();

@@ -47,11 +47,6 @@ static float tile_score(const AttnCase *c, int b, int h, int i, int j) {
   return acc * (float)(1.0 / sqrt((double)D));
 }
 
-static int desc(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x < y) - (x > y);
-}
-
 /* Appends the valid scores of (b, h) to out; returns the new count. */
 static int64_t head_scores(const AttnCase *c, int b, int h, float *out, int64_t n) {
   int L = c->lengths[b];
@@ -61,10 +56,14 @@ static int64_t head_scores(const AttnCase *c, int b, int h, float *out, int64_t 
   return n;
 }
 
-/* tau_group from the emulated scores: the keep-th largest, +inf for no scores. */
+/* tau_group from the emulated scores, by the reference's rule
+ * (attention_group_tau_of_ref: the keep-th largest, +inf for no scores, -inf when
+ * every score is kept) over their exact double values. */
 static void expected_taus(const AttnCase *c, double sparsity, float *tau) {
   const AttnLayout *l = &c->l;
-  float *all = malloc((size_t)l->B * l->H * l->N * l->N * sizeof(float));
+  size_t cap = (size_t)l->B * l->H * l->N * l->N;
+  float *all = malloc(cap * sizeof(float));
+  double *wide = malloc(cap * sizeof(double));
   bool per_head = c->spec.select == SEL_HEAD_QUANTILE;
   int64_t n = 0;
   int g = 0;
@@ -73,9 +72,11 @@ static void expected_taus(const AttnCase *c, double sparsity, float *tau) {
       n = head_scores(c, b, h, all, per_head ? 0 : n);
       if (!per_head && (b < l->B - 1 || h < l->H - 1))
         continue;
-      qsort(all, (size_t)n, sizeof(float), desc);
-      tau[g++] = n ? all[attention_keep_count(sparsity, c->spec.keep_min, n) - 1] : INFINITY;
+      for (int64_t i = 0; i < n; i++)
+        wide[i] = all[i];
+      tau[g++] = (float)attention_group_tau_of_ref(wide, n, sparsity, c->spec.keep_min);
     }
+  free(wide);
   free(all);
 }
 
@@ -177,8 +178,9 @@ static bool covered(const AttnCase *c, const SelArgs *a, const SelTrace *t, int 
   }
 }
 
-/* The plan callers get (attention_select_run: by N): the same taus, bit for bit, and
- * the sample and bracket picks ran exactly when N >= SELECT_BRACKET_MIN_N. */
+/* The plan callers get (attention_select_run: by N and s): the same taus, bit for
+ * bit, and the sample and bracket picks ran exactly when N >= SELECT_BRACKET_MIN_N and
+ * s > 0; at s = 0 one pick and nothing that scores. */
 static void by_length_case(SelHost *sh, AttnCase *c, double sparsity, const float *want,
                            const char *what) {
   SelArgs a;
@@ -191,11 +193,15 @@ static void by_length_case(SelHost *sh, AttnCase *c, double sparsity, const floa
   sh->trace = NULL;
   for (int g = 0; g < a.G; g++)
     bad += bits(a.tau[g]) != bits(want[g]);
-  int picks = c->l.N >= SELECT_BRACKET_MIN_N ? 2 : 0;
-  CHECK(rc == 0 && bad == 0 && tr.early_picks == picks,
+  bool all = sparsity == 0;
+  int picks = c->l.N >= SELECT_BRACKET_MIN_N && !all ? 2 : 0;
+  int scoring = tr.launches[SELECT_KERNEL_HIST] + tr.launches[SELECT_KERNEL_INIT];
+  bool plan_ok = all ? scoring == 0 && tr.launches[SELECT_KERNEL_PICK] == 1 : scoring > 0;
+  CHECK(rc == 0 && bad == 0 && tr.early_picks == picks && plan_ok,
         "%s %s N=%d s=%g, the plan by length: rc %d, %d of %d taus differ, %d sample/bracket "
-        "picks ran (want %d)", what, select_name(c->spec.select), c->l.N, sparsity, rc, bad, a.G,
-        tr.early_picks, picks);
+        "picks ran (want %d), init + hist launches %d, picks %d", what,
+        select_name(c->spec.select), c->l.N, sparsity, rc, bad, a.G, tr.early_picks, picks,
+        scoring, tr.launches[SELECT_KERNEL_PICK]);
   sel_trace_free(&tr);
   sel_args_free(&a);
 }
@@ -282,6 +288,7 @@ static void test_variant(const Spec *s, const TileConfig *t) {
       c.lengths[b] = b == 1 ? 0 : 1 + (int)(harness_uniform(&rng) * N);
     run_case(&sh, fwd, fm.kernels[0], &c, 0.5, "padded");
     run_case(&sh, fwd, fm.kernels[0], &c, 0.95, "padded");
+    run_case(&sh, fwd, fm.kernels[0], &c, 0.0, "padded");   /* -inf, +inf for L = 0 */
     attn_case_free(&c);
   }
   jit_free(fj);
