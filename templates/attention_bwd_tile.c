@@ -51,6 +51,7 @@ typedef struct {
   Buf *rbits;              /* per key of a block: its rows with nonzero weights (row_bits) */
   Buf *qacc;               /* the block's dQ sums, TILE_KR x D */
   Buf *xb;                 /* the block's Q and dO rows, contiguous (pack_rows) */
+  Buf *deltas;             /* the block's Delta_i (block_deltas) */
   int64_t ld;              /* packed rows: max_seq rounded up to TILE_JT */
   int64_t lds;             /* slot rows: ld + TILE_SLOT_PAD */
   Op *batch, *head, *len, *lim, *scale, *thresh, *inv_keep;
@@ -206,25 +207,38 @@ static Op *row_keys(Ctx *c, Builder *b, Op *i) {
   return c->spec->causal ? ir_bin(b, OP_MIN, add(b, i, i32(b, 1)), c->len) : c->len;
 }
 
-/* Delta_i, stored; then dS and P z/(1-p) over the row's two slots (kept pairs; 0
- * elsewhere). */
-static void dq_row(Ctx *c, Builder *b, Op *g, int r, Op *i, Op *m) {
+/* Delta_i = dO_i . O_i for the block's valid rows, into delta. All rows first, in
+ * one loop: the O rows are read nowhere else, so each is a cache miss, and computed
+ * per row beside its dS pass (the earlier order) the misses came one at a time. */
+static void block_deltas(Ctx *c, Builder *b, Op *b0) {
   int D = c->spec->head_dim;
-  Builder dot, one, lane, yes, no;
-  Op *go = row_off(c, b, ATTN_BWD_O_SB, i);
-  Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_F32, i32(b, D), "d", &dot);
+  Builder loop, valid, dot, one;
+  Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &loop)->index;
+  Op *i = add(&loop, b0, r);
+  ir_if(&loop, ir_cmp(&loop, CMP_LT, i, c->lim), &valid, NULL);
+  Op *go = row_off(c, &valid, ATTN_BWD_O_SB, i);
+  Op *red = ir_reduce(&valid, AXIS_LANE, RED_ADD, TY_F32, i32(&valid, D), "d", &dot);
   Op *at = add(&dot, go, red->index);
   ir_yield(&dot, mul(&dot, ir_load(&dot, c->buf[ATTN_BWD_DOUT], at),
                      ir_load(&dot, c->buf[ATTN_BWD_O], at)));
-  ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
+  ir_pfor(&valid, AXIS_LANE, i32(&valid, 1), "one", &one);
   ir_store(&one, c->buf[ATTN_BWD_DELTA], row_stat(c, &one, i), red);
+  ir_store(&one, c->deltas, r, red);
+}
+
+/* dS and P z/(1-p) over row i's two slots (kept pairs; 0 elsewhere), with its Delta
+ * from block_deltas (slot row g + r). */
+static void dq_row(Ctx *c, Builder *b, Op *g, int r, Op *i, Op *m) {
+  Builder lane, yes, no;
+  Op *delta = ir_load(b, c->deltas, add(b, g, i32(b, r)));
   Op *rh = hash(c, b, i);
   Op *j = ir_pfor(b, AXIS_LANE, m, "j", &lane)->index;
   Op *sj = slot(c, &lane, g, r, j);
   Op *x = ir_load(&lane, c->s1, sj);
   ir_if(&lane, kept_pair(c, &lane, x, i), &yes, &no);
   Op *pz;
-  ir_store(&yes, c->s1, sj, grad_pair(c, &yes, x, ir_load(&yes, c->s2, sj), i, j, rh, red, &pz));
+  ir_store(&yes, c->s1, sj,
+           grad_pair(c, &yes, x, ir_load(&yes, c->s2, sj), i, j, rh, delta, &pz));
   ir_store(&yes, c->s2, sj, pz);
   ir_store(&no, c->s1, sj, f32(&no, 0));
   ir_store(&no, c->s2, sj, f32(&no, 0));
@@ -289,6 +303,7 @@ static void group_grads(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
 static void emit_block(Ctx *c, Builder *b, Op *b0) {
   Op *mb = row_keys(c, b, add(b, b0, i32(b, TILE_KR - 1)));
   Builder pairs, inside, past, groups, ginside, gpast, dq, dqin;
+  block_deltas(c, b, b0);
   Op *g2 = ir_for(b, i32(b, 0), i32(b, TILE_KR), SCORE_ROWS, "g2", &pairs)->index;
   Op *i2 = add(&pairs, b0, g2);
   ir_if(&pairs, ir_cmp(&pairs, CMP_LT, i2, c->lim), &inside, &past);
@@ -379,6 +394,7 @@ Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t) {
   c.rbits = ir_shared(k, "rbits", TY_I32, c.ld);
   c.qacc = ir_shared(k, "qacc", TY_F32, (int64_t)TILE_KR * D);
   c.xb = ir_shared(k, "xb", TY_F32, (int64_t)TILE_KR * 2 * D);
+  c.deltas = ir_shared(k, "deltas", TY_F32, TILE_KR);
   ir_set_grid(k, 0, ATTN_BWD_N, -1, rows);
   ir_set_grid(k, 1, ATTN_BWD_H, -1, 1);
   ir_set_grid(k, 2, ATTN_BWD_B, -1, 1);

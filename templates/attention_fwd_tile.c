@@ -140,8 +140,10 @@ static void emit_group(Ctx *c, Tile *t, Builder *b, Op *i0) {
 static void emit_block(Ctx *c, Tile *t, Builder *b, int rows) {
   const Spec *s = c->spec;
   Builder pad, padded, work, groups, inside;
+  /* the block's rows below N: a block may be a whole head of max_seq rows (tile_resolve) */
+  Op *nr = ir_bin(b, OP_MIN, i32(b, rows), ir_bin(b, OP_SUB, c->p[ATTN_N], t->row0));
   /* padded rows L <= i < N: zeros */
-  Op *r = ir_for(b, i32(b, 0), i32(b, rows), 1, "r", &pad)->index;
+  Op *r = ir_for(b, i32(b, 0), nr, 1, "r", &pad)->index;
   Op *i = add(&pad, t->row0, r);
   Op *is_pad = ir_bin(&pad, OP_AND, ir_cmp(&pad, CMP_LT, i, c->p[ATTN_N]),
                       ir_cmp(&pad, CMP_GE, i, c->len));
@@ -153,7 +155,7 @@ static void emit_block(Ctx *c, Tile *t, Builder *b, int rows) {
   Op *kcnt = row_keys(c, &work, add(&work, t->row0, i32(&work, rows - 1)));
   tile_pack_t(&work, t->kt, t->ld, c->kk, qkv_row(c, &work, i32(&work, 0)), c->p[ATTN_QKV_SN],
               kcnt, s->head_dim);
-  Op *g = ir_for(&work, i32(&work, 0), i32(&work, rows), TILE_RT, "g", &groups)->index;
+  Op *g = ir_for(&work, i32(&work, 0), nr, TILE_RT, "g", &groups)->index;
   Op *i0 = add(&groups, t->row0, g);
   ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, t->lim), &inside, NULL);
   emit_group(c, t, &inside, i0);

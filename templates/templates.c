@@ -8,18 +8,21 @@
 #include <stdio.h>
 
 /* Defaults: on the GPU four warps share a block and take two rows each; on the
- * CPU a "block" is one thread-pool task running the tile schedule over 128 rows:
- * each block packs its K^T (V^T, Q^T, dO^T) once with strided loads, and at n = 512
- * 128 rows per block took ~35% less CPU time than 32 (512 no better); B*H tasks
- * remain at any n. */
+ * CPU a "block" is one thread-pool task running the tile schedule over a whole head
+ * (max_seq rows): each block packs the K^T of its keys once with strided loads, so
+ * blocks of 128 rows repacked the head's K^T four times at n = 512 (forward 0.87-0.90x
+ * of that time with one block per head, docs/kernels.md; earlier 128 rows had taken
+ * ~35% less CPU time than 32). B*H tasks remain at any n. */
 TileConfig tile_resolve(const Spec *s, TileTarget t) {
   if (!s->tile.is_auto)
     return (TileConfig){s->tile.rows, s->tile.warps, SCHED_WARP};
   /* Every select mode takes the tile schedule, head/layer_quantile's select kernels
    * included (they score with the tile micro-kernel, attention_select_tile.c). */
-  if (t == TUNE_CPU)
-    return tile_frame_bytes(s) <= TILE_FRAME_LIMIT ? (TileConfig){128, 1, SCHED_TILE}
+  if (t == TUNE_CPU) {
+    int head = (s->max_seq + TILE_RT - 1) / TILE_RT * TILE_RT;
+    return tile_frame_bytes(s) <= TILE_FRAME_LIMIT ? (TileConfig){head, 1, SCHED_TILE}
                                                    : (TileConfig){16, 1, SCHED_WARP};
+  }
   return (TileConfig){8, 4, SCHED_WARP};
 }
 
