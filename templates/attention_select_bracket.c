@@ -24,7 +24,9 @@
  *
  * The exact select over stored keys (kth_stored) is the radix select of the rounds
  * in miniature: three passes of 11, 11, 10 bits over the keys with a shared
- * histogram, the same chunked scan. */
+ * histogram, the same chunked scan; for head_quantile the region is compacted in
+ * place to the keys of the chosen bins after each of the first two passes, so the
+ * later ones go over a few percent of the keys. */
 #include <math.h>
 
 #include "attention_select_impl.h"

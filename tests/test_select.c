@@ -366,7 +366,7 @@ static void test_plan(void) {
   CHECK(!attention_select_brackets(true, SELECT_BRACKET_MIN_N - 1) &&
             attention_select_brackets(true, SELECT_BRACKET_MIN_N) &&
             attention_select_brackets(true, 4096) && !attention_select_brackets(false, 4096) &&
-            !attention_select_brackets(true, 64),
+            attention_select_brackets(true, 64) && !attention_select_brackets(true, 32),
         "the plan by length: radix below %d rows, the bracket from there (tile schedule)",
         SELECT_BRACKET_MIN_N);
   Spec s = make_spec(SEL_ROW_TOPK, 64, false, 1);
