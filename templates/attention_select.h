@@ -133,11 +133,13 @@ enum { SELECT_PLAN_MAX = 1 + 2 * (SELECT_ROUNDS + 2) };
 
 /* Where the tile schedule's sample and bracket start to pay: from this length N (the
  * call's, args[SELECT_N]) its plan samples and brackets; below it, the plain radix
- * rounds (round 1 keeping its candidates for round 2) are faster: a short head is
- * cheap to score three times (measured, not profiled: docs/kernels-select.md,
- * "Small heads"). Both plans give the same tau (the exact keep_g-th score), so
- * this is a speed choice only. */
-enum { SELECT_BRACKET_MIN_N = 128 };
+ * rounds (round 1 keeping its candidates for round 2). It was 128 while the picks
+ * swept every stored key three times; with their compaction the sample + bracket
+ * plan measured 0.92-0.97x the radix's select + forward at n = 64 (d = 32 and 64) and
+ * n = 96 (d = 32) (docs/kernels-select.md, "Small heads"); shorter calls were not
+ * measured. Both plans give the same tau (the exact keep_g-th score), so this is a
+ * speed choice only. */
+enum { SELECT_BRACKET_MIN_N = 64 };
 /* Whether a call of N rows takes the sample + bracket plan: the tile schedule (tile:
  * the hist kernel has `cand`, attention_select_has_cand) and N >= SELECT_BRACKET_MIN_N. */
 bool attention_select_brackets(bool tile, int N);

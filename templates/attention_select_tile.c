@@ -25,7 +25,7 @@
  * scores every stride-th row group only (transposed: sample_rows) and stores all
  * their keys (store_all);
  * round BRACKET scores every row, stores the keys in the group's bracket [lo, hi]
- * with the same chunk masks (store_row) and counts those above hi (count_above).
+ * with the same chunk masks (store_row) and, in the same chunks, counts those above hi.
  * Rounds 0-2 skip the groups those settled (rank[g] = SELECT_DONE), BRACKET the
  * groups without a bracket.
  * One block per head, not the forward's `rows`: the packing is strided loads, and
@@ -114,7 +114,7 @@ enum { MASK_KEYS = 32 };
  * 5.2 % on average, 5.4 % at most in a head), so `any` runs once per matching key
  * instead of once per key. */
 static Op *chunks(Builder *b, const HistBlock *h, const Tile *t, KeyPred pred, Op *base,
-                  Op *m, Builder *any, Op **at, Op **n) {
+                  Op *m, Op *above, Builder *any, Op **at, Op **n) {
   Buf *slot = t->slot;
   Builder chunk, bits;
   Op *j0 = ir_for(b, i32(b, 0), m, MASK_KEYS, "j0", &chunk)->index;
@@ -127,6 +127,15 @@ static Op *chunks(Builder *b, const HistBlock *h, const Tile *t, KeyPred pred, O
   Op *in = ir_cmp(&bits, CMP_LT, mask->index, *n);
   ir_yield(&bits, ir_select(&bits, ir_bin(&bits, OP_AND, in, pred(&bits, h, t, key)),
                             ir_bin(&bits, OP_SHL, i32(&bits, 1), mask->index), i32(&bits, 0)));
+  if (above) {   /* round BRACKET: the chunk's keys above hi, the same 32 lanes */
+    Builder up;
+    Op *cnt = ir_reduce(&chunk, AXIS_LANE, RED_ADD, TY_I32, i32(&chunk, MASK_KEYS), "jj", &up);
+    Op *ku = attn_order_key(&up, ir_load(&up, slot, add(&up, *at, cnt->index)));
+    Op *hit = ir_bin(&up, OP_AND, ir_cmp(&up, CMP_LT, cnt->index, *n),
+                     ir_cmp(&up, CMP_ULT, t->hi, ku));
+    ir_yield(&up, ir_select(&up, hit, i32(&up, 1), i32(&up, 0)));
+    ir_set(&chunk, above, add(&chunk, ir_get(&chunk, above), cnt));
+  }
   ir_if(&chunk, ir_cmp(&chunk, CMP_NE, mask, i32(&chunk, 0)), any, NULL);
   return mask;
 }
@@ -136,7 +145,7 @@ static Op *chunks(Builder *b, const HistBlock *h, const Tile *t, KeyPred pred, O
 static void bin_row(Builder *b, const HistBlock *h, const Tile *t, Op *base, Op *m) {
   Builder any, lane;
   Op *at, *n;
-  chunks(b, h, t, prefix_pred, base, m, &any, &at, &n);
+  chunks(b, h, t, prefix_pred, base, m, NULL, &any, &at, &n);
   Op *jj = ir_pfor(&any, AXIS_LANE, n, "jj", &lane)->index;
   select_bin_score(&lane, h, ir_load(&lane, t->slot, add(&lane, at, jj)));
 }
@@ -156,10 +165,10 @@ static void bin_all(Builder *b, const HistBlock *h, Buf *slot, Op *base, Op *m) 
  * chunk's mask, lowest first, so in key order. They are binned after the last row
  * (bin_stored). */
 static void store_row(SelCtx *c, const HistBlock *h, const Tile *t, KeyPred pred, Builder *b,
-                      Op *base, Op *m) {
+                      Op *base, Op *m, Op *above) {
   Builder any, one, loop;
   Op *at, *n;
-  Op *mask = chunks(b, h, t, pred, base, m, &any, &at, &n);
+  Op *mask = chunks(b, h, t, pred, base, m, above, &any, &at, &n);
   ir_pfor(&any, AXIS_LANE, i32(&any, 1), "one", &one);
   Op *cnt = ir_var(&one, ir_load(&one, t->cs, i32(&one, 0)), "stored");
   Op *jj = tile_for_bits(&one, mask, "e", &loop);
@@ -205,7 +214,8 @@ static void emit_group(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b,
     Builder ry, rn;
     Op *iy = add(&yes, i0, i32(&yes, r)), *in = add(&no, i0, i32(&no, r));
     ir_if(&yes, ir_cmp(&yes, CMP_LT, iy, t->lim), &ry, NULL);
-    store_row(c, h, t, prefix_pred, &ry, i32(&ry, (int)(r * t->ld)), row_keys(c, h, &ry, iy));
+    store_row(c, h, t, prefix_pred, &ry, i32(&ry, (int)(r * t->ld)), row_keys(c, h, &ry, iy),
+              NULL);
     ir_if(&no, ir_cmp(&no, CMP_LT, in, t->lim), &rn, NULL);
     Builder r0, later;
     Op *at = i32(&rn, (int)(r * t->ld)), *m = row_keys(c, h, &rn, in);
@@ -244,13 +254,15 @@ static void score_rows(SelCtx *c, Builder *b, const TileConfig *tc, const HistBl
 }
 
 /* Round SAMPLE, one row of the slot (at base, m keys): every key appended to the
- * block's candidates (the caller made the room). */
+ * block's candidates (the caller made the room). The addresses are i64 (as in
+ * attention_tile.c): with i32 sums LLVM loaded the rows after a group's first with
+ * gathers, ~1/5 of hist(SAMPLE) at n = 128 (perf annotate). */
 static void store_all(SelCtx *c, const Tile *t, Builder *b, Op *base, Op *m) {
   Builder lane, one;
   Op *cnt = ir_load(b, t->cs, i32(b, 0));
-  Op *to = add(b, keys_at(b, t), cnt);
-  Op *jj = ir_pfor(b, AXIS_LANE, m, "jj", &lane)->index;
-  Op *key = attn_order_key(&lane, ir_load(&lane, t->slot, add(&lane, base, jj)));
+  Op *to = ir_cast(b, TY_I64, add(b, keys_at(b, t), cnt)), *from = ir_cast(b, TY_I64, base);
+  Op *jj = ir_pfor(b, AXIS_LANE, ir_cast(b, TY_I64, m), "jj", &lane)->index;
+  Op *key = attn_order_key(&lane, ir_load(&lane, t->slot, add(&lane, from, jj)));
   ir_store(&lane, c->cand, add(&lane, to, jj), key);
   ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
   ir_store(&one, t->cs, i32(&one, 0), add(&one, cnt, m));
@@ -339,16 +351,6 @@ static void sample_rows(SelCtx *c, Builder *b, const HistBlock *h, const Tile *t
                      i32(&one, 0)));
 }
 
-/* Round BRACKET, one row: keys above the bracket (i32). */
-static Op *count_above(const Tile *t, Builder *b, Op *base, Op *m) {
-  Builder lane;
-  Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_I32, m, "jj", &lane);
-  Op *key = attn_order_key(&lane, ir_load(&lane, t->slot, add(&lane, base, red->index)));
-  ir_yield(&lane, ir_select(&lane, ir_cmp(&lane, CMP_ULT, t->hi, key), i32(&lane, 1),
-                            i32(&lane, 0)));
-  return red;
-}
-
 /* Round BRACKET: every row scored once; the keys in [lo, hi] stored as candidates
  * (row group by row group while TILE_RT * its keys fit, as in round 1), those above hi
  * counted into hist[g, SELECT_ABOVE]. A group that does not fit ends the block's work:
@@ -374,8 +376,7 @@ static void bracket_rows(SelCtx *c, Builder *b, const TileConfig *tc, const Hist
     Op *i = add(&fits, i0, i32(&fits, r));
     ir_if(&fits, ir_cmp(&fits, CMP_LT, i, t->lim), &in, NULL);
     Op *base = i32(&in, (int)(r * t->ld)), *m = row_keys(c, h, &in, i);
-    store_row(c, h, t, bracket_pred, &in, base, m);
-    ir_set(&in, above, add(&in, ir_get(&in, above), count_above(t, &in, base, m)));
+    store_row(c, h, t, bracket_pred, &in, base, m, above);
   }
   Builder over;
   ir_pfor(&full, AXIS_LANE, i32(&full, 1), "one", &over);

@@ -71,7 +71,7 @@ void sel_test_plan(void) {
   CHECK(!attention_select_brackets(true, SELECT_BRACKET_MIN_N - 1) &&
             attention_select_brackets(true, SELECT_BRACKET_MIN_N) &&
             attention_select_brackets(true, 4096) && !attention_select_brackets(false, 4096) &&
-            !attention_select_brackets(true, 64),
+            attention_select_brackets(true, 64) && !attention_select_brackets(true, 32),
         "the plan by length: radix below %d rows, the bracket from there (tile schedule)",
         SELECT_BRACKET_MIN_N);
   /* s <= 0: no scoring at all, whatever the shape; s > 0 where a group of N rows drops
@@ -82,17 +82,17 @@ void sel_test_plan(void) {
       SelectPlanKind k0 = attention_select_plan_kind(&s, true, 16, 12, 512, 0.0);
       SelectPlanKind kw = attention_select_plan_kind(&s, false, 16, 12, 64, 0.0);
       SelectPlanKind k8 = attention_select_plan_kind(&s, true, 16, 12, 512, 0.8);
-      SelectPlanKind k64 = attention_select_plan_kind(&s, true, 16, 12, 64, 0.8);
+      SelectPlanKind k32 = attention_select_plan_kind(&s, true, 16, 12, 32, 0.8);
       SelectPlanKind kwa = attention_select_plan_kind(&s, false, 16, 12, 512, 0.8);
       /* one example of 2 rows, one head: M_max = 4 (3 causal); s = 0.1 keeps all */
       SelectPlanKind k2 = attention_select_plan_kind(&s, true, 1, 1, 2, 0.1);
       SelectPlanKind kt = attention_select_plan_kind(&s, true, 16, 12, 512, 1e-9);
       CHECK(k0 == SELECT_PLAN_ALL_KEPT && kw == SELECT_PLAN_ALL_KEPT &&
-                k8 == SELECT_PLAN_BRACKET && k64 == SELECT_PLAN_RADIX &&
+                k8 == SELECT_PLAN_BRACKET && k32 == SELECT_PLAN_RADIX &&
                 kwa == SELECT_PLAN_RADIX && k2 == SELECT_PLAN_ALL_KEPT &&
                 kt == SELECT_PLAN_ALL_KEPT,
             "plan kinds %s causal %d: s=0 %d %d, s=0.8 %d %d %d, N=2 s=0.1 %d, s=1e-9 %d",
-            select_name(s.select), causal, k0, kw, k8, k64, kwa, k2, kt);
+            select_name(s.select), causal, k0, kw, k8, k32, kwa, k2, kt);
     }
   test_keeps_all_sound();
   Spec s = make_spec(SEL_ROW_TOPK, 64, false, 1);
