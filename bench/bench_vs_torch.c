@@ -185,6 +185,7 @@ static void time_crisp(BenchKernels *ks, const Opts *o, int n, uint64_t rng, VsR
     bench_shape_free(&sh[si]);
     VsRow *row = &rows[si];
     row->crisp = r.total * 1e3, row->fwd = r.fwd * 1e3, row->bwd = r.bwd * 1e3;
+    row->sel_ms = r.select * 1e3;
     row->naive = r.naive * 1e3, row->kept = r.kept;
   }
   free(sh);
@@ -265,10 +266,10 @@ int main(int argc, char **argv) {
         r[si].select = o.sel_name[k], r[si].n = n, r[si].s = o.s[si];
         r[si].sdpa = torch_lookup(&tr, "torch_sdpa", "none", n, 0.0);
         r[si].paper = torch_lookup(&tr, "torch_paper", o.sel_name[k], n, o.s[si]);
-        r[si].dense = NAN;
+        r[si].dense = r[si].dense_sel_ms = NAN;
         for (int sj = 0; sj < o.ns; sj++)
           if (o.s[sj] == 0)
-            r[si].dense = r[sj].crisp;
+            r[si].dense = r[sj].crisp, r[si].dense_sel_ms = r[sj].sel_ms;
       }
     }
     harness_uniform(&rng);   /* fresh inputs for the next length */

@@ -262,6 +262,7 @@ void bench_shape_run(BenchShape *sh, BenchKernels *ks, int r) {
   double t0 = bench_now();
   if (sh->G)
     attention_select_run(ks->sm.kernels, &ks->spec, sh->sa, select_launch, ks);
+  double ts = bench_now();
   launch(ks, ks->fwd, ks->fm.kernels[0], sh->fa.args, NULL);
   double t1 = bench_now();
   for (int i = 0; i < ks->bm.n; i++)   /* the tile schedule's one, or dq then dkdv */
@@ -271,7 +272,8 @@ void bench_shape_run(BenchShape *sh, BenchKernels *ks, int r) {
     launch(ks, NULL, NULL, NULL, &sh->na);
   double t3 = bench_now();
   if (r >= 0 && r < BENCH_MAX_REPS)
-    sh->tf[r] = t1 - t0, sh->tb[r] = t2 - t1, sh->tt[r] = t2 - t0, sh->tn[r] = t3 - t2;
+    sh->tf[r] = t1 - t0, sh->tb[r] = t2 - t1, sh->tt[r] = t2 - t0, sh->tn[r] = t3 - t2,
+    sh->ts[r] = ts - t0;
 }
 
 BenchResult bench_shape_result(BenchShape *sh, int reps) {
@@ -281,7 +283,8 @@ BenchResult bench_shape_result(BenchShape *sh, int reps) {
   BenchResult res = {bench_median(sh->tf, reps), bench_median(sh->tb, reps),
                      bench_median(sh->tt, reps), nv ? bench_median(sh->tn, reps) : NAN,
                      nv ? max_rel_diff(c->o, sh->no, c->o_count) : NAN,
-                     nv ? max_rel_diff(sh->grad, sh->ngrad, c->qkv_count) : NAN, 0, NAN};
+                     nv ? max_rel_diff(sh->grad, sh->ngrad, c->qkv_count) : NAN, 0, NAN, 0};
+  res.select = bench_median(sh->ts, reps);
   double kept = 0, valid = 0;
   for (int64_t r = 0; r < c->kept_count; r++) {
     int L = c->lengths[r / ((int64_t)H * n)];

@@ -62,6 +62,8 @@ typedef struct {
   double radix;                    /* select groups the radix rounds decided (rank >= 0
                                       after the plan; the others the sample or bracket),
                                       of all; NAN without select kernels */
+  double select;                   /* median of the select kernels' part of fwd, seconds
+                                      (0 without select kernels) */
 } BenchResult;
 
 /* One shape and sparsity: inputs, outputs and both kernels' argument arrays. The
@@ -80,6 +82,7 @@ typedef struct BenchShape {
   void *ba[ATTN_BWD_NPARAMS], *sa[SELECT_NPARAMS];
   NaiveAttn na;
   double tf[BENCH_MAX_REPS], tb[BENCH_MAX_REPS], tt[BENCH_MAX_REPS], tn[BENCH_MAX_REPS];
+  double ts[BENCH_MAX_REPS];   /* the select kernels alone (within tf) */
 } BenchShape;
 
 /* rng is copied, so shapes made from one state share their inputs. */

@@ -14,7 +14,10 @@ typedef struct VsRow {
   int n;
   double s, kept;
   double crisp, fwd, bwd, naive, sdpa, paper;
+  double sel_ms;  /* the select kernels' part of crisp (and of fwd); 0 for row_topk,
+                     whose k-th search is inside the forward */
   double dense;   /* crisp ms at s = 0, same strategy and n, same run (NAN: not run) */
+  double dense_sel_ms;   /* select ms of that s = 0 row */
 } VsRow;
 
 typedef struct VsConfig {
@@ -22,6 +25,12 @@ typedef struct VsConfig {
   double dropout;
   const char *torch_status;   /* "torch 2.x, 2 threads" or why the baselines are absent */
 } VsConfig;
+
+/* Item 5's "sparsity that pays": the s = 0 row's time over this row's, both without
+ * the select kernels (only the selection needs every score, whatever s; and s = 0
+ * launches none of its scoring, kernels-select.md). row_topk has no select kernels:
+ * its whole time. */
+double vs_sparse_gain(const VsRow *r);
 
 /* Dense forward + backward FLOPs of one row: 12 n^2 d per head, whatever is kept. */
 double vs_flops(const VsConfig *c, int n);
