@@ -83,6 +83,14 @@ static LLVMValueRef lower_unary(Lower *L, const Op *op) {
   }
 }
 
+/* llvm.cttz with is_zero_poison false: defined for 0 (the width), as the
+ * interpreter has it; x86 lowers it to tzcnt, NVPTX to brev + clz. */
+static LLVMValueRef lower_ctz(Lower *L, const Op *op) {
+  LLVMTypeRef ty = lower_type(L, op->type);
+  LLVMValueRef args[2] = {value(L, op->a[0]), LLVMConstInt(LLVMInt1TypeInContext(L->ctx), 0, 0)};
+  return lower_intrinsic(L, "llvm.cttz", &ty, 1, args, 2);
+}
+
 /* As the interpreter (ir/interp.c) defines them: float predicates are all ordered,
  * != too (false on NaN); ints are signed except ULT/UGE; bools compare as signed i1
  * (true = -1), which is what LLVM's signed predicates on i1 do. */
@@ -314,6 +322,7 @@ static LLVMValueRef lower_value(Lower *L, const Op *op) {
     return lower_fmuladd(L, value(L, op->a[0]), value(L, op->a[1]), value(L, op->a[2]));
   case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS:
     return lower_unary(L, op);
+  case OP_CTZ: return lower_ctz(L, op);
   case OP_CMP: return lower_cmp(L, op);
   case OP_SELECT:
     return LLVMBuildSelect(L->b, value(L, op->a[0]), value(L, op->a[1]), value(L, op->a[2]), "");

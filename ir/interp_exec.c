@@ -133,6 +133,17 @@ static Val unary(const Op *op, Val x) {
   return r;
 }
 
+/* Trailing zero bits of x's low `bits` bits; `bits` for 0 (as llvm.cttz with
+ * is_zero_poison false). */
+static Val ctz(const Op *op, Val x) {
+  int bits = op->type == TY_I64 ? 64 : 32;
+  uint64_t u = (uint64_t)x.i;
+  int n = 0;
+  while (n < bits && !((u >> n) & 1))
+    n++;
+  return (Val){.i = n};
+}
+
 static Val fma_op(const Op *op, Val x, Val y, Val z) {
   Val r = {0};
   if (op->type == TY_F32)
@@ -251,6 +262,7 @@ static Val eval(Interp *in, const Op *op) {
   switch (op->kind) {
   case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS:
     return unary(op, x);
+  case OP_CTZ: return ctz(op, x);
   case OP_FMA: return fma_op(op, x, v[op->a[1]->id], v[op->a[2]->id]);
   case OP_CMP: return compare(op, x, v[op->a[1]->id]);
   case OP_SELECT: return x.i ? v[op->a[1]->id] : v[op->a[2]->id];

@@ -335,7 +335,7 @@ static const char *const op_names[OP__COUNT] = {
     [OP_MIN] = "min",       [OP_MAX] = "max",           [OP_FMA] = "fma",
     [OP_NEG] = "neg",       [OP_AND] = "and",           [OP_OR] = "or",
     [OP_XOR] = "xor",       [OP_SHL] = "shl",           [OP_SHR] = "shr",
-    [OP_EXP] = "exp",       [OP_LOG] = "log",           [OP_SQRT] = "sqrt",
+    [OP_CTZ] = "ctz",    [OP_EXP] = "exp",       [OP_LOG] = "log",           [OP_SQRT] = "sqrt",
     [OP_ABS] = "abs",       [OP_CMP] = "cmp",           [OP_SELECT] = "select",
     [OP_CAST] = "cast",     [OP_BITCAST] = "bitcast",   [OP_LOAD] = "load",
     [OP_STORE] = "store",   [OP_VAR] = "var",           [OP_GET] = "get",
@@ -372,7 +372,7 @@ int ir_op_arity(const Op *op) {
   case OP_CONST: case OP_PARAM: case OP_BLOCK_ID: case OP_INDEX: case OP_GET:
   case OP_BARRIER: case OP_THREAD_ID: case OP_WARPSYNC:
     return 0;
-  case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS: case OP_CAST:
+  case OP_NEG: case OP_CTZ: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS: case OP_CAST:
   case OP_BITCAST: case OP_LOAD: case OP_VAR: case OP_SET: case OP_IF: case OP_PFOR:
   case OP_REDUCE: case OP_YIELD: case OP_WARP_REDUCE:
     return 1;

@@ -54,6 +54,7 @@ typedef enum {
   OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_REM, OP_MIN, OP_MAX,
   OP_FMA,        /* a*b + c, floats */
   OP_NEG, OP_AND, OP_OR, OP_XOR, OP_SHL, OP_SHR /* logical shift right */,
+  OP_CTZ,        /* trailing zero bits of an i32/i64; its width for 0 */
   OP_EXP, OP_LOG, OP_SQRT, OP_ABS,          /* float math */
   OP_CMP,        /* -> bool; pred */
   OP_SELECT,     /* cond ? a : b */

@@ -98,6 +98,10 @@ static void check_types(Verifier *v, Op *op) {
     if (a[0]->type != op->type)
       fail(v, op, "operand type differs from result");
     break;
+  case OP_CTZ:
+    if (a[0]->type != op->type || !ir_type_is_int(op->type))
+      fail(v, op, "ctz takes and returns an i32 or i64");
+    break;
   case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS:
     if (!ir_type_is_float(op->type) || a[0]->type != op->type)
       fail(v, op, "math ops take and return a float");

@@ -121,18 +121,11 @@ static Op *popcount(Builder *b, Op *x) {
   return ir_bin(b, OP_SHR, mul(b, x, i32(b, 0x01010101)), i32(b, 24));
 }
 
-/* The position of the single bit set in x (a power of two, bit 31 included): the
- * exponent of its exact float (the IR has no count-trailing-zeros). */
-static Op *bit_index(Builder *b, Op *x) {
-  Op *e = ir_bin(b, OP_SHR, ir_bitcast(b, TY_I32, ir_cast(b, TY_F32, x)), i32(b, 23));
-  return ir_bin(b, OP_SUB, ir_bin(b, OP_AND, e, i32(b, 0xFF)), i32(b, 127));
-}
-
 Op *tile_for_bits(Builder *b, Op *mask, const char *hint, Builder *body) {
   Op *left = ir_var(b, mask, "left");
   ir_for(b, i32(b, 0), popcount(b, mask), 1, hint, body);
   Op *rest = ir_get(body, left);
-  Op *low = ir_bin(body, OP_AND, rest, ir_un(body, OP_NEG, rest));
-  ir_set(body, left, ir_bin(body, OP_XOR, rest, low));
-  return bit_index(body, low);
+  /* the lowest set bit's index (tzcnt), then that bit cleared (blsr) */
+  ir_set(body, left, ir_bin(body, OP_AND, rest, ir_bin(body, OP_SUB, rest, i32(body, 1))));
+  return ir_un(body, OP_CTZ, rest);
 }

@@ -256,7 +256,7 @@ void test_shared_stage(void) {
 
 /* Scalar semantics the LLVM lowering must match: wrap-around, logical shift right,
  * ordered float compares (NE included), truncating casts, f32 rounding in float,
- * NaN-ignoring min, fused fma, bool -> int = 1. */
+ * NaN-ignoring min, fused fma, bool -> int = 1, ctz defined at 0 (the width). */
 void test_scalar_semantics(void) {
   Kernel *k = ir_kernel_new("scalars", 1);
   Buf *o = ir_param_buf(k, "o", TY_I32, ROLE_OUT);
@@ -280,11 +280,18 @@ void test_scalar_semantics(void) {
       ir_cast(&p, TY_I32, ir_cmp(&p, CMP_NE, ir_fma(&p, e, e, ir_un(&p, OP_NEG, prod)),
                                  ir_const_f32(&p, 0))),
       ir_cast(&p, TY_I32, ir_const_bool(&p, true)),
+      ir_un(&p, OP_CTZ, ir_const_i32(&p, 0)),
+      ir_un(&p, OP_CTZ, ir_const_i32(&p, 1)),
+      ir_un(&p, OP_CTZ, ir_const_i32(&p, INT32_MIN)),
+      ir_un(&p, OP_CTZ, ir_const_i32(&p, 0x50)),
+      ir_cast(&p, TY_I32, ir_un(&p, OP_CTZ, ir_const_i64(&p, 0))),
+      ir_cast(&p, TY_I32, ir_un(&p, OP_CTZ, ir_const_i64(&p, INT64_C(1) << 40))),
   };
   enum { NV = sizeof v / sizeof v[0] };
   for (int j = 0; j < NV; j++)
     ir_store(&p, o, ir_const_i32(&p, j), v[j]);
-  static const int32_t want[NV] = {INT32_MIN, 15, 0, 0, -2, 0x3f800000, -1, 1, 3, 0, 5, 1, 1};
+  static const int32_t want[NV] = {INT32_MIN, 15, 0, 0, -2, 0x3f800000, -1, 1, 3, 0, 5, 1, 1,
+                                   32, 0, 31, 4, 64, 40};
   int32_t data[NV];
   int32_t *pd = data;
   void *args[] = {&pd};

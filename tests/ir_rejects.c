@@ -53,6 +53,12 @@ static Kernel *bad_use_before_def(void) {
   return f.k;
 }
 
+static Kernel *bad_ctz_float(void) {
+  Fixture f = fixture();
+  ir_un(&f.b, OP_CTZ, ir_const_f32(&f.b, 2));
+  return f.k;
+}
+
 static Kernel *bad_add_types(void) {
   Fixture f = fixture();
   ir_bin(&f.b, OP_ADD, ir_const_i32(&f.b, 1), ir_const_f32(&f.b, 2));
@@ -241,6 +247,7 @@ static const struct {
     {"value from a sibling scope", bad_sibling_scope, "operand %2 is not defined before this use"},
     {"use before def", bad_use_before_def, "%2 (add): operand %3 is not defined before this use"},
     {"type mismatch in add", bad_add_types, "operands must be numbers of the result type i32"},
+    {"ctz of a float", bad_ctz_float, "ctz takes and returns an i32 or i64"},
     {"f32 stored into i32 buffer", bad_store_type, "stores f32 into i32 buffer q"},
     {"store to input buffer", bad_store_input, "store to input buffer x"},
     {"store at block level", bad_store_block_level, "store outside a single-thread context"},

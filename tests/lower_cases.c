@@ -196,10 +196,13 @@ static int run_bits(CpuKernelFn fn, Kernel *k) {
   float *x = xmalloc(n * sizeof(float)), *z = poisoned_f32(n);
   int32_t *y = xmalloc(n * sizeof(int32_t));
   int64_t *w = xmalloc(n * sizeof(int64_t));
+  int32_t *c = xmalloc(n * sizeof(int32_t));
   for (int i = 0; i < n; i++)
-    x[i] = (float)((rnd(&s) - 0.5) * 1e4), y[i] = 0x5a5a5a5a, w[i] = 0;
-  x[0] = -0.0f, x[1] = INFINITY, x[2] = -INFINITY;
-  void *args[] = {&x, &y, &z, &w, &n};
+    x[i] = (float)((rnd(&s) - 0.5) * 1e4), y[i] = 0x5a5a5a5a, w[i] = 0, c[i] = -1;
+  x[0] = -0.0f, x[1] = INFINITY, x[2] = -INFINITY, x[3] = 0.0f;   /* ctz: 31, 23, 23, 32 */
+  uint32_t tiny = 1;   /* the least subnormal: ctz 0 */
+  memcpy(&x[4], &tiny, 4);
+  void *args[] = {&x, &y, &z, &w, &c, &n};
   launch(fn, k, args);
   int bad = 0;
   for (int i = 0; i < n; i++) {
@@ -211,8 +214,10 @@ static int run_bits(CpuKernelFn fn, Kernel *k) {
     uint64_t dbits;
     memcpy(&dbits, &dv, 8);
     bad += (uint32_t)y[i] != want || z[i] != fabsf(x[i]) || (uint64_t)w[i] != ((dbits >> 7) ^ dbits);
+    int cu = u ? __builtin_ctz(u) : 32, cdb = dbits ? __builtin_ctzll(dbits) : 64;
+    bad += c[i] != (cu | cdb << 8);
   }
-  free(x), free(y), free(z), free(w);
+  free(x), free(y), free(z), free(w), free(c);
   return bad;
 }
 

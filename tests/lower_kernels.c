@@ -128,11 +128,13 @@ Kernel *k_math(void) {
   return k;
 }
 
-/* bit tricks of radix select: order-preserving keys, unsigned compares, shifts */
+/* bit tricks of radix select: order-preserving keys, unsigned compares, shifts; and
+ * ctz (tile_for_bits' bit index) of the f32 and f64 bits */
 Kernel *k_bits(void) {
   Kernel *k = ir_kernel_new("bits", 2);
   Buf *x = ir_param_buf(k, "x", TY_F32, ROLE_IN), *y = ir_param_buf(k, "y", TY_I32, ROLE_OUT);
   Buf *z = ir_param_buf(k, "z", TY_F32, ROLE_OUT), *w = ir_param_buf(k, "w", TY_I64, ROLE_OUT);
+  Buf *c = ir_param_buf(k, "c", TY_I32, ROLE_OUT);
   Op *n = ir_param_scalar(k, "n", TY_I32);
   Builder B = ir_builder(k), b;
   Op *i = ir_pfor(&B, AXIS_BLOCK, n, "i", &b)->index;
@@ -148,6 +150,8 @@ Kernel *k_bits(void) {
   ir_store(&b, z, i, ir_bitcast(&b, TY_F32, ir_bin(&b, OP_AND, u, ir_const_i32(&b, 0x7fffffff))));
   Op *d = ir_bitcast(&b, TY_I64, ir_cast(&b, TY_F64, v));
   ir_store(&b, w, i, ir_bin(&b, OP_XOR, ir_bin(&b, OP_SHR, d, ir_const_i64(&b, 7)), d));
+  Op *cd = ir_cast(&b, TY_I32, ir_un(&b, OP_CTZ, d));
+  ir_store(&b, c, i, ir_bin(&b, OP_OR, ir_un(&b, OP_CTZ, u), ir_bin(&b, OP_SHL, cd, ir_const_i32(&b, 8))));
   return k;
 }
 
