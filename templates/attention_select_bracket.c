@@ -270,7 +270,7 @@ static void kth_stored(Pick *p, Builder *b, Buf *top, int nr) {
         if (d == 0 && nr > 1)
           copy_bins(b, top, p->hs);
       }
-      select_chunk_sums(b, p->hs, p->cs);
+      select_chunk_sums(b, p->hs, p->cs, false);
       ir_pfor(b, AXIS_BLOCK, i32(b, 1), "one", &one);
       choose_digit(p, &one, d, r);
       ir_barrier(b);
