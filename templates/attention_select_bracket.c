@@ -107,8 +107,11 @@ static const uint32_t himask[3] = {0, 0xFFE00000u, 0xFFFFFC00u};
  * (the spare bins rotate so that no chain of increments hits one word). */
 static void sweep(Pick *p, Builder *b, int d, Op *prefix, Op *keys, Op *n, bool mixed) {
   Builder lane, hit;
-  Op *e = ir_pfor(b, AXIS_BLOCK, n, "e", &lane)->index;
-  Op *key = ir_load(&lane, p->c->cand, add(&lane, keys, e));
+  /* i64 addresses: with i32 sums each key paid a sign extension (perf annotate) */
+  Op *from = ir_cast(b, TY_I64, keys);
+  Op *e64 = ir_pfor(b, AXIS_BLOCK, ir_cast(b, TY_I64, n), "e", &lane)->index;
+  Op *key = ir_load(&lane, p->c->cand, add(&lane, from, e64));
+  Op *e = ir_cast(&lane, TY_I32, e64);
   Op *digit = ir_bin(&lane, OP_AND, ir_bin(&lane, OP_SHR, key, i32(&lane, shift[d])),
                      i32(&lane, dmask[d]));
   Builder *into = &lane;
