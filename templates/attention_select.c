@@ -261,7 +261,9 @@ void select_settle(SelCtx *c, Builder *one, Op *g, double tau) {
 /* The radix rounds' pick. Groups already settled (rank[g] = SELECT_DONE: by round 0's
  * pick when they keep every score, or in the tile schedule by the sample or the
  * bracket) keep their tau: nothing of theirs is written (their histogram is empty
- * in the tile schedule, whose hist skips them; the warp schedule's is zeroed unread). */
+ * in the tile schedule, whose hist skips them and whose pick block then exits at
+ * once, build_pick; the warp schedule's is zeroed unread). tile: the CPU's tile
+ * schedule (chunk sums in plain order). */
 static void radix_pick(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g, bool tile) {
   Op *base = mul(b, g, i32(b, SELECT_BINS));
   Op *round = c->p[SELECT_ROUND];
