@@ -211,12 +211,16 @@ static void compact(Pick *p, Builder *b, int d, int nr) {
                             ir_bin(&bits, OP_SHL, i32(&bits, 1), mask->index), i32(&bits, 0)));
   ir_if(&chunk, ir_cmp(&chunk, CMP_NE, mask, i32(&chunk, 0)), &any, NULL);
   ir_pfor(&any, AXIS_LANE, i32(&any, 1), "one", &step);
-  Op *cnt = ir_var(&step, ir_load(&step, p->st, i32(&step, ST_KEPT)), "kept");
+  /* i64 addresses and count: the i32 sums cost two sign extensions per kept key */
+  Op *to = ir_cast(&step, TY_I64, keys), *from = ir_cast(&step, TY_I64, at);
+  Op *cnt = ir_var(&step, ir_cast(&step, TY_I64, ir_load(&step, p->st, i32(&step, ST_KEPT))),
+                   "kept");
   Op *jj = tile_for_bits(&step, mask, "e", &loop);
   Op *k = ir_get(&loop, cnt);
-  ir_store(&loop, p->c->cand, add(&loop, keys, k), ir_load(&loop, p->c->cand, add(&loop, at, jj)));
-  ir_set(&loop, cnt, add(&loop, k, i32(&loop, 1)));
-  ir_store(&step, p->st, i32(&step, ST_KEPT), ir_get(&step, cnt));
+  ir_store(&loop, p->c->cand, add(&loop, to, k),
+           ir_load(&loop, p->c->cand, add(&loop, from, ir_cast(&loop, TY_I64, jj))));
+  ir_set(&loop, cnt, add(&loop, k, ir_const_i64(&loop, 1)));
+  ir_store(&step, p->st, i32(&step, ST_KEPT), ir_cast(&step, TY_I32, ir_get(&step, cnt)));
   /* the last n mod MASK_KEYS keys one by one (no read past the region) */
   ir_pfor(&warp, AXIS_LANE, i32(&warp, 1), "one", &tail);
   Op *kept = ir_var(&tail, ir_load(&tail, p->st, i32(&tail, ST_KEPT)), "kept");
