@@ -113,8 +113,18 @@ void select_hist_begin(SelCtx *c, Builder *b, const TileConfig *t, HistBlock *h)
   h->himask = by_round(c, b, 0, (int32_t)0xFFE00000u, (int32_t)0xFFFFFC00u);
   h->dmask = by_round(c, b, 0x7FF, 0x7FF, 0x3FF);
   h->shift = digit_shift(c, b);
-  Builder zb;
-  Op *bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &zb)->index;
+  h->binned = ir_const_bool(b, true);
+  if (t->sched == SCHED_TILE) {
+    /* the tile schedule bins in rounds 0-2 only, and only for groups not settled
+     * (attention_select_tile.c); the zeroing and the flush of 2048 bins were ~1/4 of
+     * the hist kernel at n = 64, where every launch after SAMPLE bins nothing */
+    Op *radix = ir_cmp(b, CMP_LT, c->p[SELECT_ROUND], i32(b, SELECT_ROUNDS));
+    Op *live = ir_cmp(b, CMP_NE, ir_load(b, c->rank, h->g), i32(b, SELECT_DONE));
+    h->binned = ir_bin(b, OP_AND, radix, live);
+  }
+  Builder used, zb;
+  ir_if(b, h->binned, &used, NULL);
+  Op *bin = ir_pfor(&used, AXIS_BLOCK, i32(&used, SELECT_BINS), "bin", &zb)->index;
   ir_store(&zb, h->bins, bin, i32(&zb, 0));
   ir_barrier(b);
 }
@@ -135,10 +145,11 @@ void select_bin_key(Builder *lane, const HistBlock *h, Op *key) {
 }
 
 void select_hist_end(SelCtx *c, Builder *b, const HistBlock *h) {
-  Builder fb, nz;
+  Builder used, fb, nz;
   ir_barrier(b);
-  Op *base = mul(b, h->g, i32(b, SELECT_BINS));
-  Op *bin = ir_pfor(b, AXIS_BLOCK, i32(b, SELECT_BINS), "bin", &fb)->index;
+  ir_if(b, h->binned, &used, NULL);
+  Op *base = mul(&used, h->g, i32(&used, SELECT_BINS));
+  Op *bin = ir_pfor(&used, AXIS_BLOCK, i32(&used, SELECT_BINS), "bin", &fb)->index;
   Op *n = ir_load(&fb, h->bins, bin);
   ir_if(&fb, ir_cmp(&fb, CMP_NE, n, i32(&fb, 0)), &nz, NULL);
   ir_atomic_add(&nz, c->hist, add(&nz, base, bin), n);
@@ -213,13 +224,15 @@ static void scan_down(Builder *b, Buf *buf, Op *first, int n, Op *rank, Op *run,
   ir_set(&loop, run, after);
 }
 
-void select_chunk_sums(Builder *b, Buf *hs, Buf *cs) {
+void select_chunk_sums(Builder *b, Buf *hs, Buf *cs, bool banked) {
   Builder cb, loop;
   Op *ch = ir_pfor(b, AXIS_BLOCK, i32(b, NCHUNKS), "chunk", &cb)->index;
   Op *acc = ir_var(&cb, i32(&cb, 0), "sum");
   Op *e = ir_for(&cb, i32(&cb, 0), i32(&cb, CHUNK), 1, "e", &loop)->index;
-  /* rotated start: threads of a warp hit different banks */
-  Op *rot = ir_bin(&loop, OP_AND, add(&loop, e, ch), i32(&loop, CHUNK - 1));
+  /* banked: a rotated start, so the threads of a warp hit different banks; on the
+   * CPU the rotation made each chunk a gather (vpgatherdd), ~1/3 of pick(SAMPLE) at
+   * n = 64, where a plain run is one vector load (the sum is the same either way) */
+  Op *rot = banked ? ir_bin(&loop, OP_AND, add(&loop, e, ch), i32(&loop, CHUNK - 1)) : e;
   Op *v = ir_load(&loop, hs, add(&loop, mul(&loop, ch, i32(&loop, CHUNK)), rot));
   ir_set(&loop, acc, add(&loop, ir_get(&loop, acc), v));
   ir_store(&cb, cs, ch, ir_get(&cb, acc));
@@ -248,8 +261,10 @@ void select_settle(SelCtx *c, Builder *one, Op *g, double tau) {
 /* The radix rounds' pick. Groups already settled (rank[g] = SELECT_DONE: by round 0's
  * pick when they keep every score, or in the tile schedule by the sample or the
  * bracket) keep their tau: nothing of theirs is written (their histogram is empty
- * in the tile schedule, whose hist skips them; the warp schedule's is zeroed unread). */
-static void radix_pick(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g) {
+ * in the tile schedule, whose hist skips them and whose pick block then exits at
+ * once, build_pick; the warp schedule's is zeroed unread). tile: the CPU's tile
+ * schedule (chunk sums in plain order). */
+static void radix_pick(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g, bool tile) {
   Op *base = mul(b, g, i32(b, SELECT_BINS));
   Op *round = c->p[SELECT_ROUND];
 
@@ -261,7 +276,7 @@ static void radix_pick(SelCtx *c, Builder *b, Buf *hs, Buf *cs, Op *g) {
   ir_store(&mb, hs, bin, ir_load(&mb, c->hist, at));
   ir_store(&mb, c->hist, at, i32(&mb, 0));
   ir_barrier(b);
-  select_chunk_sums(b, hs, cs);
+  select_chunk_sums(b, hs, cs, !tile);
 
   /* 2. one thread: the rank (round 0: keep_g of the total), the chunk and the bin
    * where the count from the top reaches it, the new prefix and rank */
@@ -321,12 +336,17 @@ static void build_pick(SelCtx *c, Builder *b, const TileConfig *t) {
   ir_if(b, ir_cmp(b, CMP_EQ, c->p[SELECT_ROUND], i32(b, SELECT_ROUND_ALL_KEPT)), &all, &rounds);
   all_kept_pick(c, &all, g);
   if (!tile) {
-    radix_pick(c, &rounds, hs, cs, g);
+    radix_pick(c, &rounds, hs, cs, g, false);
     return;
   }
   ir_if(&rounds, ir_cmp(&rounds, CMP_LT, c->p[SELECT_ROUND], i32(&rounds, SELECT_ROUNDS)), &radix,
         &early);
-  radix_pick(c, &radix, hs, cs, g);
+  /* a settled group's block exits at once: the tile schedule's hist left its
+   * histogram empty (it skips settled groups), so there is nothing to move or zero;
+   * at n = 64 the sample settles every head and rounds 0-2 are these no-ops */
+  Builder live;
+  ir_if(&radix, ir_cmp(&radix, CMP_GE, ir_load(&radix, c->rank, g), i32(&radix, 0)), &live, NULL);
+  radix_pick(c, &live, hs, cs, g, true);
   select_pick_bracket(c, &early, hs, cs, g);
 }
 

@@ -107,8 +107,11 @@ static const uint32_t himask[3] = {0, 0xFFE00000u, 0xFFFFFC00u};
  * (the spare bins rotate so that no chain of increments hits one word). */
 static void sweep(Pick *p, Builder *b, int d, Op *prefix, Op *keys, Op *n, bool mixed) {
   Builder lane, hit;
-  Op *e = ir_pfor(b, AXIS_BLOCK, n, "e", &lane)->index;
-  Op *key = ir_load(&lane, p->c->cand, add(&lane, keys, e));
+  /* i64 addresses: with i32 sums each key paid a sign extension (perf annotate) */
+  Op *from = ir_cast(b, TY_I64, keys);
+  Op *e64 = ir_pfor(b, AXIS_BLOCK, ir_cast(b, TY_I64, n), "e", &lane)->index;
+  Op *key = ir_load(&lane, p->c->cand, add(&lane, from, e64));
+  Op *e = ir_cast(&lane, TY_I32, e64);
   Op *digit = ir_bin(&lane, OP_AND, ir_bin(&lane, OP_SHR, key, i32(&lane, shift[d])),
                      i32(&lane, dmask[d]));
   Builder *into = &lane;
@@ -208,12 +211,16 @@ static void compact(Pick *p, Builder *b, int d, int nr) {
                             ir_bin(&bits, OP_SHL, i32(&bits, 1), mask->index), i32(&bits, 0)));
   ir_if(&chunk, ir_cmp(&chunk, CMP_NE, mask, i32(&chunk, 0)), &any, NULL);
   ir_pfor(&any, AXIS_LANE, i32(&any, 1), "one", &step);
-  Op *cnt = ir_var(&step, ir_load(&step, p->st, i32(&step, ST_KEPT)), "kept");
+  /* i64 addresses and count: the i32 sums cost two sign extensions per kept key */
+  Op *to = ir_cast(&step, TY_I64, keys), *from = ir_cast(&step, TY_I64, at);
+  Op *cnt = ir_var(&step, ir_cast(&step, TY_I64, ir_load(&step, p->st, i32(&step, ST_KEPT))),
+                   "kept");
   Op *jj = tile_for_bits(&step, mask, "e", &loop);
   Op *k = ir_get(&loop, cnt);
-  ir_store(&loop, p->c->cand, add(&loop, keys, k), ir_load(&loop, p->c->cand, add(&loop, at, jj)));
-  ir_set(&loop, cnt, add(&loop, k, i32(&loop, 1)));
-  ir_store(&step, p->st, i32(&step, ST_KEPT), ir_get(&step, cnt));
+  ir_store(&loop, p->c->cand, add(&loop, to, k),
+           ir_load(&loop, p->c->cand, add(&loop, from, ir_cast(&loop, TY_I64, jj))));
+  ir_set(&loop, cnt, add(&loop, k, ir_const_i64(&loop, 1)));
+  ir_store(&step, p->st, i32(&step, ST_KEPT), ir_cast(&step, TY_I32, ir_get(&step, cnt)));
   /* the last n mod MASK_KEYS keys one by one (no read past the region) */
   ir_pfor(&warp, AXIS_LANE, i32(&warp, 1), "one", &tail);
   Op *kept = ir_var(&tail, ir_load(&tail, p->st, i32(&tail, ST_KEPT)), "kept");
@@ -270,7 +277,7 @@ static void kth_stored(Pick *p, Builder *b, Buf *top, int nr) {
         if (d == 0 && nr > 1)
           copy_bins(b, top, p->hs);
       }
-      select_chunk_sums(b, p->hs, p->cs);
+      select_chunk_sums(b, p->hs, p->cs, false);
       ir_pfor(b, AXIS_BLOCK, i32(b, 1), "one", &one);
       choose_digit(p, &one, d, r);
       ir_barrier(b);

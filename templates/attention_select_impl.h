@@ -44,10 +44,11 @@ typedef struct {
   Buf *bins;
   Op *row0, *batch, *head, *len, *g;
   Op *match, *himask, *shift, *dmask;
+  Op *binned;   /* whether the block bins any score this round (bool) */
 } HistBlock;
 
-/* Grid (ceil(N / rows), H, B), the block's values, its shared histogram zeroed and
- * a barrier: the block's rows may be binned after this. */
+/* Grid (ceil(N / rows), H, B), the block's values, its shared histogram zeroed (where
+ * h->binned) and a barrier: the block's rows may be binned after this. */
 void select_hist_begin(SelCtx *c, Builder *b, const TileConfig *t, HistBlock *h);
 /* Whether an order key's decided bits equal the round's prefix (bool). */
 Op *select_key_matches(Builder *b, const HistBlock *h, Op *key);
@@ -55,7 +56,8 @@ Op *select_key_matches(Builder *b, const HistBlock *h, Op *key);
 void select_bin_score(Builder *lane, const HistBlock *h, Op *s);
 /* The same for an order key. */
 void select_bin_key(Builder *lane, const HistBlock *h, Op *key);
-/* Barrier, then the block's nonzero bins added to hist[g, :] (global atomics). */
+/* Barrier, then, where h->binned, the block's nonzero bins added to hist[g, :]
+ * (global atomics). */
 void select_hist_end(SelCtx *c, Builder *b, const HistBlock *h);
 
 /* One thread: tau_group[g] = tau, rank[g] = SELECT_DONE (the group leaves the plan). */
@@ -63,10 +65,11 @@ void select_settle(SelCtx *c, Builder *one, Op *g, double tau);
 
 /* The radix pick's shared steps (attention_select.c): after hs holds a histogram of
  * SELECT_BINS bins, select_chunk_sums writes the sums of its chunks to cs (a pfor and a
- * barrier, block-level code); select_find_bin (one thread) returns the bin where the
+ * barrier, block-level code; banked: GPU shared-memory bank order, false on the CPU's
+ * tile schedule); select_find_bin (one thread) returns the bin where the
  * count from the top reaches rank, and in *above the count of the bins above it. */
 enum { SELECT_CHUNK = 16, SELECT_NCHUNKS = SELECT_BINS / SELECT_CHUNK };
-void select_chunk_sums(Builder *b, Buf *hs, Buf *cs);
+void select_chunk_sums(Builder *b, Buf *hs, Buf *cs, bool banked);
 Op *select_find_bin(Builder *one, Buf *hs, Buf *cs, Op *rank, Op **above);
 
 /* The tile schedule's picks of the SAMPLE and BRACKET rounds (attention_select_bracket.c),
