@@ -207,7 +207,7 @@ static int time_torch(Opts *o, int n, TorchRun *tr, char *status, size_t cap) {
     return rc < 0;
   }
   snprintf(status, cap, "torch %s on %d threads, OMP_WAIT_POLICY=%s", tr->version,
-           tr->threads, tr->omp_wait);
+           tr->threads, tr->omp_wait[0] ? tr->omp_wait : "(unset: libgomp spins, then sleeps)");
   if (tr->threads != o->threads) {
     fprintf(stderr, "bench_vs_torch: torch runs %d threads, not %d\n", tr->threads, o->threads);
     return 1;

@@ -101,11 +101,12 @@ def main():
 
 
 if __name__ == "__main__":
-    # Threads that sleep at a barrier instead of spinning: on a shared machine (the 2-core
-    # one here, load 7-9) spinning OpenMP workers fight the other processes and made
-    # every PyTorch time 1.5-2x longer. Must be set before torch loads libgomp; an
-    # OMP_WAIT_POLICY already in the environment wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # OMP_WAIT_POLICY is left as the environment has it: unset, libgomp's workers spin
+    # for a while at a barrier before they sleep, as crisp's pool does (runtime.md), and
+    # on a quiet machine that is PyTorch's faster setting (n = 64: SDPA 8.0 ms against
+    # 8.7-10.1 with PASSIVE; the paper-style s = 0 version 5.4-6.4 against 6.3-9.7). On a
+    # loaded machine spinning workers fight the other processes and every PyTorch time
+    # grows 1.5-9x: set OMP_WAIT_POLICY=PASSIVE there (docs/benchmarks.md).
     try:
         import torch
     except ImportError:
