@@ -12,15 +12,7 @@
 #include "select_harness.h"
 
 static Spec make_spec(SelectKind sel, int head_dim, bool causal, int keep_min) {
-  Spec s;
-  spec_defaults(&s);
-  snprintf(s.name, sizeof s.name, "t");
-  s.head_dim = head_dim;
-  s.max_seq = 128;
-  s.select = sel;
-  s.causal = causal;
-  s.keep_min = keep_min;
-  return s;
+  return sel_make_spec("t", sel, head_dim, 128, causal, keep_min);
 }
 
 /* attention_select_keeps_all never says "all" where a group of some length would

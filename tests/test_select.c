@@ -41,15 +41,7 @@
 static uint64_t rng;
 
 static Spec make_spec(SelectKind sel, int head_dim, bool causal, int keep_min) {
-  Spec s;
-  spec_defaults(&s);
-  snprintf(s.name, sizeof s.name, "t");
-  s.head_dim = head_dim;
-  s.max_seq = 128;
-  s.select = sel;
-  s.causal = causal;
-  s.keep_min = keep_min;
-  return s;
+  return sel_make_spec("t", sel, head_dim, 128, causal, keep_min);
 }
 
 static const char *describe(const Spec *s, char *buf, size_t cap) {

@@ -24,15 +24,7 @@
 static uint64_t rng;
 
 static Spec make_spec(SelectKind sel, int D, bool causal, int keep_min) {
-  Spec s;
-  spec_defaults(&s);
-  snprintf(s.name, sizeof s.name, "st");
-  s.head_dim = D;
-  s.max_seq = 160;
-  s.select = sel;
-  s.causal = causal;
-  s.keep_min = keep_min;
-  return s;
+  return sel_make_spec("st", sel, D, 160, causal, keep_min);
 }
 
 /* S_ij as tile_scores computes it (attention_tile.h). */
