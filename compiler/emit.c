@@ -18,6 +18,8 @@
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
+#include "lower.h"
+
 /* ---- target machines ---- */
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -150,5 +152,22 @@ int emit_buffer(LLVMModuleRef mod, LLVMTargetMachineRef tm, EmitKind kind, char 
   }
   int rc = copy_out(LLVMGetBufferStart(buf), LLVMGetBufferSize(buf), out, len, err, cap);
   LLVMDisposeMemoryBuffer(buf);
+  return rc;
+}
+
+int emit_module(Module *m, Target t, EmitKind kind, char **out, size_t *len, char *err,
+                size_t cap) {
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMTargetMachineRef tm = emit_target_machine(t, err, cap);
+  LLVMModuleRef mod = tm ? lower_module(ctx, m, t, err, cap) : NULL;
+  int rc = mod && !emit_optimize(mod, tm, err, cap) &&
+                   !emit_buffer(mod, tm, kind, out, len, err, cap)
+               ? 0
+               : -1;
+  if (mod)
+    LLVMDisposeModule(mod);
+  if (tm)
+    LLVMDisposeTargetMachine(tm);
+  LLVMContextDispose(ctx);
   return rc;
 }

@@ -3,6 +3,8 @@
  *   tm = emit_target_machine(t)        the LLVM target machine for a Target
  *   emit_optimize(mod, tm)             verify, then run LLVM's default<O3> pipeline
  *   emit_buffer(mod, tm, kind, ...)    LLVM IR text, assembly (PTX on NVPTX), or an object
+ *   emit_module(m, t, kind, ...)       all of it for a crisp IR Module: lower_module, the
+ *                                      target machine, optimise, emit, and dispose
  *
  * Only the NVPTX and X86 back ends are initialised (once, thread-safely). Every
  * function returns 0 / non-NULL on success, or -1 / NULL with a message in err. */
@@ -14,6 +16,7 @@
 #include <llvm-c/Core.h>
 #include <llvm-c/TargetMachine.h>
 
+#include "ir.h"
 #include "target.h"
 
 typedef enum { EMIT_LLVM, EMIT_ASM, EMIT_OBJ } EmitKind;
@@ -38,6 +41,12 @@ int emit_optimize(LLVMModuleRef mod, LLVMTargetMachineRef tm, char *err, size_t 
  * EMIT_ASM is PTX on an NVPTX machine. */
 int emit_buffer(LLVMModuleRef mod, LLVMTargetMachineRef tm, EmitKind kind, char **out,
                 size_t *len, char *err, size_t cap);
+
+/* m (mapped for t) lowered in a context of its own, optimised and emitted as kind
+ * (*out, *len as emit_buffer's); every LLVM object it makes is disposed before it
+ * returns. m stays the caller's. */
+int emit_module(Module *m, Target t, EmitKind kind, char **out, size_t *len, char *err,
+                size_t cap);
 
 
 #endif

@@ -13,7 +13,6 @@
 #include "../templates/templates.h"
 #include "cli.h"
 #include "emit.h"
-#include "lower.h"
 #include "manifest.h"
 #include "spec.h"
 
@@ -76,14 +75,10 @@ static int emit_ir(const Options *o, Module *m) {
 
 static int emit_llvm(const Options *o, const Spec *s, const TileConfig *t, Module *m) {
   char err[1024];
-  LLVMContextRef ctx = LLVMContextCreate();
-  LLVMTargetMachineRef tm = emit_target_machine(o->target, err, sizeof err);
-  LLVMModuleRef mod = tm ? lower_module(ctx, m, o->target, err, sizeof err) : NULL;
   char *buf = NULL;
   size_t len = 0;
   int rc = 1;
-  if (mod && !emit_optimize(mod, tm, err, sizeof err) &&
-      !emit_buffer(mod, tm, emit_kind_of(o->emit), &buf, &len, err, sizeof err)) {
+  if (!emit_module(m, o->target, emit_kind_of(o->emit), &buf, &len, err, sizeof err)) {
     rc = output_text(o, buf, len);
     if (!rc && o->emit == EMIT_KIND_PTX && o->output)
       rc = output_manifest(o, s, t, m);
@@ -91,11 +86,6 @@ static int emit_llvm(const Options *o, const Spec *s, const TileConfig *t, Modul
     fprintf(stderr, "crispc: %s\n", err);
   }
   free(buf);
-  if (mod)
-    LLVMDisposeModule(mod);
-  if (tm)
-    LLVMDisposeTargetMachine(tm);
-  LLVMContextDispose(ctx);
   return rc;
 }
 

@@ -12,7 +12,6 @@
 
 #include "../compiler/emit.h"
 #include "../compiler/jit.h"
-#include "../compiler/lower.h"
 #include "../compiler/manifest.h"
 #include "../compiler/version.h"
 #include "fsutil.h"
@@ -83,20 +82,11 @@ static int compile_fresh(const Spec *s, const TileConfig *t, Target target, RtAr
   atomic_fetch_add(&compilations, 1);
   int rc = -1;
   out->manifest = manifest_json(s, t, target, &m);
-  LLVMContextRef ctx = LLVMContextCreate();
-  LLVMTargetMachineRef tm = emit_target_machine(target, err, cap);
-  LLVMModuleRef mod = tm ? lower_module(ctx, &m, target, err, cap) : NULL;
   if (!out->manifest)
     snprintf(err, cap, "out of memory");
-  else if (mod && !emit_optimize(mod, tm, err, cap) &&
-           !emit_buffer(mod, tm, target == TARGET_HOST ? EMIT_OBJ : EMIT_ASM, &out->code,
+  else if (!emit_module(&m, target, target == TARGET_HOST ? EMIT_OBJ : EMIT_ASM, &out->code,
                         &out->code_len, err, cap))
     rc = 0;
-  if (mod)
-    LLVMDisposeModule(mod);
-  if (tm)
-    LLVMDisposeTargetMachine(tm);
-  LLVMContextDispose(ctx);
   ir_module_free(&m);
   if (rc)
     rt_artifact_free(out);

@@ -71,13 +71,9 @@ static void ptxas_check(const char *ptxas, const Spec *s, Target tg) {
     ir_module_free(&m);
     return;
   }
-  LLVMContextRef ctx = LLVMContextCreate();
-  LLVMModuleRef mod = lower_module(ctx, &m, tg, err, sizeof err);
-  LLVMTargetMachineRef tm = mod ? emit_target_machine(tg, err, sizeof err) : NULL;
   char *ptx = NULL;
   size_t len = 0;
-  int ok = tm && !emit_optimize(mod, tm, err, sizeof err) &&
-           !emit_buffer(mod, tm, EMIT_ASM, &ptx, &len, err, sizeof err);
+  int ok = !emit_module(&m, tg, EMIT_ASM, &ptx, &len, err, sizeof err);
   CHECK(ok, "PTX for %s: %s", target_name(tg), err);
   if (ok && getenv("CRISP_TEST_PTX"))
     fputs(ptx, stdout);
@@ -100,11 +96,6 @@ static void ptxas_check(const char *ptxas, const Spec *s, Target tg) {
            arch, select_name(s->select), s->causal, t.rows, t.warps, fns, clean, hint);
   }
   free(ptx);
-  if (tm)
-    LLVMDisposeTargetMachine(tm);
-  if (mod)
-    LLVMDisposeModule(mod);
-  LLVMContextDispose(ctx);
   ir_module_free(&m);
 }
 

@@ -32,7 +32,6 @@
 #include "../compiler/emit.h"
 #include "fsutil.h"
 #include "ptxas_util.h"
-#include "../compiler/lower.h"
 #include "../ir/interp.h"
 #include "select_harness.h"
 #include "../templates/attention_tile.h"
@@ -387,13 +386,9 @@ static void test_ptx(void) {
           ir_module_free(&m);
           continue;
         }
-        LLVMContextRef ctx = LLVMContextCreate();
-        LLVMModuleRef mod = lower_module(ctx, &m, targets[tt], err, sizeof err);
-        LLVMTargetMachineRef tm = mod ? emit_target_machine(targets[tt], err, sizeof err) : NULL;
         char *ptx = NULL;
         size_t len = 0;
-        int ok = tm && !emit_optimize(mod, tm, err, sizeof err) &&
-                 !emit_buffer(mod, tm, EMIT_ASM, &ptx, &len, err, sizeof err);
+        int ok = !emit_module(&m, targets[tt], EMIT_ASM, &ptx, &len, err, sizeof err);
         CHECK(ok, "%s: PTX for %s: %s", what, target_name(targets[tt]), err);
         if (ok) {
           CHECK(count(ptx, ".entry ") == SELECT_NKERNELS && strstr(ptx, "atom.shared.add.u32") &&
@@ -407,11 +402,6 @@ static void test_ptx(void) {
           }
         }
         free(ptx);
-        if (tm)
-          LLVMDisposeTargetMachine(tm);
-        if (mod)
-          LLVMDisposeModule(mod);
-        LLVMContextDispose(ctx);
         ir_module_free(&m);
       }
   printf("ptxas: %d modules of %d select kernels assembled (sm_90, sm_80)\n", assembled,
