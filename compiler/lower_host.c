@@ -163,3 +163,56 @@ LLVMValueRef host_log(Lower *L, Type t, LLVMValueRef x) {
   LLVMTypeRef ty = lower_type(L, t);
   return lower_intrinsic(L, "llvm.log", &ty, 1, &x, 1);
 }
+
+/* ---- transpose16 ---- */
+
+/* Round k of the in-register transpose pairs rows i and i + k (i & k == 0) and swaps
+ * their off-diagonal k x k blocks: lo[c] = c & k ? hi_row[c - k] : lo_row[c],
+ * hi[c] = c & k ? hi_row[c] : lo_row[c + k]. Rounds k = 8, 4, 2, 1 transpose the
+ * tile (the recursive block transpose); each is 16 two-source shuffles, which x86
+ * lowers to vpermt2ps / unpck / shuf*. */
+static void transpose_round(Lower *L, LLVMValueRef v[IR_TRANSPOSE_N], int k) {
+  enum { N = IR_TRANSPOSE_N };
+  LLVMValueRef lo_mask[N], hi_mask[N];
+  for (int c = 0; c < N; c++) {
+    lo_mask[c] = LLVMConstInt(L->t_i32, (unsigned)(c & k ? N + c - k : c), 0);
+    hi_mask[c] = LLVMConstInt(L->t_i32, (unsigned)(c & k ? N + c : c + k), 0);
+  }
+  LLVMValueRef lo = LLVMConstVector(lo_mask, N), hi = LLVMConstVector(hi_mask, N);
+  for (int i = 0; i < N; i++) {
+    if (i & k)
+      continue;
+    LLVMValueRef a = v[i], b = v[i + k];
+    v[i] = LLVMBuildShuffleVector(L->b, a, b, lo, "");
+    v[i + k] = LLVMBuildShuffleVector(L->b, a, b, hi, "");
+  }
+}
+
+/* Row r is a masked load (rows >= `rows` are not read and give 0), so a tile that
+ * runs past the last key reads nothing out of bounds; then four shuffle rounds and
+ * 16 row stores. */
+void host_transpose16(Lower *L, LLVMValueRef dst, int64_t ld, LLVMValueRef src, LLVMValueRef ss,
+                      LLVMValueRef rows) {
+  enum { N = IR_TRANSPOSE_N };
+  LLVMTypeRef vt = LLVMVectorType(L->t_f32, N);
+  LLVMTypeRef over[2] = {vt, L->t_ptr};
+  LLVMValueRef v[N], all[N];
+  for (int i = 0; i < N; i++)
+    all[i] = LLVMConstInt(L->t_bool, 1, 0);
+  LLVMValueRef ones = LLVMConstVector(all, N), none = LLVMConstNull(LLVMTypeOf(ones));
+  for (int r = 0; r < N; r++) {
+    LLVMValueRef off = LLVMBuildMul(L->b, ss, LLVMConstInt(L->t_i64, (unsigned)r, 0), "");
+    LLVMValueRef p = LLVMBuildGEP2(L->b, L->t_f32, src, &off, 1, "");
+    LLVMValueRef in = LLVMBuildICmp(L->b, LLVMIntSGT, rows, LLVMConstInt(L->t_i64, (unsigned)r, 0), "");
+    LLVMValueRef mask = LLVMBuildSelect(L->b, in, ones, none, "");
+    LLVMValueRef args[4] = {p, LLVMConstInt(L->t_i32, 4, 0), mask, LLVMConstNull(vt)};
+    v[r] = lower_intrinsic(L, "llvm.masked.load", over, 2, args, 4);
+  }
+  for (int k = N / 2; k >= 1; k /= 2)
+    transpose_round(L, v, k);
+  for (int c = 0; c < N; c++) {
+    LLVMValueRef off = LLVMConstInt(L->t_i64, (unsigned long long)(c * ld), 0);
+    LLVMValueRef st = LLVMBuildStore(L->b, v[c], LLVMBuildGEP2(L->b, L->t_f32, dst, &off, 1, ""));
+    LLVMSetAlignment(st, 4);
+  }
+}

@@ -72,6 +72,9 @@ void host_entry_wrapper(Lower *L, LLVMValueRef body);
 void host_function_attrs(Lower *L, LLVMValueRef fn);
 LLVMValueRef host_exp(Lower *L, Type t, LLVMValueRef x);
 LLVMValueRef host_log(Lower *L, Type t, LLVMValueRef x);
+/* transpose16 (ir.h) from element pointers: dst row stride ld, src row stride ss (i64). */
+void host_transpose16(Lower *L, LLVMValueRef dst, int64_t ld, LLVMValueRef src, LLVMValueRef ss,
+                      LLVMValueRef rows);
 
 /* Target-neutral math (lower_math.c): f32 natural log, ~1-2 ulp, IEEE special cases. */
 LLVMValueRef math_log_f32(Lower *L, LLVMValueRef x);

@@ -130,12 +130,26 @@ static LLVMValueRef lower_cast(Lower *L, const Op *op) {
 
 /* ---- memory ---- */
 
-static LLVMValueRef address(Lower *L, const Op *op) {
-  LLVMValueRef idx = value(L, op->a[0]);
-  if (op->a[0]->type != TY_I64)
-    idx = LLVMBuildSExt(L->b, idx, L->t_i64, "");
-  LLVMValueRef base = L->bufs[op->buf->id];
-  return LLVMBuildInBoundsGEP2(L->b, lower_type(L, op->buf->elem), base, &idx, 1, "");
+static LLVMValueRef as_i64(Lower *L, const Op *x) {
+  LLVMValueRef v = value(L, x);
+  return x->type == TY_I64 ? v : LLVMBuildSExt(L->b, v, L->t_i64, "");
+}
+
+static LLVMValueRef elem_ptr(Lower *L, const Buf *buf, const Op *index) {
+  LLVMValueRef idx = as_i64(L, index);
+  return LLVMBuildInBoundsGEP2(L->b, lower_type(L, buf->elem), L->bufs[buf->id], &idx, 1, "");
+}
+
+static LLVMValueRef address(Lower *L, const Op *op) { return elem_ptr(L, op->buf, op->a[0]); }
+
+/* Only the host gets here: the GPU mapping expands transpose16 into a lane loop. */
+static void lower_transpose(Lower *L, const Op *op) {
+  if (target_is_gpu(L->target)) {
+    lower_fail(L, "%%%d: transpose16 in a GPU kernel (ir_map expands it)", op->id);
+    return;
+  }
+  host_transpose16(L, elem_ptr(L, op->buf, op->a[0]), op->ival, elem_ptr(L, op->src, op->a[1]),
+                   as_i64(L, op->a[2]), as_i64(L, op->a[3]));
 }
 
 static LLVMValueRef lower_load(Lower *L, const Op *op) {
@@ -343,6 +357,7 @@ static void lower_op(Lower *L, const Op *op) {
     return;
   switch (op->kind) {
   case OP_STORE: lower_store(L, op); return;
+  case OP_TRANSPOSE: lower_transpose(L, op); return;
   case OP_VAR: {
     LLVMValueRef slot = lower_alloca(L, lower_type(L, op->type), op->hint);
     LLVMBuildStore(L->b, value(L, op->a[0]), slot);

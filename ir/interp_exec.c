@@ -412,6 +412,31 @@ static void exec_pfor(Interp *in, const Op *op) {
   }
 }
 
+/* transpose16: a warp collective split over the lanes as the GPU mapping splits it
+ * (map.c), so the race checks see the threads the GPU would use. */
+static void exec_transpose(Interp *in, const Op *op) {
+  const int n = IR_TRANSPOSE_N;
+  const Val *v = in->v;
+  int64_t di = v[op->a[0]->id].i, si = v[op->a[1]->id].i, ss = v[op->a[2]->id].i;
+  int64_t rows = v[op->a[3]->id].i;
+  if (in->lvl != LVL_WARP)
+    interp_fail(in, op, "transpose16 outside warp-level code");
+  int w = in->warp;
+  for (int l = 0; l < IR_WARP_SIZE; l++) {
+    enter_thread(in, IR_WARP_SIZE * w + l);
+    for (int e = l; e < n * n; e += IR_WARP_SIZE) {
+      int64_t r = e / n, c = e % n;
+      Val x = {.f = 0};
+      if (r < rows)
+        x = mem_load_from(in, op, op->src, si + r * ss + c);
+      mem_store(in, op, di + c * op->ival + r, x);
+    }
+  }
+  in->lvl = LVL_WARP;
+  in->warp = w;
+  in->wepoch[w]++;
+}
+
 static void exec_op(Interp *in, const Op *op) {
   Val *v = in->v;
   switch (op->kind) {
@@ -432,6 +457,7 @@ static void exec_op(Interp *in, const Op *op) {
   case OP_REDUCE: v[op->id] = exec_reduce(in, op); return;
   case OP_YIELD: return;   /* the enclosing reduce reads the operand */
   case OP_BARRIER: in->bepoch++; return;
+  case OP_TRANSPOSE: exec_transpose(in, op); return;
   case OP_INDEX: case OP_THREAD_ID: case OP_WARP_REDUCE: case OP_WARPSYNC: case OP__COUNT:
     interp_fail(in, op, "cannot interpret this op");
   default: v[op->id] = eval(in, op); return;

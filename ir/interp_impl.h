@@ -87,7 +87,8 @@ void interp_exec_block(Interp *in, const Block *blk);
 void mem_setup(Interp *in, void *const *args, const int64_t *counts);
 void mem_block_begin(Interp *in);
 void mem_release(Interp *in);
-Val mem_load(Interp *in, const Op *op, int64_t idx);
+Val mem_load(Interp *in, const Op *op, int64_t idx);                      /* op->buf[idx] */
+Val mem_load_from(Interp *in, const Op *op, const Buf *buf, int64_t idx); /* buf[idx] */
 void mem_store(Interp *in, const Op *op, int64_t idx, Val val);
 Val mem_atomic_add(Interp *in, const Op *op, int64_t idx, Val val);   /* returns the old value */
 

@@ -334,8 +334,8 @@ static void put_elem(char *p, Type t, Val v) {
   }
 }
 
-static Mem *checked(Interp *in, const Op *op, int64_t idx) {
-  Mem *m = &in->mem[op->buf->id];
+static Mem *checked(Interp *in, const Op *op, const Buf *buf, int64_t idx) {
+  Mem *m = &in->mem[buf->id];
   if (idx < 0 || idx >= m->n)
     interp_fail(in, op, "index %lld out of bounds of %s[%lld]", (long long)idx, m->buf->name,
                 (long long)m->n);
@@ -359,8 +359,10 @@ static Val load_local(Interp *in, const Op *op, const Mem *m, int64_t idx) {
   return get_elem(p0, m->buf->elem);
 }
 
-Val mem_load(Interp *in, const Op *op, int64_t idx) {
-  Mem *m = checked(in, op, idx);
+Val mem_load(Interp *in, const Op *op, int64_t idx) { return mem_load_from(in, op, op->buf, idx); }
+
+Val mem_load_from(Interp *in, const Op *op, const Buf *buf, int64_t idx) {
+  Mem *m = checked(in, op, buf, idx);
   if (m->buf->space == SPACE_LOCAL)
     return load_local(in, op, m, idx);
   Shadow *s = m->sh ? &m->sh[idx] : NULL;
@@ -376,7 +378,7 @@ Val mem_load(Interp *in, const Op *op, int64_t idx) {
 }
 
 void mem_store(Interp *in, const Op *op, int64_t idx, Val val) {
-  Mem *m = checked(in, op, idx);
+  Mem *m = checked(in, op, op->buf, idx);
   if (in->lvl != LVL_THREAD)
     interp_fail(in, op, "store outside a single-thread context");
   if (m->buf->space == SPACE_LOCAL) {
@@ -405,7 +407,7 @@ void mem_store(Interp *in, const Op *op, int64_t idx, Val val) {
 /* Sequential execution makes every add atomic; the shadow tells which plain
  * accesses it races with. */
 Val mem_atomic_add(Interp *in, const Op *op, int64_t idx, Val val) {
-  Mem *m = checked(in, op, idx);
+  Mem *m = checked(in, op, op->buf, idx);
   if (in->lvl != LVL_THREAD)
     interp_fail(in, op, "atomic add outside a single-thread context");
   if (m->buf->space == SPACE_LOCAL)

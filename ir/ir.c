@@ -252,6 +252,17 @@ Op *ir_atomic_add(Builder *b, Buf *buf, Op *idx, Op *val) {
   return op;
 }
 
+void ir_transpose(Builder *b, Buf *dst, Op *di, int64_t ld, Buf *src, Op *si, Op *ss, Op *rows) {
+  Op *op = ir_append(b, OP_TRANSPOSE, TY_VOID);
+  op->buf = dst;
+  op->src = src;
+  op->ival = ld;
+  op->a[0] = di;
+  op->a[1] = si;
+  op->a[2] = ss;
+  op->a[3] = rows;
+}
+
 Op *ir_var(Builder *b, Op *init, const char *hint) {
   Op *op = ir_append(b, OP_VAR, init->type);
   op->a[0] = init;
@@ -342,7 +353,7 @@ static const char *const op_names[OP__COUNT] = {
     [OP_SET] = "set",       [OP_FOR] = "for",           [OP_IF] = "if",
     [OP_PFOR] = "pfor",     [OP_REDUCE] = "reduce",     [OP_YIELD] = "yield",
     [OP_BARRIER] = "barrier", [OP_THREAD_ID] = "thread_id", [OP_WARP_REDUCE] = "warp_reduce",
-    [OP_WARPSYNC] = "warpsync", [OP_ATOMIC_ADD] = "atomic_add",
+    [OP_WARPSYNC] = "warpsync", [OP_ATOMIC_ADD] = "atomic_add", [OP_TRANSPOSE] = "transpose16",
 };
 const char *ir_op_name(OpKind k) { return op_names[k]; }
 
@@ -378,6 +389,8 @@ int ir_op_arity(const Op *op) {
     return 1;
   case OP_FMA: case OP_SELECT:
     return 3;
+  case OP_TRANSPOSE:
+    return 4;
   default:
     return 2;   /* binary arithmetic, cmp, store, atomic_add, for (lo, hi) */
   }

@@ -68,6 +68,10 @@ typedef enum {
   OP_ATOMIC_ADD, /* old = buf[idx]; buf[idx] = old + val, atomically (relaxed); i32/f32 on a
                     shared or global buffer. Returns old. Only atomics are atomic with each
                     other: a plain access racing with one is still a race. */
+  OP_TRANSPOSE,  /* a warp collective copy of a 16 x 16 f32 tile, transposed:
+                    buf[a0 + c*ival + r] = r < a3 ? src[a1 + r*a2 + c] : 0, r, c < 16
+                    (rows r >= a3 are not read). Warp-level code only; the GPU mapping
+                    splits it over the lanes, the host lowers it to vector shuffles. */
   OP_VAR,        /* declares a mutable per-thread scalar, initialised to operand 0 */
   OP_GET,        /* value of var */
   OP_SET,        /* var = value (no result) */
@@ -88,6 +92,8 @@ typedef enum {
 typedef struct Op Op;
 typedef struct Buf Buf;
 
+enum { IR_MAX_OPERANDS = 4, IR_TRANSPOSE_N = 16 };
+
 typedef struct Block {
   Op **ops;
   int n, cap;
@@ -97,10 +103,11 @@ struct Op {
   OpKind kind;
   Type type;          /* result type; TY_VOID for ops without a result */
   int id;             /* printing/numbering; assigned by ir_number() */
-  Op *a[3];           /* operands (arity depends on kind) */
-  Buf *buf;           /* LOAD/STORE/ATOMIC_ADD */
+  Op *a[IR_MAX_OPERANDS]; /* operands (arity depends on kind) */
+  Buf *buf;           /* LOAD/STORE/ATOMIC_ADD; TRANSPOSE: the destination */
+  Buf *src;           /* TRANSPOSE: the source */
   Op *var;            /* GET/SET: the OP_VAR */
-  int64_t ival;       /* CONST int; PARAM index; BLOCK_ID dim; FOR step */
+  int64_t ival;       /* CONST int; PARAM index; BLOCK_ID dim; FOR step; TRANSPOSE dst row stride */
   double fval;        /* CONST float */
   CmpPred pred;       /* CMP */
   Axis axis;          /* PFOR/REDUCE */
@@ -198,6 +205,8 @@ Op *ir_bitcast(Builder *b, Type t, Op *x);
 Op *ir_load(Builder *b, Buf *buf, Op *idx);
 void ir_store(Builder *b, Buf *buf, Op *idx, Op *val);
 Op *ir_atomic_add(Builder *b, Buf *buf, Op *idx, Op *val);   /* returns the old value */
+/* dst[di + c*ld + r] = r < rows ? src[si + r*ss + c] : 0 for r, c < IR_TRANSPOSE_N */
+void ir_transpose(Builder *b, Buf *dst, Op *di, int64_t ld, Buf *src, Op *si, Op *ss, Op *rows);
 Op *ir_var(Builder *b, Op *init, const char *hint);
 Op *ir_get(Builder *b, Op *var);
 void ir_set(Builder *b, Op *var, Op *val);

@@ -136,6 +136,28 @@ static void map_reduce(Mapper *m, Builder *b, Op *op) {
   ir_replace_uses(m->k, op, r);
 }
 
+static Op *as_i64(Builder *b, Op *v) { return as_type(b, v, TY_I64); }
+
+/* transpose16 on the GPU: its 256 elements over the lanes, as a pfor.lane would
+ * (element e: row r = e / 16, column c = e % 16, so a row's 16 reads are adjacent). */
+static void map_transpose(Mapper *m, Builder *b, Op *op) {
+  const int n = IR_TRANSPOSE_N;
+  Builder body, then, els;
+  Op *di = as_i64(b, op->a[0]), *si = as_i64(b, op->a[1]), *ss = as_i64(b, op->a[2]);
+  Op *rows = as_i64(b, op->a[3]);
+  Op *pfor = ir_pfor(b, AXIS_LANE, ir_const_i64(b, n * n), "e", &body);
+  Op *r = ir_bin(&body, OP_DIV, pfor->index, ir_const_i64(&body, n));
+  Op *c = ir_bin(&body, OP_REM, pfor->index, ir_const_i64(&body, n));
+  Op *at = ir_bin(&body, OP_ADD, di,
+                  ir_bin(&body, OP_ADD, ir_bin(&body, OP_MUL, c, ir_const_i64(&body, op->ival)), r));
+  ir_if(&body, ir_cmp(&body, CMP_LT, r, rows), &then, &els);
+  Op *from = ir_bin(&then, OP_ADD, si, ir_bin(&then, OP_ADD, ir_bin(&then, OP_MUL, r, ss), c));
+  ir_store(&then, op->buf, at, ir_load(&then, op->src, from));
+  ir_store(&els, op->buf, at, ir_const_f32(&els, 0));
+  b->blk->n--;   /* the pfor is mapped in its place below */
+  map_pfor(m, b, pfor);
+}
+
 static void map_block(Mapper *m, Block *blk) {
   Block out = {0};
   Builder b = {m->k, &out};
@@ -147,6 +169,8 @@ static void map_block(Mapper *m, Block *blk) {
       map_pfor(m, &b, op);
     else if (op->kind == OP_REDUCE)
       map_reduce(m, &b, op);
+    else if (op->kind == OP_TRANSPOSE && m->target == MAP_GPU)
+      map_transpose(m, &b, op);
     else if (op->kind == OP_BARRIER && m->target == MAP_CPU)
       continue;
     else
@@ -187,7 +211,7 @@ int ir_map(Kernel *k, MapTarget target, char *err, size_t cap) {
 static void replace_in_block(Block *blk, Op *from, Op *to) {
   for (int i = 0; i < blk->n; i++) {
     Op *op = blk->ops[i];
-    for (int j = 0; j < 3; j++)
+    for (int j = 0; j < IR_MAX_OPERANDS; j++)
       if (op->a[j] == from)
         op->a[j] = to;
     replace_in_block(&op->body, from, to);

@@ -131,6 +131,16 @@ static void print_op(FILE *out, const Kernel *k, const Op *op, int depth) {
     fputs("] = ", out);
     ref(out, op->a[1]);
     break;
+  case OP_TRANSPOSE:   /* transpose16 dst[%0 + c*LD + r] = src[%1 + r*%2 + c], rows %3 */
+    fprintf(out, " %s[", op->buf->name);
+    ref(out, op->a[0]);
+    fprintf(out, " + c*%" PRId64 " + r] = %s[", op->ival, op->src->name);
+    ref(out, op->a[1]);
+    fputs(" + r*", out);
+    ref(out, op->a[2]);
+    fputs(" + c], rows ", out);
+    ref(out, op->a[3]);
+    break;
   case OP_ATOMIC_ADD:
     fprintf(out, " %s[", op->buf->name);
     ref(out, op->a[0]);

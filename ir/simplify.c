@@ -142,7 +142,7 @@ static bool fold_block(Kernel *k, Block *blk) {
 static void count_uses(Block *blk, int *uses) {
   for (int i = 0; i < blk->n; i++) {
     Op *op = blk->ops[i];
-    for (int j = 0; j < 3; j++)
+    for (int j = 0; j < IR_MAX_OPERANDS; j++)
       if (op->a[j])
         uses[op->a[j]->id]++;
     if (op->var)
@@ -154,7 +154,7 @@ static void count_uses(Block *blk, int *uses) {
 
 static bool is_pure(const Op *op) {
   switch (op->kind) {
-  case OP_STORE: case OP_ATOMIC_ADD: case OP_SET: case OP_FOR: case OP_IF: case OP_PFOR:
+  case OP_STORE: case OP_ATOMIC_ADD: case OP_TRANSPOSE: case OP_SET: case OP_FOR: case OP_IF: case OP_PFOR:
   case OP_YIELD: case OP_BARRIER: case OP_WARPSYNC: case OP_PARAM: case OP_REDUCE:
   case OP_WARP_REDUCE:
     return false;   /* params define the signature; reduces and collectives stay in place */

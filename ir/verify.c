@@ -6,6 +6,7 @@
  * atomic adds in a single-thread context, and a var is assigned only in the context
  * that declared it. */
 #include "ir.h"
+#include "passes.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -178,6 +179,30 @@ static void check_memory(Verifier *v, Op *op, Ctx ctx) {
     fail(v, op, "store outside a single-thread context (wrap it in pfor.block or pfor.lane)");
 }
 
+/* A warp collective (like pfor.lane): both tiles are f32, every index an integer. */
+static void check_transpose(Verifier *v, Op *op, Ctx ctx) {
+  Buf *dst = op->buf, *src = op->src;
+  if (!dst || !src || !owns_buf(v->k, dst) || !owns_buf(v->k, src)) {
+    fail(v, op, "buffer does not belong to this kernel");
+    return;
+  }
+  for (int i = 0; i < 4; i++)
+    if (!ir_type_is_int(op->a[i]->type))
+      fail(v, op, "operand %d must be an integer", i);
+  if (dst->elem != TY_F32 || src->elem != TY_F32)
+    fail(v, op, "transposes f32 tiles only (%s from %s)", dst->name, src->name);
+  if (dst->role == ROLE_IN)
+    fail(v, op, "store to input buffer %s", dst->name);
+  if (src->role == ROLE_OUT)
+    fail(v, op, "load from output-only buffer %s", src->name);
+  if (op->ival <= 0)
+    fail(v, op, "destination row stride %lld (must be positive)", (long long)op->ival);
+  if (v->k->mapped && v->k->target != MAP_CPU)
+    fail(v, op, "transpose16 left in a GPU-mapped kernel (the map expands it)");
+  if (!v->k->mapped && ctx != CTX_WARP)
+    fail(v, op, "transpose16 must be in warp-level code (directly inside a pfor.warp)");
+}
+
 static void check_var(Verifier *v, Op *op) {
   Op *var = op->var;
   if (!var || var->kind != OP_VAR || !visible(v, var)) {
@@ -258,6 +283,9 @@ static void verify_op(Verifier *v, Op *op, Ctx ctx, bool last_in_reduce) {
     break;
   case OP_LOAD: case OP_STORE: case OP_ATOMIC_ADD:
     check_memory(v, op, ctx);
+    break;
+  case OP_TRANSPOSE:
+    check_transpose(v, op, ctx);
     break;
   case OP_VAR:
     v->var_depth[op->id] = v->depth;

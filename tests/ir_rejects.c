@@ -59,6 +59,31 @@ static Kernel *bad_ctz_float(void) {
   return f.k;
 }
 
+static Kernel *bad_transpose_level(void) {
+  Fixture f = fixture();
+  Op *z = ir_const_i32(&f.b, 0);
+  ir_transpose(&f.b, f.out, z, 16, f.in, z, f.n, f.n);
+  return f.k;
+}
+
+static Kernel *bad_transpose_type(void) {
+  Fixture f = fixture();
+  Builder w;
+  ir_pfor(&f.b, AXIS_WARP, f.n, "w", &w);
+  Op *z = ir_const_i32(&w, 0);
+  ir_transpose(&w, f.iout, z, 16, f.in, z, f.n, f.n);
+  return f.k;
+}
+
+static Kernel *bad_transpose_input(void) {
+  Fixture f = fixture();
+  Builder w;
+  ir_pfor(&f.b, AXIS_WARP, f.n, "w", &w);
+  Op *z = ir_const_i32(&w, 0);
+  ir_transpose(&w, f.in, z, 16, f.in, z, f.n, ir_const_f32(&w, 1));
+  return f.k;
+}
+
 static Kernel *bad_add_types(void) {
   Fixture f = fixture();
   ir_bin(&f.b, OP_ADD, ir_const_i32(&f.b, 1), ir_const_f32(&f.b, 2));
@@ -248,6 +273,10 @@ static const struct {
     {"use before def", bad_use_before_def, "%2 (add): operand %3 is not defined before this use"},
     {"type mismatch in add", bad_add_types, "operands must be numbers of the result type i32"},
     {"ctz of a float", bad_ctz_float, "ctz takes and returns an i32 or i64"},
+    {"transpose16 at block level", bad_transpose_level,
+     "transpose16 must be in warp-level code"},
+    {"transpose16 into an i32 buffer", bad_transpose_type, "transposes f32 tiles only (q from x)"},
+    {"transpose16 with a float row count", bad_transpose_input, "operand 3 must be an integer"},
     {"f32 stored into i32 buffer", bad_store_type, "stores f32 into i32 buffer q"},
     {"store to input buffer", bad_store_input, "store to input buffer x"},
     {"store at block level", bad_store_block_level, "store outside a single-thread context"},

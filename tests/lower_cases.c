@@ -375,6 +375,38 @@ void test_atomic_threads(CpuKernelFn fn, Kernel *k) {
   check(bad == 0, "host hist on two threads: %d wrong outputs", bad);
 }
 
+int tile16_runs(Kernel *k, int (*run)(Kernel *, void **, const int64_t *, void *), void *ctx) {
+  static const int nks[] = {37, TILE16_LD, 1, 0};
+  int bad = 0, ss = TILE16_D + 3;
+  uint64_t s = 21;
+  for (size_t t = 0; t < sizeof nks / sizeof nks[0]; t++) {
+    int nk = nks[t];
+    float *src = xmalloc((size_t)(nk ? nk : 1) * ss * sizeof(float));
+    float *dst = poisoned_f32(TILE16_D * TILE16_LD);
+    for (int i = 0; i < nk * ss; i++)
+      src[i] = (float)(rnd(&s) - 0.5);
+    void *args[] = {&src, &dst, &nk, &ss};
+    int64_t counts[] = {(int64_t)nk * ss, TILE16_D * TILE16_LD, 0, 0};
+    if (run(k, args, counts, ctx))
+      bad++;
+    for (int d = 0; d < TILE16_D; d++)
+      for (int j = 0; j < TILE16_LD; j++) {
+        float want = j < nk ? src[j * ss + d] : 0;
+        bad += memcmp(&dst[d * TILE16_LD + j], &want, sizeof want) != 0;
+      }
+    free(src), free(dst);
+  }
+  return bad;
+}
+
+static int launch_tile16(Kernel *k, void **args, const int64_t *counts, void *fn) {
+  (void)counts;
+  launch(*(CpuKernelFn *)fn, k, args);
+  return 0;
+}
+
+static int run_tile16(CpuKernelFn fn, Kernel *k) { return tile16_runs(k, launch_tile16, &fn); }
+
 const Case cases[NCASES] = {
     {"vadd", k_vadd, run_vadd},         {"rowsum", k_rowsum, run_rowsum},
     {"lane64", k_lane64, run_lane64},   {"blockmax", k_blockmax, run_blockmax},
@@ -382,7 +414,7 @@ const Case cases[NCASES] = {
     {"mathk", k_math, run_math},        {"bits", k_bits, run_bits},
     {"transpose", k_transpose, run_transpose}, {"misc", k_misc, run_misc},
     {"grid3", k_grid3, run_grid3},       {"cmps", k_cmps, run_cmps},
-    {"hist", k_hist, run_hist},
+    {"hist", k_hist, run_hist},          {"tile16", k_tile16, run_tile16},
 };
 _Static_assert(sizeof cases / sizeof cases[0] == NCASES, "NCASES counts the table");
 

@@ -290,3 +290,23 @@ Kernel *k_hist(void) {
   ir_atomic_add(&nz, h, bin, c);
   return k;
 }
+
+/* transpose16 as the tile schedule packs K^T: tiles of 16 keys x 16 d, the last
+ * ones partial or empty (rows <= 0), mixed i32/i64 operands:
+ * dst[d*TILE16_LD + j] = j < nk ? src[j*ss + d] : 0, d < TILE16_D, j < TILE16_LD */
+Kernel *k_tile16(void) {
+  Kernel *k = ir_kernel_new("tile16", 1);
+  Buf *src = ir_param_buf(k, "src", TY_F32, ROLE_IN), *dst = ir_param_buf(k, "dst", TY_F32, ROLE_OUT);
+  Op *nk = ir_param_scalar(k, "nk", TY_I32), *ss = ir_param_scalar(k, "ss", TY_I32);
+  Builder B = ir_builder(k), wb, tl, dl;
+  ir_pfor(&B, AXIS_WARP, ir_const_i32(&B, 1), "w", &wb);
+  Op *t = ir_for(&wb, ir_const_i64(&wb, 0), ir_const_i64(&wb, TILE16_LD / 16), 1, "t", &tl)->index;
+  Op *j0 = ir_bin(&tl, OP_MUL, t, ir_const_i64(&tl, 16));
+  Op *rows = ir_bin(&tl, OP_SUB, ir_cast(&tl, TY_I64, nk), j0);
+  Op *d0 = ir_for(&tl, ir_const_i32(&tl, 0), ir_const_i32(&tl, TILE16_D), 16, "d0", &dl)->index;
+  Op *di = ir_bin(&dl, OP_ADD, ir_bin(&dl, OP_MUL, ir_cast(&dl, TY_I64, d0),
+                                      ir_const_i64(&dl, TILE16_LD)), j0);
+  Op *si = ir_bin(&dl, OP_ADD, ir_bin(&dl, OP_MUL, ir_cast(&dl, TY_I32, j0), ss), d0);
+  ir_transpose(&dl, dst, di, TILE16_LD, src, si, ss, rows);
+  return k;
+}

@@ -39,6 +39,7 @@ Kernel *k_misc(void);
 Kernel *k_grid3(void);
 Kernel *k_cmps(void);
 Kernel *k_hist(void);
+Kernel *k_tile16(void);   /* transpose16 */
 
 /* lower_cases.c: each kernel with its host run (returns the number of wrong outputs) */
 typedef struct {
@@ -47,10 +48,16 @@ typedef struct {
   int (*run)(CpuKernelFn, Kernel *);
 } Case;
 
-enum { NCASES = 13 };
+enum { NCASES = 14 };
 extern const Case cases[NCASES];
 
 void launch(CpuKernelFn fn, Kernel *k, void **args);
+
+/* k_tile16's packed tile: TILE16_D rows of TILE16_LD (keys padded with 0) */
+enum { TILE16_D = 32, TILE16_LD = 80 };
+/* Runs k_tile16 through run(k, args, counts) for several key counts (src allocated
+ * to the exact size, so an over-read is an ASan error) and returns the wrong outputs. */
+int tile16_runs(Kernel *k, int (*run)(Kernel *, void **, const int64_t *, void *), void *ctx);
 void test_atomic_threads(CpuKernelFn fn, Kernel *k);
 int prepare(Kernel *k, MapTarget t, char *err, size_t cap);
 int build_module(Module *m, MapTarget t);

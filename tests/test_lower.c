@@ -23,6 +23,7 @@
 
 #include "emit.h"
 #include "fsutil.h"
+#include "interp.h"
 #include "ptxas_util.h"
 #include "ir.h"
 #include "jit.h"
@@ -147,6 +148,31 @@ static void test_vectorized(Module *m) {
   LLVMContextDispose(ctx);
 }
 
+static int case_index(const char *name) {
+  for (int i = 0; i < NCASES; i++)
+    if (!strcmp(cases[i].name, name))
+      return i;
+  abort();
+}
+
+static int interp_tile16(Kernel *k, void **args, const int64_t *counts, void *err) {
+  int32_t grid[3] = {1, 1, 1};
+  int rc = interp_run(k, args, counts, grid, NULL, err, 512);
+  check(rc == 0, "interpreter tile16: %s", (char *)err);
+  return rc;
+}
+
+/* transpose16 with the GPU mapping's semantics (lanes, races, bounds) in the
+ * interpreter, against the same expectation as the host run. */
+static void test_transpose_interp(void) {
+  char err[512];
+  Kernel *k = k_tile16();
+  check(ir_verify(k, err, sizeof err) == 0, "verify tile16: %s", err);
+  int bad = tile16_runs(k, interp_tile16, err);
+  check(bad == 0, "interpreter tile16: %d wrong outputs", bad);
+  ir_kernel_free(k);
+}
+
 static void test_host(void) {
   char err[512];
   Module m = {0};
@@ -172,7 +198,7 @@ static void test_host(void) {
     check(jit_lookup(j, "no_such_kernel") == NULL, "lookup of a missing kernel");
     test_exp_sweep(jit_lookup(j, "expk"), m.kernels[5]);
     test_log_sweep(jit_lookup(j, "mathk"), m.kernels[6]);
-    test_atomic_threads(jit_lookup(j, "hist"), m.kernels[NCASES - 1]);
+    test_atomic_threads(jit_lookup(j, "hist"), m.kernels[case_index("hist")]);
     jit_free(j);
   }
   test_vectorized(&m);
@@ -374,6 +400,7 @@ int main(void) {
   test_write_atomic();
   test_jit_time();
   test_host();
+  test_transpose_interp();
   test_gpu();
   test_errors();
   LLVMShutdown();
