@@ -306,10 +306,16 @@ static Op *sampled_row(Builder *b, Op *s, Op *span) {
 }
 
 /* Round SAMPLE, step 0: the n sampled query rows packed transposed into kt
- * (kt[d][s] = q of sampled row s, 0 up to tile_pad(n)): they are the tile's keys. */
+ * (kt[d][s] = q of sampled row s, 0 up to tile_pad(n)): they are the tile's keys.
+ * A sample of every row (span = TILE_RT, e.g. every head at n <= 64) is rows 0 .. n-1
+ * at one stride: tile_pack_t's transposes; otherwise strided loads per lane. */
 static void pack_sample(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b, Op *span,
                         Op *n) {
-  Builder loop, lane;
+  Builder whole, some, loop, lane;
+  ir_if(b, ir_cmp(b, CMP_EQ, span, i32(b, TILE_RT)), &whole, &some);
+  tile_pack_t(&whole, t->kt, t->ld, c->q, qk_row(c, h, &whole, i32(&whole, 0)),
+              c->p[SELECT_QKV_SN], n, c->spec->head_dim);
+  b = &some;
   Op *d = ir_for(b, i32(b, 0), i32(b, c->spec->head_dim), 1, "d", &loop)->index;
   Op *s = ir_pfor(&loop, AXIS_LANE, tile_pad(&loop, n), "s", &lane)->index;
   Op *in = ir_cmp(&lane, CMP_LT, s, n);
