@@ -142,6 +142,21 @@ static LLVMValueRef elem_ptr(Lower *L, const Buf *buf, const Op *index) {
 
 static LLVMValueRef address(Lower *L, const Op *op) { return elem_ptr(L, op->buf, op->a[0]); }
 
+/* llvm.prefetch(ptr, read, locality 3 (keep in every level), data) on the host; the
+ * address is a plain (not inbounds) GEP, since a prefetch may point anywhere. The
+ * GPU drops the hint. */
+static void lower_prefetch(Lower *L, const Op *op) {
+  if (target_is_gpu(L->target))
+    return;
+  LLVMValueRef idx = as_i64(L, op->a[0]);
+  LLVMValueRef ptr = LLVMBuildGEP2(L->b, lower_type(L, op->buf->elem), L->bufs[op->buf->id], &idx,
+                                   1, "");
+  LLVMValueRef args[4] = {ptr, LLVMConstInt(L->t_i32, 0, 0), LLVMConstInt(L->t_i32, 3, 0),
+                          LLVMConstInt(L->t_i32, 1, 0)};
+  LLVMTypeRef over = L->t_ptr;
+  lower_intrinsic(L, "llvm.prefetch", &over, 1, args, 4);
+}
+
 /* Only the host gets here: the GPU mapping expands transpose16 into a lane loop. */
 static void lower_transpose(Lower *L, const Op *op) {
   if (target_is_gpu(L->target)) {
@@ -358,6 +373,7 @@ static void lower_op(Lower *L, const Op *op) {
   switch (op->kind) {
   case OP_STORE: lower_store(L, op); return;
   case OP_TRANSPOSE: lower_transpose(L, op); return;
+  case OP_PREFETCH: lower_prefetch(L, op); return;
   case OP_VAR: {
     LLVMValueRef slot = lower_alloca(L, lower_type(L, op->type), op->hint);
     LLVMBuildStore(L->b, value(L, op->a[0]), slot);

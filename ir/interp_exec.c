@@ -458,6 +458,7 @@ static void exec_op(Interp *in, const Op *op) {
   case OP_YIELD: return;   /* the enclosing reduce reads the operand */
   case OP_BARRIER: in->bepoch++; return;
   case OP_TRANSPOSE: exec_transpose(in, op); return;
+  case OP_PREFETCH: return;   /* a hint: no effect, and no bounds to check */
   case OP_INDEX: case OP_THREAD_ID: case OP_WARP_REDUCE: case OP_WARPSYNC: case OP__COUNT:
     interp_fail(in, op, "cannot interpret this op");
   default: v[op->id] = eval(in, op); return;

@@ -263,6 +263,12 @@ void ir_transpose(Builder *b, Buf *dst, Op *di, int64_t ld, Buf *src, Op *si, Op
   op->a[3] = rows;
 }
 
+void ir_prefetch(Builder *b, Buf *buf, Op *idx) {
+  Op *op = ir_append(b, OP_PREFETCH, TY_VOID);
+  op->buf = buf;
+  op->a[0] = idx;
+}
+
 Op *ir_var(Builder *b, Op *init, const char *hint) {
   Op *op = ir_append(b, OP_VAR, init->type);
   op->a[0] = init;
@@ -354,6 +360,7 @@ static const char *const op_names[OP__COUNT] = {
     [OP_PFOR] = "pfor",     [OP_REDUCE] = "reduce",     [OP_YIELD] = "yield",
     [OP_BARRIER] = "barrier", [OP_THREAD_ID] = "thread_id", [OP_WARP_REDUCE] = "warp_reduce",
     [OP_WARPSYNC] = "warpsync", [OP_ATOMIC_ADD] = "atomic_add", [OP_TRANSPOSE] = "transpose16",
+    [OP_PREFETCH] = "prefetch",
 };
 const char *ir_op_name(OpKind k) { return op_names[k]; }
 
@@ -384,7 +391,7 @@ int ir_op_arity(const Op *op) {
   case OP_BARRIER: case OP_THREAD_ID: case OP_WARPSYNC:
     return 0;
   case OP_NEG: case OP_CTZ: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS: case OP_CAST:
-  case OP_BITCAST: case OP_LOAD: case OP_VAR: case OP_SET: case OP_IF: case OP_PFOR:
+  case OP_BITCAST: case OP_LOAD: case OP_PREFETCH: case OP_VAR: case OP_SET: case OP_IF: case OP_PFOR:
   case OP_REDUCE: case OP_YIELD: case OP_WARP_REDUCE:
     return 1;
   case OP_FMA: case OP_SELECT:

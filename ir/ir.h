@@ -72,6 +72,9 @@ typedef enum {
                     buf[a0 + c*ival + r] = r < a3 ? src[a1 + r*a2 + c] : 0, r, c < 16
                     (rows r >= a3 are not read). Warp-level code only; the GPU mapping
                     splits it over the lanes, the host lowers it to vector shuffles. */
+  OP_PREFETCH,   /* a hint: the cache line of buf[idx] may be fetched. No effect on results
+                    and never a fault, whatever idx (the interpreter skips it; the host
+                    lowers it to llvm.prefetch, the GPU drops it) */
   OP_VAR,        /* declares a mutable per-thread scalar, initialised to operand 0 */
   OP_GET,        /* value of var */
   OP_SET,        /* var = value (no result) */
@@ -207,6 +210,7 @@ void ir_store(Builder *b, Buf *buf, Op *idx, Op *val);
 Op *ir_atomic_add(Builder *b, Buf *buf, Op *idx, Op *val);   /* returns the old value */
 /* dst[di + c*ld + r] = r < rows ? src[si + r*ss + c] : 0 for r, c < IR_TRANSPOSE_N */
 void ir_transpose(Builder *b, Buf *dst, Op *di, int64_t ld, Buf *src, Op *si, Op *ss, Op *rows);
+void ir_prefetch(Builder *b, Buf *buf, Op *idx);
 Op *ir_var(Builder *b, Op *init, const char *hint);
 Op *ir_get(Builder *b, Op *var);
 void ir_set(Builder *b, Op *var, Op *val);

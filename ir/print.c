@@ -120,7 +120,7 @@ static void print_op(FILE *out, const Kernel *k, const Op *op, int depth) {
     fprintf(out, ".%s", ir_red_name(op->red));
     print_operands(out, op);
     break;
-  case OP_LOAD:
+  case OP_LOAD: case OP_PREFETCH:
     fprintf(out, " %s[", op->buf->name);
     ref(out, op->a[0]);
     fputc(']', out);

@@ -154,7 +154,7 @@ static void count_uses(Block *blk, int *uses) {
 
 static bool is_pure(const Op *op) {
   switch (op->kind) {
-  case OP_STORE: case OP_ATOMIC_ADD: case OP_TRANSPOSE: case OP_SET: case OP_FOR: case OP_IF: case OP_PFOR:
+  case OP_STORE: case OP_ATOMIC_ADD: case OP_TRANSPOSE: case OP_PREFETCH: case OP_SET: case OP_FOR: case OP_IF: case OP_PFOR:
   case OP_YIELD: case OP_BARRIER: case OP_WARPSYNC: case OP_PARAM: case OP_REDUCE:
   case OP_WARP_REDUCE:
     return false;   /* params define the signature; reduces and collectives stay in place */

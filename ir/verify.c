@@ -281,7 +281,7 @@ static void verify_op(Verifier *v, Op *op, Ctx ctx, bool last_in_reduce) {
     if (op->ival < 0 || op->ival > 2)
       fail(v, op, "grid dimension %d", (int)op->ival);
     break;
-  case OP_LOAD: case OP_STORE: case OP_ATOMIC_ADD:
+  case OP_LOAD: case OP_STORE: case OP_ATOMIC_ADD: case OP_PREFETCH:
     check_memory(v, op, ctx);
     break;
   case OP_TRANSPOSE:

@@ -137,6 +137,19 @@ static void emit_group(Ctx *c, Tile *t, Builder *b, Op *i0) {
   group_pv(c, t, b, i0, mg, m);
 }
 
+/* A thread's next block is the next head (grid x is 1 when a block is a head): its
+ * q, k, v rows are prefetched before this head's work. */
+static void prefetch_next_head(Ctx *c, Builder *b) {
+  Op **p = c->p, *nb, *nh;
+  Builder next;
+  tile_next_head(b, c->batch, c->head, p[ATTN_H], p[ATTN_B], &next, &nb, &nh);
+  Op *x0 = attn_offset(&next, nb, i32(&next, 0), nh, p[ATTN_QKV_SB], p[ATTN_QKV_SN],
+                       p[ATTN_QKV_SH]);
+  Buf *in[3] = {c->q, c->kk, c->v};
+  for (int k = 0; k < 3; k++)
+    tile_prefetch_rows(&next, in[k], x0, p[ATTN_QKV_SN], p[ATTN_N], c->spec->head_dim);
+}
+
 static void emit_block(Ctx *c, Tile *t, Builder *b, int rows) {
   const Spec *s = c->spec;
   Builder pad, padded, work, groups, inside;
@@ -150,6 +163,8 @@ static void emit_block(Ctx *c, Tile *t, Builder *b, int rows) {
   ir_if(&pad, is_pad, &padded, NULL);
   fwd_emit_padded_row(c, &padded, i);
 
+  if (rows >= s->max_seq)
+    prefetch_next_head(c, b);
   ir_if(b, ir_cmp(b, CMP_LT, t->row0, t->lim), &work, NULL);
   /* 0. K^T of every key the block's rows see */
   Op *kcnt = row_keys(c, &work, add(&work, t->row0, i32(&work, rows - 1)));

@@ -51,6 +51,24 @@ void tile_pack_t(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *x0, Op *xs, Op 
   ir_store(&lane, dst, add(&lane, dst0, j), ir_select(&lane, in, x, ir_const_f32(&lane, 0)));
 }
 
+/* One prefetch per cache line of rows x0 + j*xs, j < cnt, D floats each. */
+void tile_prefetch_rows(Builder *b, Buf *src, Op *x0, Op *xs, Op *cnt, int D) {
+  Builder rows;
+  Op *j = ir_for(b, i64(b, 0), wide(b, cnt), 1, "j", &rows)->index;
+  Op *row = add(&rows, wide(&rows, x0), mul(&rows, j, wide(&rows, xs)));
+  for (int d = 0; d < D; d += 16)
+    ir_prefetch(&rows, src, add(&rows, row, i64(&rows, d)));
+}
+
+void tile_next_head(Builder *b, Op *batch, Op *head, Op *H, Op *B, Builder *next, Op **nb,
+                    Op **nh) {
+  Op *h1 = add(b, head, i32(b, 1));
+  Op *wrap = ir_cmp(b, CMP_GE, h1, H);
+  *nb = add(b, batch, ir_select(b, wrap, i32(b, 1), i32(b, 0)));
+  *nh = ir_select(b, wrap, i32(b, 0), h1);
+  ir_if(b, ir_cmp(b, CMP_LT, *nb, B), next, NULL);
+}
+
 void tile_zero(Builder *b, Buf *acc, int R, int D) {
   Builder lane;
   Op *t = ir_pfor(b, AXIS_LANE, i64(b, (int64_t)R * D), "t", &lane)->index;

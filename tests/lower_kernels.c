@@ -292,7 +292,7 @@ Kernel *k_hist(void) {
 }
 
 /* transpose16 as the tile schedule packs K^T: tiles of 16 keys x 16 d, the last
- * ones partial or empty (rows <= 0), mixed i32/i64 operands:
+ * ones partial or empty (rows <= 0), mixed i32/i64 operands, and a prefetch:
  * dst[d*TILE16_LD + j] = j < nk ? src[j*ss + d] : 0, d < TILE16_D, j < TILE16_LD */
 Kernel *k_tile16(void) {
   Kernel *k = ir_kernel_new("tile16", 1);
@@ -308,5 +308,7 @@ Kernel *k_tile16(void) {
                                       ir_const_i64(&dl, TILE16_LD)), j0);
   Op *si = ir_bin(&dl, OP_ADD, ir_bin(&dl, OP_MUL, ir_cast(&dl, TY_I32, j0), ss), d0);
   ir_transpose(&dl, dst, di, TILE16_LD, src, si, ss, rows);
+  /* a hint never faults: the next tile's rows, past the end of src for the last ones */
+  ir_prefetch(&dl, src, ir_bin(&dl, OP_ADD, si, ir_bin(&dl, OP_MUL, ss, ir_const_i32(&dl, 16))));
   return k;
 }

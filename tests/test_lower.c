@@ -118,7 +118,18 @@ static void test_log_sweep(CpuKernelFn fn, Kernel *k) {
   free(x), free(y), free(z);
 }
 
-/* The vectorize hint must make the dot reduction use vector registers. */
+/* Whether the asm of function `name` (from its label to .Lfunc_end) contains `what`. */
+static bool fn_has(const char *text, const char *name, const char *what) {
+  char label[64];
+  snprintf(label, sizeof label, "\n%s:", name);
+  const char *f = strstr(text, label);
+  const char *end = f ? strstr(f, ".Lfunc_end") : NULL;
+  const char *at = end ? strstr(f, what) : NULL;
+  return at && at < end;
+}
+
+/* The vectorize hint must make the dot reduction use vector registers; transpose16
+ * must be shuffles (not gathers or scalar moves) and prefetch a prefetch. */
 static void test_vectorized(Module *m) {
   char err[512];
   LLVMContextRef ctx = LLVMContextCreate();
@@ -137,6 +148,10 @@ static void test_vectorized(Module *m) {
     for (const char *p = f; end && (p = strstr(p + 1, "mm")) && p < end;)
       vec |= p[-2] == '%' && (p[-1] == 'y' || p[-1] == 'z');
     check(vec, "dot: the vectorize reduction was not vectorised");
+    check((fn_has(text, "tile16", "unpck") || fn_has(text, "tile16", "shuf") ||
+           fn_has(text, "tile16", "perm")) && !fn_has(text, "tile16", "gather"),
+          "tile16: transpose16 is not lowered to shuffles");
+    check(fn_has(text, "tile16", "prefetcht0"), "tile16: no prefetcht0 for the prefetch hint");
     if (getenv("CRISP_TEST_ASM") && f && end)
       fwrite(f, 1, (size_t)(end - f), stdout);
   }
