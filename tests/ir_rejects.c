@@ -66,23 +66,20 @@ static Kernel *bad_transpose_level(void) {
   return f.k;
 }
 
-static Kernel *bad_transpose_type(void) {
+/* a transpose16 in warp-level code from x into dst, `rows` rows (a float: bad) */
+static Kernel *transpose_in_warp(Buf *(*dst)(Fixture *), bool float_rows) {
   Fixture f = fixture();
   Builder w;
   ir_pfor(&f.b, AXIS_WARP, f.n, "w", &w);
   Op *z = ir_const_i32(&w, 0);
-  ir_transpose(&w, f.iout, z, 16, f.in, z, f.n, f.n);
+  ir_transpose(&w, dst(&f), z, 16, f.in, z, f.n, float_rows ? ir_const_f32(&w, 1) : f.n);
   return f.k;
 }
 
-static Kernel *bad_transpose_input(void) {
-  Fixture f = fixture();
-  Builder w;
-  ir_pfor(&f.b, AXIS_WARP, f.n, "w", &w);
-  Op *z = ir_const_i32(&w, 0);
-  ir_transpose(&w, f.in, z, 16, f.in, z, f.n, ir_const_f32(&w, 1));
-  return f.k;
-}
+static Buf *int_out(Fixture *f) { return f->iout; }
+static Buf *f32_out(Fixture *f) { return f->out; }
+static Kernel *bad_transpose_type(void) { return transpose_in_warp(int_out, false); }
+static Kernel *bad_transpose_rows(void) { return transpose_in_warp(f32_out, true); }
 
 static Kernel *bad_add_types(void) {
   Fixture f = fixture();
@@ -276,7 +273,7 @@ static const struct {
     {"transpose16 at block level", bad_transpose_level,
      "transpose16 must be in warp-level code"},
     {"transpose16 into an i32 buffer", bad_transpose_type, "transposes f32 tiles only (q from x)"},
-    {"transpose16 with a float row count", bad_transpose_input, "operand 3 must be an integer"},
+    {"transpose16 with a float row count", bad_transpose_rows, "operand 3 must be an integer"},
     {"f32 stored into i32 buffer", bad_store_type, "stores f32 into i32 buffer q"},
     {"store to input buffer", bad_store_input, "store to input buffer x"},
     {"store at block level", bad_store_block_level, "store outside a single-thread context"},
