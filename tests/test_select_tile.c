@@ -171,8 +171,9 @@ static bool covered(const AttnCase *c, const SelArgs *a, const SelTrace *t, int 
 }
 
 /* The plan callers get (attention_select_run: by N and s): the same taus, bit for
- * bit, and the sample and bracket picks ran exactly when N >= SELECT_BRACKET_MIN_N and
- * s > 0; at s = 0 one pick and nothing that scores. */
+ * bit; head_quantile up to N = 128 one hist launch and nothing else (the whole-head
+ * plan), else the sample and bracket picks ran exactly when N >= SELECT_BRACKET_MIN_N
+ * and s > 0; at s = 0 one pick and nothing that scores. */
 static void by_length_case(SelHost *sh, AttnCase *c, double sparsity, const float *want,
                            const char *what) {
   SelArgs a;
@@ -181,14 +182,20 @@ static void by_length_case(SelHost *sh, AttnCase *c, double sparsity, const floa
   sel_trace_init(&tr, a.G);
   sh->trace = &tr;
   sh->plan = SEL_PLAN_BY_LENGTH;
+  SelectPlanKind kind = sel_host_plan_kind(sh, &a);
   int rc = sel_host_run(sh, &a), bad = 0;
   sh->trace = NULL;
   for (int g = 0; g < a.G; g++)
     bad += bits(a.tau[g]) != bits(want[g]);
   bool all = sparsity == 0;
-  int picks = c->l.N >= SELECT_BRACKET_MIN_N && !all ? 2 : 0;
+  bool whole = c->spec.select == SEL_HEAD_QUANTILE && (int64_t)c->l.N * c->l.N <= SELECT_WHOLE_KEYS;
+  int picks = c->l.N >= SELECT_BRACKET_MIN_N && !all && !whole ? 2 : 0;
   int scoring = tr.launches[SELECT_KERNEL_HIST] + tr.launches[SELECT_KERNEL_INIT];
-  bool plan_ok = all ? scoring == 0 && tr.launches[SELECT_KERNEL_PICK] == 1 : scoring > 0;
+  bool plan_ok = all     ? scoring == 0 && tr.launches[SELECT_KERNEL_PICK] == 1
+                 : whole ? kind == SELECT_PLAN_WHOLE && tr.launches[SELECT_KERNEL_HIST] == 1 &&
+                               tr.launches[SELECT_KERNEL_INIT] == 0 &&
+                               tr.launches[SELECT_KERNEL_PICK] == 0
+                         : scoring > 0;
   CHECK(rc == 0 && bad == 0 && tr.early_picks == picks && plan_ok,
         "%s %s N=%d s=%g, the plan by length: rc %d, %d of %d taus differ, %d sample/bracket "
         "picks ran (want %d), init + hist launches %d, picks %d", what,
