@@ -153,7 +153,7 @@ enum { SELECT_PLAN_MAX = 1 + 2 * (SELECT_ROUNDS + 2) };
  * plan measured 0.92-0.97x the radix's select + forward at n = 64 (d = 32 and 64) and
  * n = 96 (d = 32) (docs/kernels-select.md, "Small heads"); shorter calls were not
  * measured. Both plans give the same tau (the exact keep_g-th score), so this is a
- * speed choice only. */
+ * speed choice only. head_quantile takes neither up to N = 128 (the WHOLE plan). */
 enum { SELECT_BRACKET_MIN_N = 64 };
 /* Whether a call of N rows takes the sample + bracket plan: the tile schedule (tile:
  * the hist kernel has `cand`, attention_select_has_cand) and N >= SELECT_BRACKET_MIN_N. */
