@@ -27,14 +27,8 @@
  * round BRACKET scores every row, stores the keys in the group's bracket [lo, hi]
  * with the same chunk masks (store_row) and, in the same chunks, counts those above hi.
  * Rounds 0-2 skip the groups those settled (rank[g] = SELECT_DONE), BRACKET the
- * groups without a bracket. Round WHOLE (head_quantile heads of at most
- * SELECT_WHOLE_KEYS scores, the whole plan there) scores like SAMPLE with every row
- * sampled, copies the f32 scores to a shared buffer and selects there
- * (attention_select_whole.c).
- * The packed rows are ld = pad(max_seq) + 16 floats apart: at max_seq 512 a stride of
- * 2 KiB put the D rows a tile reads (each 256 B of a short head's keys or queries) into
- * 8 of the 64 L1 sets, and the tiles' loads missed (select at n = 64: 1.9 -> 1.2 ms,
- * docs/kernels-select.md).
+ * groups without a bracket. Round WHOLE (small heads; attention_select_whole.c) scores
+ * like SAMPLE with every row sampled and copies the f32 scores to a shared buffer.
  * One block per head, not the forward's `rows`: the packing is strided loads, and
  * with 128-row blocks at L = 512 it took a fifth of the kernel's time, paid again
  * every round (measured 500 -> 425 ms of one thread's select plan at B = 16,
@@ -74,8 +68,8 @@ typedef struct {
   Buf *cs;      /* shared [2]: keys stored, and rows stored so far (round 1) or
                    overflow (round BRACKET) */
   int64_t ld;   /* slot and packed-row stride: max_seq rounded up to TILE_JT, plus a
-                   cache line (TILE_SLOT_PAD), so that the packed rows a score tile reads
-                   down d do not share a few L1 sets (below) */
+                   cache line: at 2 KiB (max_seq 512) the D rows a tile reads for a short
+                   head fell into 8 of the 64 L1 sets (select at n = 64 0.72x with it) */
   Op *lim;      /* rows < lim are valid: min(N, L) = L (select_hist_begin clamps L) */
   Op *round0;   /* round 0: every score binned (bool) */
   Op *store;    /* round 1: groups may be stored as candidates (bool) */
@@ -414,8 +408,7 @@ static void sample_rows(SelCtx *c, Builder *b, const HistBlock *h, const Tile *t
                      i32(&one, 0)));
 }
 
-/* Round WHOLE (attention_select_whole.c): every query row is sampled (span TILE_RT, n = L,
- * so sampled row s is row s), and the scores go to t->whole. */
+/* Round WHOLE: every query row sampled (span TILE_RT, n = L), the scores to t->whole. */
 typedef struct {
   SelCtx *c;
   const HistBlock *h;
