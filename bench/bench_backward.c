@@ -130,10 +130,10 @@ int main(int argc, char **argv) {
            "of %d\n(ms; GF/s counts 12 n^2 d per head; 'vs s=%g': time over the s = %g time of "
            "the same n, in this run%s; kept: fraction of valid keys the forward kept; radix: of the "
            "select groups, those the radix rounds decided, the others settled by the sample "
-           "or bracket)\n", select_name(s.select), s.head_dim, threads, reps, sps[0], sps[0],
+           "or bracket; sel: the select kernels alone, part of fwd)\n", select_name(s.select), s.head_dim, threads, reps, sps[0], sps[0],
            ks.sm.n ? "; fwd includes the select kernels" : "");
     printf("    n     s   fwd ms   bwd ms  crisp ms  naive ms  crisp GF  naive GF  speedup  "
-           "crisp vs s0  bwd vs s0  naive vs s0  kept  radix\n");
+           "crisp vs s0  bwd vs s0  naive vs s0  kept  radix  sel ms\n");
     for (int i = 0; i < nn; i++) {
       /* every sparsity on the same inputs, interleaved within each repetition, so load
        * drifting on a shared machine hits all of them alike */
@@ -158,10 +158,10 @@ int main(int argc, char **argv) {
           snprintf(nv[3], sizeof nv[3], "%.2f", r.naive / base.naive);
         }
         printf("%5d  %4.2f  %7.2f  %7.2f  %8.2f  %8s  %8.2f  %8s  %7s  %11.2f  %9.2f  %11s  "
-               "%4.2f  %5.3f\n",
+               "%4.2f  %5.3f  %6.3f\n",
                ns[i], sps[si], r.fwd * 1e3, r.bwd * 1e3, r.total * 1e3, nv[0],
                flops / r.total * 1e-9, nv[1], nv[2], r.total / base.total, r.bwd / base.bwd,
-               nv[3], r.kept, r.radix);
+               nv[3], r.kept, r.radix, r.select * 1e3);
         fflush(stdout);
       }
       free(sh);

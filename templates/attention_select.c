@@ -383,6 +383,16 @@ int attention_select_build(const Spec *s, const TileConfig *t, Module *m, char *
 
 bool attention_select_brackets(bool tile, int N) { return tile && N >= SELECT_BRACKET_MIN_N; }
 
+int attention_select_whole_keys(const Spec *s) {
+  int64_t sq = (int64_t)s->max_seq * s->max_seq;
+  return (int)(sq < SELECT_WHOLE_KEYS ? sq : SELECT_WHOLE_KEYS);
+}
+
+bool attention_select_whole(const Spec *s, bool tile, int N) {
+  return tile && per_head(s) && N <= s->max_seq &&
+         (int64_t)N * N <= attention_select_whole_keys(s);
+}
+
 /* keep(M) = M for every M <= M_max, by one of three sufficient conditions (each, if it
  * holds for M_max, holds for every smaller M too): s <= 0 ((1 - s) M >= M, so the
  * ceil is at least M); keep_min >= M_max; s M_max <= 1 - 2^-10, where (1 - s) M -
@@ -399,6 +409,8 @@ SelectPlanKind attention_select_plan_kind(const Spec *s, bool tile, int B, int H
                                           double sparsity) {
   if (attention_select_keeps_all(s, B, H, N, sparsity))
     return SELECT_PLAN_ALL_KEPT;
+  if (attention_select_whole(s, tile, N))
+    return SELECT_PLAN_WHOLE;
   return attention_select_brackets(tile, N) ? SELECT_PLAN_BRACKET : SELECT_PLAN_RADIX;
 }
 
@@ -406,6 +418,10 @@ int attention_select_plan(SelectPlanKind kind, SelectLaunch plan[SELECT_PLAN_MAX
   int n = 0;
   if (kind == SELECT_PLAN_ALL_KEPT) {
     plan[n++] = (SelectLaunch){SELECT_KERNEL_PICK, SELECT_ROUND_ALL_KEPT};
+    return n;
+  }
+  if (kind == SELECT_PLAN_WHOLE) {
+    plan[n++] = (SelectLaunch){SELECT_KERNEL_HIST, SELECT_ROUND_WHOLE};
     return n;
   }
   plan[n++] = (SelectLaunch){SELECT_KERNEL_INIT, 0};

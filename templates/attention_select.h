@@ -57,7 +57,10 @@
  * independent of the buffers' earlier contents. When the host can tell from s, N,
  * B, H and the spec that every group keeps every score (attention_select_keeps_all;
  * s <= 0 always), the plan is pick(ALL_KEPT) alone: no scoring; it writes only
- * tau_group and rank (hist, prefix, cand untouched).
+ * tau_group and rank (hist, prefix, cand untouched). head_quantile on the tile
+ * schedule up to N = 128 (attention_select_whole) is hist(WHOLE) alone: each block
+ * scores its head once and finds tau itself (attention_select_whole.c); it too writes
+ * only tau_group and rank.
  * Counts are i32: M_g must stay below 2^31 (B*H*N*N for layer_quantile). */
 #ifndef CRISP_ATTENTION_SELECT_H
 #define CRISP_ATTENTION_SELECT_H
@@ -129,6 +132,18 @@ enum { SELECT_ROUND_SAMPLE = SELECT_ROUNDS, SELECT_ROUND_BRACKET = SELECT_ROUNDS
 /* The round of pick's all-kept plan (both schedules' pick kernels take it). */
 enum { SELECT_ROUND_ALL_KEPT = SELECT_ROUNDS + 2 };
 
+/* The tile schedule's one-launch plan for head_quantile heads small enough that the
+ * hist block holds every score (attention_select_whole.c): hist(WHOLE) scores the head
+ * once into a shared buffer of attention_select_whole_keys(spec) floats, finds the
+ * keep_g-th largest there by counting passes (attn_row_kth_count, the forward's exact
+ * k-th search) and writes tau_group[g] and rank[g] = -1 itself: no init, no pick, and
+ * hist, prefix and cand untouched. */
+enum { SELECT_ROUND_WHOLE = SELECT_ROUNDS + 3 };
+/* The most scores a head may have for that plan (128 x 128: the whole-head sample of
+ * the bracket plan ended there too); the kernel's buffer is min(this, max_seq^2). */
+enum { SELECT_WHOLE_KEYS = 16384 };
+int attention_select_whole_keys(const Spec *s);
+
 enum { SELECT_PLAN_MAX = 1 + 2 * (SELECT_ROUNDS + 2) };
 
 /* Where the tile schedule's sample and bracket start to pay: from this length N (the
@@ -138,18 +153,23 @@ enum { SELECT_PLAN_MAX = 1 + 2 * (SELECT_ROUNDS + 2) };
  * plan measured 0.92-0.97x the radix's select + forward at n = 64 (d = 32 and 64) and
  * n = 96 (d = 32) (docs/kernels-select.md, "Small heads"); shorter calls were not
  * measured. Both plans give the same tau (the exact keep_g-th score), so this is a
- * speed choice only. */
+ * speed choice only. head_quantile takes neither up to N = 128 (the WHOLE plan). */
 enum { SELECT_BRACKET_MIN_N = 64 };
 /* Whether a call of N rows takes the sample + bracket plan: the tile schedule (tile:
  * the hist kernel has `cand`, attention_select_has_cand) and N >= SELECT_BRACKET_MIN_N. */
 bool attention_select_brackets(bool tile, int N);
+/* Whether a call of N rows takes the one-launch WHOLE plan: head_quantile on the tile
+ * schedule, N <= max_seq and N^2 <= attention_select_whole_keys(s) (every head's
+ * scores fit the hist block's buffer, causal or not). */
+bool attention_select_whole(const Spec *s, bool tile, int N);
 
 /* The launch plans. */
 typedef enum {
   SELECT_PLAN_RADIX,     /* init, hist(0), pick(0), hist(1), pick(1), hist(2), pick(2) */
   SELECT_PLAN_BRACKET,   /* init, hist(S), pick(S), hist(B), pick(B), then the same six
                           * (S, B: SELECT_ROUND_SAMPLE, _BRACKET; tile schedule only) */
-  SELECT_PLAN_ALL_KEPT   /* pick(SELECT_ROUND_ALL_KEPT): no scoring at all */
+  SELECT_PLAN_ALL_KEPT,  /* pick(SELECT_ROUND_ALL_KEPT): no scoring at all */
+  SELECT_PLAN_WHOLE      /* hist(SELECT_ROUND_WHOLE): one launch (tile, head_quantile) */
 } SelectPlanKind;
 
 /* Whether every group of a call keeps every one of its scores whatever the lengths
@@ -159,8 +179,9 @@ typedef enum {
 bool attention_select_keeps_all(const Spec *s, int B, int H, int N, double sparsity);
 
 /* The plan of a call, chosen on the host (every caller goes through this): ALL_KEPT
- * when attention_select_keeps_all, else BRACKET when attention_select_brackets(tile,
- * N), else RADIX. tile: the hist kernel has `cand` (attention_select_has_cand). */
+ * when attention_select_keeps_all, else WHOLE when attention_select_whole(s, tile, N),
+ * else BRACKET when attention_select_brackets(tile, N), else RADIX. tile: the hist
+ * kernel has `cand` (attention_select_has_cand). */
 SelectPlanKind attention_select_plan_kind(const Spec *s, bool tile, int B, int H, int N,
                                           double sparsity);
 

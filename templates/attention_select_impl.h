@@ -91,4 +91,13 @@ TileConfig select_tile_hist_rows(const Spec *s, const TileConfig *t);
  * block's rows binned, scored by tile_scores with the tile forward's bits. */
 void select_hist_tile_rows(SelCtx *c, Builder *b, const TileConfig *t, const HistBlock *h);
 
+/* Round WHOLE (attention_select_whole.c), warp-level code of a hist block of head_quantile:
+ * where the head keeps some but not all of its M scores and M fits `scores`
+ * (attention_select_whole_keys), score(ctx, b) writes all of them to scores[0, M) (in
+ * any order), and the keep_g-th largest is tau; tau_group[g] and rank[g] = SELECT_DONE
+ * are written in every case (+-inf without scoring where the head keeps none or all)
+ * but M past the buffer, where nothing is. */
+void select_whole_round(SelCtx *c, Builder *b, const HistBlock *h, Buf *scores,
+                        void (*score)(void *ctx, Builder *b), void *ctx);
+
 #endif

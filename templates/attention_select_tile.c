@@ -27,7 +27,8 @@
  * round BRACKET scores every row, stores the keys in the group's bracket [lo, hi]
  * with the same chunk masks (store_row) and, in the same chunks, counts those above hi.
  * Rounds 0-2 skip the groups those settled (rank[g] = SELECT_DONE), BRACKET the
- * groups without a bracket.
+ * groups without a bracket. Round WHOLE (small heads; attention_select_whole.c) scores
+ * like SAMPLE with every row sampled and copies the f32 scores to a shared buffer.
  * One block per head, not the forward's `rows`: the packing is strided loads, and
  * with 128-row blocks at L = 512 it took a fifth of the kernel's time, paid again
  * every round (measured 500 -> 425 ms of one thread's select plan at B = 16,
@@ -66,13 +67,16 @@ typedef struct {
   Buf *kt, *slot, *sacc;
   Buf *cs;      /* shared [2]: keys stored, and rows stored so far (round 1) or
                    overflow (round BRACKET) */
-  int64_t ld;   /* slot and packed-row length: max_seq rounded up to TILE_JT */
+  int64_t ld;   /* slot and packed-row stride: max_seq rounded up to TILE_JT, plus a
+                   cache line: at 2 KiB (max_seq 512) the D rows a tile reads for a short
+                   head fell into 8 of the 64 L1 sets (select at n = 64 0.72x with it) */
   Op *lim;      /* rows < lim are valid: min(N, L) = L (select_hist_begin clamps L) */
   Op *round0;   /* round 0: every score binned (bool) */
   Op *store;    /* round 1: groups may be stored as candidates (bool) */
   Op *cap;      /* cand_cap, clamped to [0, 2^30] */
   Op *head;     /* the block's header in cand; its keys follow */
   Op *lo, *hi;  /* round BRACKET: the group's bracket of keys (unsigned, inclusive) */
+  Buf *whole;   /* round WHOLE (head_quantile): every score of the head, f32 */
 } Tile;
 
 /* Which keys a chunk's mask marks: those of the round's prefix, or in the bracket. */
@@ -295,6 +299,19 @@ static void store_all(SelCtx *c, const Tile *t, Builder *b, Op *base, Op *m) {
   ir_store(&one, t->cs, i32(&one, 0), add(&one, cnt, m));
 }
 
+/* Round WHOLE, one key's row of scores (slot[base ..], m of them) appended to the
+ * head's buffer as they are (the search compares the f32 scores themselves). */
+static void copy_scores(SelCtx *c, const Tile *t, Builder *b, Op *base, Op *m) {
+  (void)c;
+  Builder lane, one;
+  Op *cnt = ir_load(b, t->cs, i32(b, 0));
+  Op *to = ir_cast(b, TY_I64, cnt), *from = ir_cast(b, TY_I64, base);
+  Op *jj = ir_pfor(b, AXIS_LANE, ir_cast(b, TY_I64, m), "jj", &lane)->index;
+  ir_store(&lane, t->whole, add(&lane, to, jj), ir_load(&lane, t->slot, add(&lane, from, jj)));
+  ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
+  ir_store(&one, t->cs, i32(&one, 0), add(&one, cnt, m));
+}
+
 static Op *idiv_up(Builder *b, Op *x, Op *y) {
   return ir_bin(b, OP_DIV, add(b, x, ir_bin(b, OP_SUB, y, i32(b, 1))), y);
 }
@@ -342,26 +359,20 @@ static Op *first_sampled(Builder *b, Op *j, Op *span, Op *n) {
  * sampled queries, packed, its columns, so only D x (sampled rows) are gathered, not
  * the whole K^T (the sample is a set: its order does not matter; an fma's operand
  * order does not change its bits). */
-static void sample_rows(SelCtx *c, Builder *b, const HistBlock *h, const Tile *t) {
-  Op **p = c->p;
+/* What becomes of one scored key row of the sampled queries (slot[base ..], m of them):
+ * store_all (SAMPLE) or copy_scores (WHOLE). */
+typedef void (*RowFn)(SelCtx *c, const Tile *t, Builder *b, Op *base, Op *m);
+
+/* Steps 0-1 of SAMPLE and WHOLE: the n sampled queries (groups of TILE_RT, span rows
+ * apart) packed transposed, every key of the head scored against them in groups of
+ * TILE_RT keys, and each key's row of scores (causal: the queries that see it) handed
+ * to `row`. */
+static void score_sampled(SelCtx *c, Builder *b, const HistBlock *h, const Tile *t, Op *span,
+                          Op *n, RowFn row) {
+  Builder keys;
   int D = c->spec->head_dim;
-  Op *lk = c->spec->select == SEL_HEAD_QUANTILE ? h->len : p[SELECT_N];
-  Op *per = ir_bin(b, OP_MAX, attn_mul(b, lk, i32(b, TILE_RT)), i32(b, 1));
-  Op *room = ir_bin(b, OP_SUB, t->cap, attn_mul(b, lk, i32(b, TILE_RT)));
-  Op *fit = ir_bin(b, OP_DIV, ir_bin(b, OP_MIN, room, i32(b, SELECT_SAMPLE_KEYS)), per);
-  Op *ng = idiv_up(b, lk, i32(b, TILE_RT));
-  Op *stride = ir_bin(b, OP_MAX, idiv_up(b, ng, ir_bin(b, OP_MAX, fit, i32(b, 1))), i32(b, 1));
-  Op *rows = ir_cmp(b, CMP_GT, t->lim, i32(b, 0));
-  Op *ok = ir_bin(b, OP_OR, ir_cmp(b, CMP_GT, fit, i32(b, 0)), ir_cmp(b, CMP_LE, t->lim, i32(b, 0)));
-  Builder work, keys, one;
-  ir_if(b, ir_bin(b, OP_AND, ok, rows), &work, NULL);
-  Op *span = attn_mul(&work, stride, i32(&work, TILE_RT));
-  Op *nsg = idiv_up(&work, idiv_up(&work, t->lim, i32(&work, TILE_RT)), stride);
-  Op *lastg = attn_mul(&work, ir_bin(&work, OP_SUB, nsg, i32(&work, 1)), span);
-  Op *n = add(&work, attn_mul(&work, ir_bin(&work, OP_SUB, nsg, i32(&work, 1)), i32(&work, TILE_RT)),
-              ir_bin(&work, OP_MIN, ir_bin(&work, OP_SUB, t->lim, lastg), i32(&work, TILE_RT)));
-  pack_sample(c, h, t, &work, span, n);
-  Op *j0 = ir_for(&work, i32(&work, 0), t->lim, TILE_RT, "j0", &keys)->index;
+  pack_sample(c, h, t, b, span, n);
+  Op *j0 = ir_for(b, i32(b, 0), t->lim, TILE_RT, "j0", &keys)->index;
   Op *last = ir_bin(&keys, OP_SUB, t->lim, i32(&keys, 1));
   Op *arow[TILE_RT];
   for (int r = 0; r < TILE_RT; r++)
@@ -373,15 +384,46 @@ static void sample_rows(SelCtx *c, Builder *b, const HistBlock *h, const Tile *t
     Op *j = add(&keys, j0, i32(&keys, r));
     ir_if(&keys, ir_cmp(&keys, CMP_LT, j, t->lim), &in, NULL);
     Op *first = c->spec->causal ? first_sampled(&in, j, span, n) : i32(&in, 0);
-    store_all(c, t, &in, add(&in, i32(&in, (int)(r * t->ld)), first),
-              ir_bin(&in, OP_SUB, n, first));
+    row(c, t, &in, add(&in, i32(&in, (int)(r * t->ld)), first), ir_bin(&in, OP_SUB, n, first));
   }
+}
+
+static void sample_rows(SelCtx *c, Builder *b, const HistBlock *h, const Tile *t) {
+  Op **p = c->p;
+  Op *lk = c->spec->select == SEL_HEAD_QUANTILE ? h->len : p[SELECT_N];
+  Op *per = ir_bin(b, OP_MAX, attn_mul(b, lk, i32(b, TILE_RT)), i32(b, 1));
+  Op *room = ir_bin(b, OP_SUB, t->cap, attn_mul(b, lk, i32(b, TILE_RT)));
+  Op *fit = ir_bin(b, OP_DIV, ir_bin(b, OP_MIN, room, i32(b, SELECT_SAMPLE_KEYS)), per);
+  Op *ng = idiv_up(b, lk, i32(b, TILE_RT));
+  Op *stride = ir_bin(b, OP_MAX, idiv_up(b, ng, ir_bin(b, OP_MAX, fit, i32(b, 1))), i32(b, 1));
+  Op *rows = ir_cmp(b, CMP_GT, t->lim, i32(b, 0));
+  Op *ok = ir_bin(b, OP_OR, ir_cmp(b, CMP_GT, fit, i32(b, 0)), ir_cmp(b, CMP_LE, t->lim, i32(b, 0)));
+  Builder work, one;
+  ir_if(b, ir_bin(b, OP_AND, ok, rows), &work, NULL);
+  Op *span = attn_mul(&work, stride, i32(&work, TILE_RT));
+  Op *nsg = idiv_up(&work, idiv_up(&work, t->lim, i32(&work, TILE_RT)), stride);
+  Op *lastg = attn_mul(&work, ir_bin(&work, OP_SUB, nsg, i32(&work, 1)), span);
+  Op *n = add(&work, attn_mul(&work, ir_bin(&work, OP_SUB, nsg, i32(&work, 1)), i32(&work, TILE_RT)),
+              ir_bin(&work, OP_MIN, ir_bin(&work, OP_SUB, t->lim, lastg), i32(&work, TILE_RT)));
+  score_sampled(c, &work, h, t, span, n, store_all);
   ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
   ir_store(&one, c->cand, t->head, ir_select(&one, ok, ir_load(&one, t->cs, i32(&one, 0)),
                                              i32(&one, -1)));
   ir_store(&one, c->cand, add(&one, t->head, i32(&one, 1)),
            ir_select(&one, ir_cmp(&one, CMP_EQ, stride, i32(&one, 1)), i32(&one, 1),
                      i32(&one, 0)));
+}
+
+/* Round WHOLE: every query row sampled (span TILE_RT, n = L), the scores to t->whole. */
+typedef struct {
+  SelCtx *c;
+  const HistBlock *h;
+  const Tile *t;
+} Whole;
+
+static void whole_scores(void *ctx, Builder *b) {
+  const Whole *w = ctx;
+  score_sampled(w->c, b, w->h, w->t, i32(b, TILE_RT), w->t->lim, copy_scores);
 }
 
 /* Round BRACKET: every row scored once; the keys in [lo, hi] stored as candidates
@@ -446,12 +488,15 @@ void select_hist_tile_rows(SelCtx *c, Builder *b, const TileConfig *tc, const Hi
   const Spec *s = c->spec;
   int D = s->head_dim;
   Op **p = c->p;
-  Tile t = {.ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT, .lim = h->len};
+  Tile t = {.ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT + TILE_SLOT_PAD, .lim = h->len};
   t.kt = ir_shared(c->k, "kt", TY_F32, (int64_t)D * t.ld);
   t.slot = ir_shared(c->k, "scores", TY_F32, TILE_RT * t.ld);
   t.sacc = ir_shared(c->k, "sacc", TY_F32, TILE_RT * TILE_JT);
   t.cs = ir_shared(c->k, "stored", TY_I32, 2);
-  Builder warp, one, sample, later, bracket, radix, br, live;
+  bool whole = s->select == SEL_HEAD_QUANTILE;
+  if (whole)
+    t.whole = ir_shared(c->k, "whole", TY_F32, attention_select_whole_keys(s));
+  Builder warp, one, sample, later, bracket, radix, br, live, other, wb;
   ir_pfor(b, AXIS_WARP, i32(b, 1), "w", &warp);
   Op *round = p[SELECT_ROUND];
   t.round0 = ir_cmp(&warp, CMP_EQ, round, i32(&warp, 0));
@@ -467,7 +512,13 @@ void select_hist_tile_rows(SelCtx *c, Builder *b, const TileConfig *tc, const Hi
   ir_if(&warp, ir_cmp(&warp, CMP_EQ, round, i32(&warp, SELECT_ROUND_SAMPLE)), &sample, &later);
   sample_rows(c, &sample, h, &t);
   ir_if(&later, ir_cmp(&later, CMP_EQ, round, i32(&later, SELECT_ROUND_BRACKET)), &bracket,
-        &radix);
+        &other);
+  if (whole) {
+    ir_if(&other, ir_cmp(&other, CMP_EQ, round, i32(&other, SELECT_ROUND_WHOLE)), &wb, &radix);
+    select_whole_round(c, &wb, h, t.whole, whole_scores, &(Whole){c, h, &t});
+  } else {
+    radix = other;
+  }
   ir_if(&bracket, ir_cmp(&bracket, CMP_EQ, state, i32(&bracket, SELECT_BRACKETED)), &br, NULL);
   Op *hrow = attn_mul(&br, h->g, i32(&br, SELECT_BINS));
   t.lo = ir_load(&br, c->hist, add(&br, hrow, i32(&br, SELECT_LO)));

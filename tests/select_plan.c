@@ -44,10 +44,10 @@ static void test_keeps_all_sound(void) {
 }
 
 void sel_test_plan(void) {
-  static const char *const want[3] = {
+  static const char *const want[4] = {
       "init0 hist0 pick0 hist1 pick1 hist2 pick2 ",
-      "init0 hist3 pick3 hist4 pick4 hist0 pick0 hist1 pick1 hist2 pick2 ", "pick5 "};
-  for (int kind = SELECT_PLAN_RADIX; kind <= SELECT_PLAN_ALL_KEPT; kind++) {
+      "init0 hist3 pick3 hist4 pick4 hist0 pick0 hist1 pick1 hist2 pick2 ", "pick5 ", "hist6 "};
+  for (int kind = SELECT_PLAN_RADIX; kind <= SELECT_PLAN_WHOLE; kind++) {
     SelectLaunch plan[SELECT_PLAN_MAX];
     int n = attention_select_plan((SelectPlanKind)kind, plan);
     char got[128] = "";
@@ -58,7 +58,18 @@ void sel_test_plan(void) {
     }
     CHECK(n <= SELECT_PLAN_MAX && !strcmp(got, want[kind]), "plan (kind %d): %s", kind, got);
   }
-  CHECK(SELECT_ROUND_ALL_KEPT == 5, "the all-kept round is 5 (the plan strings above)");
+  CHECK(SELECT_ROUND_ALL_KEPT == 5 && SELECT_ROUND_WHOLE == 6,
+        "the all-kept round is 5, the whole-head round 6 (the plan strings above)");
+  /* the whole-head plan: head_quantile, tile schedule, N <= max_seq, N^2 <= the buffer */
+  Spec hq = sel_make_spec("t", SEL_HEAD_QUANTILE, 64, 512, false, 1);
+  Spec h64 = sel_make_spec("t", SEL_HEAD_QUANTILE, 32, 64, true, 1);
+  Spec lq = sel_make_spec("t", SEL_LAYER_QUANTILE, 64, 512, false, 1);
+  CHECK(attention_select_whole_keys(&hq) == SELECT_WHOLE_KEYS &&
+            attention_select_whole_keys(&h64) == 64 * 64 && attention_select_whole(&hq, true, 1) &&
+            attention_select_whole(&hq, true, 128) && !attention_select_whole(&hq, true, 129) &&
+            !attention_select_whole(&hq, false, 64) && !attention_select_whole(&lq, true, 64) &&
+            attention_select_whole(&h64, true, 64) && !attention_select_whole(&h64, true, 65),
+        "the whole-head plan: head_quantile on the tile schedule up to N = 128 (and max_seq)");
   /* the sample and bracket from SELECT_BRACKET_MIN_N on, on the tile schedule only */
   CHECK(!attention_select_brackets(true, SELECT_BRACKET_MIN_N - 1) &&
             attention_select_brackets(true, SELECT_BRACKET_MIN_N) &&
@@ -79,8 +90,9 @@ void sel_test_plan(void) {
       /* one example of 2 rows, one head: M_max = 4 (3 causal); s = 0.1 keeps all */
       SelectPlanKind k2 = attention_select_plan_kind(&s, true, 1, 1, 2, 0.1);
       SelectPlanKind kt = attention_select_plan_kind(&s, true, 16, 12, 512, 1e-9);
+      SelectPlanKind k32w = mode ? SELECT_PLAN_RADIX : SELECT_PLAN_WHOLE;
       CHECK(k0 == SELECT_PLAN_ALL_KEPT && kw == SELECT_PLAN_ALL_KEPT &&
-                k8 == SELECT_PLAN_BRACKET && k32 == SELECT_PLAN_RADIX &&
+                k8 == SELECT_PLAN_BRACKET && k32 == k32w &&
                 kwa == SELECT_PLAN_RADIX && k2 == SELECT_PLAN_ALL_KEPT &&
                 kt == SELECT_PLAN_ALL_KEPT,
             "plan kinds %s causal %d: s=0 %d %d, s=0.8 %d %d %d, N=2 s=0.1 %d, s=1e-9 %d",

@@ -64,8 +64,8 @@ static uint32_t bits(float f) {
 }
 
 /* tau (bitwise) against the reference; the histogram must be zero again after a
- * plan that used it (hist_used: all but SELECT_PLAN_ALL_KEPT, which writes tau and
- * rank only). */
+ * plan that used it (hist_used: all but SELECT_PLAN_ALL_KEPT and SELECT_PLAN_WHOLE,
+ * which write tau and rank only). */
 static void check_taus(AttnCase *c, SelArgs *a, double s, bool hist_used, const char *what) {
   double *ref = malloc((size_t)a->G * sizeof(double));
   int G = attention_group_tau_ref(&c->spec, &c->l, c->q, c->k, c->lengths, s, ref);
@@ -97,7 +97,14 @@ static void run_checked(SelHost *hk, AttnCase *c, SelArgs *a, const char *what) 
   int rc = sel_host_run(hk, a);
   hk->trace = NULL;
   CHECK(rc == 0, "%s: plan failed", what);
-  check_taus(c, a, a->sparsity, kind != SELECT_PLAN_ALL_KEPT, what);
+  check_taus(c, a, a->sparsity, kind != SELECT_PLAN_ALL_KEPT && kind != SELECT_PLAN_WHOLE,
+             what);
+  if (kind == SELECT_PLAN_WHOLE)
+    CHECK(tr.launches[SELECT_KERNEL_INIT] == 0 && tr.launches[SELECT_KERNEL_HIST] == 1 &&
+              tr.launches[SELECT_KERNEL_PICK] == 0,
+          "%s: the whole-head plan (N = %d) launched init %d, hist %d, pick %d times", what,
+          a->ints[2], tr.launches[SELECT_KERNEL_INIT], tr.launches[SELECT_KERNEL_HIST],
+          tr.launches[SELECT_KERNEL_PICK]);
   if (kind == SELECT_PLAN_ALL_KEPT)
     CHECK(tr.launches[SELECT_KERNEL_INIT] == 0 && tr.launches[SELECT_KERNEL_HIST] == 0 &&
               tr.launches[SELECT_KERNEL_PICK] == 1,
@@ -241,6 +248,37 @@ static int launch_interp(void *ctx, SelectKernel which, Kernel *k, void **args,
   return rc;
 }
 
+/* The tile schedule's one-launch plan for head_quantile (SELECT_PLAN_WHOLE, what
+ * callers get at this N), in the interpreter: the taus, and one hist launch. Returns
+ * the plans run. */
+static int interp_whole(Module *m, const Spec *s, const TileConfig *t, AttnCase *c) {
+  char d[96];
+  if (!attention_select_whole(s, attention_select_has_cand(t), c->l.N))
+    return 0;
+  int runs = 0;
+  for (int k = 0; k < 2; k++, runs++) {
+    double sp = k ? 0.8 : 0.3;
+    SelArgs a;
+    SelTrace tr;
+    sel_args(&a, c, sp);
+    sel_trace_init(&tr, a.G);
+    InterpCtx ic = {.counts = a.counts, .trace = &tr};
+    int rc = attention_select_run(m->kernels, s, a.args, launch_interp, &ic);
+    CHECK(rc == 0, "interp whole %s tile (%d, %d): %s", describe(s, d, sizeof d), t->rows,
+          t->warps, ic.err);
+    if (rc == 0)
+      check_taus(c, &a, sp, false, "interp whole");
+    CHECK(tr.launches[SELECT_KERNEL_HIST] == 1 && tr.launches[SELECT_KERNEL_INIT] == 0 &&
+              tr.launches[SELECT_KERNEL_PICK] == 0,
+          "interp whole %s: init %d, hist %d, pick %d launches (want 0, 1, 0)",
+          describe(s, d, sizeof d), tr.launches[SELECT_KERNEL_INIT],
+          tr.launches[SELECT_KERNEL_HIST], tr.launches[SELECT_KERNEL_PICK]);
+    sel_trace_free(&tr);
+    sel_args_free(&a);
+  }
+  return runs;
+}
+
 /* Groups that keep every score, in the interpreter: example 1 cut to two rows at
  * s = 0.1 (its groups -inf from round 0's or pick(SAMPLE)'s check, beside example
  * 0's taus), then s = 0 through the full plan (every group -inf; the tile schedule
@@ -332,6 +370,7 @@ static void test_interp(void) {
             sel_args_free(&a);
             runs++;
           }
+        runs += interp_whole(&m, &s, &tiles[ti], &c);
         runs += interp_all_kept(&m, &s, &tiles[ti], &c);
         attn_case_free(&c);
         ir_module_free(&m);

@@ -171,8 +171,9 @@ static bool covered(const AttnCase *c, const SelArgs *a, const SelTrace *t, int 
 }
 
 /* The plan callers get (attention_select_run: by N and s): the same taus, bit for
- * bit, and the sample and bracket picks ran exactly when N >= SELECT_BRACKET_MIN_N and
- * s > 0; at s = 0 one pick and nothing that scores. */
+ * bit; head_quantile up to N = 128 one hist launch and nothing else (the whole-head
+ * plan), else the sample and bracket picks ran exactly when N >= SELECT_BRACKET_MIN_N
+ * and s > 0; at s = 0 one pick and nothing that scores. */
 static void by_length_case(SelHost *sh, AttnCase *c, double sparsity, const float *want,
                            const char *what) {
   SelArgs a;
@@ -181,14 +182,20 @@ static void by_length_case(SelHost *sh, AttnCase *c, double sparsity, const floa
   sel_trace_init(&tr, a.G);
   sh->trace = &tr;
   sh->plan = SEL_PLAN_BY_LENGTH;
+  SelectPlanKind kind = sel_host_plan_kind(sh, &a);
   int rc = sel_host_run(sh, &a), bad = 0;
   sh->trace = NULL;
   for (int g = 0; g < a.G; g++)
     bad += bits(a.tau[g]) != bits(want[g]);
   bool all = sparsity == 0;
-  int picks = c->l.N >= SELECT_BRACKET_MIN_N && !all ? 2 : 0;
+  bool whole = c->spec.select == SEL_HEAD_QUANTILE && (int64_t)c->l.N * c->l.N <= SELECT_WHOLE_KEYS;
+  int picks = c->l.N >= SELECT_BRACKET_MIN_N && !all && !whole ? 2 : 0;
   int scoring = tr.launches[SELECT_KERNEL_HIST] + tr.launches[SELECT_KERNEL_INIT];
-  bool plan_ok = all ? scoring == 0 && tr.launches[SELECT_KERNEL_PICK] == 1 : scoring > 0;
+  bool plan_ok = all     ? scoring == 0 && tr.launches[SELECT_KERNEL_PICK] == 1
+                 : whole ? kind == SELECT_PLAN_WHOLE && tr.launches[SELECT_KERNEL_HIST] == 1 &&
+                               tr.launches[SELECT_KERNEL_INIT] == 0 &&
+                               tr.launches[SELECT_KERNEL_PICK] == 0
+                         : scoring > 0;
   CHECK(rc == 0 && bad == 0 && tr.early_picks == picks && plan_ok,
         "%s %s N=%d s=%g, the plan by length: rc %d, %d of %d taus differ, %d sample/bracket "
         "picks ran (want %d), init + hist launches %d, picks %d", what,
@@ -251,6 +258,70 @@ static void make_adversarial(AttnCase *c) {
             c->q[b * l->qkv_sb + i * l->qkv_sn + h * l->qkv_sh + d] *= 30;
 }
 
+static int cmp_key_desc(const void *x, const void *y) {
+  uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+  return a < b ? 1 : a > b ? -1 : 0;
+}
+
+/* The keep-th largest score of head (0, 0) by order keys (-0 below +0, as the radix
+ * orders them), from the emulated scores. */
+static float keyed_tau(const AttnCase *c, double sparsity) {
+  float *all = malloc((size_t)c->l.N * c->l.N * sizeof(float));
+  int64_t m = head_scores(c, 0, 0, all, 0);
+  uint32_t *keys = malloc((size_t)m * sizeof(uint32_t));
+  for (int64_t i = 0; i < m; i++) {
+    uint32_t u = bits(all[i]);
+    keys[i] = u >> 31 ? ~u : u | 0x80000000u;
+  }
+  qsort(keys, (size_t)m, sizeof *keys, cmp_key_desc);
+  uint32_t k = keys[attention_keep_count(sparsity, c->spec.keep_min, m) - 1];
+  uint32_t u = k >> 31 ? k & 0x7FFFFFFFu : ~k;
+  float tau;
+  memcpy(&tau, &u, 4);
+  free(keys);
+  free(all);
+  return tau;
+}
+
+/* Signed zeros (head_quantile): scores of +-eps vectors underflow to +0 and -0 (a
+ * quarter each, beside a quarter positive and a quarter negative), and tau, the
+ * keep-th largest, is -0 where the radix's order keys put it there (-0 below +0). Every
+ * plan must give those bits: the whole-head plan's counting search compares floats, in
+ * which -0 == +0, and must restore the sign (attention_select_whole.c). */
+static void test_signed_zeros(SelHost *sh, const Spec *s) {
+  if (s->select != SEL_HEAD_QUANTILE)
+    return;
+  AttnCase c;
+  attn_case_init(&c, s, 1, 1, 8, false);
+  const AttnLayout *l = &c.l;
+  for (int i = 0; i < l->N; i++)
+    for (int d = 0; d < s->head_dim; d++) {
+      c.q[i * l->qkv_sn + d] = i % 2 ? -1e-30f : 1e-30f;
+      c.k[i * l->qkv_sn + d] = i < l->N / 2 ? 1e-30f : 1.0f;
+    }
+  static const double sps[2] = {0.375, 0.6875};   /* keep 40 of 64: -0; keep 20: +0 */
+  static const SelPlan plans[3] = {SEL_PLAN_BY_LENGTH, SEL_PLAN_BRACKET, SEL_PLAN_RADIX};
+  for (int si = 0; si < 2; si++) {
+    float want = keyed_tau(&c, sps[si]);
+    CHECK(want == 0 && (bits(want) >> 31) == (uint32_t)(si == 0),
+          "signed zeros, causal %d: the case's tau is %g (sign %u), not the zero it is built for",
+          s->causal, want, bits(want) >> 31);
+    for (int p = 0; p < 3; p++) {
+      SelArgs a;
+      sel_args(&a, &c, sps[si]);
+      sh->plan = plans[p];
+      int rc = sel_host_run(sh, &a);
+      CHECK(rc == 0 && bits(a.tau[0]) == bits(want),
+            "signed zeros, causal %d, s = %g, plan %d (kind %d): tau %g (bits %08x), want %g "
+            "(bits %08x)", s->causal, sps[si], (int)plans[p], (int)sel_host_plan_kind(sh, &a),
+            a.tau[0], bits(a.tau[0]), want, bits(want));
+      sel_args_free(&a);
+    }
+  }
+  sh->plan = SEL_PLAN_BY_LENGTH;
+  attn_case_free(&c);
+}
+
 static void test_variant(const Spec *s, const TileConfig *t) {
   char err[1024];
   SelHost sh;
@@ -264,6 +335,7 @@ static void test_variant(const Spec *s, const TileConfig *t) {
   if (harness_compile(&fm, s, t, MAP_CPU, err, sizeof err) ||
       !(fj = jit_compile(&fm, err, sizeof err)) || !(fwd = jit_lookup(fj, fm.kernels[0]->name)))
     CHECK(0, "compile the tile forward: %s", err);
+  test_signed_zeros(&sh, s);
   static const int shapes[][3] = {{2, 3, 37}, {3, 2, 130}, {1, 1, 5}};
   for (int si = 0; fwd && si < 3; si++) {
     AttnCase c;
