@@ -334,12 +334,13 @@ static void emit_block(Ctx *c, Builder *b, Op *b0) {
 
 /* ---- the kernel ---- */
 
-/* Rows L <= i < N of the head: dq, dk, dv zero and delta 0. */
+/* Rows L <= i < N of the head (and i < rows): dq, dk, dv zero and delta 0. The loop
+ * runs over those rows only: over all `rows` with a test per row it was ~1% of the
+ * backward's samples at n = 64 (512 empty iterations per head at max_seq 512). */
 static void padded(Ctx *c, Builder *b, int rows) {
-  Builder loop, pad, one;
-  Op *i = ir_for(b, i32(b, 0), i32(b, rows), 1, "i", &loop)->index;
-  ir_if(&loop, ir_bin(&loop, OP_AND, ir_cmp(&loop, CMP_LT, i, c->p[ATTN_BWD_N]),
-                      ir_cmp(&loop, CMP_GE, i, c->len)), &pad, NULL);
+  Builder pad, one;
+  Op *hi = ir_bin(b, OP_MIN, c->p[ATTN_BWD_N], i32(b, rows));
+  Op *i = ir_for(b, c->len, hi, 1, "i", &pad)->index;
   Op *off = row_off(c, &pad, ATTN_BWD_DQKV_SB, i);
   for (int g = ATTN_BWD_DQ; g <= ATTN_BWD_DV; g++)
     zero_row(c, &pad, c->buf[g], off);
