@@ -63,9 +63,12 @@ static Op *row_stat(Ctx *c, Builder *b, Op *row) {
  * each S into P (z = 1), -P (z = 0) or 0 (not kept). Entry e belongs to query
  * i = i0 + e (i0 NULL: the row's own query `qi`) and key j = e (i0 given: the
  * dkdv kernel's key `kj`). rh: the query row's dropout hash when uniform, else NULL.
- * Exp and the hash run for kept pairs only. */
+ * Exp and the hash run for kept pairs only. The dq kernel's one row loads its lse
+ * before the lanes: read under the kept test, the host made it a masked gather of
+ * one address per vector (the same change in the tile schedule: backward 0.94x). */
 static void emit_probs(Ctx *c, Builder *b, const AttnRow *r, Op *qi, Op *kj, Op *i0, Op *rh) {
   Builder lane, yes, no;
+  Op *lse = i0 ? NULL : ir_load(b, c->buf[ATTN_BWD_LSE], row_stat(c, b, qi));
   Op *e = ir_pfor(b, AXIS_LANE, r->m, i0 ? "ii" : "j", &lane)->index;
   Op *at = add(&lane, r->base, e);
   Op *s = ir_load(&lane, r->buf, at);
@@ -75,7 +78,9 @@ static void emit_probs(Ctx *c, Builder *b, const AttnRow *r, Op *qi, Op *kj, Op 
   if (c->spec->select != SEL_NONE)
     kept = ir_cmp(&lane, CMP_GE, s, ir_load(&lane, c->buf[ATTN_BWD_TAU], row));
   ir_if(&lane, kept, &yes, &no);
-  Op *pr = ir_un(&yes, OP_EXP, sub(&yes, s, ir_load(&yes, c->buf[ATTN_BWD_LSE], row)));
+  if (!lse)
+    lse = ir_load(&yes, c->buf[ATTN_BWD_LSE], row);
+  Op *pr = ir_un(&yes, OP_EXP, sub(&yes, s, lse));
   if (!rh)
     rh = dropout_row_hash_ir(&yes, c->p[ATTN_BWD_SEED], c->p[ATTN_BWD_STEP],
                              c->p[ATTN_BWD_LAYER], c->batch, c->head, i);
