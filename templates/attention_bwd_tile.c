@@ -365,25 +365,10 @@ static void keys_pass(Ctx *c, Builder *b, bool zero) {
   ir_store(&lane, c->buf[ATTN_BWD_DV], at, ir_load(&lane, c->dv, lat));
 }
 
-/* The thread's next block is the next head: its q, k, v, o and dO rows are
- * prefetched before this head's work (their first touch stalled the packs). */
-static void prefetch_next_head(Ctx *c, Builder *b) {
-  Op **p = c->p, *nb, *nh;
-  Builder next;
-  tile_next_head(b, c->batch, c->head, p[ATTN_BWD_H], p[ATTN_BWD_B], &next, &nb, &nh);
-  static const int bufs[5] = {ATTN_BWD_Q, ATTN_BWD_K, ATTN_BWD_V, ATTN_BWD_O, ATTN_BWD_DOUT};
-  for (int k = 0; k < 5; k++) {
-    int sb = k < 3 ? ATTN_BWD_QKV_SB : ATTN_BWD_O_SB;
-    Op *x0 = attn_offset(&next, nb, i32(&next, 0), nh, p[sb], p[sb + 1], p[sb + 2]);
-    tile_prefetch_rows(&next, c->buf[bufs[k]], x0, p[sb + 1], p[ATTN_BWD_N], c->spec->head_dim);
-  }
-}
-
 static void emit_head(Ctx *c, Builder *b, int rows) {
   int D = c->spec->head_dim;
   Op **p = c->p;
   padded(c, b, rows);
-  prefetch_next_head(c, b);
   Builder work, groups, inside;
   ir_if(b, ir_cmp(b, CMP_GT, c->lim, i32(b, 0)), &work, NULL);
   Op *k0 = row_off(c, &work, ATTN_BWD_QKV_SB, i32(&work, 0));
