@@ -22,13 +22,14 @@
  *      in round 1 each appended to the block's candidates (store_row); round 0
  *      bins every score without the mask (bin_all).
  * Before them (attention_select_bracket.c has the picks and the why), round SAMPLE
- * scores every stride-th row group only (transposed: sample_rows) and stores all
- * their keys (store_all);
+ * scores every stride-th row group only (transposed; attention_select_sample.c) and
+ * stores all their keys;
  * round BRACKET scores every row, stores the keys in the group's bracket [lo, hi]
  * with the same chunk masks (store_row) and, in the same chunks, counts those above hi.
  * Rounds 0-2 skip the groups those settled (rank[g] = SELECT_DONE), BRACKET the
  * groups without a bracket. Round WHOLE (small heads; attention_select_whole.c) scores
- * like SAMPLE with every row sampled and copies the f32 scores to a shared buffer.
+ * like SAMPLE with every row sampled (attention_select_sample.c) and copies the f32
+ * scores to a shared buffer.
  * One block per head, not the forward's `rows`: the packing is strided loads, and
  * with 128-row blocks at L = 512 it took a fifth of the kernel's time, paid again
  * every round (measured 500 -> 425 ms of one thread's select plan at B = 16,
@@ -57,27 +58,12 @@
  * stored keys; the recomputation only past them. */
 #include <math.h>
 
-#include "attention_select_impl.h"
+#include "attention_select_tile.h"
 #include "attention_tile.h"
 
 #define i32 attn_i32
 #define add attn_add
 
-typedef struct {
-  Buf *kt, *slot, *sacc;
-  Buf *cs;      /* shared [2]: keys stored, and rows stored so far (round 1) or
-                   overflow (round BRACKET) */
-  int64_t ld;   /* slot and packed-row stride: max_seq rounded up to TILE_JT, plus a
-                   cache line: at 2 KiB (max_seq 512) the D rows a tile reads for a short
-                   head fell into 8 of the 64 L1 sets (select at n = 64 0.72x with it) */
-  Op *lim;      /* rows < lim are valid: min(N, L) = L (select_hist_begin clamps L) */
-  Op *round0;   /* round 0: every score binned (bool) */
-  Op *store;    /* round 1: groups may be stored as candidates (bool) */
-  Op *cap;      /* cand_cap, clamped to [0, 2^30] */
-  Op *head;     /* the block's header in cand; its keys follow */
-  Op *lo, *hi;  /* round BRACKET: the group's bracket of keys (unsigned, inclusive) */
-  Buf *whole;   /* round WHOLE (head_quantile): every score of the head, f32 */
-} Tile;
 
 /* Which keys a chunk's mask marks: those of the round's prefix, or in the bracket. */
 typedef Op *(*KeyPred)(Builder *b, const HistBlock *h, const Tile *t, Op *key);
@@ -92,18 +78,12 @@ static Op *bracket_pred(Builder *b, const HistBlock *h, const Tile *t, Op *key) 
   return ir_bin(b, OP_AND, ir_cmp(b, CMP_UGE, key, t->lo), ir_cmp(b, CMP_UGE, t->hi, key));
 }
 
-static Op *qk_row(SelCtx *c, const HistBlock *h, Builder *b, Op *i) {
-  Op **p = c->p;
-  return attn_offset(b, h->batch, i, h->head, p[SELECT_QKV_SB], p[SELECT_QKV_SN],
-                     p[SELECT_QKV_SH]);
-}
 
 /* Keys a query row i sees. */
 static Op *row_keys(SelCtx *c, const HistBlock *h, Builder *b, Op *i) {
   return c->spec->causal ? ir_bin(b, OP_MIN, add(b, i, i32(b, 1)), h->len) : h->len;
 }
 
-static Op *keys_at(Builder *b, const Tile *t) { return add(b, t->head, i32(b, SELECT_CAND_HEAD)); }
 
 /* Keys per chunk: one bit each in an i32 mask (not TILE_JT, the score tile's width,
  * which may exceed 32). */
@@ -176,7 +156,7 @@ enum { STORE_STEPS = 2 };
 static void append_key(SelCtx *c, const Tile *t, Builder *b, Op *cnt, Op *at, Op *jj, Op *real) {
   Op *key = attn_order_key(b, ir_load(b, t->slot, add(b, at, jj)));
   Op *k = ir_get(b, cnt);
-  ir_store(b, c->cand, ir_select(b, real, add(b, keys_at(b, t), k), t->head), key);
+  ir_store(b, c->cand, ir_select(b, real, add(b, select_tile_keys_at(b, t), k), t->head), key);
   ir_set(b, cnt, add(b, k, ir_cast(b, TY_I32, real)));
 }
 
@@ -214,7 +194,7 @@ static void store_row(SelCtx *c, const HistBlock *h, const Tile *t, KeyPred pred
 static void bin_stored(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b, Op *n) {
   Builder lane;
   Op *e = ir_pfor(b, AXIS_LANE, n, "e", &lane)->index;
-  select_bin_key(&lane, h, ir_load(&lane, c->cand, add(&lane, keys_at(&lane, t), e)));
+  select_bin_key(&lane, h, ir_load(&lane, c->cand, add(&lane, select_tile_keys_at(&lane, t), e)));
 }
 
 /* Steps 1-2 for rows i0 .. i0 + TILE_RT - 1 (i0 < lim). In round 1 the group is
@@ -227,7 +207,7 @@ static Op *score_group(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b,
   Op *last = ir_bin(b, OP_SUB, t->lim, i32(b, 1));
   Op *arow[TILE_RT];
   for (int r = 0; r < TILE_RT; r++)
-    arow[r] = qk_row(c, h, b, ir_bin(b, OP_MIN, add(b, i0, i32(b, r)), last));
+    arow[r] = select_tile_qk_row(c, h, b, ir_bin(b, OP_MIN, add(b, i0, i32(b, r)), last));
   tile_scores(b, t->slot, i32(b, 0), t->ld, c->q, arow, t->kt, mg, D, t->sacc,
               ir_const_f32(b, 1.0 / sqrt((double)D)));
   return mg;
@@ -268,8 +248,8 @@ TileConfig select_tile_hist_rows(const Spec *s, const TileConfig *t) {
 static void pack_keys(SelCtx *c, Builder *b, const TileConfig *tc, const HistBlock *h,
                       const Tile *t) {
   Op *kcnt = row_keys(c, h, b, add(b, h->row0, i32(b, tc->rows - 1)));
-  tile_pack_t(b, t->kt, t->ld, c->kk, qk_row(c, h, b, i32(b, 0)), c->p[SELECT_QKV_SN], kcnt,
-              c->spec->head_dim);
+  tile_pack_t(b, t->kt, t->ld, c->kk, select_tile_qk_row(c, h, b, i32(b, 0)),
+              c->p[SELECT_QKV_SN], kcnt, c->spec->head_dim);
 }
 
 /* Rounds 0, 1 and, past the rows stored, 2: rows from `first` scored and binned. */
@@ -282,148 +262,6 @@ static void score_rows(SelCtx *c, Builder *b, const TileConfig *tc, const HistBl
   Op *i0 = add(&groups, h->row0, g);
   ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, t->lim), &inside, NULL);
   emit_group(c, h, t, &inside, i0);
-}
-
-/* Round SAMPLE, one row of the slot (at base, m keys): every key appended to the
- * block's candidates (the caller made the room). The addresses are i64 (as in
- * attention_tile.c): with i32 sums LLVM loaded the rows after a group's first with
- * gathers, ~1/5 of hist(SAMPLE) at n = 128 (perf annotate). */
-static void store_all(SelCtx *c, const Tile *t, Builder *b, Op *base, Op *m) {
-  Builder lane, one;
-  Op *cnt = ir_load(b, t->cs, i32(b, 0));
-  Op *to = ir_cast(b, TY_I64, add(b, keys_at(b, t), cnt)), *from = ir_cast(b, TY_I64, base);
-  Op *jj = ir_pfor(b, AXIS_LANE, ir_cast(b, TY_I64, m), "jj", &lane)->index;
-  Op *key = attn_order_key(&lane, ir_load(&lane, t->slot, add(&lane, from, jj)));
-  ir_store(&lane, c->cand, add(&lane, to, jj), key);
-  ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
-  ir_store(&one, t->cs, i32(&one, 0), add(&one, cnt, m));
-}
-
-/* Round WHOLE, one key's row of scores (slot[base ..], m of them) appended to the
- * head's buffer as they are (the search compares the f32 scores themselves). */
-static void copy_scores(SelCtx *c, const Tile *t, Builder *b, Op *base, Op *m) {
-  (void)c;
-  Builder lane, one;
-  Op *cnt = ir_load(b, t->cs, i32(b, 0));
-  Op *to = ir_cast(b, TY_I64, cnt), *from = ir_cast(b, TY_I64, base);
-  Op *jj = ir_pfor(b, AXIS_LANE, ir_cast(b, TY_I64, m), "jj", &lane)->index;
-  ir_store(&lane, t->whole, add(&lane, to, jj), ir_load(&lane, t->slot, add(&lane, from, jj)));
-  ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
-  ir_store(&one, t->cs, i32(&one, 0), add(&one, cnt, m));
-}
-
-static Op *idiv_up(Builder *b, Op *x, Op *y) {
-  return ir_bin(b, OP_DIV, add(b, x, ir_bin(b, OP_SUB, y, i32(b, 1))), y);
-}
-
-/* Row of the s-th sampled query: groups of TILE_RT rows, `span` rows apart. */
-static Op *sampled_row(Builder *b, Op *s, Op *span) {
-  Op *g = ir_bin(b, OP_DIV, s, i32(b, TILE_RT));
-  return add(b, attn_mul(b, g, span), ir_bin(b, OP_REM, s, i32(b, TILE_RT)));
-}
-
-/* Round SAMPLE, step 0: the n sampled query rows packed transposed into kt
- * (kt[d][s] = q of sampled row s, 0 up to tile_pad(n)): they are the tile's keys.
- * A sample of every row (span = TILE_RT, e.g. every head at n <= 64) is rows 0 .. n-1
- * at one stride: tile_pack_t's transposes; otherwise strided loads per lane. */
-static void pack_sample(SelCtx *c, const HistBlock *h, const Tile *t, Builder *b, Op *span,
-                        Op *n) {
-  Builder whole, some, loop, lane;
-  ir_if(b, ir_cmp(b, CMP_EQ, span, i32(b, TILE_RT)), &whole, &some);
-  tile_pack_t(&whole, t->kt, t->ld, c->q, qk_row(c, h, &whole, i32(&whole, 0)),
-              c->p[SELECT_QKV_SN], n, c->spec->head_dim);
-  b = &some;
-  Op *d = ir_for(b, i32(b, 0), i32(b, c->spec->head_dim), 1, "d", &loop)->index;
-  Op *s = ir_pfor(&loop, AXIS_LANE, tile_pad(&loop, n), "s", &lane)->index;
-  Op *in = ir_cmp(&lane, CMP_LT, s, n);
-  Op *row = sampled_row(&lane, ir_bin(&lane, OP_MIN, s, ir_bin(&lane, OP_SUB, n, i32(&lane, 1))), span);
-  Op *x = ir_load(&lane, c->q, add(&lane, qk_row(c, h, &lane, row), d));
-  ir_store(&lane, t->kt, add(&lane, attn_mul(&lane, d, i32(&lane, (int)t->ld)), s),
-           ir_select(&lane, in, x, ir_const_f32(&lane, 0)));
-}
-
-/* Causal: the sampled rows a key j sees (i >= j) are a suffix; its first index is
- * the count of sampled rows below j. */
-static Op *first_sampled(Builder *b, Op *j, Op *span, Op *n) {
-  Op *q = ir_bin(b, OP_DIV, j, span), *rem = ir_bin(b, OP_REM, j, span);
-  Op *below = add(b, attn_mul(b, q, i32(b, TILE_RT)), ir_bin(b, OP_MIN, rem, i32(b, TILE_RT)));
-  return ir_bin(b, OP_MIN, below, n);
-}
-
-/* Round SAMPLE: the keys of every stride-th row group stored. The stride keeps the sample
- * within min(cand_cap - TILE_RT * lk, SELECT_SAMPLE_KEYS) whatever the rows' lengths:
- * groups of TILE_RT rows of (at most) lk keys, lk = L per head, N for layer_quantile
- * (one stride, so one sampling rate, across the batch). Header: the keys stored (-1
- * when not even one group fits) and whether they are the whole head (stride 1).
- * Scored transposed: the head's keys are the tile's rows (read in place) and the
- * sampled queries, packed, its columns, so only D x (sampled rows) are gathered, not
- * the whole K^T (the sample is a set: its order does not matter; an fma's operand
- * order does not change its bits). */
-/* What becomes of one scored key row of the sampled queries (slot[base ..], m of them):
- * store_all (SAMPLE) or copy_scores (WHOLE). */
-typedef void (*RowFn)(SelCtx *c, const Tile *t, Builder *b, Op *base, Op *m);
-
-/* Steps 0-1 of SAMPLE and WHOLE: the n sampled queries (groups of TILE_RT, span rows
- * apart) packed transposed, every key of the head scored against them in groups of
- * TILE_RT keys, and each key's row of scores (causal: the queries that see it) handed
- * to `row`. */
-static void score_sampled(SelCtx *c, Builder *b, const HistBlock *h, const Tile *t, Op *span,
-                          Op *n, RowFn row) {
-  Builder keys;
-  int D = c->spec->head_dim;
-  pack_sample(c, h, t, b, span, n);
-  Op *j0 = ir_for(b, i32(b, 0), t->lim, TILE_RT, "j0", &keys)->index;
-  Op *last = ir_bin(&keys, OP_SUB, t->lim, i32(&keys, 1));
-  Op *arow[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++)
-    arow[r] = qk_row(c, h, &keys, ir_bin(&keys, OP_MIN, add(&keys, j0, i32(&keys, r)), last));
-  tile_scores(&keys, t->slot, i32(&keys, 0), t->ld, c->kk, arow, t->kt, n, D, t->sacc,
-              ir_const_f32(&keys, 1.0 / sqrt((double)D)));
-  for (int r = 0; r < TILE_RT; r++) {
-    Builder in;
-    Op *j = add(&keys, j0, i32(&keys, r));
-    ir_if(&keys, ir_cmp(&keys, CMP_LT, j, t->lim), &in, NULL);
-    Op *first = c->spec->causal ? first_sampled(&in, j, span, n) : i32(&in, 0);
-    row(c, t, &in, add(&in, i32(&in, (int)(r * t->ld)), first), ir_bin(&in, OP_SUB, n, first));
-  }
-}
-
-static void sample_rows(SelCtx *c, Builder *b, const HistBlock *h, const Tile *t) {
-  Op **p = c->p;
-  Op *lk = c->spec->select == SEL_HEAD_QUANTILE ? h->len : p[SELECT_N];
-  Op *per = ir_bin(b, OP_MAX, attn_mul(b, lk, i32(b, TILE_RT)), i32(b, 1));
-  Op *room = ir_bin(b, OP_SUB, t->cap, attn_mul(b, lk, i32(b, TILE_RT)));
-  Op *fit = ir_bin(b, OP_DIV, ir_bin(b, OP_MIN, room, i32(b, SELECT_SAMPLE_KEYS)), per);
-  Op *ng = idiv_up(b, lk, i32(b, TILE_RT));
-  Op *stride = ir_bin(b, OP_MAX, idiv_up(b, ng, ir_bin(b, OP_MAX, fit, i32(b, 1))), i32(b, 1));
-  Op *rows = ir_cmp(b, CMP_GT, t->lim, i32(b, 0));
-  Op *ok = ir_bin(b, OP_OR, ir_cmp(b, CMP_GT, fit, i32(b, 0)), ir_cmp(b, CMP_LE, t->lim, i32(b, 0)));
-  Builder work, one;
-  ir_if(b, ir_bin(b, OP_AND, ok, rows), &work, NULL);
-  Op *span = attn_mul(&work, stride, i32(&work, TILE_RT));
-  Op *nsg = idiv_up(&work, idiv_up(&work, t->lim, i32(&work, TILE_RT)), stride);
-  Op *lastg = attn_mul(&work, ir_bin(&work, OP_SUB, nsg, i32(&work, 1)), span);
-  Op *n = add(&work, attn_mul(&work, ir_bin(&work, OP_SUB, nsg, i32(&work, 1)), i32(&work, TILE_RT)),
-              ir_bin(&work, OP_MIN, ir_bin(&work, OP_SUB, t->lim, lastg), i32(&work, TILE_RT)));
-  score_sampled(c, &work, h, t, span, n, store_all);
-  ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
-  ir_store(&one, c->cand, t->head, ir_select(&one, ok, ir_load(&one, t->cs, i32(&one, 0)),
-                                             i32(&one, -1)));
-  ir_store(&one, c->cand, add(&one, t->head, i32(&one, 1)),
-           ir_select(&one, ir_cmp(&one, CMP_EQ, stride, i32(&one, 1)), i32(&one, 1),
-                     i32(&one, 0)));
-}
-
-/* Round WHOLE: every query row sampled (span TILE_RT, n = L), the scores to t->whole. */
-typedef struct {
-  SelCtx *c;
-  const HistBlock *h;
-  const Tile *t;
-} Whole;
-
-static void whole_scores(void *ctx, Builder *b) {
-  const Whole *w = ctx;
-  score_sampled(w->c, b, w->h, w->t, i32(b, TILE_RT), w->t->lim, copy_scores);
 }
 
 /* Round BRACKET: every row scored once; the keys in [lo, hi] stored as candidates
@@ -510,12 +348,12 @@ void select_hist_tile_rows(SelCtx *c, Builder *b, const TileConfig *tc, const Hi
   ir_store(&one, t.cs, i32(&one, 1), i32(&one, 0));
   Op *state = ir_load(&warp, c->rank, h->g);
   ir_if(&warp, ir_cmp(&warp, CMP_EQ, round, i32(&warp, SELECT_ROUND_SAMPLE)), &sample, &later);
-  sample_rows(c, &sample, h, &t);
+  select_tile_sample_rows(c, &sample, h, &t);
   ir_if(&later, ir_cmp(&later, CMP_EQ, round, i32(&later, SELECT_ROUND_BRACKET)), &bracket,
         &other);
   if (whole) {
     ir_if(&other, ir_cmp(&other, CMP_EQ, round, i32(&other, SELECT_ROUND_WHOLE)), &wb, &radix);
-    select_whole_round(c, &wb, h, t.whole, whole_scores, &(Whole){c, h, &t});
+    select_whole_round(c, &wb, h, t.whole, select_tile_whole_scores, &(SelTileWhole){c, h, &t});
   } else {
     radix = other;
   }
