@@ -7,6 +7,19 @@
 #include <string.h>
 #include <time.h>
 
+Spec harness_spec(const char *name, SelectKind sel, int head_dim, int max_seq, bool causal,
+                  int keep_min) {
+  Spec s;
+  spec_defaults(&s);
+  snprintf(s.name, sizeof s.name, "%s", name);
+  s.head_dim = head_dim;
+  s.max_seq = max_seq;
+  s.select = sel;
+  s.causal = causal;
+  s.keep_min = keep_min;
+  return s;
+}
+
 static void *xcalloc(size_t n, size_t size) {
   void *p = calloc(n ? n : 1, size);
   if (!p)

@@ -68,6 +68,10 @@ void attn_args_run(AttnArgs *a, AttnCase *c, const AttnRun *r);
 /* sparsity only: no dropout, no statistics */
 void attn_args(AttnArgs *a, AttnCase *c, double sparsity);
 
+/* The tests' spec: defaults, named `name`, with these fields set. */
+Spec harness_spec(const char *name, SelectKind sel, int head_dim, int max_seq, bool causal,
+                  int keep_min);
+
 /* The forward kernel alone (m->kernels[0]), whatever else the spec asks for:
  * verify -> simplify [-> map(target) -> simplify -> verify]; MAP_NONE stops before map. */
 int harness_compile(Module *m, const Spec *s, const TileConfig *t, MapTarget target,

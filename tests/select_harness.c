@@ -10,19 +10,6 @@
 #include "../compiler/lower.h"
 #include "../templates/attention_select_impl.h"
 
-Spec sel_make_spec(const char *name, SelectKind sel, int head_dim, int max_seq, bool causal,
-                   int keep_min) {
-  Spec s;
-  spec_defaults(&s);
-  snprintf(s.name, sizeof s.name, "%s", name);
-  s.head_dim = head_dim;
-  s.max_seq = max_seq;
-  s.select = sel;
-  s.causal = causal;
-  s.keep_min = keep_min;
-  return s;
-}
-
 int sel_compile(Module *m, const Spec *s, const TileConfig *t, MapTarget target, char *err,
                 size_t cap) {
   if (attention_select_build(s, t, m, err, cap))

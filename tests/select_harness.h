@@ -7,9 +7,6 @@
 #include "../templates/attention_select.h"
 #include "attn_harness.h"
 
-/* The tests' spec: defaults, named `name`, with these fields set. */
-Spec sel_make_spec(const char *name, SelectKind sel, int head_dim, int max_seq, bool causal,
-                   int keep_min);
 
 /* verify -> simplify [-> map -> simplify -> verify] for the three select kernels,
  * appended to m (MAP_NONE stops before map: the interpreter's GPU semantics). */

@@ -12,7 +12,7 @@
 #include "select_harness.h"
 
 static Spec make_spec(SelectKind sel, int head_dim, bool causal, int keep_min) {
-  return sel_make_spec("t", sel, head_dim, 128, causal, keep_min);
+  return harness_spec("t", sel, head_dim, 128, causal, keep_min);
 }
 
 /* attention_select_keeps_all never says "all" where a group of some length would
@@ -61,9 +61,9 @@ void sel_test_plan(void) {
   CHECK(SELECT_ROUND_ALL_KEPT == 5 && SELECT_ROUND_WHOLE == 6,
         "the all-kept round is 5, the whole-head round 6 (the plan strings above)");
   /* the whole-head plan: head_quantile, tile schedule, N <= max_seq, N^2 <= the buffer */
-  Spec hq = sel_make_spec("t", SEL_HEAD_QUANTILE, 64, 512, false, 1);
-  Spec h64 = sel_make_spec("t", SEL_HEAD_QUANTILE, 32, 64, true, 1);
-  Spec lq = sel_make_spec("t", SEL_LAYER_QUANTILE, 64, 512, false, 1);
+  Spec hq = harness_spec("t", SEL_HEAD_QUANTILE, 64, 512, false, 1);
+  Spec h64 = harness_spec("t", SEL_HEAD_QUANTILE, 32, 64, true, 1);
+  Spec lq = harness_spec("t", SEL_LAYER_QUANTILE, 64, 512, false, 1);
   CHECK(attention_select_whole_keys(&hq) == SELECT_WHOLE_KEYS &&
             attention_select_whole_keys(&h64) == 64 * 64 && attention_select_whole(&hq, true, 1) &&
             attention_select_whole(&hq, true, 128) && !attention_select_whole(&hq, true, 129) &&

@@ -28,15 +28,7 @@ static uint64_t rng;
 static const double TOL = 1e-5;
 
 static Spec make_spec(int head_dim, int max_seq, SelectKind sel, bool causal, int keep_min) {
-  Spec s;
-  spec_defaults(&s);
-  snprintf(s.name, sizeof s.name, "t");
-  s.head_dim = head_dim;
-  s.max_seq = max_seq;
-  s.select = sel;
-  s.causal = causal;
-  s.keep_min = keep_min;
-  return s;
+  return harness_spec("t", sel, head_dim, max_seq, causal, keep_min);
 }
 
 /* One compiled host kernel per spec variant. */

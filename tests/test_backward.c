@@ -32,6 +32,7 @@
 
 #define CHECK_SHARED
 #define CHECK_OWNER
+#include "attn_harness.h"
 #include "backward_test.h"
 #include "check.h"
 
@@ -59,14 +60,7 @@ float draw(bool quantized) {
 }
 
 Spec make_spec(int head_dim, int max_seq, SelectKind sel, bool causal, int keep_min) {
-  Spec s;
-  spec_defaults(&s);
-  snprintf(s.name, sizeof s.name, "t");
-  s.head_dim = head_dim;
-  s.max_seq = max_seq;
-  s.select = sel;
-  s.causal = causal;
-  s.keep_min = keep_min;
+  Spec s = harness_spec("t", sel, head_dim, max_seq, causal, keep_min);
   s.backward = true;
   return s;
 }

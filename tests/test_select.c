@@ -40,7 +40,7 @@
 static uint64_t rng;
 
 static Spec make_spec(SelectKind sel, int head_dim, bool causal, int keep_min) {
-  return sel_make_spec("t", sel, head_dim, 128, causal, keep_min);
+  return harness_spec("t", sel, head_dim, 128, causal, keep_min);
 }
 
 static const char *describe(const Spec *s, char *buf, size_t cap) {

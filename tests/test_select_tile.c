@@ -24,7 +24,7 @@
 static uint64_t rng;
 
 static Spec make_spec(SelectKind sel, int D, bool causal, int keep_min) {
-  return sel_make_spec("st", sel, D, 160, causal, keep_min);
+  return harness_spec("st", sel, D, 160, causal, keep_min);
 }
 
 /* S_ij as tile_scores computes it (attention_tile.h). */
