@@ -137,17 +137,32 @@ static void emit_group(Ctx *c, Tile *t, Builder *b, Op *i0) {
   group_pv(c, t, b, i0, mg, m);
 }
 
-/* A thread's next block is the next head (grid x is 1 when a block is a head): its
- * q, k, v rows are prefetched before this head's work. */
+/* One prefetch per cache line of N rows of D floats at buf[x0 + j*sn]. */
+static void prefetch_rows(Ctx *c, Builder *b, Buf *buf, Op *x0) {
+  Builder rows;
+  Op *sn = ir_cast(b, TY_I64, c->p[ATTN_QKV_SN]);
+  Op *j = ir_for(b, ir_const_i64(b, 0), ir_cast(b, TY_I64, c->p[ATTN_N]), 1, "j", &rows)->index;
+  Op *row = add(&rows, ir_cast(&rows, TY_I64, x0), mul(&rows, j, sn));
+  for (int d = 0; d < c->spec->head_dim; d += 16)
+    ir_prefetch(&rows, buf, add(&rows, row, ir_const_i64(&rows, d)));
+}
+
+/* A thread's next block is the next head (grid x is 1 when a block is a head, blocks
+ * run in x, y, z order): (b, h + 1), or (b + 1, 0). Its q, k, v rows are prefetched
+ * before this head's work: their first touch otherwise stalls the pack. */
 static void prefetch_next_head(Ctx *c, Builder *b) {
-  Op **p = c->p, *nb, *nh;
+  Op **p = c->p;
   Builder next;
-  tile_next_head(b, c->batch, c->head, p[ATTN_H], p[ATTN_B], &next, &nb, &nh);
+  Op *h1 = add(b, c->head, i32(b, 1));
+  Op *wrap = ir_cmp(b, CMP_GE, h1, p[ATTN_H]);
+  Op *nb = add(b, c->batch, ir_select(b, wrap, i32(b, 1), i32(b, 0)));
+  Op *nh = ir_select(b, wrap, i32(b, 0), h1);
+  ir_if(b, ir_cmp(b, CMP_LT, nb, p[ATTN_B]), &next, NULL);
   Op *x0 = attn_offset(&next, nb, i32(&next, 0), nh, p[ATTN_QKV_SB], p[ATTN_QKV_SN],
                        p[ATTN_QKV_SH]);
   Buf *in[3] = {c->q, c->kk, c->v};
   for (int k = 0; k < 3; k++)
-    tile_prefetch_rows(&next, in[k], x0, p[ATTN_QKV_SN], p[ATTN_N], c->spec->head_dim);
+    prefetch_rows(c, &next, in[k], x0);
 }
 
 static void emit_block(Ctx *c, Tile *t, Builder *b, int rows) {

@@ -32,8 +32,9 @@ static void pack_t16(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *x0, Op *xs,
                add(&dims, row, d0), xs64, rows);
 }
 
-/* Lanes over keys j (contiguous stores, strided loads); rows past cnt read row
- * cnt - 1 (always in bounds) and store 0. */
+/* By transpose16 tiles when D is a multiple of 16; otherwise lanes over keys j
+ * (contiguous stores, strided loads), rows past cnt reading row cnt - 1 (always in
+ * bounds) and storing 0. */
 void tile_pack_t(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *x0, Op *xs, Op *cnt, int D) {
   if (D % 16 == 0) {
     pack_t16(b, dst, ld, src, x0, xs, cnt, D);
@@ -49,24 +50,6 @@ void tile_pack_t(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *x0, Op *xs, Op 
   Op *jc = ir_bin(&lane, OP_MIN, j, ir_bin(&lane, OP_SUB, cnt64, i64(&lane, 1)));
   Op *x = ir_load(&lane, src, add(&lane, src0, mul(&lane, jc, xs64)));
   ir_store(&lane, dst, add(&lane, dst0, j), ir_select(&lane, in, x, ir_const_f32(&lane, 0)));
-}
-
-/* One prefetch per cache line of rows x0 + j*xs, j < cnt, D floats each. */
-void tile_prefetch_rows(Builder *b, Buf *src, Op *x0, Op *xs, Op *cnt, int D) {
-  Builder rows;
-  Op *j = ir_for(b, i64(b, 0), wide(b, cnt), 1, "j", &rows)->index;
-  Op *row = add(&rows, wide(&rows, x0), mul(&rows, j, wide(&rows, xs)));
-  for (int d = 0; d < D; d += 16)
-    ir_prefetch(&rows, src, add(&rows, row, i64(&rows, d)));
-}
-
-void tile_next_head(Builder *b, Op *batch, Op *head, Op *H, Op *B, Builder *next, Op **nb,
-                    Op **nh) {
-  Op *h1 = add(b, head, i32(b, 1));
-  Op *wrap = ir_cmp(b, CMP_GE, h1, H);
-  *nb = add(b, batch, ir_select(b, wrap, i32(b, 1), i32(b, 0)));
-  *nh = ir_select(b, wrap, i32(b, 0), h1);
-  ir_if(b, ir_cmp(b, CMP_LT, *nb, B), next, NULL);
 }
 
 void tile_zero(Builder *b, Buf *acc, int R, int D) {

@@ -44,15 +44,6 @@ Op *tile_pad(Builder *b, Op *cnt);
 /* Packs a (b, h) slice transposed: dst[d * ld + j] = src[x0 + j * xs + d] for
  * j < cnt, and 0 for cnt <= j < tile_pad(cnt); d < D. cnt >= 1. ld >= tile_pad(cnt). */
 void tile_pack_t(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *x0, Op *xs, Op *cnt, int D);
-/* Prefetch hints for cnt rows of D floats at src[x0 + j*xs] (the next head's inputs,
- * fetched while this one computes: a head's rows are strided, and their first touch
- * otherwise stalls the pack). */
-void tile_prefetch_rows(Builder *b, Buf *src, Op *x0, Op *xs, Op *cnt, int D);
-/* The block after (batch, head) in a thread's range when a block is a whole head
- * (grid x = 1, blocks in x, y, z order): (nb, nh) = head + 1, or head 0 of the next
- * batch; `next` builds inside an if that nb < B. */
-void tile_next_head(Builder *b, Op *batch, Op *head, Op *H, Op *B, Builder *next, Op **nb,
-                    Op **nh);
 
 /* out[obase + r * ld + j] = scale * sum_{d<D} a[arow[r] + d] * bt[d * ld + j] for
  * r < TILE_RT and j < tile_pad(cnt), a TILE_RT x TILE_JT tile at a time accumulated
