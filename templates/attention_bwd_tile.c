@@ -52,8 +52,8 @@ typedef struct {
   Buf *qacc;               /* the block's dQ sums, TILE_KR x D */
   Buf *xb;                 /* the block's Q and dO rows, contiguous (pack_rows) */
   Buf *deltas;             /* the block's Delta_i (block_deltas) */
-  int64_t ld;              /* packed rows: max_seq rounded up to TILE_JT */
-  int64_t lds;             /* slot rows: ld + TILE_SLOT_PAD */
+  int64_t ld;              /* keys per row mask array: max_seq rounded up to TILE_JT */
+  int64_t lds;             /* slot and packed-row stride (tile_ld) */
   Op *batch, *head, *len, *lim, *scale, *thresh, *inv_keep;
 } Ctx;
 
@@ -277,10 +277,10 @@ static void pair_scores(Ctx *c, Builder *b, Op *i0, Op *g) {
     grow[r] = row_off(c, b, ATTN_BWD_O_SB, ic);
   }
   Op *obase = mul(b, g, i32(b, (int)c->lds));
-  tile_scores_rows(b, c->s1, obase, c->lds, c->buf[ATTN_BWD_Q], qrow, SCORE_ROWS, c->ta, c->ld,
+  tile_scores_rows(b, c->s1, obase, c->lds, c->buf[ATTN_BWD_Q], qrow, SCORE_ROWS, c->ta, c->lds,
                    mg, D, c->sacc, c->scale);
   tile_scores_rows(b, c->s2, obase, c->lds, c->buf[ATTN_BWD_DOUT], grow, SCORE_ROWS, c->tb,
-                   c->ld, mg, D, c->sacc, NULL);
+                   c->lds, mg, D, c->sacc, NULL);
 }
 
 /* Rows i0 .. i0 + TILE_RT - 1 (i0 < lim), slot rows g .. (S and dP' there): dS and
@@ -372,8 +372,8 @@ static void emit_head(Ctx *c, Builder *b, int rows) {
   Builder work, groups, inside;
   ir_if(b, ir_cmp(b, CMP_GT, c->lim, i32(b, 0)), &work, NULL);
   Op *k0 = row_off(c, &work, ATTN_BWD_QKV_SB, i32(&work, 0));
-  tile_pack_t(&work, c->ta, c->ld, c->buf[ATTN_BWD_K], k0, p[ATTN_BWD_QKV_SN], c->lim, D);
-  tile_pack_t(&work, c->tb, c->ld, c->buf[ATTN_BWD_V], k0, p[ATTN_BWD_QKV_SN], c->lim, D);
+  tile_pack_t(&work, c->ta, c->lds, c->buf[ATTN_BWD_K], k0, p[ATTN_BWD_QKV_SN], c->lim, D);
+  tile_pack_t(&work, c->tb, c->lds, c->buf[ATTN_BWD_V], k0, p[ATTN_BWD_QKV_SN], c->lim, D);
   keys_pass(c, &work, true);
   Op *b0 = ir_for(&work, i32(&work, 0), i32(&work, rows), TILE_KR, "blk", &groups)->index;
   ir_if(&groups, ir_cmp(&groups, CMP_LT, b0, c->lim), &inside, NULL);
@@ -388,12 +388,12 @@ Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t) {
   Kernel *k = ir_kernel_new(name, 1);
   Builder b = ir_builder(k);
   Ctx c = {.spec = s, .ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT};
-  c.lds = c.ld + TILE_SLOT_PAD;
+  c.lds = tile_ld(s->max_seq);
   bwd_declare_params(k, ATTN_BWD_FUSED, c.buf, c.p);
   int D = s->head_dim;
   int rows = (s->max_seq + TILE_KR - 1) / TILE_KR * TILE_KR;
-  c.ta = ir_shared(k, "ta", TY_F32, D * c.ld);
-  c.tb = ir_shared(k, "tb", TY_F32, D * c.ld);
+  c.ta = ir_shared(k, "ta", TY_F32, D * c.lds);
+  c.tb = ir_shared(k, "tb", TY_F32, D * c.lds);
   c.s1 = ir_shared(k, "s1", TY_F32, TILE_KR * c.lds);
   c.s2 = ir_shared(k, "s2", TY_F32, TILE_KR * c.lds);
   c.sacc = ir_shared(k, "sacc", TY_F32, TILE_RT * TILE_JT);

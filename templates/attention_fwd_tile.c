@@ -28,7 +28,7 @@
 
 typedef struct {
   Buf *kt, *sacc, *rscale;
-  int64_t ld;                 /* slot and packed-row length: max_seq rounded up to TILE_JT */
+  int64_t ld;                 /* slot and packed-row stride (tile_ld) */
   Op *row0, *lim;             /* first row of the block; rows < lim are valid (min(N, L)) */
 } Tile;
 
@@ -198,7 +198,7 @@ Kernel *attention_fwd_tile_build(const Spec *s, const TileConfig *tc) {
   Builder b = ir_builder(k);
   Ctx c = {.spec = s};
   fwd_declare_params(&c, k);
-  Tile t = {.ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT};
+  Tile t = {.ld = tile_ld(s->max_seq)};
   c.scores = ir_shared(k, "scores", TY_F32, TILE_RT * t.ld);
   c.acc = ir_shared(k, "acc", TY_F32, (int64_t)TILE_RT * s->head_dim);
   t.kt = ir_shared(k, "kt", TY_F32, (int64_t)s->head_dim * t.ld);

@@ -326,7 +326,7 @@ void select_hist_tile_rows(SelCtx *c, Builder *b, const TileConfig *tc, const Hi
   const Spec *s = c->spec;
   int D = s->head_dim;
   Op **p = c->p;
-  Tile t = {.ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT + TILE_SLOT_PAD, .lim = h->len};
+  Tile t = {.ld = tile_ld(s->max_seq), .lim = h->len};
   t.kt = ir_shared(c->k, "kt", TY_F32, (int64_t)D * t.ld);
   t.slot = ir_shared(c->k, "scores", TY_F32, TILE_RT * t.ld);
   t.sacc = ir_shared(c->k, "sacc", TY_F32, TILE_RT * TILE_JT);

@@ -33,10 +33,17 @@ enum { TILE_RT = 4, TILE_JT = 64, TILE_JQ = 32, TILE_ACC = TILE_RT * TILE_JT };
  * L2 traffic) and keys per register tile (KEY_TILE keys x D of dK and of dV). */
 enum { TILE_KR = 32, KEY_TILE = 2 };
 
-/* Floats of padding per backward slot row (one cache line): rows ld + TILE_SLOT_PAD
- * apart, so a key's TILE_KR rows, which the dK/dV updates read down a column, fall in
- * different L1 sets (at ld = 512 they shared two). */
+/* Floats of padding per slot or packed row (one cache line): rows tile_ld apart, so
+ * the rows a tile reads down a column fall in different L1 sets. At max_seq 512 a
+ * stride of 2 KiB put the D = 64 packed rows a score tile reads for a head of 64 keys
+ * (256 B each) into 8 of the 64 sets, and a key's TILE_KR backward slot rows into two. */
 enum { TILE_SLOT_PAD = 16 };
+
+/* The stride of slot and packed rows for max_seq keys: max_seq rounded up to TILE_JT,
+ * plus TILE_SLOT_PAD. */
+static inline int64_t tile_ld(int max_seq) {
+  return (int64_t)(max_seq + TILE_JT - 1) / TILE_JT * TILE_JT + TILE_SLOT_PAD;
+}
 
 /* cnt rounded up to a multiple of TILE_JQ (i32). */
 Op *tile_pad(Builder *b, Op *cnt);

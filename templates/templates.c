@@ -26,14 +26,14 @@ TileConfig tile_resolve(const Spec *s, TileTarget t) {
   return (TileConfig){8, 4, SCHED_WARP};
 }
 
-/* The backward kernel's arrays, the largest of the tile schedule: two packed D x ld
- * transposes, the head's dK and dV sums (max_seq x D each), two TILE_KR-row slots
- * (rows ld + TILE_SLOT_PAD), the block's Q and dO rows and dQ sums, the score
- * micro-tile and the per-key row masks (i32). */
+/* The backward kernel's arrays, the largest of the tile schedule: two packed D-row
+ * transposes and two TILE_KR-row slots (rows tile_ld apart), the head's dK and dV sums
+ * (max_seq x D each), the block's Q and dO rows and dQ sums, the score micro-tile and
+ * the per-key row masks (i32). */
 int64_t tile_frame_bytes(const Spec *s) {
-  int64_t ld = (s->max_seq + TILE_JT - 1) / TILE_JT * TILE_JT, D = s->head_dim;
-  return 4 * (2 * D * ld + 2 * (int64_t)s->max_seq * D + 2 * TILE_KR * (ld + TILE_SLOT_PAD) +
-              3 * TILE_KR * D + TILE_RT * TILE_JT + ld);
+  int64_t ld = tile_ld(s->max_seq), D = s->head_dim;
+  return 4 * (2 * D * ld + 2 * (int64_t)s->max_seq * D + 2 * TILE_KR * ld + 3 * TILE_KR * D +
+              TILE_RT * TILE_JT + ld);
 }
 
 int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t) {
