@@ -7,14 +7,16 @@
  *   1. S for the group's rows over its keys by tile_scores (TILE_RT x TILE_JT register
  *      tiles, keys contiguous), into the group's TILE_RT score slots;
  *   2. per valid row, the forward's own selection/softmax/statistics code
- *      (fwd_softmax_row), then the dropout mask applied to the slot (dropped -> 0);
+ *      (fwd_softmax_row), then one pass over the group's keys leaves the row's P.V
+ *      weight final in the slot (row_weights): e_rj for kept, undropped pairs, 0
+ *      otherwise, the dropout mask tested there;
  *   3. O for the group: over its keys j, tile_axpy adds w_rj v_j to the TILE_RT x D
- *      accumulators, w_rj = e_rj for kept, undropped pairs and 0 otherwise (dense:
- *      see tile_axpy); o = acc / (sum (1 - p)).
+ *      accumulators, w_rj loaded from the slots (dense: see tile_axpy; the loop is
+ *      broadcasts, loads and fmas only); o = acc / (sum (1 - p)).
  * Rows past min(N, L) in a group are scored from a clamped query row (in bounds,
- * results unused) and get weight 0. Cost per block: L*D packing, then per row
- * 2*M*D flops of scores and 2*M*D of P.V, both register tiles, plus the row's
- * selection and softmax passes. */
+ * results unused); their accumulators are never stored. Cost per block: L*D
+ * packing, then per row 2*M*D flops of scores and 2*M*D of P.V, both register
+ * tiles, plus the row's selection, softmax and weight passes. */
 #include <math.h>
 #include <stdio.h>
 
@@ -42,35 +44,40 @@ static Op *row_keys(Ctx *c, Builder *b, Op *i) {
   return c->spec->causal ? ir_bin(b, OP_MIN, add(b, i, i32(b, 1)), c->len) : c->len;
 }
 
-/* 2. kept entries that dropout drops become 0 (tested only when p > 0). */
-static void apply_dropout(Ctx *c, Builder *b, const AttnRow *r, Op *i) {
+/* 2'. the row's P.V weights, final in its slot for the group's keys j < mg: e_j for
+ * kept (stored positive) keys j < m that dropout keeps, else 0 (not kept, dropped, or
+ * m <= j < mg, past the row's own keys). group_pv then only loads and multiplies. The
+ * mask is tested only when p > 0. */
+static void row_weights(Ctx *c, Builder *b, const AttnRow *r, Op *i, Op *mg) {
   Op **p = c->p;
-  Builder on, lane, hit;
-  ir_if(b, ir_cmp(b, CMP_GT, p[ATTN_DROPOUT], ir_const_f32(b, 0)), &on, NULL);
+  Builder on, off, lane;
+  ir_if(b, ir_cmp(b, CMP_GT, p[ATTN_DROPOUT], ir_const_f32(b, 0)), &on, &off);
   Op *rh = dropout_row_hash_ir(&on, p[ATTN_SEED], p[ATTN_STEP], p[ATTN_LAYER], c->batch,
                                c->head, i);
-  Op *j = ir_pfor(&on, AXIS_LANE, r->m, "j", &lane)->index;
-  Op *at = add(&lane, r->base, j);
-  Op *kept = ir_cmp(&lane, CMP_GT, ir_load(&lane, r->buf, at), ir_const_f32(&lane, 0));
-  Op *drop = ir_bin(&lane, OP_XOR, dropout_keep_ir(&lane, rh, j, c->drop_thr),
-                    ir_const_bool(&lane, true));
-  ir_if(&lane, ir_bin(&lane, OP_AND, kept, drop), &hit, NULL);
-  ir_store(&hit, r->buf, at, ir_const_f32(&hit, 0));
+  for (int drop = 0; drop < 2; drop++) {
+    Builder *at_b = drop ? &on : &off;
+    Op *j = ir_pfor(at_b, AXIS_LANE, mg, "j", &lane)->index;
+    Op *at = add(&lane, r->base, j);
+    Op *x = ir_load(&lane, r->buf, at);
+    Op *use = ir_bin(&lane, OP_AND, ir_cmp(&lane, CMP_LT, j, r->m),
+                     ir_cmp(&lane, CMP_GT, x, ir_const_f32(&lane, 0)));
+    if (drop)
+      use = ir_bin(&lane, OP_AND, use, dropout_keep_ir(&lane, rh, j, c->drop_thr));
+    ir_store(&lane, r->buf, at, ir_select(&lane, use, x, ir_const_f32(&lane, 0)));
+  }
 }
 
-/* 3. o for the group's valid rows; m[r]: keys row r may use (0: not a valid row). */
-static void group_pv(Ctx *c, Tile *t, Builder *b, Op *i0, Op *mg, Op *const m[]) {
+/* 3. o for the group's valid rows (i < lim), from the weights row_weights left in
+ * the slots. Rows past lim are multiplied too (their slots hold scores, written by
+ * tile_scores) but never stored: the loop is loads and fmas only. */
+static void group_pv(Ctx *c, Tile *t, Builder *b, Op *i0, Op *mg) {
   int D = c->spec->head_dim;
   Builder loop, lane, valid;
   tile_zero(b, c->acc, TILE_RT, D);
   Op *j = ir_for(b, i32(b, 0), mg, 1, "j", &loop)->index;
   Op *w[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++) {
-    Op *x = ir_load(&loop, c->scores, add(&loop, i32(&loop, (int)(r * t->ld)), j));
-    Op *use = ir_bin(&loop, OP_AND, ir_cmp(&loop, CMP_LT, j, m[r]),
-                     ir_cmp(&loop, CMP_GT, x, ir_const_f32(&loop, 0)));
-    w[r] = ir_select(&loop, use, x, ir_const_f32(&loop, 0));
-  }
+  for (int r = 0; r < TILE_RT; r++)
+    w[r] = ir_load(&loop, c->scores, add(&loop, i32(&loop, (int)(r * t->ld)), j));
   tile_axpy(&loop, c->acc, w, TILE_RT, c->v, qkv_row(c, &loop, j), D);
   Op **p = c->p;
   for (int r = 0; r < TILE_RT; r++) {
@@ -107,16 +114,13 @@ static void group_topk(Ctx *c, Tile *t, Builder *b, Op *i0, Op *mx[], Op *tau[],
 static void emit_group(Ctx *c, Tile *t, Builder *b, Op *i0) {
   const Spec *s = c->spec;
   Op *mg = row_keys(c, b, add(b, i0, i32(b, TILE_RT - 1)));
-  Op *arow[TILE_RT], *m[TILE_RT];
+  Op *arow[TILE_RT];
   Op *last = ir_bin(b, OP_SUB, t->lim, i32(b, 1));
   for (int r = 0; r < TILE_RT; r++)
     arow[r] = qkv_row(c, b, ir_bin(b, OP_MIN, add(b, i0, i32(b, r)), last));
   tile_scores(b, c->scores, i32(b, 0), t->ld, c->q, arow, t->kt, mg, s->head_dim, t->sacc,
               ir_const_f32(b, 1.0 / sqrt((double)s->head_dim)));
   Op *tau[TILE_RT], *cnt[TILE_RT], *mx[TILE_RT];
-  for (int r = 0; r < TILE_RT; r++)
-    m[r] = ir_select(b, ir_cmp(b, CMP_LT, add(b, i0, i32(b, r)), t->lim),
-                     row_keys(c, b, add(b, i0, i32(b, r))), i32(b, 0));
   if (s->select == SEL_ROW_TOPK)
     group_topk(c, t, b, i0, mx, tau, cnt);
   for (int r = 0; r < TILE_RT; r++) {
@@ -132,9 +136,9 @@ static void emit_group(Ctx *c, Tile *t, Builder *b, Op *i0) {
     Op *inv = ir_bin(&row, OP_DIV, ir_const_f32(&row, 1.0), kept_mass);
     ir_pfor(&row, AXIS_LANE, i32(&row, 1), "one", &one);
     ir_store(&one, t->rscale, i32(&one, r), inv);
-    apply_dropout(c, &row, &ar, i);
+    row_weights(c, &row, &ar, i, mg);
   }
-  group_pv(c, t, b, i0, mg, m);
+  group_pv(c, t, b, i0, mg);
 }
 
 /* One prefetch per cache line of N rows of D floats at buf[x0 + j*sn]. */
