@@ -2,7 +2,8 @@
  * results as attention_fwd.c, work split GEMM-like.
  *
  * A block takes `rows` query rows of one (b, h) and runs as one warp:
- *   0. K^T of the keys any of its rows sees is packed into kt[d][j] once;
+ *   0. K^T of the keys any of its rows sees is packed into kt[d][j] once, and
+ *      their V rows are copied contiguous into vc[j][d] (copy_v);
  *   then per group of TILE_RT rows:
  *   1. S for the group's rows over its keys by tile_scores (TILE_RT x TILE_JT register
  *      tiles, keys contiguous), into the group's TILE_RT score slots;
@@ -29,7 +30,7 @@
 #define mul attn_mul
 
 typedef struct {
-  Buf *kt, *sacc, *rscale;
+  Buf *kt, *sacc, *rscale, *vc;
   int64_t ld;                 /* slot and packed-row stride (tile_ld) */
   Op *row0, *lim;             /* first row of the block; rows < lim are valid (min(N, L)) */
 } Tile;
@@ -78,7 +79,7 @@ static void group_pv(Ctx *c, Tile *t, Builder *b, Op *i0, Op *mg) {
   Op *w[TILE_RT];
   for (int r = 0; r < TILE_RT; r++)
     w[r] = ir_load(&loop, c->scores, add(&loop, i32(&loop, (int)(r * t->ld)), j));
-  tile_axpy(&loop, c->acc, w, TILE_RT, c->v, qkv_row(c, &loop, j), D);
+  tile_axpy(&loop, c->acc, w, TILE_RT, t->vc, mul(&loop, j, i32(&loop, D)), D);
   Op **p = c->p;
   for (int r = 0; r < TILE_RT; r++) {
     Op *i = add(b, i0, i32(b, r));
@@ -169,6 +170,17 @@ static void prefetch_next_head(Ctx *c, Builder *b) {
     prefetch_rows(c, &next, in[k], x0);
 }
 
+/* V rows of the block's keys copied contiguous (vc[j * D + d]) once per block: P.V
+ * then streams one run of memory instead of rows a QKV stride apart. */
+static void copy_v(Ctx *c, Tile *t, Builder *b, Op *kcnt) {
+  int D = c->spec->head_dim;
+  Builder keys, lane;
+  Op *j = ir_for(b, i32(b, 0), kcnt, 1, "j", &keys)->index;
+  Op *src = qkv_row(c, &keys, j), *dst = mul(&keys, j, i32(&keys, D));
+  Op *d = ir_pfor(&keys, AXIS_LANE, i32(&keys, D), "d", &lane)->index;
+  ir_store(&lane, t->vc, add(&lane, dst, d), ir_load(&lane, c->v, add(&lane, src, d)));
+}
+
 static void emit_block(Ctx *c, Tile *t, Builder *b, int rows) {
   const Spec *s = c->spec;
   Builder pad, padded, work, groups, inside;
@@ -185,10 +197,11 @@ static void emit_block(Ctx *c, Tile *t, Builder *b, int rows) {
   if (rows >= s->max_seq)
     prefetch_next_head(c, b);
   ir_if(b, ir_cmp(b, CMP_LT, t->row0, t->lim), &work, NULL);
-  /* 0. K^T of every key the block's rows see */
+  /* 0. K^T and V of every key the block's rows see */
   Op *kcnt = row_keys(c, &work, add(&work, t->row0, i32(&work, rows - 1)));
   tile_pack_t(&work, t->kt, t->ld, c->kk, qkv_row(c, &work, i32(&work, 0)), c->p[ATTN_QKV_SN],
               kcnt, s->head_dim);
+  copy_v(c, t, &work, kcnt);
   Op *g = ir_for(&work, i32(&work, 0), nr, TILE_RT, "g", &groups)->index;
   Op *i0 = add(&groups, t->row0, g);
   ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, t->lim), &inside, NULL);
@@ -208,6 +221,7 @@ Kernel *attention_fwd_tile_build(const Spec *s, const TileConfig *tc) {
   t.kt = ir_shared(k, "kt", TY_F32, (int64_t)s->head_dim * t.ld);
   t.sacc = ir_shared(k, "sacc", TY_F32, TILE_RT * TILE_JT);
   t.rscale = ir_shared(k, "rscale", TY_F32, TILE_RT);
+  t.vc = ir_shared(k, "vc", TY_F32, (int64_t)s->max_seq * s->head_dim);
   ir_set_grid(k, 0, ATTN_N, -1, tc->rows);
   ir_set_grid(k, 1, ATTN_H, -1, 1);
   ir_set_grid(k, 2, ATTN_B, -1, 1);
