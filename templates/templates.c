@@ -28,11 +28,11 @@ TileConfig tile_resolve(const Spec *s, TileTarget t) {
 
 /* The backward kernel's arrays, the largest of the tile schedule: two packed D-row
  * transposes and two TILE_KR-row slots (rows tile_ld apart), the head's dK and dV sums
- * (max_seq x D each), the block's Q and dO rows and dQ sums, the score micro-tile and
+ * and a contiguous copy of its K rows (max_seq x D each), the block's Q and dO rows and dQ sums, the score micro-tile and
  * the per-key row masks (i32). */
 int64_t tile_frame_bytes(const Spec *s) {
   int64_t ld = tile_ld(s->max_seq), D = s->head_dim;
-  return 4 * (2 * D * ld + 2 * (int64_t)s->max_seq * D + 2 * TILE_KR * ld + 3 * TILE_KR * D +
+  return 4 * (2 * D * ld + 3 * (int64_t)s->max_seq * D + 2 * TILE_KR * ld + 3 * TILE_KR * D +
               TILE_RT * TILE_JT + ld);
 }
 
