@@ -385,12 +385,13 @@ static void emit_block(Ctx *c, Builder *b, Op *b0) {
   zero_rows(c, &gpast, g, 0, TILE_RT, mb);
   zero_rows(c, &past, g2, 0, SCORE_ROWS, mb);
   tile_zero(b, c->qacc, TILE_KR, c->spec->head_dim);
-  pack_rows(c, b, b0);
   Builder dense, sparse;
   Op *nr = ir_bin(b, OP_MIN, sub(b, c->lim, b0), i32(b, TILE_KR));
   ir_if(b, block_dense(c, b, b0, nr), &dense, &sparse);
+  pack_rows(c, &dense, b0);
   dense_block(c, &dense, mb, nr);
   row_bits(c, &sparse, mb);
+  pack_rows(c, &sparse, b0);   /* after row_bits: at n = 512 its 128 KiB of slots evict xb */
   key_updates(c, &sparse, mb);
   Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &dq)->index;
   Op *i = add(&dq, b0, r);
