@@ -232,9 +232,11 @@ static void copy_keys(Ctx *c, Builder *b) {
 static void dense_block(Ctx *c, Builder *b, Op *mb, Op *nr) {
   int D = c->spec->head_dim, ld = (int)c->lds;
   Builder once, tiles, rest, rows;
-  ir_if(b, ir_cmp(b, CMP_EQ, ir_get(b, c->copied), i32(b, 0)), &once, NULL);
-  copy_keys(c, &once);
-  ir_set(&once, c->copied, i32(&once, 1));
+  if (c->kc) {
+    ir_if(b, ir_cmp(b, CMP_EQ, ir_get(b, c->copied), i32(b, 0)), &once, NULL);
+    copy_keys(c, &once);
+    ir_set(&once, c->copied, i32(&once, 1));
+  }
   Op *full = mul(b, ir_bin(b, OP_DIV, mb, i32(b, TILE_RT)), i32(b, TILE_RT));
   Op *j0 = ir_for(b, i32(b, 0), full, TILE_RT, "j0", &tiles)->index;
   Op *j1 = ir_for(b, full, mb, 1, "j0", &rest)->index;
@@ -243,12 +245,16 @@ static void dense_block(Ctx *c, Builder *b, Op *mb, Op *nr) {
   for (int k = 0; k < 2; k++) {   /* keys in fours, then one by one */
     Builder *t = at[k];
     Op *aoff = mul(t, js[k], i32(t, D));
-    tile_gemm_acc(t, c->dk, aoff, k ? 1 : 4, c->s1, js[k], 1, ld, c->xb, i32(t, 0), 2 * D, nr, D);
-    tile_gemm_acc(t, c->dv, aoff, k ? 1 : 4, c->s2, js[k], 1, ld, c->xb, i32(t, D), 2 * D, nr, D);
+    Op *xs = i32(t, 2 * D);
+    tile_gemm_acc(t, c->dk, aoff, k ? 1 : 4, c->s1, js[k], 1, ld, c->xb, i32(t, 0), xs, nr, D);
+    tile_gemm_acc(t, c->dv, aoff, k ? 1 : 4, c->s2, js[k], 1, ld, c->xb, i32(t, D), xs, nr, D);
   }
   Op *r0 = ir_for(b, i32(b, 0), nr, TILE_RT, "r0", &rows)->index;
+  Buf *kb = c->kc ? c->kc : c->buf[ATTN_BWD_K];
+  Op *k0 = c->kc ? i32(&rows, 0) : row_off(c, &rows, ATTN_BWD_QKV_SB, i32(&rows, 0));
+  Op *ks = c->kc ? i32(&rows, D) : c->p[ATTN_BWD_QKV_SN];
   tile_gemm_acc(&rows, c->qacc, mul(&rows, r0, i32(&rows, D)), TILE_RT, c->s1,
-                mul(&rows, r0, i32(&rows, ld)), ld, 1, c->kc, i32(&rows, 0), D, mb, D);
+                mul(&rows, r0, i32(&rows, ld)), ld, 1, kb, k0, ks, mb, D);
 }
 
 /* Whether the block's rows r < nr (rows b0 + r) keep every key: tau = -inf (or no
@@ -471,7 +477,8 @@ Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t) {
   c.rbits = ir_shared(k, "rbits", TY_I32, c.ld);
   c.qacc = ir_shared(k, "qacc", TY_F32, (int64_t)TILE_KR * D);
   c.xb = ir_shared(k, "xb", TY_F32, (int64_t)TILE_KR * 2 * D);
-  c.kc = ir_shared(k, "kc", TY_F32, (int64_t)s->max_seq * D);
+  if (tile_frame_kc_bytes(s))
+    c.kc = ir_shared(k, "kc", TY_F32, (int64_t)s->max_seq * D);
   c.deltas = ir_shared(k, "deltas", TY_F32, TILE_KR);
   ir_set_grid(k, 0, ATTN_BWD_N, -1, rows);
   ir_set_grid(k, 1, ATTN_BWD_H, -1, 1);

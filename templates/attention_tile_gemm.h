@@ -12,6 +12,6 @@
  * (the order a loop of tile_axpy_at calls over t gives, so the same bits). Per t: R
  * weights broadcast against one row of x. */
 void tile_gemm_acc(Builder *b, Buf *acc, Op *aoff, int R, Buf *w, Op *woff, int64_t wr,
-                   int64_t wt, Buf *x, Op *xoff, int64_t xs, Op *cnt, int D);
+                   int64_t wt, Buf *x, Op *xoff, Op *xs, Op *cnt, int D);
 
 #endif

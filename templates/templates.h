@@ -38,6 +38,9 @@ typedef enum { TUNE_GPU, TUNE_CPU } TileTarget;
  * the warp schedule there. */
 enum { TILE_FRAME_LIMIT = 1 << 20 };
 int64_t tile_frame_bytes(const Spec *s);
+/* Of those, the tile backward's contiguous copy of a head's K rows: 0 where it would
+ * not fit under TILE_FRAME_LIMIT (the kernel then reads K in place). */
+int64_t tile_frame_kc_bytes(const Spec *s);
 
 /* The spec's explicit tile, or the default for the target when tile = auto. */
 TileConfig tile_resolve(const Spec *s, TileTarget t);
