@@ -31,6 +31,7 @@
 #include "attention_bwd_impl.h"
 #include "attention_common.h"
 #include "attention_tile.h"
+#include "attention_tile_gemm.h"
 #include "dropout.h"
 
 #define i32 attn_i32
@@ -51,6 +52,8 @@ typedef struct {
   Buf *rbits;              /* per key of a block: its rows with nonzero weights (row_bits) */
   Buf *qacc;               /* the block's dQ sums, TILE_KR x D */
   Buf *xb;                 /* the block's Q and dO rows, contiguous (pack_rows) */
+  Buf *kc;                 /* the head's K rows, contiguous (copy_keys) */
+  Op *copied;
   Buf *deltas;             /* the block's Delta_i (block_deltas) */
   int64_t ld;              /* keys per row mask array: max_seq rounded up to TILE_JT */
   int64_t lds;             /* slot and packed-row stride (tile_ld) */
@@ -196,14 +199,79 @@ static void pack_rows(Ctx *c, Builder *b, Op *b0) {
 }
 
 /* key_tile over the block's keys j < mb, KEY_TILE at a time, then one by one. */
-static void key_updates(Ctx *c, Builder *b, Op *b0, Op *mb) {
+static void key_updates(Ctx *c, Builder *b, Op *mb) {
   Builder tiles, rest;
-  pack_rows(c, b, b0);
   Op *full = mul(b, ir_bin(b, OP_DIV, mb, i32(b, KEY_TILE)), i32(b, KEY_TILE));
   Op *e = ir_for(b, i32(b, 0), full, KEY_TILE, "j0", &tiles)->index;
   key_tile(c, &tiles, e, KEY_TILE);
   e = ir_for(b, full, mb, 1, "j0", &rest)->index;
   key_tile(c, &rest, e, 1);
+}
+
+/* kc row j = K row j for j < lim. Read in place, the K rows are 3 H D floats apart (a
+ * fused QKV), so a head's 64 rows fall in 16 L1 sets and the dense dQ's sweeps over
+ * them missed L1. */
+static void copy_keys(Ctx *c, Builder *b) {
+  int D = c->spec->head_dim;
+  Builder loop, lane;
+  Op *j = ir_for(b, i32(b, 0), c->lim, 1, "j", &loop)->index;
+  Op *src = row_off(c, &loop, ATTN_BWD_QKV_SB, j), *dst = mul(&loop, j, i32(&loop, D));
+  Op *d = ir_pfor(&loop, AXIS_LANE, i32(&loop, D), "d", &lane)->index;
+  ir_store(&lane, c->kc, add(&lane, dst, d),
+           ir_load(&lane, c->buf[ATTN_BWD_K], add(&lane, src, d)));
+}
+
+/* ---- a dense block: every mask full ---- */
+
+/* The block's dK, dV and dQ as GEMMs (rows r < nr, keys j < mb; K rows from kc,
+ * copied at the head's first dense block), for a block whose every weight may be
+ * nonzero (s = 0): dk_j += sum_r dS_rj Q_r and dv_j += sum_r Pz_rj dO_r as 4-key x D
+ * register tiles over r, dQ_r += sum_j dS_rj K_j as 4-row x D tiles over j, each sum
+ * in key_tile's order (so the same bits), without its per-row mask walk: 16 FMAs per
+ * 4 broadcasts and 4 loads, where the fused loop had 24 per 16 loads and 4 stores. */
+static void dense_block(Ctx *c, Builder *b, Op *mb, Op *nr) {
+  int D = c->spec->head_dim, ld = (int)c->lds;
+  Builder once, tiles, rest, rows;
+  if (c->kc) {
+    ir_if(b, ir_cmp(b, CMP_EQ, ir_get(b, c->copied), i32(b, 0)), &once, NULL);
+    copy_keys(c, &once);
+    ir_set(&once, c->copied, i32(&once, 1));
+  }
+  Op *full = mul(b, ir_bin(b, OP_DIV, mb, i32(b, TILE_RT)), i32(b, TILE_RT));
+  Op *j0 = ir_for(b, i32(b, 0), full, TILE_RT, "j0", &tiles)->index;
+  Op *j1 = ir_for(b, full, mb, 1, "j0", &rest)->index;
+  Builder *at[2] = {&tiles, &rest};
+  Op *js[2] = {j0, j1};
+  for (int k = 0; k < 2; k++) {   /* keys in fours, then one by one */
+    Builder *t = at[k];
+    Op *aoff = mul(t, js[k], i32(t, D));
+    Op *xs = i32(t, 2 * D);
+    tile_gemm_acc(t, c->dk, aoff, k ? 1 : 4, c->s1, js[k], 1, ld, c->xb, i32(t, 0), xs, nr, D);
+    tile_gemm_acc(t, c->dv, aoff, k ? 1 : 4, c->s2, js[k], 1, ld, c->xb, i32(t, D), xs, nr, D);
+  }
+  Op *r0 = ir_for(b, i32(b, 0), nr, TILE_RT, "r0", &rows)->index;
+  Buf *kb = c->kc ? c->kc : c->buf[ATTN_BWD_K];
+  Op *k0 = c->kc ? i32(&rows, 0) : row_off(c, &rows, ATTN_BWD_QKV_SB, i32(&rows, 0));
+  Op *ks = c->kc ? i32(&rows, D) : c->p[ATTN_BWD_QKV_SN];
+  tile_gemm_acc(&rows, c->qacc, mul(&rows, r0, i32(&rows, D)), TILE_RT, c->s1,
+                mul(&rows, r0, i32(&rows, ld)), ld, 1, kb, k0, ks, mb, D);
+}
+
+/* Whether the block's rows r < nr (rows b0 + r) keep every key: tau = -inf (or no
+ * selection), not causal. Then every weight may be nonzero and dense_block does the
+ * products; it would also be exact where some are 0 (P underflowing, dS = 0): a zero
+ * weight adds an exact zero. */
+static Op *block_dense(Ctx *c, Builder *b, Op *b0, Op *nr) {
+  if (c->spec->causal)
+    return ir_const_bool(b, false);
+  if (c->spec->select == SEL_NONE)
+    return ir_const_bool(b, true);
+  Builder lane;
+  Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_I32, nr, "r", &lane);
+  Op *tau = row_tau(c, &lane, add(&lane, b0, red->index));
+  Op *sel = ir_cmp(&lane, CMP_GT, tau, f32(&lane, -INFINITY));
+  ir_yield(&lane, ir_select(&lane, sel, i32(&lane, 1), i32(&lane, 0)));
+  return ir_cmp(b, CMP_EQ, red, i32(b, 0));
 }
 
 /* ---- one group of rows ---- */
@@ -322,9 +390,15 @@ static void emit_block(Ctx *c, Builder *b, Op *b0) {
   group_grads(c, &ginside, i0, g, mb);
   zero_rows(c, &gpast, g, 0, TILE_RT, mb);
   zero_rows(c, &past, g2, 0, SCORE_ROWS, mb);
-  row_bits(c, b, mb);
   tile_zero(b, c->qacc, TILE_KR, c->spec->head_dim);
-  key_updates(c, b, b0, mb);
+  Builder dense, sparse;
+  Op *nr = ir_bin(b, OP_MIN, sub(b, c->lim, b0), i32(b, TILE_KR));
+  ir_if(b, block_dense(c, b, b0, nr), &dense, &sparse);
+  pack_rows(c, &dense, b0);
+  dense_block(c, &dense, mb, nr);
+  row_bits(c, &sparse, mb);
+  pack_rows(c, &sparse, b0);   /* after row_bits: at n = 512 its 128 KiB of slots evict xb */
+  key_updates(c, &sparse, mb);
   Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &dq)->index;
   Op *i = add(&dq, b0, r);
   ir_if(&dq, ir_cmp(&dq, CMP_LT, i, c->lim), &dqin, NULL);
@@ -375,6 +449,7 @@ static void emit_head(Ctx *c, Builder *b, int rows) {
   tile_pack_t(&work, c->ta, c->lds, c->buf[ATTN_BWD_K], k0, p[ATTN_BWD_QKV_SN], c->lim, D);
   tile_pack_t(&work, c->tb, c->lds, c->buf[ATTN_BWD_V], k0, p[ATTN_BWD_QKV_SN], c->lim, D);
   keys_pass(c, &work, true);
+  c->copied = ir_var(&work, i32(&work, 0), "copied");
   Op *b0 = ir_for(&work, i32(&work, 0), i32(&work, rows), TILE_KR, "blk", &groups)->index;
   ir_if(&groups, ir_cmp(&groups, CMP_LT, b0, c->lim), &inside, NULL);
   emit_block(c, &inside, b0);
@@ -402,6 +477,8 @@ Kernel *attention_bwd_tile_build(const Spec *s, const TileConfig *t) {
   c.rbits = ir_shared(k, "rbits", TY_I32, c.ld);
   c.qacc = ir_shared(k, "qacc", TY_F32, (int64_t)TILE_KR * D);
   c.xb = ir_shared(k, "xb", TY_F32, (int64_t)TILE_KR * 2 * D);
+  if (tile_frame_kc_bytes(s))
+    c.kc = ir_shared(k, "kc", TY_F32, (int64_t)s->max_seq * D);
   c.deltas = ir_shared(k, "deltas", TY_F32, TILE_KR);
   ir_set_grid(k, 0, ATTN_BWD_N, -1, rows);
   ir_set_grid(k, 1, ATTN_BWD_H, -1, 1);

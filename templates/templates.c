@@ -29,12 +29,22 @@ TileConfig tile_resolve(const Spec *s, TileTarget t) {
 /* The backward kernel's arrays, the largest of the tile schedule: two packed D-row
  * transposes and two TILE_KR-row slots (rows tile_ld apart), the head's dK and dV sums
  * (max_seq x D each), the block's Q and dO rows and dQ sums, the score micro-tile and
- * the per-key row masks (i32). */
-int64_t tile_frame_bytes(const Spec *s) {
+ * the per-key row masks (i32); and a contiguous copy of the head's K rows where it
+ * fits (tile_frame_kc_bytes). */
+static int64_t frame_base(const Spec *s) {
   int64_t ld = tile_ld(s->max_seq), D = s->head_dim;
   return 4 * (2 * D * ld + 2 * (int64_t)s->max_seq * D + 2 * TILE_KR * ld + 3 * TILE_KR * D +
               TILE_RT * TILE_JT + ld);
 }
+
+/* The K copy is optional (the dense blocks read K in place without it) so that it
+ * never moves the limit past which tile = auto picks the warp schedule. */
+int64_t tile_frame_kc_bytes(const Spec *s) {
+  int64_t kc = 4 * (int64_t)s->max_seq * s->head_dim;
+  return frame_base(s) + kc <= TILE_FRAME_LIMIT ? kc : 0;
+}
+
+int64_t tile_frame_bytes(const Spec *s) { return frame_base(s) + tile_frame_kc_bytes(s); }
 
 int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t) {
   return 4 * (int64_t)t->warps * (s->max_seq + s->head_dim);

@@ -34,10 +34,13 @@ typedef enum { TUNE_GPU, TUNE_CPU } TileTarget;
 
 /* Bytes of block-local arrays a tile-schedule block keeps in its stack frame; the
  * schedule is refused past TILE_FRAME_LIMIT (thread stacks are 8 MiB by default;
- * max_seq = 512, D = 64 needs ~0.3 MiB), and tile = auto on the CPU falls back to
+ * max_seq = 512, D = 64 needs ~0.8 MiB), and tile = auto on the CPU falls back to
  * the warp schedule there. */
 enum { TILE_FRAME_LIMIT = 1 << 20 };
 int64_t tile_frame_bytes(const Spec *s);
+/* Of those, the tile backward's contiguous copy of a head's K rows: 0 where it would
+ * not fit under TILE_FRAME_LIMIT (the kernel then reads K in place). */
+int64_t tile_frame_kc_bytes(const Spec *s);
 
 /* The spec's explicit tile, or the default for the target when tile = auto. */
 TileConfig tile_resolve(const Spec *s, TileTarget t);

@@ -122,11 +122,15 @@ void case_reference(Case *c) {
         int64_t r = ((int64_t)b * l->H + h) * l->N + i;
         c->lse[r] = (float)c->ref.lse[r];
         float t = INFINITY;
+        int kept = 0, L = c->lengths[b];
         for (int j = 0; j < l->N; j++)
           if (c->mask[r * l->N + j]) {
             float s = kernel_score(c, b, h, i, j);
             t = s < t ? s : t;
+            kept++;
           }
+        if (c->tau_inf && i < L && kept == (c->spec.causal && i + 1 < L ? i + 1 : L))
+          t = -INFINITY;
         /* select = none must not read tau: NaN would drop every key */
         c->tau[r] = c->spec.select == SEL_NONE && i < c->lengths[b] ? NAN : t;
       }

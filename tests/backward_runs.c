@@ -74,6 +74,7 @@ void host_suite(const Spec *s) {
         Case c;
         case_init(&c, s, 2, n > 64 ? 2 : 3, n, (ni + si) % 2 == 0, (si + drop) % 2 == 0);
         c.sparsity = s->select == SEL_NONE ? 0.0 : sparsities[si];
+        c.tau_inf = drop;
         c.dp = (AttnDropout){drop ? 0.1f : 0.0f, (uint32_t)(uniform() * 4e9),
                              (uint32_t)(uniform() * 1000), (uint32_t)ni};
         case_fill(&c);
@@ -86,6 +87,7 @@ void host_suite(const Spec *s) {
   Case c;
   case_init(&c, s, 12, 1, 12, true, true);
   c.sparsity = 0.7;
+  c.tau_inf = true;   /* short rows keep every key (keep_min): dense and masked blocks */
   c.dp = (AttnDropout){0.1f, 7, 1, 2};
   case_fill(&c);
   for (int b = 0; b < 12; b++)

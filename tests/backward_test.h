@@ -43,6 +43,9 @@ typedef struct {
   int32_t *lengths;
   double sparsity;
   AttnDropout dp;
+  bool tau_inf;                     /* a row keeping every valid key gets tau = -inf, as the
+                                       forward writes it (else its lowest kept score): the
+                                       tile backward's dense blocks (s = 0) */
   AttnBwdRef ref;                   /* o, lse, tau, delta, dq, dk, dv (qkv layout) */
   uint8_t *mask;
 } Case;

@@ -115,6 +115,11 @@ static void tile_suite(void) {
             m.kernels[0]->nparams == ATTN_BWD_NPARAMS,
         "tile schedule: one kernel, 1 warp, 512 keys");
   CHECK(tile_resolve(&small, TUNE_CPU).sched == SCHED_TILE, "tile = auto on the CPU: tiles");
+  /* the K copy of the dense blocks is dropped where it alone would pass the limit */
+  Spec wide = make_spec(96, 512, SEL_NONE, false, 1);
+  CHECK(tile_frame_kc_bytes(&small) > 0 && tile_frame_kc_bytes(&wide) == 0 &&
+            tile_resolve(&wide, TUNE_CPU).sched == SCHED_TILE,
+        "d = 96 at 512 keys: the tile schedule, without the K copy");
   ir_module_free(&m);
   m = (Module){0};
   CHECK(attention_bwd_build(&s, &(TileConfig){16, 1, SCHED_WARP}, &m, err, sizeof err) == 0 && m.n == 2 &&
@@ -144,6 +149,7 @@ int main(void) {
     host_suite((Spec[]){make_spec(32, 128, sels[si], true, si == 1 ? 3 : 1)});
   }
   host_suite((Spec[]){make_spec(8, 40, SEL_ROW_TOPK, true, 2)});
+  host_suite((Spec[]){make_spec(96, 512, SEL_NONE, false, 1)});   /* dense, K read in place */
   printf("b) host JIT vs reference: worst norm-wise rel err %.3g, worst err vs term magnitude "
          "%.3g (%.1f s)\n", worst_rel, worst_term, (double)(clock() - t0) / CLOCKS_PER_SEC);
   worst_rel = worst_term = 0;
