@@ -53,7 +53,7 @@ typedef struct {
   Buf *qacc;               /* the block's dQ sums, TILE_KR x D */
   Buf *xb;                 /* the block's Q and dO rows, contiguous (pack_rows) */
   Buf *kc;                 /* the head's K rows, contiguous (copy_keys) */
-  Op *copied;
+  Op *copied;              /* i32 var: kc holds the head's K rows (dense_block copies once) */
   Buf *deltas;             /* the block's Delta_i (block_deltas) */
   int64_t ld;              /* keys per row mask array: max_seq rounded up to TILE_JT */
   int64_t lds;             /* slot and packed-row stride (tile_ld) */
