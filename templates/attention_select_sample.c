@@ -80,6 +80,20 @@ static Op *first_sampled(Builder *b, Op *j, Op *span, Op *n) {
   return ir_bin(b, OP_MIN, below, n);
 }
 
+/* The next key group's rows (j0 + TILE_RT ..., clamped to last) prefetched, one per
+ * cache line: the score tile broadcasts from the key rows in place (9 KiB apart in the
+ * fused QKV layout, 4 lines each at D = 64), and their first touch stalled the d loop
+ * on every line (perf at n = 64: the samples after the tile's four broadcasts ~40 %
+ * of the select); one group's tile (D steps of 16 fmas) covers the next one's misses. */
+static void prefetch_key_group(SelCtx *c, Builder *b, const HistBlock *h, Op *j0, Op *last) {
+  for (int r = 0; r < TILE_RT; r++) {
+    Op *j = ir_bin(b, OP_MIN, add(b, j0, i32(b, TILE_RT + r)), last);
+    Op *row = ir_cast(b, TY_I64, select_tile_qk_row(c, h, b, j));
+    for (int d = 0; d < c->spec->head_dim; d += 16)
+      ir_prefetch(b, c->kk, add(b, row, ir_const_i64(b, d)));
+  }
+}
+
 /* What becomes of one scored key row of the sampled queries (slot[base ..], m of them):
  * store_all (SAMPLE) or copy_scores (WHOLE). */
 typedef void (*RowFn)(SelCtx *c, const Tile *t, Builder *b, Op *base, Op *m);
@@ -92,6 +106,8 @@ static void score_sampled(SelCtx *c, Builder *b, const HistBlock *h, const Tile 
                           Op *n, RowFn row) {
   Builder keys;
   int D = c->spec->head_dim;
+  /* the first group's rows, fetched while the queries are packed */
+  prefetch_key_group(c, b, h, i32(b, -TILE_RT), ir_bin(b, OP_SUB, t->lim, i32(b, 1)));
   pack_sample(c, h, t, b, span, n);
   Op *j0 = ir_for(b, i32(b, 0), t->lim, TILE_RT, "j0", &keys)->index;
   Op *last = ir_bin(&keys, OP_SUB, t->lim, i32(&keys, 1));
@@ -99,6 +115,7 @@ static void score_sampled(SelCtx *c, Builder *b, const HistBlock *h, const Tile 
   for (int r = 0; r < TILE_RT; r++)
     arow[r] = select_tile_qk_row(c, h, &keys,
                                  ir_bin(&keys, OP_MIN, add(&keys, j0, i32(&keys, r)), last));
+  prefetch_key_group(c, &keys, h, j0, last);
   tile_scores(&keys, t->slot, i32(&keys, 0), t->ld, c->kk, arow, t->kt, n, D, t->sacc,
               ir_const_f32(&keys, 1.0 / sqrt((double)D)));
   for (int r = 0; r < TILE_RT; r++) {
