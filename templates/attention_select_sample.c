@@ -4,7 +4,9 @@
  * the sampled queries, packed into kt, are the register tile's keys and the head's
  * keys its rows (read in place), so only D x (sampled rows) values are packed; the
  * sample is a set, so its order does not matter, and an fma's operand order does not
- * change its bits. The rest of the hist block is attention_select_tile.c. */
+ * change its bits. The key rows of the tile, and in WHOLE the next head's queries, are
+ * prefetched a group ahead (their first touch stalled the tiles and the pack). The rest
+ * of the hist block is attention_select_tile.c. */
 #include <math.h>
 
 #include "attention_select_tile.h"
@@ -83,7 +85,7 @@ static Op *first_sampled(Builder *b, Op *j, Op *span, Op *n) {
 /* The next key group's rows (j0 + TILE_RT ..., clamped to last) prefetched, one per
  * cache line: the score tile broadcasts from the key rows in place (9 KiB apart in the
  * fused QKV layout, 4 lines each at D = 64), and their first touch stalled the d loop
- * on every line (perf at n = 64: the samples after the tile's four broadcasts ~40 %
+ * on every line (perf at n = 64: the FMAs after the tile's four broadcasts held ~45 %
  * of the select); one group's tile (D steps of 16 fmas) covers the next one's misses. */
 static void prefetch_key_group(SelCtx *c, Builder *b, const HistBlock *h, Op *j0, Op *last) {
   for (int r = 0; r < TILE_RT; r++) {
