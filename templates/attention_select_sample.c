@@ -4,7 +4,9 @@
  * the sampled queries, packed into kt, are the register tile's keys and the head's
  * keys its rows (read in place), so only D x (sampled rows) values are packed; the
  * sample is a set, so its order does not matter, and an fma's operand order does not
- * change its bits. The rest of the hist block is attention_select_tile.c. */
+ * change its bits. The key rows of the tile, and in WHOLE the next head's queries, are
+ * prefetched a group ahead (their first touch stalled the tiles and the pack). The rest
+ * of the hist block is attention_select_tile.c. */
 #include <math.h>
 
 #include "attention_select_tile.h"
@@ -80,6 +82,51 @@ static Op *first_sampled(Builder *b, Op *j, Op *span, Op *n) {
   return ir_bin(b, OP_MIN, below, n);
 }
 
+/* The next key group's rows (j0 + TILE_RT ..., clamped to last) prefetched, one per
+ * cache line: the score tile broadcasts from the key rows in place (9 KiB apart in the
+ * fused QKV layout, 4 lines each at D = 64), and their first touch stalled the d loop
+ * on every line (perf at n = 64: the FMAs after the tile's four broadcasts held ~45 %
+ * of the select); one group's tile (D steps of 16 fmas) covers the next one's misses. */
+static void prefetch_key_group(SelCtx *c, Builder *b, const HistBlock *h, Op *j0, Op *last) {
+  for (int r = 0; r < TILE_RT; r++) {
+    Op *j = ir_bin(b, OP_MIN, add(b, j0, i32(b, TILE_RT + r)), last);
+    Op *row = ir_cast(b, TY_I64, select_tile_qk_row(c, h, b, j));
+    for (int d = 0; d < c->spec->head_dim; d += 16)
+      ir_prefetch(b, c->kk, add(b, row, ir_const_i64(b, d)));
+  }
+}
+
+/* Offset of row 0 of the head after the block's, (b, h + 1) or (b + 1, 0): a thread's
+ * next block (blocks run in x, y, z order, and a block is a head). The block's own
+ * head where there is none, so every prefetch stays inside q. */
+static Op *next_head_row0(SelCtx *c, Builder *b, const HistBlock *h) {
+  Op **p = c->p;
+  Op *h1 = add(b, h->head, i32(b, 1));
+  Op *wrap = ir_cmp(b, CMP_GE, h1, p[SELECT_H]);
+  Op *nb = add(b, h->batch, ir_select(b, wrap, i32(b, 1), i32(b, 0)));
+  Op *nh = ir_select(b, wrap, i32(b, 0), h1);
+  Op *none = ir_cmp(b, CMP_GE, nb, p[SELECT_B]);
+  return attn_offset(b, ir_select(b, none, h->batch, nb), i32(b, 0),
+                     ir_select(b, none, h->head, nh), p[SELECT_QKV_SB], p[SELECT_QKV_SN],
+                     p[SELECT_QKV_SH]);
+}
+
+/* Round WHOLE: per key group j0, the next head's query rows j0 .. j0 + TILE_RT - 1
+ * (clamped below N) prefetched, so the next block's pack finds its rows in cache: the
+ * pack's loads of the rows' first lines were the select's largest stall once the key
+ * rows were prefetched (perf at n = 64: ~37 % of the select's samples). Spread over
+ * the groups, a few lines per tile, rather than a burst at block start. */
+static void prefetch_next_queries(SelCtx *c, Builder *b, Op *next0, Op *j0) {
+  Op *sn = ir_cast(b, TY_I64, c->p[SELECT_QKV_SN]);
+  Op *last = ir_bin(b, OP_SUB, c->p[SELECT_N], i32(b, 1));
+  for (int r = 0; r < TILE_RT; r++) {
+    Op *i = ir_cast(b, TY_I64, ir_bin(b, OP_MIN, add(b, j0, i32(b, r)), last));
+    Op *row = add(b, ir_cast(b, TY_I64, next0), attn_mul(b, i, sn));
+    for (int d = 0; d < c->spec->head_dim; d += 16)
+      ir_prefetch(b, c->q, add(b, row, ir_const_i64(b, d)));
+  }
+}
+
 /* What becomes of one scored key row of the sampled queries (slot[base ..], m of them):
  * store_all (SAMPLE) or copy_scores (WHOLE). */
 typedef void (*RowFn)(SelCtx *c, const Tile *t, Builder *b, Op *base, Op *m);
@@ -87,18 +134,24 @@ typedef void (*RowFn)(SelCtx *c, const Tile *t, Builder *b, Op *base, Op *m);
 /* Steps 0-1 of SAMPLE and WHOLE: the n sampled queries (groups of TILE_RT, span rows
  * apart) packed transposed, every key of the head scored against them in groups of
  * TILE_RT keys, and each key's row of scores (causal: the queries that see it) handed
- * to `row`. */
+ * to `row`; `next` (WHOLE): the next head's queries prefetched meanwhile. */
 static void score_sampled(SelCtx *c, Builder *b, const HistBlock *h, const Tile *t, Op *span,
-                          Op *n, RowFn row) {
+                          Op *n, RowFn row, bool next) {
   Builder keys;
   int D = c->spec->head_dim;
+  /* the first group's rows, fetched while the queries are packed */
+  prefetch_key_group(c, b, h, i32(b, -TILE_RT), ir_bin(b, OP_SUB, t->lim, i32(b, 1)));
   pack_sample(c, h, t, b, span, n);
+  Op *next0 = next ? next_head_row0(c, b, h) : NULL;
   Op *j0 = ir_for(b, i32(b, 0), t->lim, TILE_RT, "j0", &keys)->index;
+  if (next)
+    prefetch_next_queries(c, &keys, next0, j0);
   Op *last = ir_bin(&keys, OP_SUB, t->lim, i32(&keys, 1));
   Op *arow[TILE_RT];
   for (int r = 0; r < TILE_RT; r++)
     arow[r] = select_tile_qk_row(c, h, &keys,
                                  ir_bin(&keys, OP_MIN, add(&keys, j0, i32(&keys, r)), last));
+  prefetch_key_group(c, &keys, h, j0, last);
   tile_scores(&keys, t->slot, i32(&keys, 0), t->ld, c->kk, arow, t->kt, n, D, t->sacc,
               ir_const_f32(&keys, 1.0 / sqrt((double)D)));
   for (int r = 0; r < TILE_RT; r++) {
@@ -136,7 +189,7 @@ void select_tile_sample_rows(SelCtx *c, Builder *b, const HistBlock *h, const Ti
   Op *lastg = attn_mul(&work, ir_bin(&work, OP_SUB, nsg, i32(&work, 1)), span);
   Op *n = add(&work, attn_mul(&work, ir_bin(&work, OP_SUB, nsg, i32(&work, 1)), i32(&work, TILE_RT)),
               ir_bin(&work, OP_MIN, ir_bin(&work, OP_SUB, t->lim, lastg), i32(&work, TILE_RT)));
-  score_sampled(c, &work, h, t, span, n, store_all);
+  score_sampled(c, &work, h, t, span, n, store_all, false);
   ir_pfor(b, AXIS_LANE, i32(b, 1), "one", &one);
   ir_store(&one, c->cand, t->head, ir_select(&one, ok, ir_load(&one, t->cs, i32(&one, 0)),
                                              i32(&one, -1)));
@@ -148,5 +201,5 @@ void select_tile_sample_rows(SelCtx *c, Builder *b, const HistBlock *h, const Ti
 /* Round WHOLE: every query row sampled (span TILE_RT, n = L), the scores to t->whole. */
 void select_tile_whole_scores(void *ctx, Builder *b) {
   const SelTileWhole *w = ctx;
-  score_sampled(w->c, b, w->h, w->t, i32(b, TILE_RT), w->t->lim, copy_scores);
+  score_sampled(w->c, b, w->h, w->t, i32(b, TILE_RT), w->t->lim, copy_scores, true);
 }

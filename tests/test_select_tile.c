@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "emit.h"
 #include "select_harness.h"
 #include "../templates/attention_select_impl.h"
 #include "../templates/attention_tile.h"
@@ -322,6 +323,28 @@ static void test_signed_zeros(SelHost *sh, const Spec *s) {
   attn_case_free(&c);
 }
 
+/* The hist kernel's prefetches (attention_select_sample.c: the next key group's rows,
+ * and in round WHOLE the next head's queries) must reach the host code: they change
+ * no result, so only the assembly shows that they are there. */
+static void check_prefetches(SelHost *sh, const Spec *s) {
+  char err[512];
+  char *text = NULL;
+  size_t len = 0;
+  if (emit_module(&sh->m, TARGET_HOST, EMIT_ASM, &text, &len, err, sizeof err)) {
+    CHECK(0, "select kernels as host assembly: %s", err);
+    return;
+  }
+  int n = 0;
+  for (const char *p = text; (p = strstr(p, "prefetcht0")); p++)
+    n++;
+  /* per line of TILE_RT rows: the key rows before the pack and per key group in round
+   * SAMPLE, the same in WHOLE (head_quantile) and there the next head's queries */
+  int want = (s->select == SEL_HEAD_QUANTILE ? 5 : 2) * TILE_RT * (s->head_dim / 16);
+  CHECK(n >= want, "%s D %d causal %d: %d prefetcht0 in the select kernels, want >= %d",
+        select_name(s->select), s->head_dim, s->causal, n, want);
+  free(text);
+}
+
 static void test_variant(const Spec *s, const TileConfig *t) {
   char err[1024];
   SelHost sh;
@@ -335,6 +358,7 @@ static void test_variant(const Spec *s, const TileConfig *t) {
   if (harness_compile(&fm, s, t, MAP_CPU, err, sizeof err) ||
       !(fj = jit_compile(&fm, err, sizeof err)) || !(fwd = jit_lookup(fj, fm.kernels[0]->name)))
     CHECK(0, "compile the tile forward: %s", err);
+  check_prefetches(&sh, s);
   test_signed_zeros(&sh, s);
   static const int shapes[][3] = {{2, 3, 37}, {3, 2, 130}, {1, 1, 5}};
   for (int si = 0; fwd && si < 3; si++) {
