@@ -52,7 +52,7 @@ typedef struct {
   Buf *rbits;              /* per key of a block: its rows with nonzero weights (row_bits) */
   Buf *qacc;               /* the block's dQ sums, TILE_KR x D */
   Buf *xb;                 /* the block's Q and dO rows, contiguous (pack_rows) */
-  Buf *kc;                 /* the head's K rows, contiguous (copy_keys) */
+  Buf *kc;                 /* the head's K rows, contiguous (dense_block) */
   Op *copied;              /* i32 var: kc holds the head's K rows (dense_block copies once) */
   Buf *deltas;             /* the block's Delta_i (block_deltas) */
   int64_t ld;              /* keys per row mask array: max_seq rounded up to TILE_JT */
@@ -208,19 +208,6 @@ static void key_updates(Ctx *c, Builder *b, Op *mb) {
   key_tile(c, &rest, e, 1);
 }
 
-/* kc row j = K row j for j < lim. Read in place, the K rows are 3 H D floats apart (a
- * fused QKV), so a head's 64 rows fall in 16 L1 sets and the dense dQ's sweeps over
- * them missed L1. */
-static void copy_keys(Ctx *c, Builder *b) {
-  int D = c->spec->head_dim;
-  Builder loop, lane;
-  Op *j = ir_for(b, i32(b, 0), c->lim, 1, "j", &loop)->index;
-  Op *src = row_off(c, &loop, ATTN_BWD_QKV_SB, j), *dst = mul(&loop, j, i32(&loop, D));
-  Op *d = ir_pfor(&loop, AXIS_LANE, i32(&loop, D), "d", &lane)->index;
-  ir_store(&lane, c->kc, add(&lane, dst, d),
-           ir_load(&lane, c->buf[ATTN_BWD_K], add(&lane, src, d)));
-}
-
 /* ---- a dense block: every mask full ---- */
 
 /* The block's dK, dV and dQ as GEMMs (rows r < nr, keys j < mb; K rows from kc,
@@ -234,7 +221,10 @@ static void dense_block(Ctx *c, Builder *b, Op *mb, Op *nr) {
   Builder once, tiles, rest, rows;
   if (c->kc) {
     ir_if(b, ir_cmp(b, CMP_EQ, ir_get(b, c->copied), i32(b, 0)), &once, NULL);
-    copy_keys(c, &once);
+    /* read in place, the K rows are 3 H D floats apart (a fused QKV), so a head's 64
+     * rows fall in 16 L1 sets and the dense dQ's sweeps over them missed L1 */
+    Op *k0 = row_off(c, &once, ATTN_BWD_QKV_SB, i32(&once, 0));
+    tile_copy_rows(&once, c->kc, c->buf[ATTN_BWD_K], k0, c->p[ATTN_BWD_QKV_SN], c->lim, D);
     ir_set(&once, c->copied, i32(&once, 1));
   }
   Op *full = mul(b, ir_bin(b, OP_DIV, mb, i32(b, TILE_RT)), i32(b, TILE_RT));

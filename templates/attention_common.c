@@ -45,6 +45,18 @@ Op *attn_keep_count(Builder *b, Op *sparsity, Op *m, int keep_min) {
   return ir_bin(b, OP_MIN, keep, m);
 }
 
+void attn_next_head(Builder *b, Op *batch, Op *head, Op *H, Op **nb, Op **nh) {
+  Op *h1 = attn_add(b, head, attn_i32(b, 1));
+  Op *wrap = ir_cmp(b, CMP_GE, h1, H);
+  *nb = attn_add(b, batch, ir_select(b, wrap, attn_i32(b, 1), attn_i32(b, 0)));
+  *nh = ir_select(b, wrap, attn_i32(b, 0), h1);
+}
+
+void attn_prefetch_row(Builder *b, Buf *buf, Op *row, int D) {
+  for (int d = 0; d < D; d += 16)
+    ir_prefetch(b, buf, attn_add(b, row, ir_const_i64(b, d)));
+}
+
 Op *attn_offset(Builder *b, Op *batch, Op *i, Op *head, Op *sb, Op *sn, Op *sh) {
   return attn_add(b, attn_add(b, attn_mul(b, batch, sb), attn_mul(b, i, sn)),
                   attn_mul(b, head, sh));

@@ -30,6 +30,13 @@ Op *attn_keep_count(Builder *b, Op *sparsity, Op *m, int keep_min);
 /* Element offset of (batch, i, head, 0) in a tensor with strides sb, sn, sh (i32). */
 Op *attn_offset(Builder *b, Op *batch, Op *i, Op *head, Op *sb, Op *sn, Op *sh);
 
+/* The head after (batch, head) in x, y, z block order, (batch, head + 1) or
+ * (batch + 1, 0): a thread's next block where a block is a head. *nb may be B (none). */
+void attn_next_head(Builder *b, Op *batch, Op *head, Op *H, Op **nb, Op **nh);
+
+/* One prefetch per 64-byte line of D floats at buf[row] (row: i64). */
+void attn_prefetch_row(Builder *b, Buf *buf, Op *row, int D);
+
 typedef struct AttnRow {
   Buf *buf;   /* shared f32 array holding the row */
   Op *base;   /* i32: offset of S_0 in buf */

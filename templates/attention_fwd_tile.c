@@ -3,7 +3,7 @@
  *
  * A block takes `rows` query rows of one (b, h) and runs as one warp:
  *   0. K^T of the keys any of its rows sees is packed into kt[d][j] once, and
- *      their V rows are copied contiguous into vc[j][d] (copy_v);
+ *      their V rows are copied contiguous into vc[j][d] (tile_copy_rows);
  *   then per group of TILE_RT rows:
  *   1. S for the group's rows over its keys by tile_scores (TILE_RT x TILE_JT register
  *      tiles, keys contiguous), into the group's TILE_RT score slots;
@@ -187,38 +187,24 @@ static void prefetch_rows(Ctx *c, Builder *b, Buf *buf, Op *x0) {
   Builder rows;
   Op *sn = ir_cast(b, TY_I64, c->p[ATTN_QKV_SN]);
   Op *j = ir_for(b, ir_const_i64(b, 0), ir_cast(b, TY_I64, c->p[ATTN_N]), 1, "j", &rows)->index;
-  Op *row = add(&rows, ir_cast(&rows, TY_I64, x0), mul(&rows, j, sn));
-  for (int d = 0; d < c->spec->head_dim; d += 16)
-    ir_prefetch(&rows, buf, add(&rows, row, ir_const_i64(&rows, d)));
+  attn_prefetch_row(&rows, buf, add(&rows, ir_cast(&rows, TY_I64, x0), mul(&rows, j, sn)),
+                    c->spec->head_dim);
 }
 
 /* A thread's next block is the next head (grid x is 1 when a block is a head, blocks
- * run in x, y, z order): (b, h + 1), or (b + 1, 0). Its q, k, v rows are prefetched
- * before this head's work: their first touch otherwise stalls the pack. */
+ * run in x, y, z order). Its q, k, v rows are prefetched before this head's work:
+ * their first touch otherwise stalls the pack. */
 static void prefetch_next_head(Ctx *c, Builder *b) {
   Op **p = c->p;
   Builder next;
-  Op *h1 = add(b, c->head, i32(b, 1));
-  Op *wrap = ir_cmp(b, CMP_GE, h1, p[ATTN_H]);
-  Op *nb = add(b, c->batch, ir_select(b, wrap, i32(b, 1), i32(b, 0)));
-  Op *nh = ir_select(b, wrap, i32(b, 0), h1);
+  Op *nb, *nh;
+  attn_next_head(b, c->batch, c->head, p[ATTN_H], &nb, &nh);
   ir_if(b, ir_cmp(b, CMP_LT, nb, p[ATTN_B]), &next, NULL);
   Op *x0 = attn_offset(&next, nb, i32(&next, 0), nh, p[ATTN_QKV_SB], p[ATTN_QKV_SN],
                        p[ATTN_QKV_SH]);
   Buf *in[3] = {c->q, c->kk, c->v};
   for (int k = 0; k < 3; k++)
     prefetch_rows(c, &next, in[k], x0);
-}
-
-/* V rows of the block's keys copied contiguous (vc[j * D + d]) once per block: P.V
- * then streams one run of memory instead of rows a QKV stride apart. */
-static void copy_v(Ctx *c, Tile *t, Builder *b, Op *kcnt) {
-  int D = c->spec->head_dim;
-  Builder keys, lane;
-  Op *j = ir_for(b, i32(b, 0), kcnt, 1, "j", &keys)->index;
-  Op *src = qkv_row(c, &keys, j), *dst = mul(&keys, j, i32(&keys, D));
-  Op *d = ir_pfor(&keys, AXIS_LANE, i32(&keys, D), "d", &lane)->index;
-  ir_store(&lane, t->vc, add(&lane, dst, d), ir_load(&lane, c->v, add(&lane, src, d)));
 }
 
 static void emit_block(Ctx *c, Tile *t, Builder *b, int rows) {
@@ -241,7 +227,10 @@ static void emit_block(Ctx *c, Tile *t, Builder *b, int rows) {
   Op *kcnt = row_keys(c, &work, add(&work, t->row0, i32(&work, rows - 1)));
   tile_pack_t(&work, t->kt, t->ld, c->kk, qkv_row(c, &work, i32(&work, 0)), c->p[ATTN_QKV_SN],
               kcnt, s->head_dim);
-  copy_v(c, t, &work, kcnt);
+  /* V rows contiguous (vc[j * D + d]): P.V then streams one run of memory instead of
+   * rows a QKV stride apart */
+  tile_copy_rows(&work, t->vc, c->v, qkv_row(c, &work, i32(&work, 0)), c->p[ATTN_QKV_SN], kcnt,
+                 s->head_dim);
   Op *g = ir_for(&work, i32(&work, 0), nr, TILE_RT, "g", &groups)->index;
   Op *i0 = add(&groups, t->row0, g);
   ir_if(&groups, ir_cmp(&groups, CMP_LT, i0, t->lim), &inside, NULL);

@@ -90,9 +90,8 @@ static Op *first_sampled(Builder *b, Op *j, Op *span, Op *n) {
 static void prefetch_key_group(SelCtx *c, Builder *b, const HistBlock *h, Op *j0, Op *last) {
   for (int r = 0; r < TILE_RT; r++) {
     Op *j = ir_bin(b, OP_MIN, add(b, j0, i32(b, TILE_RT + r)), last);
-    Op *row = ir_cast(b, TY_I64, select_tile_qk_row(c, h, b, j));
-    for (int d = 0; d < c->spec->head_dim; d += 16)
-      ir_prefetch(b, c->kk, add(b, row, ir_const_i64(b, d)));
+    attn_prefetch_row(b, c->kk, ir_cast(b, TY_I64, select_tile_qk_row(c, h, b, j)),
+                      c->spec->head_dim);
   }
 }
 
@@ -101,10 +100,8 @@ static void prefetch_key_group(SelCtx *c, Builder *b, const HistBlock *h, Op *j0
  * head where there is none, so every prefetch stays inside q. */
 static Op *next_head_row0(SelCtx *c, Builder *b, const HistBlock *h) {
   Op **p = c->p;
-  Op *h1 = add(b, h->head, i32(b, 1));
-  Op *wrap = ir_cmp(b, CMP_GE, h1, p[SELECT_H]);
-  Op *nb = add(b, h->batch, ir_select(b, wrap, i32(b, 1), i32(b, 0)));
-  Op *nh = ir_select(b, wrap, i32(b, 0), h1);
+  Op *nb, *nh;
+  attn_next_head(b, h->batch, h->head, p[SELECT_H], &nb, &nh);
   Op *none = ir_cmp(b, CMP_GE, nb, p[SELECT_B]);
   return attn_offset(b, ir_select(b, none, h->batch, nb), i32(b, 0),
                      ir_select(b, none, h->head, nh), p[SELECT_QKV_SB], p[SELECT_QKV_SN],
@@ -121,9 +118,8 @@ static void prefetch_next_queries(SelCtx *c, Builder *b, Op *next0, Op *j0) {
   Op *last = ir_bin(b, OP_SUB, c->p[SELECT_N], i32(b, 1));
   for (int r = 0; r < TILE_RT; r++) {
     Op *i = ir_cast(b, TY_I64, ir_bin(b, OP_MIN, add(b, j0, i32(b, r)), last));
-    Op *row = add(b, ir_cast(b, TY_I64, next0), attn_mul(b, i, sn));
-    for (int d = 0; d < c->spec->head_dim; d += 16)
-      ir_prefetch(b, c->q, add(b, row, ir_const_i64(b, d)));
+    attn_prefetch_row(b, c->q, add(b, ir_cast(b, TY_I64, next0), attn_mul(b, i, sn)),
+                      c->spec->head_dim);
   }
 }
 

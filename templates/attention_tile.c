@@ -35,6 +35,14 @@ static void pack_t16(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *x0, Op *xs,
 /* By transpose16 tiles when D is a multiple of 16; otherwise lanes over keys j
  * (contiguous stores, strided loads), rows past cnt reading row cnt - 1 (always in
  * bounds) and storing 0. */
+void tile_copy_rows(Builder *b, Buf *dst, Buf *src, Op *x0, Op *xs, Op *cnt, int D) {
+  Builder rows, lane;
+  Op *j = ir_for(b, i32(b, 0), cnt, 1, "j", &rows)->index;
+  Op *from = add(&rows, x0, mul(&rows, j, xs)), *to = mul(&rows, j, i32(&rows, D));
+  Op *d = ir_pfor(&rows, AXIS_LANE, i32(&rows, D), "d", &lane)->index;
+  ir_store(&lane, dst, add(&lane, to, d), ir_load(&lane, src, add(&lane, from, d)));
+}
+
 void tile_pack_t(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *x0, Op *xs, Op *cnt, int D) {
   if (D % 16 == 0) {
     pack_t16(b, dst, ld, src, x0, xs, cnt, D);

@@ -52,6 +52,11 @@ Op *tile_pad(Builder *b, Op *cnt);
  * j < cnt, and 0 for cnt <= j < tile_pad(cnt); d < D. cnt >= 1. ld >= tile_pad(cnt). */
 void tile_pack_t(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *x0, Op *xs, Op *cnt, int D);
 
+/* dst[j * D + d] = src[x0 + j * xs + d] for j < cnt, d < D (i32 offsets): rows a
+ * tensor stride apart copied contiguous, so later sweeps over them stay in few pages
+ * and spread over the L1 sets. */
+void tile_copy_rows(Builder *b, Buf *dst, Buf *src, Op *x0, Op *xs, Op *cnt, int D);
+
 /* out[obase + r * ld + j] = scale * sum_{d<D} a[arow[r] + d] * bt[d * ld + j] for
  * r < TILE_RT and j < tile_pad(cnt), a TILE_RT x TILE_JT tile at a time accumulated
  * in acc (a shared array of TILE_RT * TILE_JT floats); scale NULL: no scaling.
