@@ -11,12 +11,14 @@
  *   Delta_i) over S's slot and P_ij z_ij / (1 - p) over dP''s, for kept pairs (0
  *   elsewhere);
  * then for the block, a mask per key of its rows with a nonzero weight there
- *   (row_bits), and per KEY_TILE keys j, over the rows r set in one of their masks,
- *   lowest first: dk_j += dS_rj Q_r and dv_j += Pz_rj dO_r into a 2 KEY_TILE x D
- *   register tile loaded and stored once per block (per group it was an L2-bound
- *   rank-4 update of the head's dK and dV), and dQ_r += dS_rj K_j into the block's
- *   dQ rows (L1). Each sum runs over its i (dK, dV) or j (dQ) in order, as the split
- *   kernels' did; skipped rows would add exact zeros.
+ *   (row_bits), and (unless those masks would make this walk cost more than
+ *   dense_block's GEMMs over every row and key: walk_loses) per KEY_TILE keys j, over
+ *   the rows r set in one of their masks, lowest first: dk_j += dS_rj Q_r and
+ *   dv_j += Pz_rj dO_r into a 2 KEY_TILE x D register tile loaded and stored once
+ *   per block (per group it was an L2-bound rank-4 update of the head's dK and dV),
+ *   and dQ_r += dS_rj K_j into the block's dQ rows (L1). Each sum runs over its i
+ *   (dK, dV) or j (dQ) in order, as the split kernels' did; skipped rows would add
+ *   exact zeros.
  * Finally dq = dQ / sqrt(d) per block, dk = dK / sqrt(d), dv = dV. Against the GPU's
  * two kernels (dq with a warp per row, dkdv with a warp per key) this computes S, dP'
  * and P once instead of twice: 10 n^2 d flops per head instead of 14. The GPU cannot
@@ -264,6 +266,23 @@ static Op *block_dense(Ctx *c, Builder *b, Op *b0, Op *nr) {
   return ir_cmp(b, CMP_EQ, red, i32(b, 0));
 }
 
+/* 1 (i32) where the masked block's products are cheaper as dense_block's GEMMs than
+ * as key_updates' walk: its steps (rows set in a pair's masks) at least
+ * WALK_PER_MILLE / 1000 of the GEMMs' rows x pairs. Near s = 0 the walk costs more
+ * than the GEMMs (a step per row of every pair, plus the pair's loop exit) and made
+ * the backward at s = 0.2 1.17x its s = 0 time (n = 512). The walk measured cheaper
+ * at s = 0.6 (~64% of the steps for random kept sets) and the GEMMs at s = 0.4 (84%);
+ * break-even from those runs ~72-75% (kernels-backward.md). */
+enum { WALK_PER_MILLE = 720 };
+
+static Op *walk_loses(Ctx *c, Builder *b, Op *mb, Op *nr) {
+  Op *steps = tile_bits_steps(b, c->rbits, mb, KEY_TILE);
+  Op *pairs = ir_bin(b, OP_DIV, add(b, mb, i32(b, KEY_TILE - 1)), i32(b, KEY_TILE));
+  Op *walk = mul(b, steps, i32(b, 1000));
+  Op *gemms = mul(b, mul(b, nr, pairs), i32(b, WALK_PER_MILLE));
+  return ir_select(b, ir_cmp(b, CMP_GE, walk, gemms), i32(b, 1), i32(b, 0));
+}
+
 /* ---- one group of rows ---- */
 
 static Op *row_keys(Ctx *c, Builder *b, Op *i) {
@@ -381,13 +400,15 @@ static void emit_block(Ctx *c, Builder *b, Op *b0) {
   zero_rows(c, &gpast, g, 0, TILE_RT, mb);
   zero_rows(c, &past, g2, 0, SCORE_ROWS, mb);
   tile_zero(b, c->qacc, TILE_KR, c->spec->head_dim);
-  Builder dense, sparse;
+  Builder masked, dense, sparse;
   Op *nr = ir_bin(b, OP_MIN, sub(b, c->lim, b0), i32(b, TILE_KR));
-  ir_if(b, block_dense(c, b, b0, nr), &dense, &sparse);
-  pack_rows(c, &dense, b0);
+  Op *gemm = ir_var(b, ir_select(b, block_dense(c, b, b0, nr), i32(b, 1), i32(b, 0)), "gemm");
+  ir_if(b, ir_cmp(b, CMP_EQ, ir_get(b, gemm), i32(b, 0)), &masked, NULL);
+  row_bits(c, &masked, mb);
+  ir_set(&masked, gemm, walk_loses(c, &masked, mb, nr));
+  pack_rows(c, b, b0);   /* after row_bits: at n = 512 its 128 KiB of slots evict xb */
+  ir_if(b, ir_cmp(b, CMP_NE, ir_get(b, gemm), i32(b, 0)), &dense, &sparse);
   dense_block(c, &dense, mb, nr);
-  row_bits(c, &sparse, mb);
-  pack_rows(c, &sparse, b0);   /* after row_bits: at n = 512 its 128 KiB of slots evict xb */
   key_updates(c, &sparse, mb);
   Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &dq)->index;
   Op *i = add(&dq, b0, r);

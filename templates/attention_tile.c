@@ -156,3 +156,16 @@ Op *tile_for_bits(Builder *b, Op *mask, const char *hint, Builder *body) {
   ir_set(body, left, ir_bin(body, OP_AND, rest, ir_bin(body, OP_SUB, rest, i32(body, 1))));
   return ir_un(body, OP_CTZ, rest);
 }
+
+Op *tile_bits_steps(Builder *b, Buf *bits, Op *cnt, int per) {
+  Builder lane;
+  Op *tiles = ir_bin(b, OP_DIV, add(b, cnt, i32(b, per - 1)), i32(b, per));
+  Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_I32, tiles, "t", &lane);
+  Op *j0 = mul(&lane, red->index, i32(&lane, per));
+  Op *last = ir_bin(&lane, OP_SUB, cnt, i32(&lane, 1)), *m = i32(&lane, 0);
+  for (int k = 0; k < per; k++)   /* past cnt: the last entry again, which adds no bit */
+    m = ir_bin(&lane, OP_OR, m,
+               ir_load(&lane, bits, ir_bin(&lane, OP_MIN, add(&lane, j0, i32(&lane, k)), last)));
+  ir_yield(&lane, popcount(&lane, m));
+  return red;
+}

@@ -89,4 +89,10 @@ void tile_axpy_at(Builder *b, Buf *acc, Op *aoff, Op *const w[], int R, Buf *x, 
  * tile_axpy). */
 Op *tile_for_bits(Builder *b, Op *mask, const char *hint, Builder *body);
 
+/* The steps tile_for_bits loops take over masks bits[0 .. cnt - 1] (i32, cnt >= 1)
+ * taken `per` at a time: the sum over t of the set bits of bits[t per] | ... |
+ * bits[t per + per - 1], entries past cnt left out (i32; lanes over t). What a
+ * masked product will cost, known before it runs. */
+Op *tile_bits_steps(Builder *b, Buf *bits, Op *cnt, int per);
+
 #endif

@@ -1,12 +1,13 @@
 /* backward_test.h: what the test_backward suite's files share.
  *
- * test_backward is one program in five files with one pass/fail count and one
+ * test_backward is one program in six files with one pass/fail count and one
  * random stream: test_backward.c (the random draws, compiling the kernels, tile
  * legality, main and the order the suites run in), backward_case.c (one problem:
  * inputs, the double reference, the kernel arguments, errors against the
  * reference), backward_fd.c (a: the reference against finite differences),
  * backward_runs.c (b, c, e: the kernels run on the host JIT, in the interpreter and
- * after the forward kernel) and backward_ptx.c (d: PTX through ptxas). */
+ * after the forward kernel), backward_ptx.c (d: PTX through ptxas) and
+ * backward_bits.c (the step count the tile schedule's masked blocks decide by). */
 #ifndef CRISP_BACKWARD_TEST_H
 #define CRISP_BACKWARD_TEST_H
 
@@ -88,5 +89,8 @@ void e2e_suite(const Spec *s);
 
 /* backward_ptx.c */
 void ptx_suite(void);
+
+/* backward_bits.c: the masked blocks' step count (tile_bits_steps) */
+void bits_suite(void);
 
 #endif

@@ -142,6 +142,7 @@ int main(void) {
          worst_fd, fd_nonzero, (double)(clock() - t0) / CLOCKS_PER_SEC);
   t0 = clock();
   tile_suite();
+  bits_suite();
   static const SelectKind sels[] = {SEL_NONE, SEL_ROW_TOPK, SEL_HEAD_QUANTILE,
                                     SEL_LAYER_QUANTILE};
   for (int si = 0; si < 4; si++) {
