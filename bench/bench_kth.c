@@ -92,8 +92,7 @@ int main(int argc, char **argv) {
   char err[512];
   Module mod = {0};
   Kernel *kern = mod.kernels[mod.n++] = kth_kernel("kth", group);
-  if (ir_verify(kern, err, sizeof err) || ir_simplify(kern, err, sizeof err) ||
-      ir_map(kern, MAP_CPU, err, sizeof err) || ir_simplify(kern, err, sizeof err)) {
+  if (ir_run_passes(kern, MAP_CPU, err, sizeof err)) {
     fprintf(stderr, "bench_kth: %s\n", err);
     return 1;
   }

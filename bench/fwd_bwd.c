@@ -79,12 +79,9 @@ static void launch(const BenchKernels *ks, CpuKernelFn fn, Kernel *k, void **arg
 /* ---- the compiled kernels ---- */
 
 static int pipeline(Module *m, char *err, size_t cap) {
-  for (int i = 0; i < m->n; i++) {
-    Kernel *k = m->kernels[i];
-    if (ir_verify(k, err, cap) || ir_simplify(k, err, cap) || ir_map(k, MAP_CPU, err, cap) ||
-        ir_simplify(k, err, cap) || ir_verify(k, err, cap))
+  for (int i = 0; i < m->n; i++)
+    if (ir_run_passes(m->kernels[i], MAP_CPU, err, cap))
       return -1;
-  }
   return 0;
 }
 

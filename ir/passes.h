@@ -15,6 +15,10 @@ int ir_simplify(Kernel *k, char *err, size_t cap);
 /* Rewrite pfor/reduce/barrier into the target's primitive ops (see ir.h). */
 int ir_map(Kernel *k, MapTarget target, char *err, size_t cap);
 
+/* verify -> simplify -> map(target) -> simplify -> verify (MAP_NONE: no map and no
+ * second simplify), stopping at the first pass that fails. */
+int ir_run_passes(Kernel *k, MapTarget target, char *err, size_t cap);
+
 /* Replace every use of `from` with `to` in the kernel. */
 void ir_replace_uses(Kernel *k, Op *from, Op *to);
 

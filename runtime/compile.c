@@ -37,15 +37,11 @@ int rt_build_module(const Spec *s, const TileConfig *t, MapTarget mt, Module *m,
     ir_module_free(m);
     return -1;
   }
-  for (int i = 0; i < m->n; i++) {
-    Kernel *k = m->kernels[i];
-    if (ir_verify(k, err, cap) || ir_simplify(k, err, cap) ||
-        (mt != MAP_NONE &&
-         (ir_map(k, mt, err, cap) || ir_simplify(k, err, cap) || ir_verify(k, err, cap)))) {
+  for (int i = 0; i < m->n; i++)
+    if (ir_run_passes(m->kernels[i], mt, err, cap)) {
       ir_module_free(m);
       return -1;
     }
-  }
   return 0;
 }
 

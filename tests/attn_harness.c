@@ -179,15 +179,9 @@ int harness_compile(Module *m, const Spec *s, const TileConfig *t, MapTarget tar
   if (tile_check(s, t, err, cap))
     return -1;
   m->kernels[m->n++] = attention_fwd_build(s, t);
-  for (int i = 0; i < m->n; i++) {
-    Kernel *k = m->kernels[i];
-    if (ir_verify(k, err, cap) || ir_simplify(k, err, cap))
+  for (int i = 0; i < m->n; i++)
+    if (ir_run_passes(m->kernels[i], target, err, cap))
       return -1;
-    if (target == MAP_NONE)
-      continue;
-    if (ir_map(k, target, err, cap) || ir_simplify(k, err, cap) || ir_verify(k, err, cap))
-      return -1;
-  }
   return 0;
 }
 

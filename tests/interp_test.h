@@ -9,14 +9,15 @@
 #define CRISP_INTERP_TEST_H
 
 #include <stdbool.h>
+
+#include "expect.h"
 #include <stdint.h>
 
 #include "interp.h"
 
 extern const int32_t ONE_BLOCK[3];
 
-/* test_interp.c: the count, and a run that must succeed or fail with `substr` */
-void expect(bool ok, const char *fmt, ...);
+/* test_interp.c: a run that must succeed, or fail with `substr` */
 int run(Kernel *k, void **args, const int64_t *counts, const int32_t *grid, char *err,
         const InterpOptions *opt);
 void expect_ok(const char *name, Kernel *k, void **args, const int64_t *counts,

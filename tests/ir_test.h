@@ -1,7 +1,7 @@
 /* ir_test.h: what the test_ir suite's files share.
  *
  * test_ir is one program in two files with one pass/fail count: test_ir.c
- * (the count, well-formed kernels the verifier accepts, simplify, the golden
+ * (well-formed kernels the verifier accepts, simplify, the golden
  * print, main) and ir_rejects.c (one malformed kernel per verifier rule, each
  * refused with its expected message). */
 #ifndef CRISP_IR_TEST_H
@@ -9,8 +9,8 @@
 
 #include <stdbool.h>
 
-/* test_ir.c: count one check; on failure print "FAIL: " and the message */
-void expect(bool ok, const char *fmt, ...);
+#include "expect.h"
+
 
 /* ir_rejects.c */
 void test_rejects(void);

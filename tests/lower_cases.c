@@ -418,13 +418,6 @@ const Case cases[NCASES] = {
 };
 _Static_assert(sizeof cases / sizeof cases[0] == NCASES, "NCASES counts the table");
 
-/* verify -> simplify -> map -> simplify -> verify, as the driver runs them */
-int prepare(Kernel *k, MapTarget t, char *err, size_t cap) {
-  if (ir_verify(k, err, cap) || ir_simplify(k, err, cap) || ir_map(k, t, err, cap) ||
-      ir_simplify(k, err, cap) || ir_verify(k, err, cap))
-    return -1;
-  return 0;
-}
 
 int build_module(Module *m, MapTarget t) {
   char err[512];
@@ -432,7 +425,7 @@ int build_module(Module *m, MapTarget t) {
   for (int i = 0; i < NCASES; i++) {
     Kernel *k = cases[i].build();
     m->kernels[m->n++] = k;
-    if (prepare(k, t, err, sizeof err)) {
+    if (ir_run_passes(k, t, err, sizeof err)) {
       check(0, "%s: %s", cases[i].name, err);
       return -1;
     }

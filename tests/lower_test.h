@@ -59,7 +59,6 @@ enum { TILE16_D = 32, TILE16_LD = 80 };
  * to the exact size, so an over-read is an ASan error) and returns the wrong outputs. */
 int tile16_runs(Kernel *k, int (*run)(Kernel *, void **, const int64_t *, void *), void *ctx);
 void test_atomic_threads(CpuKernelFn fn, Kernel *k);
-int prepare(Kernel *k, MapTarget t, char *err, size_t cap);
 int build_module(Module *m, MapTarget t);
 
 #endif

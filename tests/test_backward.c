@@ -71,15 +71,9 @@ int compile(Module *m, const Spec *s, const TileConfig *t, MapTarget target, cha
                    size_t cap) {
   if (attention_bwd_build(s, t, m, err, cap))
     return -1;
-  for (int i = 0; i < m->n; i++) {
-    Kernel *k = m->kernels[i];
-    if (ir_verify(k, err, cap) || ir_simplify(k, err, cap))
+  for (int i = 0; i < m->n; i++)
+    if (ir_run_passes(m->kernels[i], target, err, cap))
       return -1;
-    if (target == MAP_NONE)
-      continue;
-    if (ir_map(k, target, err, cap) || ir_simplify(k, err, cap) || ir_verify(k, err, cap))
-      return -1;
-  }
   return 0;
 }
 

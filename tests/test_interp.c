@@ -19,21 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-static int passed, failed;
-
-void expect(bool ok, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (ok) {
-    passed++;
-  } else {
-    failed++;
-    fputs("FAIL: ", stdout);
-    vprintf(fmt, ap);
-    fputc('\n', stdout);
-  }
-  va_end(ap);
-}
 
 int run(Kernel *k, void **args, const int64_t *counts, const int32_t *grid, char *err,
                const InterpOptions *opt) {
@@ -139,6 +124,5 @@ int main(void) {
   test_local();
   test_refusals();
   test_speed();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return expect_summary();
 }

@@ -14,21 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
-
-void expect(bool ok, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (ok) {
-    passed++;
-  } else {
-    failed++;
-    fputs("FAIL: ", stdout);
-    vprintf(fmt, ap);
-    fputc('\n', stdout);
-  }
-  va_end(ap);
-}
 
 /* ---- well-formed kernels ---- */
 
@@ -239,6 +224,5 @@ int main(void) {
   test_rejects();
   test_simplify();
   test_print();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return expect_summary();
 }

@@ -100,19 +100,11 @@ static void compare(const Rows *s, const char *how) {
         bad < 0 ? 0.0 : s->want_tau[bad], bad < 0 ? 0 : s->want_cnt[bad]);
 }
 
-static int prepare(Kernel *k, MapTarget t, char *err, size_t cap) {
-  if (ir_verify(k, err, cap) || ir_simplify(k, err, cap))
-    return -1;
-  if (t != MAP_NONE && (ir_map(k, t, err, cap) || ir_simplify(k, err, cap)))
-    return -1;
-  return ir_verify(k, err, cap);
-}
-
 static void run_host(Rows *s, int group) {
   char err[512];
   Module m = {0};
   m.kernels[m.n++] = kth_kernel("kth", group);
-  CHECK(!prepare(m.kernels[0], MAP_CPU, err, sizeof err), "host prepare: %s", err);
+  CHECK(!ir_run_passes(m.kernels[0], MAP_CPU, err, sizeof err), "host prepare: %s", err);
   Jit *j = jit_compile(&m, err, sizeof err);
   CHECK(j != NULL, "jit_compile: %s", err);
   CpuKernelFn fn = j ? jit_lookup(j, "kth") : NULL;
@@ -132,7 +124,7 @@ static void run_host(Rows *s, int group) {
 static void run_interp(Rows *s, int group) {
   char err[512];
   Kernel *k = kth_kernel("kth", group);
-  CHECK(!prepare(k, MAP_NONE, err, sizeof err), "interp prepare: %s", err);
+  CHECK(!ir_run_passes(k, MAP_NONE, err, sizeof err), "interp prepare: %s", err);
   poison(s);
   void *args[] = {&s->x, &s->meta, &s->tau, &s->cnt, &s->rows};
   int64_t counts[] = {(int64_t)s->rows * COLS, 2 * s->rows, s->rows, s->rows, 0};

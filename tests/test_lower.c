@@ -225,7 +225,7 @@ static void test_jit_time(void) {
   char err[512];
   Module m = {0};
   m.kernels[m.n++] = k_vadd();
-  if (prepare(m.kernels[0], MAP_CPU, err, sizeof err)) {
+  if (ir_run_passes(m.kernels[0], MAP_CPU, err, sizeof err)) {
     check(0, "vadd: %s", err);
     ir_module_free(&m);
     return;
@@ -325,7 +325,7 @@ static void expect_lower_error(Kernel *k, MapTarget map, Target t, const char *w
   char err[512] = "";
   Module m = {.n = 1};
   m.kernels[0] = k;
-  if (map != MAP_NONE && prepare(k, map, err, sizeof err)) {
+  if (map != MAP_NONE && ir_run_passes(k, map, err, sizeof err)) {
     check(0, "%s", err);
     ir_module_free(&m);
     return;
@@ -355,13 +355,13 @@ static void test_errors(void) {
   /* a GPU-mapped kernel forced onto the host path must be refused, not miscompiled */
   Kernel *k = k_rowsum();
   char err[512];
-  if (prepare(k, MAP_GPU, err, sizeof err) == 0)
+  if (ir_run_passes(k, MAP_GPU, err, sizeof err) == 0)
     k->target = MAP_CPU;
   expect_lower_error(k, MAP_NONE, TARGET_HOST, "thread_id in a kernel for the host");
   /* f64 exp on the host goes to libm and works */
   Module m = {.n = 1};
   m.kernels[0] = k_exp64();
-  if (!prepare(m.kernels[0], MAP_CPU, err, sizeof err)) {
+  if (!ir_run_passes(m.kernels[0], MAP_CPU, err, sizeof err)) {
     Jit *j = jit_compile(&m, err, sizeof err);
     CpuKernelFn fn = j ? jit_lookup(j, "exp64") : NULL;
     check(fn != NULL, "exp64 on host: %s", err);
