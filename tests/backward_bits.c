@@ -47,19 +47,14 @@ static uint32_t draw_mask(int kind) {
   return m;
 }
 
-static bool prepare(Kernel *k, MapTarget t, char *err, size_t cap) {
-  return !ir_verify(k, err, cap) && !ir_simplify(k, err, cap) &&
-         (t == MAP_NONE || (!ir_map(k, t, err, cap) && !ir_simplify(k, err, cap) &&
-                            !ir_verify(k, err, cap)));
-}
-
 static void steps_per(int per) {
   char err[512];
   Module m = {.kernels = {steps_kernel(per)}, .n = 1};
   Kernel *ki = steps_kernel(per);
   Jit *jit = NULL;
   CpuKernelFn fn = NULL;
-  if (!prepare(m.kernels[0], MAP_CPU, err, sizeof err) || !prepare(ki, MAP_NONE, err, sizeof err) ||
+  if (ir_run_passes(m.kernels[0], MAP_CPU, err, sizeof err) ||
+      ir_run_passes(ki, MAP_NONE, err, sizeof err) ||
       !(jit = jit_compile(&m, err, sizeof err)) || !(fn = jit_lookup(jit, m.kernels[0]->name))) {
     CHECK(0, "tile_bits_steps, %d per tile: compile: %s", per, err);
     goto done;
