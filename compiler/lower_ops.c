@@ -191,7 +191,10 @@ static LLVMValueRef lower_atomic_add(Lower *L, const Op *op) {
                             LLVMAtomicOrderingMonotonic, 0);
 }
 
-/* Local arrays (and shared ones on the host) live in the entry block's frame. */
+/* Local arrays (and shared ones on the host) live in the entry block's frame. On the
+ * host each starts a cache line: the vector loops read them a full 64-byte zmm at a
+ * time, and at 16-byte alignment such loads straddled two lines (the tile kernels'
+ * slots and packed rows; docs/kernels.md, "Frame arrays on a cache line"). */
 static LLVMValueRef frame_array(Lower *L, const Buf *buf) {
   if (buf->size <= 0 || buf->size > UINT_MAX) {
     lower_fail(L, "array %s has size %lld", buf->name, (long long)buf->size);
@@ -199,7 +202,7 @@ static LLVMValueRef frame_array(Lower *L, const Buf *buf) {
   }
   LLVMTypeRef at = LLVMArrayType(lower_type(L, buf->elem), (unsigned)buf->size);
   LLVMValueRef a = lower_alloca(L, at, buf->name);
-  LLVMSetAlignment(a, 16);
+  LLVMSetAlignment(a, L->target == TARGET_HOST ? 64 : 16);
   return a;
 }
 

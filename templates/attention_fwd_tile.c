@@ -12,10 +12,11 @@
  *      weight final in the slot (row_weights): e_rj for kept, undropped pairs, 0
  *      otherwise, the dropout mask tested there;
  *   3. O for the group: per chunk of 32 keys, a mask of the keys some valid row of
- *      the group weights (keys_used); a full chunk runs every key, any other only
- *      its set bits (tile_for_bits): tile_axpy adds w_rj v_j to the TILE_RT x D
- *      accumulators, w_rj loaded from the slots (broadcasts, loads and fmas only; a
- *      skipped key would add exact zeros); o = acc / (sum (1 - p)).
+ *      the group weights (keys_used); a chunk with >= 3/4 of its keys used runs every
+ *      key, any other only its set bits (tile_for_bits): tile_axpy adds w_rj v_j to
+ *      the TILE_RT x D accumulators, w_rj loaded from the slots (broadcasts, loads and
+ *      fmas only; an unused key's weight is +0, so running or skipping it adds an
+ *      exact zero for finite v_j); o = acc / (sum (1 - p)).
  * Rows past min(N, L) in a group are scored from a clamped query row (in bounds,
  * results unused); their accumulators are never stored. Cost per block: L*D
  * packing, then per row 2*M*D flops of scores and 2*M*D of P.V, both register
@@ -70,6 +71,12 @@ static void row_weights(Ctx *c, Builder *b, const AttnRow *r, Op *i, Op *mg) {
   }
 }
 
+/* group_pv runs a chunk's keys in order, unused ones included, when at least
+ * DENSE_NUM / DENSE_DEN of them are used: a used key of the set-bit loop cost ~2.5-2.9
+ * ns against ~2.1 for a key of the plain loop (n = 512; 1/2 measured slower at s = 0.8,
+ * docs/kernels.md). */
+enum { DENSE_NUM = 3, DENSE_DEN = 4 };
+
 /* acc += w_rj v_j for the group's rows r (weights from the slots, V from vc). */
 static void pv_key(Ctx *c, Tile *t, Builder *b, Op *j) {
   int D = c->spec->head_dim;
@@ -101,8 +108,10 @@ static Op *keys_used(Ctx *c, Tile *t, Builder *b, Op *i0, Op *c0, Op *cnt) {
 
 /* 3. o for the group's valid rows (i < lim), from the weights row_weights left in
  * the slots, over the keys some valid row weights: at s = 0.8 a group of 4 rows uses
- * ~59% of the keys (1 - 0.8^4) for random kept sets. Rows past lim are multiplied too
- * (their slots hold scores, written by tile_scores) but never stored. */
+ * ~59% of the keys (1 - 0.8^4) for random kept sets, at s = 0.6 ~87%, where the plain
+ * loop over a chunk's keys beats the set-bit loop over its used ones (DENSE_NUM). Rows
+ * past lim are multiplied too (their slots hold scores, written by tile_scores) but
+ * never stored. */
 static void group_pv(Ctx *c, Tile *t, Builder *b, Op *i0, Op *mg) {
   int D = c->spec->head_dim;
   Builder chunks, dense, sparse, keys, lane, valid;
@@ -110,11 +119,10 @@ static void group_pv(Ctx *c, Tile *t, Builder *b, Op *i0, Op *mg) {
   Op *c0 = ir_for(b, i32(b, 0), mg, 32, "c0", &chunks)->index;
   Op *cnt = ir_bin(&chunks, OP_MIN, i32(&chunks, 32), ir_bin(&chunks, OP_SUB, mg, c0));
   Op *used = keys_used(c, t, &chunks, i0, c0, cnt);
-  Op *full = ir_select(&chunks, ir_cmp(&chunks, CMP_EQ, cnt, i32(&chunks, 32)), i32(&chunks, -1),
-                       ir_bin(&chunks, OP_SUB, ir_bin(&chunks, OP_SHL, i32(&chunks, 1),
-                                     ir_bin(&chunks, OP_AND, cnt, i32(&chunks, 31))),
-                              i32(&chunks, 1)));
-  ir_if(&chunks, ir_cmp(&chunks, CMP_EQ, used, full), &dense, &sparse);
+  Op *most = ir_cmp(&chunks, CMP_GE,
+                    mul(&chunks, tile_popcount(&chunks, used), i32(&chunks, DENSE_DEN)),
+                    mul(&chunks, cnt, i32(&chunks, DENSE_NUM)));
+  ir_if(&chunks, most, &dense, &sparse);
   Op *k = ir_for(&dense, i32(&dense, 0), cnt, 1, "k", &keys)->index;
   pv_key(c, t, &keys, add(&keys, c0, k));
   Builder bits;

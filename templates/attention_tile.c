@@ -139,8 +139,7 @@ void tile_axpy(Builder *b, Buf *acc, Op *const w[], int R, Buf *x, Op *xoff, int
   tile_axpy_at(b, acc, i64(b, 0), w, R, x, xoff, D);
 }
 
-/* Bits set in x (i32), the SWAR way (LLVM turns it into popcnt). */
-static Op *popcount(Builder *b, Op *x) {
+Op *tile_popcount(Builder *b, Op *x) {
   Op *m1 = i32(b, 0x55555555), *m2 = i32(b, 0x33333333), *m4 = i32(b, 0x0F0F0F0F);
   x = ir_bin(b, OP_SUB, x, ir_bin(b, OP_AND, ir_bin(b, OP_SHR, x, i32(b, 1)), m1));
   x = add(b, ir_bin(b, OP_AND, x, m2), ir_bin(b, OP_AND, ir_bin(b, OP_SHR, x, i32(b, 2)), m2));
@@ -150,7 +149,7 @@ static Op *popcount(Builder *b, Op *x) {
 
 Op *tile_for_bits(Builder *b, Op *mask, const char *hint, Builder *body) {
   Op *left = ir_var(b, mask, "left");
-  ir_for(b, i32(b, 0), popcount(b, mask), 1, hint, body);
+  ir_for(b, i32(b, 0), tile_popcount(b, mask), 1, hint, body);
   Op *rest = ir_get(body, left);
   /* the lowest set bit's index (tzcnt), then that bit cleared (blsr) */
   ir_set(body, left, ir_bin(body, OP_AND, rest, ir_bin(body, OP_SUB, rest, i32(body, 1))));
@@ -166,6 +165,6 @@ Op *tile_bits_steps(Builder *b, Buf *bits, Op *cnt, int per) {
   for (int k = 0; k < per; k++)   /* past cnt: the last entry again, which adds no bit */
     m = ir_bin(&lane, OP_OR, m,
                ir_load(&lane, bits, ir_bin(&lane, OP_MIN, add(&lane, j0, i32(&lane, k)), last)));
-  ir_yield(&lane, popcount(&lane, m));
+  ir_yield(&lane, tile_popcount(&lane, m));
   return red;
 }

@@ -83,6 +83,9 @@ void tile_axpy(Builder *b, Buf *acc, Op *const w[], int R, Buf *x, Op *xoff, int
 void tile_axpy_at(Builder *b, Buf *acc, Op *aoff, Op *const w[], int R, Buf *x, Op *xoff,
                   int D);
 
+/* Bits set in x (i32), the SWAR way (LLVM turns it into popcnt). */
+Op *tile_popcount(Builder *b, Op *x);
+
 /* A loop over the set bits of mask (i32, bit 31 included), lowest first: *body is its
  * body, the result the bit's index there. One step per set bit, so a sparse product
  * can run over the rows (keys) a mask lists without an `if` in the loop (see

@@ -127,6 +127,30 @@ static void shapes(HostKernel *hk, const Spec *s) {
     }
 }
 
+/* The tile forward's P.V runs a chunk of 32 keys in order when >= 3/4 of them are
+ * used by some row of a group of 4 (zero weights included), else its used keys only:
+ * s = 0.6 makes most chunks of the first kind with unused keys in them (a group uses
+ * ~87% of the keys), s = 0.8 the second (~59%), n = 80 and 150 end in a partial
+ * chunk, causal rows of a group see different key counts, dropout zeroes more weights. */
+static void pv_chunk_paths(HostKernel *hk, const Spec *s) {
+  static const double sps[] = {0.6, 0.8};
+  static const int ns[] = {80, 150};
+  for (int ni = 0; ni < 2; ni++)
+    for (int si = 0; si < 2; si++)
+      for (int drop = 0; drop < 2; drop++) {
+        if (ns[ni] > s->max_seq)
+          continue;
+        AttnCase c;
+        attn_case_init(&c, s, 2, 2, ns[ni], drop);
+        attn_case_fill(&c, &rng, true);
+        AttnRun r = {.sparsity = sps[si], .stats = 1};
+        if (drop)
+          r.dropout = 0.2f, r.seed = 9, r.step = (uint32_t)si, r.layer = 1;
+        check_case(hk, &c, &r, "P.V chunk paths");
+        attn_case_free(&c);
+      }
+}
+
 /* every valid length 1..n, one example each */
 static void every_length(HostKernel *hk, const Spec *s, int n) {
   AttnCase c;
@@ -348,6 +372,8 @@ static void host_suite(const Spec *s, TileConfig t) {
     untied_topk(&hk, s);
   padding_independent(&hk, s);
   dropout(&hk, s);
+  if (t.sched == SCHED_TILE)
+    pv_chunk_paths(&hk, s);
   host_free(&hk);
 }
 
