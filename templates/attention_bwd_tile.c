@@ -95,13 +95,18 @@ static void write_row(Ctx *c, Builder *b, Buf *dst, Op *off, Buf *acc, Op *aoff,
 }
 
 /* Kept pair (i, j) whose S is x and dP' (= dO_i . V_j) is g, row i's lse:
- * *ds = P (g z/(1-p) - Delta), *pz = P z/(1-p), as in attention_bwd.c. */
+ * *ds = P (g z/(1-p) - Delta), *pz = P z/(1-p), as in attention_bwd.c. rh NULL: no
+ * dropout (p = 0), z/(1-p) = 1, so P and g stand unmultiplied: x * 1 = x, the same
+ * bits, without the mask's hash per pair. */
 static Op *grad_pair(Ctx *c, Builder *b, Op *x, Op *g, Op *lse, Op *j, Op *rh, Op *delta,
                      Op **pz) {
   Op *pr = ir_un(b, OP_EXP, sub(b, x, lse));
+  if (!rh) {
+    *pz = pr;
+    return mul(b, pr, sub(b, g, delta));
+  }
   Op *zs = ir_select(b, dropout_keep_ir(b, rh, j, c->thresh), c->inv_keep, f32(b, 0));
-  if (pz)
-    *pz = mul(b, pr, zs);
+  *pz = mul(b, pr, zs);
   return mul(b, pr, sub(b, mul(b, g, zs), delta));
 }
 
@@ -293,20 +298,26 @@ static void block_deltas(Ctx *c, Builder *b, Op *b0) {
  * from block_deltas (slot row g + r). The row's lse and tau are loaded before the
  * lanes: lse read under the kept test became a masked gather per 16 keys. */
 static void dq_row(Ctx *c, Builder *b, Op *g, int r, Op *i, Op *m) {
-  Builder lane, yes, no;
+  Builder on, off;
   Op *delta = ir_load(b, c->deltas, add(b, g, i32(b, r)));
   Op *lse = ir_load(b, c->buf[ATTN_BWD_LSE], row_stat(c, b, i)), *tau = row_tau(c, b, i);
-  Op *rh = hash(c, b, i);
-  Op *j = ir_pfor(b, AXIS_LANE, m, "j", &lane)->index;
-  Op *sj = slot(c, &lane, g, r, j);
-  Op *x = ir_load(&lane, c->s1, sj);
-  ir_if(&lane, kept_pair(&lane, x, tau), &yes, &no);
-  Op *pz;
-  ir_store(&yes, c->s1, sj,
-           grad_pair(c, &yes, x, ir_load(&yes, c->s2, sj), lse, j, rh, delta, &pz));
-  ir_store(&yes, c->s2, sj, pz);
-  ir_store(&no, c->s1, sj, f32(&no, 0));
-  ir_store(&no, c->s2, sj, f32(&no, 0));
+  /* p = 0 (no dropout, as inference-style runs and bench_vs_torch have it): lanes
+   * without the mask's hash, three multiplies per pair that only ever gave 1 */
+  ir_if(b, ir_cmp(b, CMP_GT, c->p[ATTN_BWD_DROPOUT], f32(b, 0)), &on, &off);
+  for (int drop = 0; drop < 2; drop++) {
+    Builder *at = drop ? &on : &off, lane, yes, no;
+    Op *rh = drop ? hash(c, at, i) : NULL;
+    Op *j = ir_pfor(at, AXIS_LANE, m, "j", &lane)->index;
+    Op *sj = slot(c, &lane, g, r, j);
+    Op *x = ir_load(&lane, c->s1, sj);
+    ir_if(&lane, kept_pair(&lane, x, tau), &yes, &no);
+    Op *pz;
+    ir_store(&yes, c->s1, sj,
+             grad_pair(c, &yes, x, ir_load(&yes, c->s2, sj), lse, j, rh, delta, &pz));
+    ir_store(&yes, c->s2, sj, pz);
+    ir_store(&no, c->s1, sj, f32(&no, 0));
+    ir_store(&no, c->s2, sj, f32(&no, 0));
+  }
 }
 
 /* Slot rows g + r0 .. g + r0 + n - 1 set to 0 for j < mb: rows past lim, which the
