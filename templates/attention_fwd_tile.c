@@ -214,7 +214,14 @@ static void emit_group(Ctx *c, Tile *t, Builder *b, Op *i0) {
     Op *inv = ir_bin(&row, OP_DIV, ir_const_f32(&row, 1.0), kept_mass);
     ir_pfor(&row, AXIS_LANE, i32(&row, 1), "one", &one);
     ir_store(&one, t->rscale, i32(&one, r), inv);
-    row_weights(c, &row, &ar, i, mg);
+    /* a row that keeps all of the group's keys, without dropout, has its weights
+     * final already (e_j >= +0 in every slot): row_weights would rewrite them as
+     * they are */
+    Op *asis = ir_bin(&row, OP_AND, ir_cmp(&row, CMP_EQ, rc, mg),
+                      ir_cmp(&row, CMP_LE, c->p[ATTN_DROPOUT], ir_const_f32(&row, 0)));
+    Builder same, rewrite;
+    ir_if(&row, asis, &same, &rewrite);
+    row_weights(c, &rewrite, &ar, i, mg);
   }
   Builder all, some;
   ir_if(b, ir_get(b, dense), &all, &some);
