@@ -213,6 +213,15 @@ static void key_updates(Ctx *c, Builder *b, Op *mb) {
   key_tile(c, &rest, e, 1);
 }
 
+/* dq = dQ / sqrt(d) for slot row r of the block (row b0 + r) when it is valid. */
+static void write_dq(Ctx *c, Builder *b, Op *b0, Op *r) {
+  Builder in;
+  Op *i = add(b, b0, r);
+  ir_if(b, ir_cmp(b, CMP_LT, i, c->lim), &in, NULL);
+  write_row(c, &in, c->buf[ATTN_BWD_DQ], row_off(c, &in, ATTN_BWD_DQKV_SB, i), c->qacc,
+            mul(&in, r, i32(&in, c->spec->head_dim)), c->scale);
+}
+
 /* ---- a dense block: every mask full ---- */
 
 /* The block's dK, dV and dQ as GEMMs (rows r < nr, keys j < mb; K rows from kc,
@@ -221,7 +230,7 @@ static void key_updates(Ctx *c, Builder *b, Op *mb) {
  * register tiles over r, dQ_r += sum_j dS_rj K_j as 4-row x D tiles over j, each sum
  * in key_tile's order (so the same bits), without its per-row mask walk: 16 FMAs per
  * 4 broadcasts and 4 loads, where the fused loop had 24 per 16 loads and 4 stores. */
-static void dense_block(Ctx *c, Builder *b, Op *mb, Op *nr) {
+static void dense_block(Ctx *c, Builder *b, Op *b0, Op *mb, Op *nr) {
   int D = c->spec->head_dim, ld = (int)c->lds;
   Builder once, tiles, rest, rows;
   if (c->kc) {
@@ -250,6 +259,10 @@ static void dense_block(Ctx *c, Builder *b, Op *mb, Op *nr) {
   Op *ks = c->kc ? i32(&rows, D) : c->p[ATTN_BWD_QKV_SN];
   tile_gemm_acc(&rows, c->qacc, mul(&rows, r0, i32(&rows, D)), TILE_RT, c->s1,
                 mul(&rows, r0, i32(&rows, ld)), ld, 1, kb, k0, ks, mb, D);
+  /* the tile's rows are final: written out as the next tile computes, where a pass
+   * after the block waited on the outputs' cache misses alone */
+  for (int r = 0; r < TILE_RT; r++)
+    write_dq(c, &rows, b0, add(&rows, r0, i32(&rows, r)));
 }
 
 /* Whether the block's rows r < nr (rows b0 + r) keep every key: tau = -inf (or no
@@ -378,7 +391,7 @@ static void group_grads(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
  * dS and P z/(1-p); then the per-key row masks, dK, dV and dQ, and dq. */
 static void emit_block(Ctx *c, Builder *b, Op *b0) {
   Op *mb = row_keys(c, b, add(b, b0, i32(b, TILE_KR - 1)));
-  Builder pairs, inside, past, groups, ginside, gpast, dq, dqin;
+  Builder pairs, inside, past, groups, ginside, gpast, dq;
   block_deltas(c, b, b0);
   Op *g2 = ir_for(b, i32(b, 0), i32(b, TILE_KR), SCORE_ROWS, "g2", &pairs)->index;
   Op *i2 = add(&pairs, b0, g2);
@@ -396,15 +409,12 @@ static void emit_block(Ctx *c, Builder *b, Op *b0) {
   Op *nr = ir_bin(b, OP_MIN, sub(b, c->lim, b0), i32(b, TILE_KR));
   ir_if(b, block_dense(c, b, b0, nr), &dense, &sparse);
   pack_rows(c, &dense, b0);
-  dense_block(c, &dense, mb, nr);
+  dense_block(c, &dense, b0, mb, nr);
   row_bits(c, &sparse, mb);
   pack_rows(c, &sparse, b0);   /* after row_bits: at n = 512 its 128 KiB of slots evict xb */
   key_updates(c, &sparse, mb);
-  Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &dq)->index;
-  Op *i = add(&dq, b0, r);
-  ir_if(&dq, ir_cmp(&dq, CMP_LT, i, c->lim), &dqin, NULL);
-  write_row(c, &dqin, c->buf[ATTN_BWD_DQ], row_off(c, &dqin, ATTN_BWD_DQKV_SB, i), c->qacc,
-            mul(&dqin, r, i32(&dqin, c->spec->head_dim)), c->scale);
+  Op *r = ir_for(&sparse, i32(&sparse, 0), i32(&sparse, TILE_KR), 1, "r", &dq)->index;
+  write_dq(c, &dq, b0, r);
 }
 
 /* ---- the kernel ---- */
