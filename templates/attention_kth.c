@@ -260,8 +260,8 @@ void attn_rows_kth_count(Builder *b, const AttnRow rows[], int n, Op *const k[],
    * The chunks only where some row searches at all: at s = 0 (k = m) the 11 checks of
    * 4 rows' state were ~3% of the tile forward's samples at n = 64. */
   Builder some, chunk, any, steps;
-  Op *sel = ir_const_bool(b, false);
-  for (int r = 0; r < n; r++)
+  Op *sel = q[0].sel;
+  for (int r = 1; r < n; r++)
     sel = ir_bin(b, OP_OR, sel, q[r].sel);
   ir_if(b, sel, &some, NULL);
   Op *c = ir_for(&some, i32(&some, 0), i32(&some, STEPS / CHUNK), 1, "chunk", &chunk)->index;
