@@ -133,36 +133,6 @@ static void group_pv(Ctx *c, Tile *t, Builder *b, Op *i0, Op *mg) {
   }
 }
 
-/* o = acc * rscale for the group's valid rows (i < lim). */
-static void store_o(Ctx *c, Tile *t, Builder *b, Op *i0) {
-  int D = c->spec->head_dim;
-  Op **p = c->p;
-  Builder valid, lane;
-  for (int r = 0; r < TILE_RT; r++) {
-    Op *i = add(b, i0, i32(b, r));
-    ir_if(b, ir_cmp(b, CMP_LT, i, t->lim), &valid, NULL);
-    Op *ooff = attn_offset(&valid, c->batch, i, c->head, p[ATTN_O_SB], p[ATTN_O_SN],
-                           p[ATTN_O_SH]);
-    Op *scale = ir_load(&valid, t->rscale, i32(&valid, r));
-    Op *d = ir_pfor(&valid, AXIS_LANE, i32(&valid, D), "d", &lane)->index;
-    ir_store(&lane, c->o, add(&lane, ooff, d),
-             mul(&lane, ir_load(&lane, c->acc, add(&lane, i32(&lane, r * D), d)), scale));
-  }
-}
-
-/* 3'. o for a group whose every valid row keeps every key it sees (s = 0): group_pv
- * without its per-chunk masks, one loop over the keys j < mg in order (the bits
- * group_pv's full chunks give: a key no row weights adds exact zeros), the
- * accumulators in registers throughout. At n = 64 the masks and the accumulators'
- * stores and reloads around each chunk's branch were ~3% of the forward's samples. */
-static void dense_pv(Ctx *c, Tile *t, Builder *b, Op *i0, Op *mg) {
-  Builder keys;
-  tile_zero(b, c->acc, TILE_RT, c->spec->head_dim);
-  Op *j = ir_for(b, i32(b, 0), mg, 1, "j", &keys)->index;
-  pv_key(c, t, &keys, j);
-  store_o(c, t, b, i0);
-}
-
 /* 2. row_topk's tau and kept count for rows i0 .. i0 + TILE_RT - 1, their searches
  * interleaved (attn_rows_kth_count). A row past lim keeps "all" its keys (no search;
  * its results are unused). The rows' lengths are the plain row_keys: a select there
@@ -194,8 +164,6 @@ static void emit_group(Ctx *c, Tile *t, Builder *b, Op *i0) {
   Op *tau[TILE_RT], *cnt[TILE_RT], *mx[TILE_RT];
   if (s->select == SEL_ROW_TOPK)
     group_topk(c, t, b, i0, mx, tau, cnt);
-  /* every valid row keeps all its keys: dense_pv */
-  Op *dense = ir_var(b, ir_const_bool(b, true), "dense");
   for (int r = 0; r < TILE_RT; r++) {
     Op *i = add(b, i0, i32(b, r));
     Op *valid = ir_cmp(b, CMP_LT, i, t->lim);
@@ -203,30 +171,15 @@ static void emit_group(Ctx *c, Tile *t, Builder *b, Op *i0) {
     Builder row, one;
     ir_if(b, valid, &row, NULL);
     AttnRow ar = {c->scores, i32(&row, (int)(r * t->ld)), mi};
-    Op *rt = s->select == SEL_ROW_TOPK ? tau[r] : NULL, *rc = rt ? cnt[r] : NULL;
-    Op *rm = rt ? mx[r] : NULL;
-    if (!rt) {   /* fwd_softmax_row's steps, for the count */
-      fwd_emit_select(c, &row, &ar, &rt, &rc);
-      rm = attn_row_max(&row, &ar);
-    }
-    Op *kept_mass = fwd_softmax_row_at(c, &row, &ar, i, rt, rc, rm);
-    ir_set(&row, dense, ir_bin(&row, OP_AND, ir_get(&row, dense), ir_cmp(&row, CMP_EQ, rc, mi)));
+    Op *kept_mass = s->select == SEL_ROW_TOPK
+                        ? fwd_softmax_row_at(c, &row, &ar, i, tau[r], cnt[r], mx[r])
+                        : fwd_softmax_row(c, &row, &ar, i);
     Op *inv = ir_bin(&row, OP_DIV, ir_const_f32(&row, 1.0), kept_mass);
     ir_pfor(&row, AXIS_LANE, i32(&row, 1), "one", &one);
     ir_store(&one, t->rscale, i32(&one, r), inv);
-    /* a row that keeps all of the group's keys, without dropout, has its weights
-     * final already (e_j >= +0 in every slot): row_weights would rewrite them as
-     * they are */
-    Op *asis = ir_bin(&row, OP_AND, ir_cmp(&row, CMP_EQ, rc, mg),
-                      ir_cmp(&row, CMP_LE, c->p[ATTN_DROPOUT], ir_const_f32(&row, 0)));
-    Builder same, rewrite;
-    ir_if(&row, asis, &same, &rewrite);
-    row_weights(c, &rewrite, &ar, i, mg);
+    row_weights(c, &row, &ar, i, mg);
   }
-  Builder all, some;
-  ir_if(b, ir_get(b, dense), &all, &some);
-  dense_pv(c, t, &all, i0, mg);
-  group_pv(c, t, &some, i0, mg);
+  group_pv(c, t, b, i0, mg);
 }
 
 /* One prefetch per cache line of N rows of D floats at buf[x0 + j*sn]. */
