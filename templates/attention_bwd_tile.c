@@ -17,11 +17,11 @@
  *   rank-4 update of the head's dK and dV), and dQ_r += dS_rj K_j into the block's
  *   dQ rows (L1). Each sum runs over its i (dK, dV) or j (dQ) in order, as the split
  *   kernels' did; skipped rows would add exact zeros.
- * Finally dq = dQ / sqrt(d) per block, dk = dK / sqrt(d), dv = dV. Against the GPU's
- * two kernels (dq with a warp per row, dkdv with a warp per key) this computes S, dP'
- * and P once instead of twice: 10 n^2 d flops per head instead of 14. The GPU cannot
- * do the same without atomics on dk, dv (many blocks per head); a host block owns its
- * head's dk and dv.
+ * Finally dq = dQ / sqrt(d) per block (a dense block's per dQ tile, as it ends), dk =
+ * dK / sqrt(d), dv = dV. Against the GPU's two kernels (dq with a warp per row, dkdv
+ * with a warp per key) this computes S, dP' and P once instead of twice: 10 n^2 d
+ * flops per head instead of 14. The GPU cannot do the same without atomics on dk, dv
+ * (many blocks per head); a host block owns its head's dk and dv.
  * Where sparsity pays here: S and dP' are dense (the kept test needs every score);
  * the products (6 of the 10) run over the rows some key of a pair uses, 36% of the
  * block's rows at s = 0.8 for random kept sets (1 - s^2). */
