@@ -1,7 +1,7 @@
 /* Benchmark: crisp attention forward + backward on the CPU, JIT-compiled, against
  * the straightforward C version (naive_backward.c, -O3 -march=native), both in this
  * run, on the same threads and inputs; median of several repetitions, interleaved.
- * B = 16, H = 12, D = 64, dropout 0.1 (as in training), select = row_topk, then
+ * B = 16, H = 12, D = 64, dropout 0.1 (as in training; --dropout sets it), select = row_topk, then
  * head_quantile (its select kernels' time counted in the forward's).
  * GFLOP/s count 12 n^2 d per head (fwd 4, bwd 8: the dense count, whatever is kept).
  * The "sparsity that pays" figure is each s's time over the s = 0 time, measured in
@@ -12,14 +12,15 @@
  *
  *   bench_backward [--quick] [--reps N] [--n N1,N2,...] [--s S1,S2,...] [--threads T] [--no-naive]
  *                  [--warp] [--select row_topk|head_quantile] [--max-seq M]
- *                  [--head-dim D]
+ *                  [--head-dim D] [--dropout P]
  * --warp compiles the warp-per-row schedule (tile 16 x 1, the GPU's) instead of the CPU
  * tile schedule that tile = auto picks on the host: the before/after comparison.
  * --n / --s replace the lengths (64, 128, 512) and sparsities (0, 0.6, 0.8); the first
  * sparsity is the base of the ratios; --select runs one strategy instead of both;
  * --max-seq compiles for max_seq = M (default 512; the model's kernels use its max_len,
  * 64 in bench_train's step), and the lengths must be at most M; --head-dim sets d
- * (default 64, DistilBERT's; all-MiniLM-L6-v2 has 32).  */
+ * (default 64, DistilBERT's; all-MiniLM-L6-v2 has 32); --dropout sets the attention
+ * dropout in [0, 0.9] (default 0.1; bench_vs_torch runs 0, as PyTorch's dense SDPA).  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@
 int main(int argc, char **argv) {
   int reps = 5, nn = 3, nsp = 3, threads_arg = 0;
   bool skip_naive = false;
+  double dropout = 0.1;
   int only = -1;   /* --select: the one strategy to run */
   int ns[8] = {64, 128, 512};
   double sps[8] = {0.0, 0.6, 0.8};
@@ -49,6 +51,15 @@ int main(int argc, char **argv) {
       bench_head_dim = atoi(argv[++i]);
       if (bench_head_dim < 1 || bench_head_dim > 256) {
         fprintf(stderr, "bench_backward: --head-dim: expected 1..256\n");
+        return 2;
+      }
+    }
+    else if (!strcmp(argv[i], "--dropout") && i + 1 < argc) {
+      char *end;
+      dropout = strtod(argv[++i], &end);
+      if (end == argv[i] || *end || !(dropout >= 0 && dropout <= 0.9)) {
+        fprintf(stderr, "bench_backward: --dropout: expected a probability in [0, 0.9], "
+                        "got \"%s\"\n", argv[i]);
         return 2;
       }
     }
@@ -119,18 +130,19 @@ int main(int argc, char **argv) {
     printf("\n%s: JIT compile of %d kernels (forward, 2 backward, %d select): %.1f ms\n",
            select_name(s.select), 3 + ks.sm.n, ks.sm.n, (bench_now() - t0) * 1e3);
     BenchShape *chs = bench_xcalloc(1, sizeof *chs);
-    bench_shape_init(chs, &ks, &(BenchShapeOpts){16, 12, check_n, 0.8, 0.1f, true, true}, rng);
+    bench_shape_init(chs, &ks, &(BenchShapeOpts){16, 12, check_n, 0.8, (float)dropout, true, true},
+                     rng);
     bench_shape_run(chs, &ks, 0);
     BenchResult chk = bench_shape_result(chs, 1);
     bench_shape_free(chs);
     free(chs);
     printf("check: n=%d s=0.8, q and k multiples of 1/4 (exact scores): crisp vs naive "
            "gradients max|diff| / max|naive| = %.2g\n", check_n, chk.diff_grad);
-    printf("attention forward + backward, %s, B=16 H=12 D=%d, dropout 0.1, %d threads, median "
+    printf("attention forward + backward, %s, B=16 H=12 D=%d, dropout %g, %d threads, median "
            "of %d\n(ms; GF/s counts 12 n^2 d per head; 'vs s=%g': time over the s = %g time of "
            "the same n, in this run%s; kept: fraction of valid keys the forward kept; radix: of the "
            "select groups, those the radix rounds decided, the others settled by the sample "
-           "or bracket; sel: the select kernels alone, part of fwd)\n", select_name(s.select), s.head_dim, threads, reps, sps[0], sps[0],
+           "or bracket; sel: the select kernels alone, part of fwd)\n", select_name(s.select), s.head_dim, dropout, threads, reps, sps[0], sps[0],
            ks.sm.n ? "; fwd includes the select kernels" : "");
     printf("    n     s   fwd ms   bwd ms  crisp ms  naive ms  crisp GF  naive GF  speedup  "
            "crisp vs s0  bwd vs s0  naive vs s0  kept  radix  sel ms\n");
@@ -140,7 +152,7 @@ int main(int argc, char **argv) {
       BenchShape *sh = bench_xcalloc((size_t)nsp, sizeof *sh);
       for (int si = 0; si < nsp; si++)
         bench_shape_init(&sh[si], &ks,
-                         &(BenchShapeOpts){16, 12, ns[i], sps[si], 0.1f, false, !skip_naive},
+                         &(BenchShapeOpts){16, 12, ns[i], sps[si], (float)dropout, false, !skip_naive},
                          rng);
       for (int r = -1; r < reps; r++)
         for (int si = 0; si < nsp; si++)

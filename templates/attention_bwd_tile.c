@@ -19,7 +19,8 @@
  *   and dQ_r += dS_rj K_j into the block's dQ rows (L1). Each sum runs over its i
  *   (dK, dV) or j (dQ) in order, as the split kernels' did; skipped rows would add
  *   exact zeros.
- * Finally dq = dQ / sqrt(d) per block, dk = dK / sqrt(d), dv = dV. Against the GPU's
+ * Finally dq = dQ / sqrt(d) per block (a dense block's per dQ tile, as it ends), dk =
+ * dK / sqrt(d), dv = dV. Against the GPU's
  * two kernels (dq with a warp per row, dkdv with a warp per key) this computes S, dP'
  * and P once instead of twice: 10 n^2 d flops per head instead of 14. The GPU cannot
  * do the same without atomics on dk, dv (many blocks per head); a host block owns its
@@ -97,13 +98,18 @@ static void write_row(Ctx *c, Builder *b, Buf *dst, Op *off, Buf *acc, Op *aoff,
 }
 
 /* Kept pair (i, j) whose S is x and dP' (= dO_i . V_j) is g, row i's lse:
- * *ds = P (g z/(1-p) - Delta), *pz = P z/(1-p), as in attention_bwd.c. */
+ * *ds = P (g z/(1-p) - Delta), *pz = P z/(1-p), as in attention_bwd.c. rh NULL: no
+ * dropout (p = 0), z/(1-p) = 1, so P and g stand unmultiplied: x * 1 = x, the same
+ * bits, without the mask's hash per pair. */
 static Op *grad_pair(Ctx *c, Builder *b, Op *x, Op *g, Op *lse, Op *j, Op *rh, Op *delta,
                      Op **pz) {
   Op *pr = ir_un(b, OP_EXP, sub(b, x, lse));
+  if (!rh) {
+    *pz = pr;
+    return mul(b, pr, sub(b, g, delta));
+  }
   Op *zs = ir_select(b, dropout_keep_ir(b, rh, j, c->thresh), c->inv_keep, f32(b, 0));
-  if (pz)
-    *pz = mul(b, pr, zs);
+  *pz = mul(b, pr, zs);
   return mul(b, pr, sub(b, mul(b, g, zs), delta));
 }
 
@@ -210,6 +216,15 @@ static void key_updates(Ctx *c, Builder *b, Op *mb) {
   key_tile(c, &rest, e, 1);
 }
 
+/* dq = dQ / sqrt(d) for slot row r of the block (row b0 + r) when it is valid. */
+static void write_dq(Ctx *c, Builder *b, Op *b0, Op *r) {
+  Builder in;
+  Op *i = add(b, b0, r);
+  ir_if(b, ir_cmp(b, CMP_LT, i, c->lim), &in, NULL);
+  write_row(c, &in, c->buf[ATTN_BWD_DQ], row_off(c, &in, ATTN_BWD_DQKV_SB, i), c->qacc,
+            mul(&in, r, i32(&in, c->spec->head_dim)), c->scale);
+}
+
 /* ---- a dense block: every mask full ---- */
 
 /* The block's dK, dV and dQ as GEMMs (rows r < nr, keys j < mb; K rows from kc,
@@ -218,7 +233,7 @@ static void key_updates(Ctx *c, Builder *b, Op *mb) {
  * register tiles over r, dQ_r += sum_j dS_rj K_j as 4-row x D tiles over j, each sum
  * in key_tile's order (so the same bits), without its per-row mask walk: 16 FMAs per
  * 4 broadcasts and 4 loads, where the fused loop had 24 per 16 loads and 4 stores. */
-static void dense_block(Ctx *c, Builder *b, Op *mb, Op *nr) {
+static void dense_block(Ctx *c, Builder *b, Op *b0, Op *mb, Op *nr) {
   int D = c->spec->head_dim, ld = (int)c->lds;
   Builder once, tiles, rest, rows;
   if (c->kc) {
@@ -247,6 +262,10 @@ static void dense_block(Ctx *c, Builder *b, Op *mb, Op *nr) {
   Op *ks = c->kc ? i32(&rows, D) : c->p[ATTN_BWD_QKV_SN];
   tile_gemm_acc(&rows, c->qacc, mul(&rows, r0, i32(&rows, D)), TILE_RT, c->s1,
                 mul(&rows, r0, i32(&rows, ld)), ld, 1, kb, k0, ks, mb, D);
+  /* the tile's rows are final: written out as the next tile computes, where a pass
+   * after the block waited on the outputs' cache misses alone */
+  for (int r = 0; r < TILE_RT; r++)
+    write_dq(c, &rows, b0, add(&rows, r0, i32(&rows, r)));
 }
 
 /* Whether the block's rows r < nr (rows b0 + r) keep every key: tau = -inf (or no
@@ -312,20 +331,26 @@ static void block_deltas(Ctx *c, Builder *b, Op *b0) {
  * from block_deltas (slot row g + r). The row's lse and tau are loaded before the
  * lanes: lse read under the kept test became a masked gather per 16 keys. */
 static void dq_row(Ctx *c, Builder *b, Op *g, int r, Op *i, Op *m) {
-  Builder lane, yes, no;
+  Builder on, off;
   Op *delta = ir_load(b, c->deltas, add(b, g, i32(b, r)));
   Op *lse = ir_load(b, c->buf[ATTN_BWD_LSE], row_stat(c, b, i)), *tau = row_tau(c, b, i);
-  Op *rh = hash(c, b, i);
-  Op *j = ir_pfor(b, AXIS_LANE, m, "j", &lane)->index;
-  Op *sj = slot(c, &lane, g, r, j);
-  Op *x = ir_load(&lane, c->s1, sj);
-  ir_if(&lane, kept_pair(&lane, x, tau), &yes, &no);
-  Op *pz;
-  ir_store(&yes, c->s1, sj,
-           grad_pair(c, &yes, x, ir_load(&yes, c->s2, sj), lse, j, rh, delta, &pz));
-  ir_store(&yes, c->s2, sj, pz);
-  ir_store(&no, c->s1, sj, f32(&no, 0));
-  ir_store(&no, c->s2, sj, f32(&no, 0));
+  /* p = 0 (no dropout, as inference-style runs and bench_vs_torch have it): lanes
+   * without the mask's hash, three multiplies per pair that only ever gave 1 */
+  ir_if(b, ir_cmp(b, CMP_GT, c->p[ATTN_BWD_DROPOUT], f32(b, 0)), &on, &off);
+  for (int drop = 0; drop < 2; drop++) {
+    Builder *at = drop ? &on : &off, lane, yes, no;
+    Op *rh = drop ? hash(c, at, i) : NULL;
+    Op *j = ir_pfor(at, AXIS_LANE, m, "j", &lane)->index;
+    Op *sj = slot(c, &lane, g, r, j);
+    Op *x = ir_load(&lane, c->s1, sj);
+    ir_if(&lane, kept_pair(&lane, x, tau), &yes, &no);
+    Op *pz;
+    ir_store(&yes, c->s1, sj,
+             grad_pair(c, &yes, x, ir_load(&yes, c->s2, sj), lse, j, rh, delta, &pz));
+    ir_store(&yes, c->s2, sj, pz);
+    ir_store(&no, c->s1, sj, f32(&no, 0));
+    ir_store(&no, c->s2, sj, f32(&no, 0));
+  }
 }
 
 /* Slot rows g + r0 .. g + r0 + n - 1 set to 0 for j < mb: rows past lim, which the
@@ -386,7 +411,7 @@ static void group_grads(Ctx *c, Builder *b, Op *i0, Op *g, Op *mb) {
  * dS and P z/(1-p); then the per-key row masks, dK, dV and dQ, and dq. */
 static void emit_block(Ctx *c, Builder *b, Op *b0) {
   Op *mb = row_keys(c, b, add(b, b0, i32(b, TILE_KR - 1)));
-  Builder pairs, inside, past, groups, ginside, gpast, dq, dqin;
+  Builder pairs, inside, past, groups, ginside, gpast, dq;
   block_deltas(c, b, b0);
   Op *g2 = ir_for(b, i32(b, 0), i32(b, TILE_KR), SCORE_ROWS, "g2", &pairs)->index;
   Op *i2 = add(&pairs, b0, g2);
@@ -408,13 +433,10 @@ static void emit_block(Ctx *c, Builder *b, Op *b0) {
   ir_set(&masked, gemm, walk_loses(c, &masked, mb, nr));
   pack_rows(c, b, b0);   /* after row_bits: at n = 512 its 128 KiB of slots evict xb */
   ir_if(b, ir_cmp(b, CMP_NE, ir_get(b, gemm), i32(b, 0)), &dense, &sparse);
-  dense_block(c, &dense, mb, nr);
+  dense_block(c, &dense, b0, mb, nr);
   key_updates(c, &sparse, mb);
-  Op *r = ir_for(b, i32(b, 0), i32(b, TILE_KR), 1, "r", &dq)->index;
-  Op *i = add(&dq, b0, r);
-  ir_if(&dq, ir_cmp(&dq, CMP_LT, i, c->lim), &dqin, NULL);
-  write_row(c, &dqin, c->buf[ATTN_BWD_DQ], row_off(c, &dqin, ATTN_BWD_DQKV_SB, i), c->qacc,
-            mul(&dqin, r, i32(&dqin, c->spec->head_dim)), c->scale);
+  Op *r = ir_for(&sparse, i32(&sparse, 0), i32(&sparse, TILE_KR), 1, "r", &dq)->index;
+  write_dq(c, &dq, b0, r);
 }
 
 /* ---- the kernel ---- */
