@@ -1,5 +1,6 @@
 /* expect.c: the pass/fail count of the suites that check with expect() (test_ir,
- * test_interp): one count per program, however many files its checks are in. */
+ * test_interp, test_lower): one count per program, however many files its checks
+ * are in. */
 #include "expect.h"
 
 #include <stdarg.h>

@@ -4,7 +4,7 @@
  * kernels with the IR builder, lower_cases.c runs each JIT-compiled kernel on the
  * host against plain C and prepares modules as the driver does, and test_lower.c
  * holds the checks that use them (host sweeps, vectorisation, PTX and ptxas,
- * lowering errors, rt_write_atomic) and the one pass/fail count. */
+ * lowering errors, rt_write_atomic); one pass/fail count (expect.h). */
 #ifndef CRISP_LOWER_TEST_H
 #define CRISP_LOWER_TEST_H
 
@@ -14,10 +14,9 @@
 
 #include "ir.h"
 #include "jit.h"
+#include "expect.h"
 #include "passes.h"
 
-/* Counts a pass, or prints "FAIL: ..." and counts a failure (test_lower.c). */
-void check(int ok, const char *fmt, ...);
 
 /* lower_cases.c: small helpers the runs share */
 double rnd(uint64_t *s);

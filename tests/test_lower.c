@@ -31,21 +31,6 @@
 #include "passes.h"
 #include "lower_test.h"
 
-static int passed, failed;
-
-void check(int ok, const char *fmt, ...) {
-  if (ok) {
-    passed++;
-    return;
-  }
-  failed++;
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("FAIL: ", stdout);
-  vprintf(fmt, ap);
-  va_end(ap);
-  fputc('\n', stdout);
-}
 
 static double now(void) {
   struct timespec ts;
@@ -88,7 +73,7 @@ static void test_exp_sweep(CpuKernelFn fn, Kernel *k) {
     }
   printf("host exp f32: max rel error %.3g (at x = %.9g; libm expf %.3g) over %ld points in "
          "[-87, 88]\n", worst, at, worst_libm, count);
-  check(worst <= 2e-7, "host exp max relative error %.3g > 2e-7", worst);
+  expect(worst <= 2e-7, "host exp max relative error %.3g > 2e-7", worst);
   free(x), free(y);
 }
 
@@ -114,7 +99,7 @@ static void test_log_sweep(CpuKernelFn fn, Kernel *k) {
     }
   }
   printf("log f32 (host and GPU expansion): max rel error %.3g (at x = %.9g)\n", worst, at);
-  check(worst <= 3e-7, "log max relative error %.3g", worst);
+  expect(worst <= 3e-7, "log max relative error %.3g", worst);
   free(x), free(y), free(z);
 }
 
@@ -139,7 +124,7 @@ static void test_vectorized(Module *m) {
   size_t len = 0;
   int ok = mod && tm && !emit_optimize(mod, tm, err, sizeof err) &&
            !emit_buffer(mod, tm, EMIT_ASM, &text, &len, err, sizeof err);
-  check(ok, "host asm: %s", err);
+  expect(ok, "host asm: %s", err);
   if (ok) {
     /* the body is inlined into the entry `dot`; look for ymm/zmm registers there */
     const char *f = strstr(text, "\ndot:");
@@ -147,11 +132,11 @@ static void test_vectorized(Module *m) {
     int vec = 0;
     for (const char *p = f; end && (p = strstr(p + 1, "mm")) && p < end;)
       vec |= p[-2] == '%' && (p[-1] == 'y' || p[-1] == 'z');
-    check(vec, "dot: the vectorize reduction was not vectorised");
-    check((fn_has(text, "tile16", "unpck") || fn_has(text, "tile16", "shuf") ||
+    expect(vec, "dot: the vectorize reduction was not vectorised");
+    expect((fn_has(text, "tile16", "unpck") || fn_has(text, "tile16", "shuf") ||
            fn_has(text, "tile16", "perm")) && !fn_has(text, "tile16", "gather"),
           "tile16: transpose16 is not lowered to shuffles");
-    check(fn_has(text, "tile16", "prefetcht0"), "tile16: no prefetcht0 for the prefetch hint");
+    expect(fn_has(text, "tile16", "prefetcht0"), "tile16: no prefetcht0 for the prefetch hint");
     if (getenv("CRISP_TEST_ASM") && f && end)
       fwrite(f, 1, (size_t)(end - f), stdout);
   }
@@ -171,7 +156,7 @@ static void test_frame_alignment(Module *m) {
   char err[512];
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef mod = lower_module(ctx, m, TARGET_HOST, err, sizeof err);
-  check(mod != NULL, "host module: %s", err);
+  expect(mod != NULL, "host module: %s", err);
   if (mod) {
     char *text = LLVMPrintModuleToString(mod);
     int arrays = 0, aligned = 0;
@@ -181,7 +166,7 @@ static void test_frame_alignment(Module *m) {
       arrays++;
       aligned += al && (!eol || al < eol);
     }
-    check(arrays > 0 && aligned == arrays, "host frame arrays: %d of %d aligned to 64 bytes",
+    expect(arrays > 0 && aligned == arrays, "host frame arrays: %d of %d aligned to 64 bytes",
           aligned, arrays);
     LLVMDisposeMessage(text);
     LLVMDisposeModule(mod);
@@ -199,7 +184,7 @@ static int case_index(const char *name) {
 static int interp_tile16(Kernel *k, void **args, const int64_t *counts, void *err) {
   int32_t grid[3] = {1, 1, 1};
   int rc = interp_run(k, args, counts, grid, NULL, err, 512);
-  check(rc == 0, "interpreter tile16: %s", (char *)err);
+  expect(rc == 0, "interpreter tile16: %s", (char *)err);
   return rc;
 }
 
@@ -208,9 +193,9 @@ static int interp_tile16(Kernel *k, void **args, const int64_t *counts, void *er
 static void test_transpose_interp(void) {
   char err[512];
   Kernel *k = k_tile16();
-  check(ir_verify(k, err, sizeof err) == 0, "verify tile16: %s", err);
+  expect(ir_verify(k, err, sizeof err) == 0, "verify tile16: %s", err);
   int bad = tile16_runs(k, interp_tile16, err);
-  check(bad == 0, "interpreter tile16: %d wrong outputs", bad);
+  expect(bad == 0, "interpreter tile16: %d wrong outputs", bad);
   ir_kernel_free(k);
 }
 
@@ -224,19 +209,19 @@ static void test_host(void) {
   double t0 = now();
   Jit *j = jit_compile(&m, err, sizeof err);
   double t1 = now();
-  check(j != NULL, "jit_compile: %s", err);
+  expect(j != NULL, "jit_compile: %s", err);
   if (j) {
     printf("JIT: %d kernels lowered, optimised (O3) and compiled in %.1f ms\n", m.n,
            (t1 - t0) * 1e3);
     for (int i = 0; i < NCASES; i++) {
       CpuKernelFn fn = jit_lookup(j, cases[i].name);
-      check(fn != NULL, "jit_lookup(%s)", cases[i].name);
+      expect(fn != NULL, "jit_lookup(%s)", cases[i].name);
       if (!fn)
         continue;
       int bad = cases[i].run(fn, m.kernels[i]);
-      check(bad == 0, "host %s: %d wrong outputs", cases[i].name, bad);
+      expect(bad == 0, "host %s: %d wrong outputs", cases[i].name, bad);
     }
-    check(jit_lookup(j, "no_such_kernel") == NULL, "lookup of a missing kernel");
+    expect(jit_lookup(j, "no_such_kernel") == NULL, "lookup of a missing kernel");
     test_exp_sweep(jit_lookup(j, "expk"), m.kernels[5]);
     test_log_sweep(jit_lookup(j, "mathk"), m.kernels[6]);
     test_atomic_threads(jit_lookup(j, "hist"), m.kernels[case_index("hist")]);
@@ -253,14 +238,14 @@ static void test_jit_time(void) {
   Module m = {0};
   m.kernels[m.n++] = k_vadd();
   if (ir_run_passes(m.kernels[0], MAP_CPU, err, sizeof err)) {
-    check(0, "vadd: %s", err);
+    expect(0, "vadd: %s", err);
     ir_module_free(&m);
     return;
   }
   double t0 = now();
   Jit *j = jit_compile(&m, err, sizeof err);
   double t1 = now();
-  check(j && jit_lookup(j, "vadd"), "jit vadd: %s", err);
+  expect(j && jit_lookup(j, "vadd"), "jit vadd: %s", err);
   printf("JIT: one small kernel (vadd) in %.1f ms\n", (t1 - t0) * 1e3);
   jit_free(j);
   ir_module_free(&m);
@@ -273,7 +258,7 @@ static void run_ptxas(const char *ptxas, Target t, const char *ptx, size_t len) 
   char err[512], path[64], cmd[1024];
   snprintf(path, sizeof path, "/tmp/crisp_test_%d_%s.ptx", (int)getpid(), target_name(t));
   if (rt_write_atomic(path, ptx, len, err, sizeof err)) {
-    check(0, "%s", err);
+    expect(0, "%s", err);
     return;
   }
   const char *arch = t == TARGET_SM90 ? "sm_90" : "sm_80";
@@ -284,8 +269,8 @@ static void run_ptxas(const char *ptxas, Target t, const char *ptx, size_t len) 
   out[n] = 0;
   int rc = p ? pclose(p) : -1;
   int spills = count(out, "spill stores"), zero = count(out, " 0 bytes spill stores");
-  check(rc == 0, "ptxas -arch=%s failed:\n%s", arch, out);
-  check(spills == NCASES && zero == spills, "ptxas -arch=%s: %d functions, %d spill-free:\n%s",
+  expect(rc == 0, "ptxas -arch=%s failed:\n%s", arch, out);
+  expect(spills == NCASES && zero == spills, "ptxas -arch=%s: %d functions, %d spill-free:\n%s",
         arch, spills, zero, out);
   if (getenv("CRISP_TEST_VERBOSE"))
     fputs(out, stdout);
@@ -303,24 +288,24 @@ static void test_gpu_target(Target t, const char *ptxas) {
   }
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef mod = lower_module(ctx, &m, t, err, sizeof err);
-  check(mod != NULL, "lower %s: %s", target_name(t), err);
+  expect(mod != NULL, "lower %s: %s", target_name(t), err);
   LLVMTargetMachineRef tm = mod ? emit_target_machine(t, err, sizeof err) : NULL;
   char *ll = NULL, *ptx = NULL;
   size_t lll = 0, ptxl = 0;
   if (tm && !emit_buffer(mod, NULL, EMIT_LLVM, &ll, &lll, err, sizeof err)) {
-    check(strstr(ll, "!\"kernel\", i32 1") && strstr(ll, "!\"maxntidx\", i32 128") &&
+    expect(strstr(ll, "!\"kernel\", i32 1") && strstr(ll, "!\"maxntidx\", i32 128") &&
               strstr(ll, "addrspace(3) global [1056 x float]") && strstr(ll, "llvm.loop"),
           "%s: LLVM module lacks kernel annotations / shared array / loop hints", target_name(t));
   }
   int ok = tm && !emit_optimize(mod, tm, err, sizeof err) &&
            !emit_buffer(mod, tm, EMIT_ASM, &ptx, &ptxl, err, sizeof err);
-  check(ok, "emit PTX for %s: %s", target_name(t), err);
+  expect(ok, "emit PTX for %s: %s", target_name(t), err);
   if (ok) {
-    check(count(ptx, ".entry ") == NCASES, "PTX has %d entries", count(ptx, ".entry "));
-    check(strstr(ptx, "shfl.sync.bfly.b32") && strstr(ptx, "bar.sync") && strstr(ptx, "ex2.approx") &&
+    expect(count(ptx, ".entry ") == NCASES, "PTX has %d entries", count(ptx, ".entry "));
+    expect(strstr(ptx, "shfl.sync.bfly.b32") && strstr(ptx, "bar.sync") && strstr(ptx, "ex2.approx") &&
               strstr(ptx, ".shared") && strstr(ptx, "%ctaid.z") && strstr(ptx, ".maxntid 128"),
           "PTX for %s lacks an expected instruction", target_name(t));
-    check(strstr(ptx, "atom.global.add.u32") && strstr(ptx, ".shared.add.u32") &&
+    expect(strstr(ptx, "atom.global.add.u32") && strstr(ptx, ".shared.add.u32") &&
               strstr(ptx, ".global.add.f32"),
           "PTX for %s lacks the hist kernel's global/shared atomic adds", target_name(t));
     if (getenv("CRISP_TEST_PTX"))
@@ -353,13 +338,13 @@ static void expect_lower_error(Kernel *k, MapTarget map, Target t, const char *w
   Module m = {.n = 1};
   m.kernels[0] = k;
   if (map != MAP_NONE && ir_run_passes(k, map, err, sizeof err)) {
-    check(0, "%s", err);
+    expect(0, "%s", err);
     ir_module_free(&m);
     return;
   }
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef mod = lower_module(ctx, &m, t, err, sizeof err);
-  check(!mod && strstr(err, want), "expected an error containing \"%s\", got \"%s\"", want, err);
+  expect(!mod && strstr(err, want), "expected an error containing \"%s\", got \"%s\"", want, err);
   if (mod)
     LLVMDisposeModule(mod);
   LLVMContextDispose(ctx);
@@ -391,7 +376,7 @@ static void test_errors(void) {
   if (!ir_run_passes(m.kernels[0], MAP_CPU, err, sizeof err)) {
     Jit *j = jit_compile(&m, err, sizeof err);
     CpuKernelFn fn = j ? jit_lookup(j, "exp64") : NULL;
-    check(fn != NULL, "exp64 on host: %s", err);
+    expect(fn != NULL, "exp64 on host: %s", err);
     if (fn) {
       double x[8] = {0, 1, -1, 2, 0.5, -700, 700, 3};
       double want[8];
@@ -404,7 +389,7 @@ static void test_errors(void) {
       int bad = 0;
       for (int i = 0; i < 8; i++)
         bad += x[i] != want[i];
-      check(!bad, "exp64 on host: %d wrong", bad);
+      expect(!bad, "exp64 on host: %d wrong", bad);
     }
     jit_free(j);
   }
@@ -415,25 +400,25 @@ static void test_errors(void) {
 
 static void test_write_atomic(void) {
   char err[512], dir[] = "/tmp/crisp_atomic_XXXXXX";
-  check(mkdtemp(dir) != NULL, "mkdtemp");
+  expect(mkdtemp(dir) != NULL, "mkdtemp");
   char path[128];
   snprintf(path, sizeof path, "%s/out.ptx", dir);
-  check(!rt_write_atomic(path, "old", 3, err, sizeof err), "%s", err);
-  check(!rt_write_atomic(path, "hello\n", 6, err, sizeof err), "%s", err);
+  expect(!rt_write_atomic(path, "old", 3, err, sizeof err), "%s", err);
+  expect(!rt_write_atomic(path, "hello\n", 6, err, sizeof err), "%s", err);
   FILE *f = fopen(path, "rb");
   char buf[16] = "";
   size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
   if (f)
     fclose(f);
-  check(n == 6 && !memcmp(buf, "hello\n", 6), "rt_write_atomic content");
+  expect(n == 6 && !memcmp(buf, "hello\n", 6), "rt_write_atomic content");
   char bad[160];
   snprintf(bad, sizeof bad, "%s/missing/out.ptx", dir);
-  check(rt_write_atomic(bad, "x", 1, err, sizeof err) == -1 && strstr(err, "missing"),
+  expect(rt_write_atomic(bad, "x", 1, err, sizeof err) == -1 && strstr(err, "missing"),
         "write into a missing directory must fail");
   unlink(path);
-  check(rmdir(dir) == 0, "leftover files in %s", dir);   /* no temp file left behind */
+  expect(rmdir(dir) == 0, "leftover files in %s", dir);   /* no temp file left behind */
   Target t;
-  check(!target_parse("sm_90", &t) && t == TARGET_SM90 && !strcmp(target_name(t), "sm_90") &&
+  expect(!target_parse("sm_90", &t) && t == TARGET_SM90 && !strcmp(target_name(t), "sm_90") &&
             !target_parse("host", &t) && t == TARGET_HOST && target_parse("sm_75", &t) == -1,
         "target names");
 }
@@ -446,6 +431,5 @@ int main(void) {
   test_gpu();
   test_errors();
   LLVMShutdown();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return expect_summary();
 }
