@@ -62,6 +62,17 @@ Op *attn_offset(Builder *b, Op *batch, Op *i, Op *head, Op *sb, Op *sn, Op *sh) 
                   attn_mul(b, head, sh));
 }
 
+void attn_stage_rows(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *off0, Op *stride,
+                     Op *nrows, int D) {
+  Builder body;
+  Op *t = ir_pfor(b, AXIS_BLOCK, attn_mul(b, nrows, attn_i32(b, D)), "t", &body)->index;
+  Op *r = ir_bin(&body, OP_DIV, t, attn_i32(&body, D));
+  Op *d = ir_bin(&body, OP_REM, t, attn_i32(&body, D));
+  Op *from = attn_add(&body, attn_add(&body, off0, attn_mul(&body, r, stride)), d);
+  Op *to = attn_add(&body, attn_mul(&body, r, attn_i32(&body, (int)ld)), d);
+  ir_store(&body, dst, to, ir_load(&body, src, from));
+}
+
 static Op *row_at(Builder *b, const AttnRow *r, Op *j) {
   return ir_load(b, r->buf, attn_add(b, r->base, j));
 }

@@ -37,6 +37,16 @@ void attn_next_head(Builder *b, Op *batch, Op *head, Op *H, Op **nb, Op **nh);
 /* One prefetch per 64-byte line of D floats at buf[row] (row: i64). */
 void attn_prefetch_row(Builder *b, Buf *buf, Op *row, int D);
 
+/* Block-level: dst[r*ld + d] = src[off0 + r*stride + d] for r < nrows, d < D, one
+ * element per thread with consecutive threads on consecutive d, so the block reads
+ * each row of a tile once, coalesced (off0, stride: i32). The GPU schedules stage
+ * K/V (or Q/dO) tiles this way for all warps of a block to share; ld = D + 1 keeps
+ * lanes that read one d of 32 different rows on 32 different shared-memory banks.
+ * The caller puts the barriers around it (before: the tile's readers are done;
+ * after: before they start). */
+void attn_stage_rows(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *off0, Op *stride,
+                     Op *nrows, int D);
+
 typedef struct AttnRow {
   Buf *buf;   /* shared f32 array holding the row */
   Op *base;   /* i32: offset of S_0 in buf */
