@@ -129,6 +129,7 @@ static void run_grid(Interp *in, void *const *args, const int64_t *counts) {
       interp_fail(in, NULL, "grid dim %d is negative (%d)", d, in->grid[d]);
   read_params(in, args);
   mem_setup(in, args, counts);
+  traffic_begin(in);
   for (int z = 0; z < in->grid[2]; z++)
     for (int y = 0; y < in->grid[1]; y++)
       for (int x = 0; x < in->grid[0]; x++)
@@ -153,6 +154,12 @@ static int refuse(Kernel *k, char *err, size_t cap) {
 
 int interp_run(Kernel *k, void *const *args, const int64_t *counts, const int32_t grid[3],
                const InterpOptions *opt, char *err, size_t cap) {
+  return interp_run_traffic(k, args, counts, grid, opt, NULL, err, cap);
+}
+
+int interp_run_traffic(Kernel *k, void *const *args, const int64_t *counts,
+                       const int32_t grid[3], const InterpOptions *opt, InterpTraffic *traffic,
+                       char *err, size_t cap) {
   if (cap)
     err[0] = 0;
   if (refuse(k, err, cap))
@@ -166,7 +173,7 @@ int interp_run(Kernel *k, void *const *args, const int64_t *counts, const int32_
     return -1;
   }
   *in = (Interp){.k = k, .v = vals, .T = IR_WARP_SIZE * k->warps, .W = k->warps,
-                 .err = err, .cap = cap};
+                 .traffic = traffic, .err = err, .cap = cap};
   in->opt = opt ? *opt : (InterpOptions){true, true};
   memcpy(in->grid, grid, sizeof in->grid);
   int rc = 0;
@@ -175,6 +182,7 @@ int interp_run(Kernel *k, void *const *args, const int64_t *counts, const int32_
   else
     rc = -1;
   mem_release(in);
+  traffic_release(in);
   free(vals);
   free(in);
   return rc;

@@ -28,6 +28,25 @@
 
 #include "ir.h"
 
+/* The memory traffic the GPU mapping would make (interp_traffic.c), counted by
+ * interp_run_traffic (added to, so zero it first). A *request* is one
+ * warp-wide memory instruction: the accesses of a warp's 32 lanes that the same op
+ * makes for the same time in the lanes' own sequence (lockstep, as SIMT executes
+ * uniform code); a load in warp-level code is one request, in block-level code one
+ * per warp. Global requests touch 32-byte sectors (offsets within the buffer, as if
+ * it were 256-byte aligned: cudaMalloc's); a coalesced f32 request of 32 lanes is 4
+ * sectors, 32 lanes on 32 rows 32 sectors. Shared requests take wavefronts: the most
+ * distinct 4-byte words any one of the 32 banks serves (1: conflict-free; the same
+ * word to many lanes is one broadcast). Local arrays are registers: not counted.
+ * load_sectors / load_unique_sectors is how many times each byte read is asked for:
+ * the reuse that caches (or shared memory) must catch. */
+typedef struct InterpTraffic {
+  int64_t load_requests, load_sectors, load_bytes;      /* global loads */
+  int64_t load_unique_sectors;  /* distinct sectors loaded: the traffic of an endless cache */
+  int64_t store_requests, store_sectors, store_bytes;   /* global stores and atomics */
+  int64_t shared_requests, shared_wavefronts;           /* shared loads, stores, atomics */
+} InterpTraffic;
+
 typedef struct InterpOptions {
   bool check_races;
   bool check_uninit;
@@ -47,5 +66,9 @@ typedef struct InterpOptions {
  * Mapped kernels and kernels that fail ir_verify are refused. */
 int interp_run(Kernel *k, void *const *args, const int64_t *counts, const int32_t grid[3],
                const InterpOptions *opt, char *err, size_t cap);
+/* interp_run that also adds the kernel's memory traffic to *traffic (NULL: none). */
+int interp_run_traffic(Kernel *k, void *const *args, const int64_t *counts,
+                       const int32_t grid[3], const InterpOptions *opt, InterpTraffic *traffic,
+                       char *err, size_t cap);
 
 #endif

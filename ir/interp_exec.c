@@ -321,6 +321,7 @@ static void enter_thread(Interp *in, int tid) {
   in->lvl = LVL_THREAD;
   in->tid = tid;
   in->warp = tid / IR_WARP_SIZE;
+  traffic_thread(in);
 }
 
 /* Fold the body's yields over index = start, start+step, ... < extent. */
@@ -348,6 +349,7 @@ static Val reduce_lane(Interp *in, const Op *op) {
   in->lvl = LVL_WARP;
   in->warp = w;
   in->wepoch[w]++;
+  traffic_flush(in);
   return butterfly(op->red, op->type, part);
 }
 
@@ -365,6 +367,7 @@ static Val reduce_block(Interp *in, const Op *op) {
   }
   in->lvl = LVL_BLOCK;
   in->bepoch++;
+  traffic_flush(in);
   return acc;
 }
 
@@ -393,6 +396,7 @@ static void exec_pfor(Interp *in, const Op *op) {
       strided(in, op, t, n, in->T);
     }
     in->lvl = LVL_BLOCK;
+    traffic_flush(in);
   } else if (op->axis == AXIS_WARP) {
     for (int w = 0; w < in->W; w++) {
       in->lvl = LVL_WARP;
@@ -409,6 +413,7 @@ static void exec_pfor(Interp *in, const Op *op) {
     in->lvl = LVL_WARP;
     in->warp = w;
     in->wepoch[w]++;   /* the end of a pfor.lane is a warpsync */
+    traffic_flush(in);
   }
 }
 
@@ -435,6 +440,7 @@ static void exec_transpose(Interp *in, const Op *op) {
   in->lvl = LVL_WARP;
   in->warp = w;
   in->wepoch[w]++;
+  traffic_flush(in);
 }
 
 static void exec_op(Interp *in, const Op *op) {

@@ -56,6 +56,8 @@ typedef struct Mem {
   uint8_t *written;   /* local: per thread copy, when checking uninitialised reads */
 } Mem;
 
+typedef struct InterpTrafficState InterpTrafficState;
+
 typedef struct Interp {
   Kernel *k;
   InterpOptions opt;
@@ -69,6 +71,8 @@ typedef struct Interp {
   Level lvl;
   int warp, tid;
   uint32_t bepoch, wepoch[32];
+  InterpTraffic *traffic;   /* where the traffic model adds (NULL: not counted) */
+  InterpTrafficState *tr;   /* its records */
   char *err;
   size_t cap;
   jmp_buf jb;
@@ -91,5 +95,15 @@ Val mem_load(Interp *in, const Op *op, int64_t idx);                      /* op-
 Val mem_load_from(Interp *in, const Op *op, const Buf *buf, int64_t idx); /* buf[idx] */
 void mem_store(Interp *in, const Op *op, int64_t idx, Val val);
 Val mem_atomic_add(Interp *in, const Op *op, int64_t idx, Val val);   /* returns the old value */
+
+/* interp_traffic.c: the traffic model (InterpTraffic). traffic_note records one
+ * access of m[idx]; traffic_thread marks a thread (re)entering a parallel region;
+ * traffic_flush ends a lane- or thread-parallel region, turning its records into
+ * requests. */
+void traffic_begin(Interp *in);
+void traffic_release(Interp *in);
+void traffic_thread(Interp *in);
+void traffic_note(Interp *in, const Op *op, const Mem *m, int64_t idx, bool store);
+void traffic_flush(Interp *in);
 
 #endif

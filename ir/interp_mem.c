@@ -374,6 +374,7 @@ Val mem_load_from(Interp *in, const Op *op, const Buf *buf, int64_t idx) {
       cross_block_read(in, op, m, idx, s);
     check_read(in, op, m, idx, s);
   }
+  traffic_note(in, op, m, idx, false);
   return get_elem(m->data + idx * m->esize, m->buf->elem);
 }
 
@@ -401,6 +402,7 @@ void mem_store(Interp *in, const Op *op, int64_t idx, Val val) {
     s->wwep = in->wepoch[in->tid / IR_WARP_SIZE];
     s->rd = s->at = none;
   }
+  traffic_note(in, op, m, idx, true);
   put_elem(m->data + idx * m->esize, m->buf->elem, val);
 }
 
@@ -421,6 +423,7 @@ Val mem_atomic_add(Interp *in, const Op *op, int64_t idx, Val val) {
       cross_block_atomic(in, op, m, idx, s);
     check_atomic(in, op, m, idx, s);
   }
+  traffic_note(in, op, m, idx, true);
   char *p = m->data + idx * m->esize;
   Val old = get_elem(p, m->buf->elem), sum = old;
   if (m->buf->elem == TY_F32)

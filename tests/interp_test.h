@@ -45,6 +45,9 @@ void test_cross_block(void);
 void test_arith_errors(void);
 void test_local(void);
 
+/* interp_traffic.c */
+void test_traffic(void);
+
 /* interp_atomics.c */
 void test_atomic_hist(void);
 void test_atomic_races(void);

@@ -6,7 +6,8 @@
  * Prints "N passed, M failed" and exits non-zero on failure.
  *
  * This file holds the harness, the refused kernels, the speed check and main();
- * the rest is in interp_results.c, interp_errors.c and interp_atomics.c (shared
+ * the rest is in interp_results.c, interp_errors.c, interp_atomics.c and
+ * interp_traffic.c (shared
  * through interp_test.h). */
 #include "interp.h"
 #include "interp_test.h"
@@ -123,6 +124,7 @@ int main(void) {
   test_atomic_races();
   test_local();
   test_refusals();
+  test_traffic();
   test_speed();
   return expect_summary();
 }
