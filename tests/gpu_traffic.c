@@ -4,6 +4,8 @@
  *   gpu_traffic [--n N] [--heads H] [--select none|row_topk|head_quantile]
  *               [--s S] [--tile ROWSxWARPS]... [--max-seq M] [--check]
  *
+ * head_quantile adds a row for its select kernels (init, then hist and pick for each
+ * of the three radix rounds: their counts summed, 'unique' per launch).
  * Runs the forward and then the backward kernels (SCHED_WARP, the GPU's, on the tiles
  * given; default 8x4, the GPU default, and 16x1 and 64x1, the H100 tuner's best of
  * the last run) on B = 1, H heads of length N with d = 64, fused QKV, random inputs,
@@ -20,6 +22,7 @@
 
 #include "../ir/interp.h"
 #include "../templates/attention_bwd.h"
+#include "../templates/attention_select.h"
 #include "attn_harness.h"
 
 enum { MAX_TILES = 8, D = 64 };
@@ -194,6 +197,56 @@ static void bwd_free(Bwd *w) {
   free(w->dq);
 }
 
+/* head/layer_quantile: the select kernels' radix plan (init, then hist and pick per
+ * round), their traffic summed into one row. */
+static void select_traffic(const Spec *s, const TileConfig *t, AttnCase *c, double sp,
+                           const char *name, int H) {
+  char err[1024];
+  Module sm = {0};
+  if (attention_select_build(s, t, &sm, err, sizeof err) || sm.n != SELECT_NKERNELS) {
+    printf("%-6s %-6s not built: %s\n", "select", name, err);
+    ir_module_free(&sm);
+    return;
+  }
+  for (int i = 0; i < sm.n; i++)
+    if (ir_run_passes(sm.kernels[i], MAP_NONE, err, sizeof err)) {
+      fprintf(stderr, "gpu_traffic: %s: %s\n", sm.kernels[i]->name, err);
+      fails++;
+    }
+  const AttnLayout *l = &c->l;
+  int G = attention_select_groups(s, l->B, l->H);
+  int32_t *hist = xcalloc((size_t)G * SELECT_BINS, sizeof(int32_t));
+  int32_t *prefix = xcalloc((size_t)G, sizeof(int32_t)), *rank = xcalloc((size_t)G, 4);
+  float *tau = xcalloc((size_t)G, sizeof(float));
+  void *ptrs[] = {c->q, c->k, c->lengths, hist, prefix, rank, tau};
+  int64_t counts[SELECT_NPARAMS] = {c->qkv_count, c->qkv_count - (c->k - c->q), l->B,
+                                    (int64_t)G * SELECT_BINS, G, G, G};
+  int32_t ints[6] = {l->B, l->H, l->N, (int32_t)l->qkv_sb, (int32_t)l->qkv_sn,
+                     (int32_t)l->qkv_sh};
+  int32_t round = 0;
+  void *args[SELECT_NPARAMS] = {0};
+  for (int i = 0; i < 7; i++)
+    args[i] = &ptrs[i];
+  for (int i = 0; i < 6; i++)
+    args[SELECT_B + i] = &ints[i];
+  args[SELECT_SPARSITY] = &sp;
+  args[SELECT_ROUND] = &round;
+  InterpTraffic sum = {0}, one;
+  for (int step = 0; step < 1 + 2 * SELECT_ROUNDS; step++) {
+    Kernel *k = sm.kernels[step == 0 ? SELECT_KERNEL_INIT
+                           : step % 2 ? SELECT_KERNEL_HIST : SELECT_KERNEL_PICK];
+    round = step == 0 ? 0 : (step - 1) / 2;
+    if (run_counted(k, args, counts, &one))
+      break;
+    int64_t *a = &sum.load_requests, *b = &one.load_requests;   /* all int64_t counters */
+    for (size_t f = 0; f < sizeof sum / sizeof sum.load_requests; f++)
+      a[f] += b[f];
+  }
+  print_row("select", name, &sum, H);
+  free(hist), free(prefix), free(rank), free(tau);
+  ir_module_free(&sm);
+}
+
 static void one_tile(const Opts *o, const Spec *s, TileConfig t, uint64_t seed) {
   char err[1024], name[16];
   snprintf(name, sizeof name, "%dx%d", t.rows, t.warps);
@@ -216,6 +269,8 @@ static void one_tile(const Opts *o, const Spec *s, TileConfig t, uint64_t seed) 
   attn_case_fill(&c, &rng, false);
   AttnArgs fa;
   attn_args(&fa, &c, o->s);
+  if (s->select == SEL_HEAD_QUANTILE)
+    select_traffic(s, &t, &c, o->s, name, o->H);
   InterpTraffic tr;
   if (!run_counted(fm.kernels[0], fa.args, fa.counts, &tr)) {
     print_row("fwd", name, &tr, o->H);
