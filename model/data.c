@@ -1,6 +1,7 @@
 /* GLUE SST-2 TSV loader: reads the whole file, checks every line, and keeps the
  * sentences in the file buffer (tabs and newlines replaced by NULs). */
 #include "data.h"
+#include "errf.h"
 
 #include "vocab.h" /* read_whole_file, utf8_find_invalid */
 
@@ -8,14 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void set_err(char *err, size_t cap, const char *fmt, ...) {
-  if (!err || !cap) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, cap, fmt, ap);
-  va_end(ap);
-}
 
 void sst2_free(Sst2Set *s) {
   if (!s) return;
@@ -37,7 +30,7 @@ static int fail(const Where *w, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  set_err(w->err, w->cap, "%s:%ld: %s", w->path, w->line, msg);
+  model_fail(w->err, w->cap, "%s:%ld: %s", w->path, w->line, msg);
   return -1;
 }
 
@@ -133,7 +126,7 @@ static int parse_file(char *buf, size_t len, Sst2Set *out, Where *w) {
 }
 
 int sst2_load(const char *path, Sst2Set *out, char *err, size_t cap) {
-  if (!out) { set_err(err, cap, "%s: sst2_load: NULL output", path); return -1; }
+  if (!out) { model_fail(err, cap, "%s: sst2_load: NULL output", path); return -1; }
   memset(out, 0, sizeof *out);
   size_t len;
   out->buf_ = read_whole_file(path, &len, err, cap);

@@ -14,8 +14,8 @@
  *      100 code points or with no match.
  * The output is [CLS] pieces [SEP], truncated to max_len keeping [SEP]. */
 #include "tokenizer.h"
+#include "errf.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,29 +32,21 @@ struct Tokenizer {
 
 static const char *const special_names[5] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
 
-static void set_err(char *err, size_t cap, const char *fmt, ...) {
-  if (!err || !cap) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, cap, fmt, ap);
-  va_end(ap);
-}
-
 /* ---- creation ---- */
 
 Tokenizer *tok_new(Vocab *vocab, char *err, size_t cap) {
-  if (!vocab) { set_err(err, cap, "no vocabulary"); return NULL; }
+  if (!vocab) { model_fail(err, cap, "no vocabulary"); return NULL; }
   int32_t ids[5];
   for (int i = 0; i < 5; i++) {
     ids[i] = vocab_lookup(vocab, special_names[i], strlen(special_names[i]));
     if (ids[i] < 0) {
-      set_err(err, cap, "vocabulary lacks the special token %s", special_names[i]);
+      model_fail(err, cap, "vocabulary lacks the special token %s", special_names[i]);
       vocab_free(vocab);
       return NULL;
     }
   }
   Tokenizer *t = calloc(1, sizeof *t);
-  if (!t) { set_err(err, cap, "out of memory"); vocab_free(vocab); return NULL; }
+  if (!t) { model_fail(err, cap, "out of memory"); vocab_free(vocab); return NULL; }
   t->vocab = vocab;
   t->sp = (TokSpecialIds){ids[0], ids[1], ids[2], ids[3], ids[4]};
   memcpy(t->special, ids, sizeof ids);
@@ -69,7 +61,7 @@ Tokenizer *tok_load(const char *vocab_path, char *err, size_t cap) {
   if (!t && err && cap) {
     char msg[256];
     snprintf(msg, sizeof msg, "%s", err);
-    set_err(err, cap, "%s: %s", vocab_path, msg);
+    model_fail(err, cap, "%s: %s", vocab_path, msg);
   }
   return t;
 }
@@ -420,18 +412,18 @@ static int encode_text(Enc *e, const char *s, size_t len) {
 
 int tok_encode(const Tokenizer *t, const char *text, size_t len, int max_len, int32_t *ids,
                int *n, char *err, size_t cap) {
-  if (!t || !ids || !n || (!text && len)) { set_err(err, cap, "tok_encode: NULL argument"); return -1; }
-  if (max_len < 2) { set_err(err, cap, "max_len %d is too small (need >= 2 for [CLS] and [SEP])", max_len); return -1; }
+  if (!t || !ids || !n || (!text && len)) { model_fail(err, cap, "tok_encode: NULL argument"); return -1; }
+  if (max_len < 2) { model_fail(err, cap, "max_len %d is too small (need >= 2 for [CLS] and [SEP])", max_len); return -1; }
   size_t bad = utf8_find_invalid(text, len);
   if (bad != (size_t)-1) {
-    set_err(err, cap, "invalid UTF-8 at byte offset %zu (byte 0x%02X)", bad, (unsigned char)text[bad]);
+    model_fail(err, cap, "invalid UTF-8 at byte offset %zu (byte 0x%02X)", bad, (unsigned char)text[bad]);
     return -1;
   }
   Enc e = {.t = t, .ids = ids, .limit = max_len - 1};
   emit(&e, t->sp.cls);
   int rc = encode_text(&e, text, len);
   enc_free(&e);
-  if (rc) { set_err(err, cap, "out of memory"); return -1; }
+  if (rc) { model_fail(err, cap, "out of memory"); return -1; }
   ids[e.n++] = t->sp.sep;
   *n = e.n;
   return 0;
@@ -465,27 +457,27 @@ static int batch_pack(const Tokenizer *t, const int32_t *tmp, int batch, int max
 
 int tok_encode_batch(const Tokenizer *t, const char *const *texts, const size_t *lens, int batch,
                      int max_len, TokBatch *out, char *err, size_t cap) {
-  if (!out) { set_err(err, cap, "tok_encode_batch: NULL output"); return -1; }
+  if (!out) { model_fail(err, cap, "tok_encode_batch: NULL output"); return -1; }
   memset(out, 0, sizeof *out);
   if (batch < 0 || (batch > 0 && !texts) || max_len < 2) {
-    set_err(err, cap, "tok_encode_batch: bad arguments (batch %d, max_len %d)", batch, max_len);
+    model_fail(err, cap, "tok_encode_batch: bad arguments (batch %d, max_len %d)", batch, max_len);
     return -1;
   }
   int32_t *tmp = malloc((size_t)(batch ? batch : 1) * (size_t)max_len * sizeof *tmp);
   out->lengths = calloc((size_t)(batch ? batch : 1), sizeof *out->lengths);
   int rc = tmp && out->lengths ? 0 : -1;
-  if (rc) set_err(err, cap, "out of memory");
+  if (rc) model_fail(err, cap, "out of memory");
   for (int b = 0; b < batch && rc == 0; b++) {
     char msg[256];
     size_t len = texts[b] ? (lens ? lens[b] : strlen(texts[b])) : 0;
     int n = 0;
     rc = tok_encode(t, texts[b] ? texts[b] : "", len, max_len, tmp + (size_t)b * (size_t)max_len,
                     &n, msg, sizeof msg);
-    if (rc) set_err(err, cap, "text %d: %s", b, msg);
+    if (rc) model_fail(err, cap, "text %d: %s", b, msg);
     out->lengths[b] = n;
   }
   if (rc == 0 && batch_pack(t, tmp, batch, max_len, out)) {
-    set_err(err, cap, "out of memory");
+    model_fail(err, cap, "out of memory");
     rc = -1;
   }
   free(tmp);

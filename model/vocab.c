@@ -1,9 +1,9 @@
 /* WordPiece vocabulary: strict vocab.txt loader and an open-addressing hash table
  * (FNV-1a, linear probing, load factor <= 1/2) from token bytes to id. */
 #include "vocab.h"
+#include "errf.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +17,6 @@ struct Vocab {
   size_t mask;     /* table size - 1 (a power of two) */
   int max_chars;   /* longest token in code points, without "##" */
 };
-
-static void set_err(char *err, size_t cap, const char *fmt, ...) {
-  if (!err || !cap) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, cap, fmt, ap);
-  va_end(ap);
-}
 
 size_t utf8_find_invalid(const char *s, size_t len) {
   const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
@@ -41,7 +33,7 @@ size_t utf8_find_invalid(const char *s, size_t len) {
 
 char *read_whole_file(const char *path, size_t *len, char *err, size_t cap) {
   FILE *f = fopen(path, "rb");
-  if (!f) { set_err(err, cap, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
+  if (!f) { model_fail(err, cap, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
   size_t n = 0, size = 1 << 16;
   char *buf = malloc(size);
   size_t got;
@@ -55,7 +47,7 @@ char *read_whole_file(const char *path, size_t *len, char *err, size_t cap) {
   }
   int bad = !buf || ferror(f);
   fclose(f);
-  if (bad) { free(buf); set_err(err, cap, "%s: read failed", path); return NULL; }
+  if (bad) { free(buf); model_fail(err, cap, "%s: read failed", path); return NULL; }
   buf[n] = '\0';
   *len = n;
   return buf;
@@ -146,22 +138,22 @@ static int vocab_add(Vocab *v, int32_t id, const char *s, size_t len, const char
   size_t at;
   const char *why = token_problem(s, len, &at);
   if (why && at == (size_t)-1) {
-    set_err(err, cap, "%s:%ld: %s", where, (long)id + 1, why);
+    model_fail(err, cap, "%s:%ld: %s", where, (long)id + 1, why);
     return -1;
   }
   if (why) {
-    set_err(err, cap, "%s:%ld:%zu: %s", where, (long)id + 1, at + 1, why);
+    model_fail(err, cap, "%s:%ld:%zu: %s", where, (long)id + 1, at + 1, why);
     return -1;
   }
   v->tokens[id] = malloc(len + 1);
-  if (!v->tokens[id]) { set_err(err, cap, "%s: out of memory", where); return -1; }
+  if (!v->tokens[id]) { model_fail(err, cap, "%s: out of memory", where); return -1; }
   memcpy(v->tokens[id], s, len);
   v->tokens[id][len] = '\0';
   v->lens[id] = len;
   v->n = id + 1;
   int32_t dup = vocab_insert(v, id);
   if (dup >= 0) {
-    set_err(err, cap, "%s:%ld: duplicate token '%s' (first on line %ld)", where, (long)id + 1,
+    model_fail(err, cap, "%s:%ld: duplicate token '%s' (first on line %ld)", where, (long)id + 1,
             v->tokens[id], (long)dup + 1);
     return -1;
   }
@@ -173,7 +165,7 @@ static int vocab_add(Vocab *v, int32_t id, const char *s, size_t len, const char
 Vocab *vocab_from_tokens(const char *const *tokens, int32_t n, const char *where,
                          char *err, size_t cap) {
   Vocab *v = n > 0 ? vocab_alloc(n) : NULL;
-  if (!v) { set_err(err, cap, "%s: %s", where, n > 0 ? "out of memory" : "no tokens"); return NULL; }
+  if (!v) { model_fail(err, cap, "%s: %s", where, n > 0 ? "out of memory" : "no tokens"); return NULL; }
   for (int32_t i = 0; i < n; i++)
     if (vocab_add(v, i, tokens[i], strlen(tokens[i]), where, err, cap) != 0) {
       vocab_free(v);
@@ -190,9 +182,9 @@ static int32_t count_lines(const char *buf, size_t len) {
 
 static Vocab *vocab_parse(const char *buf, size_t len, const char *path, char *err, size_t cap) {
   int32_t n = count_lines(buf, len);
-  if (n == 0) { set_err(err, cap, "%s:1: empty vocabulary file", path); return NULL; }
+  if (n == 0) { model_fail(err, cap, "%s:1: empty vocabulary file", path); return NULL; }
   Vocab *v = vocab_alloc(n);
-  if (!v) { set_err(err, cap, "%s: out of memory", path); return NULL; }
+  if (!v) { model_fail(err, cap, "%s: out of memory", path); return NULL; }
   size_t start = 0;
   for (int32_t id = 0; id < n; id++) {
     const char *nl = memchr(buf + start, '\n', len - start);
