@@ -92,6 +92,17 @@ void lower_add_attr(Lower *L, LLVMValueRef fn, unsigned idx, const char *name) {
   LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(L->ctx, kind, 0));
 }
 
+void lower_buffer_attrs(Lower *L, LLVMValueRef fn, const Kernel *k) {
+  for (int i = 0; i < k->nparams; i++) {
+    Buf *buf = k->params[i].buf;
+    if (!buf)
+      continue;
+    lower_add_attr(L, fn, (unsigned)i + 1, "noalias");
+    if (buf->role == ROLE_IN)
+      lower_add_attr(L, fn, (unsigned)i + 1, "readonly");
+  }
+}
+
 /* ---- kernels and the module ---- */
 
 static bool check_kernel(Lower *L, Kernel *k) {

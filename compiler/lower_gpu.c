@@ -23,15 +23,7 @@ LLVMValueRef gpu_kernel_function(Lower *L) {
   LLVMTypeRef fty = LLVMFunctionType(L->t_void, ps, (unsigned)k->nparams, 0);
   LLVMValueRef fn = LLVMAddFunction(L->mod, k->name, fty);
   lower_add_attr(L, fn, LLVMAttributeFunctionIndex, "nounwind");
-  for (int i = 0; i < k->nparams; i++) {
-    Buf *buf = k->params[i].buf;
-    if (!buf)
-      continue;
-    /* noalias + readonly lets NVPTX use the read-only data cache (ld.global.nc) */
-    lower_add_attr(L, fn, (unsigned)i + 1, "noalias");
-    if (buf->role == ROLE_IN)
-      lower_add_attr(L, fn, (unsigned)i + 1, "readonly");
-  }
+  lower_buffer_attrs(L, fn, k);
   return fn;
 }
 

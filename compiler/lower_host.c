@@ -48,14 +48,7 @@ LLVMValueRef host_body_function(Lower *L) {
   LLVMValueRef fn = LLVMAddFunction(L->mod, name, LLVMFunctionType(L->t_void, ps, (unsigned)n + 3, 0));
   LLVMSetLinkage(fn, LLVMInternalLinkage);
   host_function_attrs(L, fn);
-  for (int i = 0; i < n; i++) {
-    Buf *buf = k->params[i].buf;
-    if (!buf)
-      continue;
-    lower_add_attr(L, fn, (unsigned)i + 1, "noalias");
-    if (buf->role == ROLE_IN)
-      lower_add_attr(L, fn, (unsigned)i + 1, "readonly");
-  }
+  lower_buffer_attrs(L, fn, k);   /* the first n parameters are the kernel's */
   return fn;
 }
 

@@ -46,6 +46,9 @@ LLVMValueRef lower_fmuladd(Lower *L, LLVMValueRef a, LLVMValueRef b, LLVMValueRe
 LLVMValueRef lower_combine(Lower *L, OpKind kind, Type t, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef lower_alloca(Lower *L, LLVMTypeRef t, const char *name);
 void lower_add_attr(Lower *L, LLVMValueRef fn, unsigned idx, const char *name);
+/* noalias on every buffer parameter (argument i + 1 for parameter i), readonly on the
+ * `in` ones: on NVPTX that lets loads use the read-only data cache (ld.global.nc). */
+void lower_buffer_attrs(Lower *L, LLVMValueRef fn, const Kernel *k);
 
 /* Ops (lower_ops.c): a kernel's buffer and scalar parameters bound to the
  * function's arguments (or shared/frame arrays), a block of ops lowered at the
