@@ -89,9 +89,24 @@ static void tile_suite(void) {
   char err[256];
   Module m = {0};
   Spec s = make_spec(64, 8192, SEL_ROW_TOPK, false, 1);
-  CHECK(attention_bwd_build(&s, &(TileConfig){8, 4, SCHED_WARP}, &m, err, sizeof err) == -1 &&
-            strstr(err, "shared memory") && m.n == 0,
+  /* the warp schedule's staged layout does not grow with max_seq; rows * head_dim
+   * sums do: dK and dV of 64 keys of 128 floats are 64 KiB */
+  Spec wide_long = make_spec(128, 8192, SEL_ROW_TOPK, false, 1);
+  CHECK(attention_bwd_build(&wide_long, &(TileConfig){64, 1, SCHED_WARP}, &m, err, sizeof err) ==
+            -1 && strstr(err, "shared memory") && m.n == 0,
         "an oversized tile is refused (got \"%s\")", err);
+  CHECK(attention_bwd_build(&wide_long, &(TileConfig){8, 4, SCHED_WARP}, &m, err, sizeof err) ==
+            0 && m.n == 2 && attention_bwd_shared_bytes(&wide_long, &(TileConfig){8, 4, SCHED_WARP}) <= 49152,
+        "max_seq 8192, head_dim 128: the default tile builds (got \"%s\")", err);
+  ir_module_free(&m);
+  m = (Module){0};
+  /* staged rows: a key per lane, halved where the block's sums need the room */
+  CHECK(attention_bwd_stage_rows(&s, &(TileConfig){8, 4, SCHED_WARP}, true) == 32 &&
+            attention_bwd_stage_rows(&s, &(TileConfig){8, 4, SCHED_WARP}, false) == 32 &&
+            attention_bwd_stage_rows(&s, &(TileConfig){64, 1, SCHED_WARP}, true) == 32 &&
+            attention_bwd_stage_rows(&s, &(TileConfig){64, 1, SCHED_WARP}, false) == 16 &&
+            attention_bwd_shared_bytes(&s, &(TileConfig){64, 1, SCHED_WARP}) <= 49152,
+        "staged rows of the default tile and of rows 64 (d = 64)");
   CHECK(attention_bwd_build(&s, &(TileConfig){6, 4, SCHED_WARP}, &m, err, sizeof err) == -1 &&
             strstr(err, "multiple of warps"), "rows not a multiple of warps is refused");
   /* the CPU tile schedule: groups of TILE_RT rows, one warp, no shared-memory limit */
