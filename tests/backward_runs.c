@@ -118,14 +118,16 @@ void interp_suite(const Spec *s, TileConfig t) {
     ir_module_free(&m);
     return;
   }
-  static const int ns[] = {1, 5, 19};
-  for (int ni = 0; ni < 3; ni++) {
+  static const int ns[] = {1, 5, 19, 40};
+  for (int ni = 0; ni < 4; ni++) {
     Case c;
-    case_init(&c, s, 2, 2, ns[ni], ni % 2 == 0, ni % 2 == 1);
-    c.sparsity = s->select == SEL_NONE ? 0.0 : (double[]){0.0, 0.6, 0.95}[ni];
+    case_init(&c, s, 2, 2, ns[ni] < s->max_seq ? ns[ni] : s->max_seq, ni % 2 == 0, ni % 2 == 1);
+    c.sparsity = s->select == SEL_NONE ? 0.0 : (double[]){0.0, 0.6, 0.95, 0.5}[ni];
     c.dp = (AttnDropout){ni == 1 ? 0.0f : 0.2f, (uint32_t)(uniform() * 4e9), 5, 0};
     case_fill(&c);
     random_lengths(&c);
+    if (ni == 3)   /* one full example: two staged tiles, the second partial */
+      c.lengths[0] = c.l.N;
     case_reference(&c);
     case_poison(&c);
     BwdArgs a;

@@ -164,15 +164,23 @@ int main(void) {
          "%.3g (%.1f s)\n", worst_rel, worst_term, (double)(clock() - t0) / CLOCKS_PER_SEC);
   worst_rel = worst_term = 0;
   t0 = clock();
-  /* the warp schedule's tiles, then the CPU tile schedule (one group; two groups) */
+  /* the warp schedule's tiles (staged tiles of 32 rows: n = 40 takes two, and rows 5,
+   * 6 and 16 do not divide them), then the CPU tile schedule (one group; two groups) */
   static const TileConfig tiles[] = {{1, 1, SCHED_WARP}, {4, 2, SCHED_WARP}, {6, 3, SCHED_WARP},
+                                     {8, 4, SCHED_WARP}, {5, 5, SCHED_WARP}, {16, 1, SCHED_WARP},
                                      {4, 1, SCHED_TILE}, {8, 1, SCHED_TILE}};
-  for (int ti = 0; ti < 5; ti++)
+  enum { NTILES = sizeof tiles / sizeof tiles[0] };
+  for (int ti = 0; ti < NTILES; ti++)
     for (int si = 0; si < 4; si++)
       interp_suite((Spec[]){make_spec(si % 2 ? 16 : 8, 40, sels[si], (si + ti) % 2, 1)},
                    tiles[ti]);
-  printf("c) interpreter, GPU mapping (5 tiles x 4 modes x 3 shapes): worst norm-wise rel err "
-         "%.3g, vs terms %.3g (%.1f s)\n", worst_rel, worst_term,
+  /* d = 64, 64 rows a block: the dkdv kernel stages 16 query rows at a time */
+  interp_suite((Spec[]){make_spec(64, 40, SEL_ROW_TOPK, false, 1)},
+               (TileConfig){64, 1, SCHED_WARP});
+  interp_suite((Spec[]){make_spec(64, 40, SEL_HEAD_QUANTILE, true, 1)},
+               (TileConfig){64, 2, SCHED_WARP});
+  printf("c) interpreter, GPU mapping (%d tiles x 4 modes x 4 shapes, + 2): worst norm-wise rel "
+         "err %.3g, vs terms %.3g (%.1f s)\n", NTILES, worst_rel, worst_term,
          (double)(clock() - t0) / CLOCKS_PER_SEC);
   t0 = clock();
   worst_rel = worst_term = 0;
