@@ -37,10 +37,9 @@ static bool lookup_bwd(Jit *jit, Module *m, int first, CpuKernelFn fn[2]) {
   return ok;
 }
 
-static int host_compile(Host *hk, const Spec *s) {
+static int host_compile(Host *hk, const Spec *s, TileConfig t) {
   char err[1024];
   memset(hk, 0, sizeof *hk);
-  TileConfig t = tile_resolve(s, TUNE_CPU);
   if (compile(&hk->m, s, &t, MAP_CPU, err, sizeof err) ||
       !(hk->jit = jit_compile(&hk->m, err, sizeof err))) {
     CHECK(0, "compile: %s", err);
@@ -61,9 +60,9 @@ static void host_check(Host *hk, Case *c, const char *what) {
   report(c, what, e);
 }
 
-void host_suite(const Spec *s) {
+void host_suite(const Spec *s, TileConfig t) {
   Host hk;
-  if (host_compile(&hk, s))
+  if (host_compile(&hk, s, t))
     return;
   static const double sparsities[] = {0.0, 0.5, 0.8, 0.999};
   const int ns[] = {1, 7, 33, 128};

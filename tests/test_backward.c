@@ -155,11 +155,20 @@ int main(void) {
   static const SelectKind sels[] = {SEL_NONE, SEL_ROW_TOPK, SEL_HEAD_QUANTILE,
                                     SEL_LAYER_QUANTILE};
   for (int si = 0; si < 4; si++) {
-    host_suite((Spec[]){make_spec(64, 512, sels[si], false, 1)});
-    host_suite((Spec[]){make_spec(32, 128, sels[si], true, si == 1 ? 3 : 1)});
+    Spec a = make_spec(64, 512, sels[si], false, 1);
+    Spec b = make_spec(32, 128, sels[si], true, si == 1 ? 3 : 1);
+    host_suite(&a, tile_resolve(&a, TUNE_CPU));
+    host_suite(&b, tile_resolve(&b, TUNE_CPU));
   }
-  host_suite((Spec[]){make_spec(8, 40, SEL_ROW_TOPK, true, 2)});
-  host_suite((Spec[]){make_spec(96, 512, SEL_NONE, false, 1)});   /* dense, K read in place */
+  Spec small = make_spec(8, 40, SEL_ROW_TOPK, true, 2);
+  Spec wide = make_spec(96, 512, SEL_NONE, false, 1);   /* dense, K read in place */
+  host_suite(&small, tile_resolve(&small, TUNE_CPU));
+  host_suite(&wide, tile_resolve(&wide, TUNE_CPU));
+  /* the warp schedule on the host (tile = auto past the frame limit, bench --warp) */
+  Spec topk = make_spec(64, 512, SEL_ROW_TOPK, false, 1);
+  Spec hq = make_spec(32, 128, SEL_HEAD_QUANTILE, true, 1);
+  host_suite(&topk, (TileConfig){16, 1, SCHED_WARP});
+  host_suite(&hq, (TileConfig){8, 4, SCHED_WARP});
   printf("b) host JIT vs reference: worst norm-wise rel err %.3g, worst err vs term magnitude "
          "%.3g (%.1f s)\n", worst_rel, worst_term, (double)(clock() - t0) / CLOCKS_PER_SEC);
   worst_rel = worst_term = 0;
