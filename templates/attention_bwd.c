@@ -51,10 +51,15 @@
 #include "attention_common.h"
 #include "dropout.h"
 
+/* Staged rows per step of the sums (step 3): the sum stays in a register for a group,
+ * and lanes over d are the inner loop. */
+enum { ATTN_BWD_SUM_GROUP = 4 };
+
 typedef struct {
   Kernel *k;
   const Spec *spec;
   int rows, warps, kt, ld;      /* block rows (keys), warps, staged tile rows, its ld */
+  int group;                    /* rows per step of the sums (ATTN_BWD_SUM_GROUP or kt) */
   Buf *buf[ATTN_BWD_NPARAMS];   /* buffer parameters by ATTN_BWD_* index */
   Op *p[ATTN_BWD_NPARAMS];      /* scalar parameter values */
   Buf *ta, *tb;   /* staged tiles, kt x ld: K, V (dq) / Q, dO (dkdv) */
@@ -141,6 +146,56 @@ static Op *tile_loop(Ctx *c, Builder *b, Op *lo, Op *hi, Builder *body, Op **n) 
   return t0;
 }
 
+static Op *round_up(Builder *b, Op *n, int g) {
+  return mul(b, ir_bin(b, OP_DIV, add(b, n, i32(b, g - 1)), i32(b, g)), i32(b, g));
+}
+
+/* Block-level: rows n .. round_up(n, group) - 1 of a staged tile = 0, so that a group
+ * of the sums running past the tile's last row adds 0 * 0, never a stale or unwritten
+ * value. */
+static void zero_tail(Ctx *c, Builder *b, Buf *tile, Op *n) {
+  int D = c->spec->head_dim;
+  Builder body;
+  Op *cnt = mul(b, sub(b, round_up(b, n, c->group), n), i32(b, D));
+  Op *t = ir_pfor(b, AXIS_BLOCK, cnt, "t", &body)->index;
+  Op *row = add(&body, n, ir_bin(&body, OP_DIV, t, i32(&body, D)));
+  Op *d = ir_bin(&body, OP_REM, t, i32(&body, D));
+  ir_store(&body, tile, add(&body, mul(&body, row, i32(&body, c->ld)), d), f32(&body, 0));
+}
+
+/* Warp code, step 3 of both kernels: for tile rows e in [lo, hi) (hi - lo a multiple of
+ * the group; slot entries 0 where there is nothing to add), for h < n:
+ *   acc[base[h] + d] += sum_e slot[sl + h kt + e] * tile[h][e ld + d],
+ * serially over e in order, lanes over d, a group of `group` rows per step: a group of
+ * zeros is skipped (the same branch in every lane) and the sum stays in a register for
+ * the group. The slot is read inside the lane loop, whose end synchronises the warp
+ * before the next row overwrites it. Lanes over d innermost is also what the host
+ * vectorises (an inner loop over e would not be). */
+static void add_rows(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n, Buf *const tile[],
+                     Op *const base[]) {
+  enum { MAXG = ATTN_BWD_SUM_GROUP };
+  int U = c->group, ld = c->ld;
+  Builder loop, lane, hit;
+  Op *g = ir_for(b, lo, hi, U, "g", &loop)->index;
+  Op *d = ir_pfor(&loop, AXIS_LANE, i32(&loop, c->spec->head_dim), "d", &lane)->index;
+  Op *x[2][MAXG], *any = NULL;
+  for (int h = 0; h < n; h++)
+    for (int q = 0; q < U; q++) {
+      Op *at = add(&lane, add(&lane, sl, i32(&lane, h * c->kt + q)), g);
+      x[h][q] = ir_load(&lane, c->slot, at);
+      Op *nz = ir_cmp(&lane, CMP_NE, x[h][q], f32(&lane, 0));
+      any = any ? ir_bin(&lane, OP_OR, any, nz) : nz;
+    }
+  ir_if(&lane, any, &hit, NULL);
+  Op *row0 = add(&hit, mul(&hit, g, i32(&hit, ld)), d);
+  for (int h = 0; h < n; h++) {
+    Op *at = add(&hit, base[h], d), *a = ir_load(&hit, c->acc, at);
+    for (int q = 0; q < U; q++)
+      a = ir_fma(&hit, x[h][q], ir_load(&hit, tile[h], add(&hit, row0, i32(&hit, q * ld))), a);
+    ir_store(&hit, c->acc, at, a);
+  }
+}
+
 /* ---- dq: a block of query rows, tiles of keys ---- */
 
 /* Delta_i (to delta and to the block's stat), dQ_i = 0; a padded row writes zeros. */
@@ -175,11 +230,15 @@ static void dq_tile_row(Ctx *c, Builder *b, Op *i, Op *r, Op *w, Op *t0, Op *m) 
   Op *tau = c->spec->select != SEL_NONE ? ir_load(b, c->buf[ATTN_BWD_TAU], at) : NULL;
   Op *rh = row_hash(c, b, i), *goff = row_offset(c, b, ATTN_BWD_O_SB, i);
 
-  /* 2. the slot's S -> dS (kept) or 0 */
-  Builder lane, yes, no;
-  Op *e = ir_pfor(b, AXIS_LANE, m, "j", &lane)->index;
-  Op *se = add(&lane, sl, e), *s = ir_load(&lane, c->slot, se);
-  ir_if(&lane, tau ? ir_cmp(&lane, CMP_GE, s, tau) : ir_const_bool(&lane, true), &yes, &no);
+  /* 2. the slot's S -> dS (kept) or 0, padded with zeros to a whole group */
+  Op *mp = round_up(b, m, c->group);
+  Builder lane, in, pad, yes, no;
+  Op *e = ir_pfor(b, AXIS_LANE, mp, "j", &lane)->index;
+  Op *se = add(&lane, sl, e);
+  ir_if(&lane, lt(&lane, e, m), &in, &pad);
+  ir_store(&pad, c->slot, se, f32(&pad, 0));
+  Op *s = ir_load(&in, c->slot, se);
+  ir_if(&in, tau ? ir_cmp(&in, CMP_GE, s, tau) : ir_const_bool(&in, true), &yes, &no);
   Op *pr = ir_un(&yes, OP_EXP, sub(&yes, s, lse));
   Op *z = dropout_keep_ir(&yes, rh, add(&yes, t0, e), c->thresh);
   Op *zs = ir_select(&yes, z, c->inv_keep, f32(&yes, 0));
@@ -188,16 +247,7 @@ static void dq_tile_row(Ctx *c, Builder *b, Op *i, Op *r, Op *w, Op *t0, Op *m) 
   ir_store(&no, c->slot, se, f32(&no, 0));
 
   /* 3. dQ_i += dS_ij K_j over the tile's keys */
-  Builder loop, hit;
-  Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
-  Op *ai = add(&lane, mul(&lane, r, i32(&lane, D)), d);
-  Op *a = ir_var(&lane, ir_load(&lane, c->acc, ai), "dq");
-  Op *j = ir_for(&lane, i32(&lane, 0), m, 1, "j", &loop)->index;
-  Op *x = ir_load(&loop, c->slot, add(&loop, sl, j));
-  ir_if(&loop, ir_cmp(&loop, CMP_NE, x, f32(&loop, 0)), &hit, NULL);
-  Op *kd = ir_load(&hit, c->ta, add(&hit, mul(&hit, j, i32(&hit, ld)), d));
-  ir_set(&hit, a, ir_fma(&hit, x, kd, ir_get(&hit, a)));
-  ir_store(&lane, c->acc, ai, ir_get(&lane, a));
+  add_rows(c, b, sl, i32(b, 0), mp, 1, (Buf *[]){c->ta}, (Op *[]){mul(b, r, i32(b, D))});
 }
 
 static void dq_body(Ctx *c, Builder *b) {
@@ -217,6 +267,7 @@ static void dq_body(Ctx *c, Builder *b) {
   Op *k0 = row_offset(c, &tile, ATTN_BWD_QKV_SB, t0), *sn = c->p[ATTN_BWD_QKV_SN];
   attn_stage_rows(&tile, c->ta, c->ld, c->buf[ATTN_BWD_K], k0, sn, nk, D);
   attn_stage_rows(&tile, c->tb, c->ld, c->buf[ATTN_BWD_V], k0, sn, nk, D);
+  zero_tail(c, &tile, c->ta, nk);
   ir_barrier(&tile);
   block_rows(c, &tile, c->len, &row, &w, &r, &i);
   Op *m = nk;
@@ -259,25 +310,28 @@ static void dkdv_stage_stats(Ctx *c, Builder *b, Op *t0, Op *n) {
   ir_store(&body, c->hash, e, row_hash(c, &body, i));
 }
 
-/* Key j (block key r, warp w) against the staged rows e0 .. e0 + m - 1 (m >= 1) of
- * the tile. */
-static void dkdv_tile_key(Ctx *c, Builder *b, Op *j, Op *r, Op *w, Op *e0, Op *m) {
+/* Key j (block key r, warp w) against the staged rows e0 .. n - 1 of the tile
+ * (e0 < n). The warp's slots are indexed by tile row. */
+static void dkdv_tile_key(Ctx *c, Builder *b, Op *j, Op *r, Op *w, Op *e0, Op *n) {
   int D = c->spec->head_dim, ld = c->ld, kt = c->kt;
   Op *sl = mul(b, w, i32(b, 2 * kt));
   Op *koff = row_offset(c, b, ATTN_BWD_QKV_SB, j);
-  AttnRow row = {c->slot, sl, m};
+  AttnRow row = {c->slot, add(b, sl, e0), sub(b, n, e0)};
   attn_row_scores(b, &row, c->buf[ATTN_BWD_K], c->ta, koff, mul(b, e0, i32(b, ld)), i32(b, ld),
                   D);
 
-  /* 2. the slot's S -> dS and P z/(1-p) (kept), or zeros */
-  Builder lane, yes, no;
-  Op *e = ir_pfor(b, AXIS_LANE, m, "ii", &lane)->index;
-  Op *se = add(&lane, sl, e), *pe = add(&lane, se, i32(&lane, kt));
-  Op *ii = add(&lane, e0, e), *s = ir_load(&lane, c->slot, se);
-  Op *kept = ir_const_bool(&lane, true);
+  /* 2. the slot's S -> dS and P z/(1-p) (kept), or zeros, over whole groups of rows */
+  Op *lo = mul(b, ir_bin(b, OP_DIV, e0, i32(b, c->group)), i32(b, c->group));
+  Op *hi = round_up(b, n, c->group);
+  Builder lane, in, pad, yes, no;
+  Op *e = ir_pfor(b, AXIS_LANE, sub(b, hi, lo), "ii", &lane)->index, *ii = add(&lane, lo, e);
+  Op *se = add(&lane, sl, ii), *pe = add(&lane, se, i32(&lane, kt));
+  ir_if(&lane, ir_bin(&lane, OP_AND, ir_cmp(&lane, CMP_GE, ii, e0), lt(&lane, ii, n)), &in, &pad);
+  Op *s = ir_load(&in, c->slot, se);
+  Op *kept = ir_const_bool(&in, true);
   if (c->spec->select != SEL_NONE)
-    kept = ir_cmp(&lane, CMP_GE, s, ir_load(&lane, c->stat, add(&lane, ii, i32(&lane, kt))));
-  ir_if(&lane, kept, &yes, &no);
+    kept = ir_cmp(&in, CMP_GE, s, ir_load(&in, c->stat, add(&in, ii, i32(&in, kt))));
+  ir_if(&in, kept, &yes, &no);
   Op *pr = ir_un(&yes, OP_EXP, sub(&yes, s, ir_load(&yes, c->stat, ii)));
   Op *z = dropout_keep_ir(&yes, ir_load(&yes, c->hash, ii), j, c->thresh);
   Op *zs = ir_select(&yes, z, c->inv_keep, f32(&yes, 0));
@@ -285,26 +339,16 @@ static void dkdv_tile_key(Ctx *c, Builder *b, Op *j, Op *r, Op *w, Op *e0, Op *m
   Op *delta = ir_load(&yes, c->stat, add(&yes, ii, i32(&yes, 2 * kt)));
   ir_store(&yes, c->slot, se, mul(&yes, pr, sub(&yes, mul(&yes, dp, zs), delta)));
   ir_store(&yes, c->slot, pe, mul(&yes, pr, zs));
-  ir_store(&no, c->slot, se, f32(&no, 0));
-  ir_store(&no, c->slot, pe, f32(&no, 0));
+  Builder *zero[2] = {&no, &pad};
+  for (int k = 0; k < 2; k++) {
+    ir_store(zero[k], c->slot, se, f32(zero[k], 0));
+    ir_store(zero[k], c->slot, pe, f32(zero[k], 0));
+  }
 
   /* 3. dK_j += dS_ij Q_i, dV_j += P z/(1-p) dO_i over the tile's rows */
-  Builder loop, hit;
-  Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
-  Op *ak = add(&lane, mul(&lane, r, i32(&lane, 2 * D)), d), *av = add(&lane, ak, i32(&lane, D));
-  Op *sk = ir_var(&lane, ir_load(&lane, c->acc, ak), "dk");
-  Op *sv = ir_var(&lane, ir_load(&lane, c->acc, av), "dv");
-  Op *x = ir_for(&lane, i32(&lane, 0), m, 1, "ii", &loop)->index;
-  Op *ds = ir_load(&loop, c->slot, add(&loop, sl, x));
-  Op *pt = ir_load(&loop, c->slot, add(&loop, add(&loop, sl, x), i32(&loop, kt)));
-  Op *any = ir_bin(&loop, OP_OR, ir_cmp(&loop, CMP_NE, ds, f32(&loop, 0)),
-                   ir_cmp(&loop, CMP_NE, pt, f32(&loop, 0)));
-  ir_if(&loop, any, &hit, NULL);
-  Op *t = add(&hit, mul(&hit, add(&hit, e0, x), i32(&hit, ld)), d);
-  ir_set(&hit, sk, ir_fma(&hit, ds, ir_load(&hit, c->ta, t), ir_get(&hit, sk)));
-  ir_set(&hit, sv, ir_fma(&hit, pt, ir_load(&hit, c->tb, t), ir_get(&hit, sv)));
-  ir_store(&lane, c->acc, ak, ir_get(&lane, sk));
-  ir_store(&lane, c->acc, av, ir_get(&lane, sv));
+  Op *base = mul(b, r, i32(b, 2 * D));
+  add_rows(c, b, sl, lo, hi, 2, (Buf *[]){c->ta, c->tb},
+           (Op *[]){base, add(b, base, i32(b, D))});
 }
 
 static void dkdv_body(Ctx *c, Builder *b) {
@@ -323,6 +367,8 @@ static void dkdv_body(Ctx *c, Builder *b) {
                   row_offset(c, &tile, ATTN_BWD_QKV_SB, t0), c->p[ATTN_BWD_QKV_SN], nq, D);
   attn_stage_rows(&tile, c->tb, c->ld, c->buf[ATTN_BWD_DOUT],
                   row_offset(c, &tile, ATTN_BWD_O_SB, t0), c->p[ATTN_BWD_O_SN], nq, D);
+  zero_tail(c, &tile, c->ta, nq);
+  zero_tail(c, &tile, c->tb, nq);
   dkdv_stage_stats(c, &tile, t0, nq);
   ir_barrier(&tile);
   block_rows(c, &tile, c->len, &key, &w, &r, &j);
@@ -333,7 +379,7 @@ static void dkdv_body(Ctx *c, Builder *b) {
     ir_if(&key, lt(&key, e0, nq), &some, NULL);
     key = some;
   }
-  dkdv_tile_key(c, &key, j, r, w, e0, sub(&key, nq, e0));
+  dkdv_tile_key(c, &key, j, r, w, e0, nq);
 
   block_rows(c, b, c->len, &in, &w, &r, &j);
   Op *goff = row_offset(c, &in, ATTN_BWD_DQKV_SB, j), *base = mul(&in, r, i32(&in, 2 * D));
@@ -395,7 +441,8 @@ static Kernel *build(const Spec *s, const TileConfig *t, bool dq) {
   Kernel *k = ir_kernel_new(name, t->warps);
   Builder b = ir_builder(k);
   int D = s->head_dim, kt = attention_bwd_stage_rows(s, t, dq);
-  Ctx c = {.k = k, .spec = s, .rows = t->rows, .warps = t->warps, .kt = kt, .ld = D + 1};
+  Ctx c = {.k = k, .spec = s, .rows = t->rows, .warps = t->warps, .kt = kt, .ld = D + 1,
+           .group = kt < ATTN_BWD_SUM_GROUP ? kt : ATTN_BWD_SUM_GROUP};
   bwd_declare_params(k, dq ? ATTN_BWD_DQ_PART : ATTN_BWD_DKDV_PART, c.buf, c.p);
   c.ta = ir_shared(k, dq ? "k_tile" : "q_tile", TY_F32, (int64_t)kt * c.ld);
   c.tb = ir_shared(k, dq ? "v_tile" : "do_tile", TY_F32, (int64_t)kt * c.ld);
