@@ -22,8 +22,9 @@
  *   2. lanes over the tile's keys: for kept j, P = exp(S - lse_i), z from the dropout
  *      hash, dP = z/(1-p) dO_i . V_j (each lane a serial dot over d against the staged
  *      V row), and the slot entry becomes dS = P (dP - Delta_i); 0 if not kept;
- *   3. lanes over d: dQ_i += dS_ij K_j, serially over the tile's keys (zeros skipped,
- *      a warp-uniform branch), K from shared;
+ *   3. dQ_i += dS_ij K_j serially over the tile's keys, K from shared, in groups of 4
+ *      keys: lanes over d innermost (as the host vectorises), a group of zeros
+ *      skipped, the group's sum in a register (add_rows);
  *   4. after the last tile: dq_i = dQ_i / sqrt(d).
  * dkdv kernel, block = `rows` keys j, a warp per key at a time:
  *   0. per key j < L: dK_j = dV_j = 0 in shared; padded keys write zeros (dk, dv);
@@ -36,8 +37,8 @@
  *   2. lanes over the rows: for kept i, P, z, dP = z/(1-p) dO_i . V_j (V_j read from
  *      global memory, one address per load: a broadcast), and the warp's two slots
  *      hold dS = P (dP - Delta_i) and P z/(1-p); zeros if not kept;
- *   3. lanes over d: dK_j += dS_ij Q_i, dV_j += P z/(1-p) dO_i, serially over the
- *      tile's rows from shared;
+ *   3. dK_j += dS_ij Q_i, dV_j += P z/(1-p) dO_i serially over the tile's rows from
+ *      shared, in groups of 4 rows as in the dq kernel;
  *   4. after the last tile: dk_j = dK_j / sqrt(d), dv_j = dV_j.
  * The block-level loops are uniform (lengths, block ids), so every barrier is reached
  * by the whole block; a warp owns the same rows in every pfor.warp, so its sums need
