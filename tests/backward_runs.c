@@ -162,11 +162,10 @@ static float as_kernel_score(double s, int D) {
   return (float)dot * (float)(1.0 / sqrt((double)D));
 }
 
-void e2e_suite(const Spec *s) {
+void e2e_suite(const Spec *s, TileConfig t) {
   char err[1024];
   Module m = {0};
   Jit *jit = NULL;
-  TileConfig t = tile_resolve(s, TUNE_CPU);
   m.kernels[m.n++] = attention_fwd_build(s, &t);
   Kernel *fk = m.kernels[0];
   int rc = attention_bwd_build(s, &t, &m, err, sizeof err);

@@ -169,6 +169,8 @@ int main(void) {
   Spec hq = make_spec(32, 128, SEL_HEAD_QUANTILE, true, 1);
   host_suite(&topk, (TileConfig){16, 1, SCHED_WARP});
   host_suite(&hq, (TileConfig){8, 4, SCHED_WARP});
+  Spec longest = make_spec(64, 8192, SEL_ROW_TOPK, false, 1);   /* auto: the warp schedule */
+  host_suite(&longest, tile_resolve(&longest, TUNE_CPU));
   printf("b) host JIT vs reference: worst norm-wise rel err %.3g, worst err vs term magnitude "
          "%.3g (%.1f s)\n", worst_rel, worst_term, (double)(clock() - t0) / CLOCKS_PER_SEC);
   worst_rel = worst_term = 0;
@@ -194,7 +196,12 @@ int main(void) {
   t0 = clock();
   worst_rel = worst_term = 0;
   for (int si = 0; si < 4; si++)
-    e2e_suite((Spec[]){make_spec(32, 64, sels[si], si % 2, 1)});
+    e2e_suite((Spec[]){make_spec(32, 64, sels[si], si % 2, 1)},
+              tile_resolve((Spec[]){make_spec(32, 64, sels[si], si % 2, 1)}, TUNE_CPU));
+  /* the warp schedule's forward into its staged backward kernels, on the host */
+  for (int si = 0; si < 4; si++)
+    e2e_suite((Spec[]){make_spec(32, 64, sels[si], si % 2 == 0, 1)},
+              (TileConfig){8, 4, SCHED_WARP});
   printf("e) forward kernel -> backward kernels: worst norm-wise rel err %.3g, vs terms %.3g "
          "(%.1f s)\n", worst_rel, worst_term, (double)(clock() - t0) / CLOCKS_PER_SEC);
   t0 = clock();
