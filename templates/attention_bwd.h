@@ -15,8 +15,10 @@
  *
  * The warp schedule (the GPU's) is two kernels, launched in this order on the same
  * arguments:
- *   NAME_attn_bwd_dq    a warp per query row i: writes delta [B, H, N] and dq;
- *   NAME_attn_bwd_dkdv  a warp per key j: reads delta, writes dk and dv.
+ *   NAME_attn_bwd_dq    a block of query rows, tiles of keys staged in shared memory,
+ *                       a warp per row: writes delta [B, H, N] and dq;
+ *   NAME_attn_bwd_dkdv  a block of keys, tiles of query rows staged, a warp per key:
+ *                       reads delta, writes dk and dv.
  * The tile schedule (the CPU's) is one kernel, a block per (b, h):
  *   NAME_attn_bwd       writes delta, dq, dk and dv (attention_bwd_tile.c).
  * A caller launches NAME_attn_bwd where the module has it, else the two in order. All take the same parameter list
@@ -52,8 +54,18 @@ enum {
   ATTN_BWD_NPARAMS
 };
 
-/* Shared memory bytes of the larger of the two kernels with this tile:
- * 4 * warps * (max_seq + 3 * head_dim). */
+/* The warp schedule stages tiles of rows in shared memory (K and V tiles of keys in
+ * the dq kernel, Q and dO tiles of query rows in the dkdv kernel): ATTN_BWD_STAGE_ROWS
+ * rows (a key per lane), halved until the kernel's shared arrays fit 48 KiB with the
+ * tile's rows and warps; 1 if nothing fits (the tile is then refused). */
+enum { ATTN_BWD_STAGE_ROWS = 32 };
+int attention_bwd_stage_rows(const Spec *s, const TileConfig *t, bool dq);
+
+/* Shared memory bytes of the larger of the two kernels with this tile, at their
+ * staged tile rows KT (attention_bwd_stage_rows), ld = head_dim + 1:
+ *   dq:   4 * (2 KT ld + rows D + warps KT + rows)
+ *   dkdv: 4 * (2 KT ld + 2 rows D + 2 warps KT + 4 KT)
+ * Independent of max_seq. */
 int64_t attention_bwd_shared_bytes(const Spec *s, const TileConfig *t);
 
 /* NAME_attn_bwd_dq and NAME_attn_bwd_dkdv (unverified, unmapped). */
@@ -63,7 +75,8 @@ Kernel *attention_bwd_dkdv_build(const Spec *s, const TileConfig *t);
 /* Appends the backward kernels to m in launch order: NAME_attn_bwd for the tile
  * schedule, else NAME_attn_bwd_dq then NAME_attn_bwd_dkdv. Returns 0, or -1 with err
  * when the tile is illegal (rows a multiple of warps, 1..16 warps, shared memory within
- * 48 KiB; tile_check for the tile schedule) or m has no room for two more kernels. */
+ * 48 KiB even with staged tiles of one row: rows * head_dim sums are the floor;
+ * tile_check for the tile schedule) or m has no room for two more kernels. */
 int attention_bwd_build(const Spec *s, const TileConfig *t, Module *m, char *err, size_t cap);
 
 #endif

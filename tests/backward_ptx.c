@@ -1,6 +1,7 @@
 /* backward_ptx.c: test_backward's suite d): PTX of both backward kernels through
- * ptxas -v for sm_90 and sm_80: assembles, no spills (on spills it also reports
- * whether the PTX without .maxntid is spill-free). Apart because it runs no kernel
+ * ptxas -v for sm_90 and sm_80, at the default tile and at rows 16 and 64 with one
+ * warp: assembles, no spills (on spills it also reports whether the PTX without
+ * .maxntid is spill-free); prints the registers and shared bytes. Apart because it runs no kernel
  * and needs only ptxas (skipped without it). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,10 +63,20 @@ static char *strip_maxntid(const char *ptx) {
   return out;
 }
 
-static void ptxas_check(const char *ptxas, const Spec *s, Target tg) {
+/* "Used N registers" of each function in ptxas -v output, as "N, M" into out. */
+static void registers(const char *text, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = 0;
+  for (const char *p = text; (p = strstr(p, "Used ")) && n + 16 < cap; p++) {
+    int r;
+    if (sscanf(p, "Used %d registers", &r) == 1)
+      n += (size_t)snprintf(out + n, cap - n, "%s%d", n ? ", " : "", r);
+  }
+}
+
+static void ptxas_check(const char *ptxas, const Spec *s, Target tg, TileConfig t) {
   char err[1 << 14];
   Module m = {0};
-  TileConfig t = tile_resolve(s, TUNE_GPU);
   if (compile(&m, s, &t, MAP_GPU, err, sizeof err)) {
     CHECK(0, "compile for %s: %s", target_name(tg), err);
     ir_module_free(&m);
@@ -90,10 +101,15 @@ static void ptxas_check(const char *ptxas, const Spec *s, Target tg) {
       free(bare);
     }
     CHECK(rc == 0 && fns == 2 && clean == 2,
-          "ptxas -arch=%s (select=%s causal=%d): rc %d, %d functions, %d spill-free%s:\n%s", arch,
-          select_name(s->select), s->causal, rc, fns, clean, hint, err);
-    printf("ptxas -arch=%s, select=%s causal=%d, tile %dx%d: %d kernels, %d without spills%s\n",
-           arch, select_name(s->select), s->causal, t.rows, t.warps, fns, clean, hint);
+          "ptxas -arch=%s (select=%s causal=%d, tile %dx%d): rc %d, %d functions, %d "
+          "spill-free%s:\n%s", arch, select_name(s->select), s->causal, t.rows, t.warps, rc, fns,
+          clean, hint, err);
+    char regs[64];
+    registers(err, regs, sizeof regs);
+    printf("ptxas -arch=%s, select=%s causal=%d d=%d, tile %dx%d: %d kernels, %d without spills%s; "
+           "registers %s; shared %lld bytes\n", arch, select_name(s->select), s->causal,
+           s->head_dim, t.rows, t.warps, fns, clean, hint, regs,
+           (long long)attention_bwd_shared_bytes(s, &t));
   }
   free(ptx);
   ir_module_free(&m);
@@ -107,8 +123,14 @@ void ptx_suite(void) {
   Spec b = make_spec(64, 512, SEL_NONE, true, 1);
   Spec c = make_spec(128, 256, SEL_HEAD_QUANTILE, false, 1);
   const Spec *specs[] = {&a, &b, &c};
-  for (int i = 0; i < 3; i++) {
-    ptxas_check(ptxas, specs[i], TARGET_SM90);
-    ptxas_check(ptxas, specs[i], TARGET_SM80);
-  }
+  /* the default tile, and the forward's best tiles of the last H100 run (16x1 at
+   * n = 128, 64x1 at n = 512: the dkdv kernel stages 16 rows there) */
+  static const TileConfig tiles[] = {{8, 4, SCHED_WARP}, {16, 1, SCHED_WARP},
+                                     {64, 1, SCHED_WARP}};
+  for (int i = 0; i < 3; i++)
+    for (int ti = 0; ti < (i == 0 ? 3 : 1); ti++) {
+      TileConfig t = ti ? tiles[ti] : tile_resolve(specs[i], TUNE_GPU);
+      ptxas_check(ptxas, specs[i], TARGET_SM90, t);
+      ptxas_check(ptxas, specs[i], TARGET_SM80, t);
+    }
 }

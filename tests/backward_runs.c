@@ -37,10 +37,9 @@ static bool lookup_bwd(Jit *jit, Module *m, int first, CpuKernelFn fn[2]) {
   return ok;
 }
 
-static int host_compile(Host *hk, const Spec *s) {
+static int host_compile(Host *hk, const Spec *s, TileConfig t) {
   char err[1024];
   memset(hk, 0, sizeof *hk);
-  TileConfig t = tile_resolve(s, TUNE_CPU);
   if (compile(&hk->m, s, &t, MAP_CPU, err, sizeof err) ||
       !(hk->jit = jit_compile(&hk->m, err, sizeof err))) {
     CHECK(0, "compile: %s", err);
@@ -61,9 +60,9 @@ static void host_check(Host *hk, Case *c, const char *what) {
   report(c, what, e);
 }
 
-void host_suite(const Spec *s) {
+void host_suite(const Spec *s, TileConfig t) {
   Host hk;
-  if (host_compile(&hk, s))
+  if (host_compile(&hk, s, t))
     return;
   static const double sparsities[] = {0.0, 0.5, 0.8, 0.999};
   const int ns[] = {1, 7, 33, 128};
@@ -118,14 +117,16 @@ void interp_suite(const Spec *s, TileConfig t) {
     ir_module_free(&m);
     return;
   }
-  static const int ns[] = {1, 5, 19};
-  for (int ni = 0; ni < 3; ni++) {
+  static const int ns[] = {1, 5, 19, 40};
+  for (int ni = 0; ni < 4; ni++) {
     Case c;
-    case_init(&c, s, 2, 2, ns[ni], ni % 2 == 0, ni % 2 == 1);
-    c.sparsity = s->select == SEL_NONE ? 0.0 : (double[]){0.0, 0.6, 0.95}[ni];
+    case_init(&c, s, 2, 2, ns[ni] < s->max_seq ? ns[ni] : s->max_seq, ni % 2 == 0, ni % 2 == 1);
+    c.sparsity = s->select == SEL_NONE ? 0.0 : (double[]){0.0, 0.6, 0.95, 0.5}[ni];
     c.dp = (AttnDropout){ni == 1 ? 0.0f : 0.2f, (uint32_t)(uniform() * 4e9), 5, 0};
     case_fill(&c);
     random_lengths(&c);
+    if (ni == 3)   /* one full example: two staged tiles, the second partial */
+      c.lengths[0] = c.l.N;
     case_reference(&c);
     case_poison(&c);
     BwdArgs a;
@@ -161,11 +162,10 @@ static float as_kernel_score(double s, int D) {
   return (float)dot * (float)(1.0 / sqrt((double)D));
 }
 
-void e2e_suite(const Spec *s) {
+void e2e_suite(const Spec *s, TileConfig t) {
   char err[1024];
   Module m = {0};
   Jit *jit = NULL;
-  TileConfig t = tile_resolve(s, TUNE_CPU);
   m.kernels[m.n++] = attention_fwd_build(s, &t);
   Kernel *fk = m.kernels[0];
   int rc = attention_bwd_build(s, &t, &m, err, sizeof err);

@@ -83,9 +83,9 @@ void report(const Case *c, const char *what, Err e[4]);
 void fd_suite(void);
 
 /* backward_runs.c */
-void host_suite(const Spec *s);
+void host_suite(const Spec *s, TileConfig t);   /* t: tile_resolve(s, TUNE_CPU) or any */
 void interp_suite(const Spec *s, TileConfig t);
-void e2e_suite(const Spec *s);
+void e2e_suite(const Spec *s, TileConfig t);
 
 /* backward_ptx.c */
 void ptx_suite(void);

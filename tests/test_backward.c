@@ -89,9 +89,24 @@ static void tile_suite(void) {
   char err[256];
   Module m = {0};
   Spec s = make_spec(64, 8192, SEL_ROW_TOPK, false, 1);
-  CHECK(attention_bwd_build(&s, &(TileConfig){8, 4, SCHED_WARP}, &m, err, sizeof err) == -1 &&
-            strstr(err, "shared memory") && m.n == 0,
+  /* the warp schedule's staged layout does not grow with max_seq; rows * head_dim
+   * sums do: dK and dV of 64 keys of 128 floats are 64 KiB */
+  Spec wide_long = make_spec(128, 8192, SEL_ROW_TOPK, false, 1);
+  CHECK(attention_bwd_build(&wide_long, &(TileConfig){64, 1, SCHED_WARP}, &m, err, sizeof err) ==
+            -1 && strstr(err, "shared memory") && m.n == 0,
         "an oversized tile is refused (got \"%s\")", err);
+  CHECK(attention_bwd_build(&wide_long, &(TileConfig){8, 4, SCHED_WARP}, &m, err, sizeof err) ==
+            0 && m.n == 2 && attention_bwd_shared_bytes(&wide_long, &(TileConfig){8, 4, SCHED_WARP}) <= 49152,
+        "max_seq 8192, head_dim 128: the default tile builds (got \"%s\")", err);
+  ir_module_free(&m);
+  m = (Module){0};
+  /* staged rows: a key per lane, halved where the block's sums need the room */
+  CHECK(attention_bwd_stage_rows(&s, &(TileConfig){8, 4, SCHED_WARP}, true) == 32 &&
+            attention_bwd_stage_rows(&s, &(TileConfig){8, 4, SCHED_WARP}, false) == 32 &&
+            attention_bwd_stage_rows(&s, &(TileConfig){64, 1, SCHED_WARP}, true) == 32 &&
+            attention_bwd_stage_rows(&s, &(TileConfig){64, 1, SCHED_WARP}, false) == 16 &&
+            attention_bwd_shared_bytes(&s, &(TileConfig){64, 1, SCHED_WARP}) <= 49152,
+        "staged rows of the default tile and of rows 64 (d = 64)");
   CHECK(attention_bwd_build(&s, &(TileConfig){6, 4, SCHED_WARP}, &m, err, sizeof err) == -1 &&
             strstr(err, "multiple of warps"), "rows not a multiple of warps is refused");
   /* the CPU tile schedule: groups of TILE_RT rows, one warp, no shared-memory limit */
@@ -140,29 +155,53 @@ int main(void) {
   static const SelectKind sels[] = {SEL_NONE, SEL_ROW_TOPK, SEL_HEAD_QUANTILE,
                                     SEL_LAYER_QUANTILE};
   for (int si = 0; si < 4; si++) {
-    host_suite((Spec[]){make_spec(64, 512, sels[si], false, 1)});
-    host_suite((Spec[]){make_spec(32, 128, sels[si], true, si == 1 ? 3 : 1)});
+    Spec a = make_spec(64, 512, sels[si], false, 1);
+    Spec b = make_spec(32, 128, sels[si], true, si == 1 ? 3 : 1);
+    host_suite(&a, tile_resolve(&a, TUNE_CPU));
+    host_suite(&b, tile_resolve(&b, TUNE_CPU));
   }
-  host_suite((Spec[]){make_spec(8, 40, SEL_ROW_TOPK, true, 2)});
-  host_suite((Spec[]){make_spec(96, 512, SEL_NONE, false, 1)});   /* dense, K read in place */
+  Spec small = make_spec(8, 40, SEL_ROW_TOPK, true, 2);
+  Spec wide = make_spec(96, 512, SEL_NONE, false, 1);   /* dense, K read in place */
+  host_suite(&small, tile_resolve(&small, TUNE_CPU));
+  host_suite(&wide, tile_resolve(&wide, TUNE_CPU));
+  /* the warp schedule on the host (tile = auto past the frame limit, bench --warp) */
+  Spec topk = make_spec(64, 512, SEL_ROW_TOPK, false, 1);
+  Spec hq = make_spec(32, 128, SEL_HEAD_QUANTILE, true, 1);
+  host_suite(&topk, (TileConfig){16, 1, SCHED_WARP});
+  host_suite(&hq, (TileConfig){8, 4, SCHED_WARP});
+  Spec longest = make_spec(64, 8192, SEL_ROW_TOPK, false, 1);   /* auto: the warp schedule */
+  host_suite(&longest, tile_resolve(&longest, TUNE_CPU));
   printf("b) host JIT vs reference: worst norm-wise rel err %.3g, worst err vs term magnitude "
          "%.3g (%.1f s)\n", worst_rel, worst_term, (double)(clock() - t0) / CLOCKS_PER_SEC);
   worst_rel = worst_term = 0;
   t0 = clock();
-  /* the warp schedule's tiles, then the CPU tile schedule (one group; two groups) */
+  /* the warp schedule's tiles (staged tiles of 32 rows: n = 40 takes two, and rows 5,
+   * 6 and 16 do not divide them), then the CPU tile schedule (one group; two groups) */
   static const TileConfig tiles[] = {{1, 1, SCHED_WARP}, {4, 2, SCHED_WARP}, {6, 3, SCHED_WARP},
+                                     {8, 4, SCHED_WARP}, {5, 5, SCHED_WARP}, {16, 1, SCHED_WARP},
                                      {4, 1, SCHED_TILE}, {8, 1, SCHED_TILE}};
-  for (int ti = 0; ti < 5; ti++)
+  enum { NTILES = sizeof tiles / sizeof tiles[0] };
+  for (int ti = 0; ti < NTILES; ti++)
     for (int si = 0; si < 4; si++)
       interp_suite((Spec[]){make_spec(si % 2 ? 16 : 8, 40, sels[si], (si + ti) % 2, 1)},
                    tiles[ti]);
-  printf("c) interpreter, GPU mapping (5 tiles x 4 modes x 3 shapes): worst norm-wise rel err "
-         "%.3g, vs terms %.3g (%.1f s)\n", worst_rel, worst_term,
+  /* d = 64, 64 rows a block: the dkdv kernel stages 16 query rows at a time */
+  interp_suite((Spec[]){make_spec(64, 40, SEL_ROW_TOPK, false, 1)},
+               (TileConfig){64, 1, SCHED_WARP});
+  interp_suite((Spec[]){make_spec(64, 40, SEL_HEAD_QUANTILE, true, 1)},
+               (TileConfig){64, 2, SCHED_WARP});
+  printf("c) interpreter, GPU mapping (%d tiles x 4 modes x 4 shapes, + 2): worst norm-wise rel "
+         "err %.3g, vs terms %.3g (%.1f s)\n", NTILES, worst_rel, worst_term,
          (double)(clock() - t0) / CLOCKS_PER_SEC);
   t0 = clock();
   worst_rel = worst_term = 0;
   for (int si = 0; si < 4; si++)
-    e2e_suite((Spec[]){make_spec(32, 64, sels[si], si % 2, 1)});
+    e2e_suite((Spec[]){make_spec(32, 64, sels[si], si % 2, 1)},
+              tile_resolve((Spec[]){make_spec(32, 64, sels[si], si % 2, 1)}, TUNE_CPU));
+  /* the warp schedule's forward into its staged backward kernels, on the host */
+  for (int si = 0; si < 4; si++)
+    e2e_suite((Spec[]){make_spec(32, 64, sels[si], si % 2 == 0, 1)},
+              (TileConfig){8, 4, SCHED_WARP});
   printf("e) forward kernel -> backward kernels: worst norm-wise rel err %.3g, vs terms %.3g "
          "(%.1f s)\n", worst_rel, worst_term, (double)(clock() - t0) / CLOCKS_PER_SEC);
   t0 = clock();
