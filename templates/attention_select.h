@@ -108,6 +108,13 @@ int attention_select_cand_cap(int max_len);
 /* Elements of the cand buffer for B x H heads (cap: cand_cap). */
 int64_t attention_select_cand_len(int B, int H, int cap);
 
+/* The warp schedule's (SCHED_WARP) hist kernel: shared memory in bytes (the 8 KiB of
+ * bins, a staged tile of K, the warps' score slots, the block's Q rows where they
+ * fit; attention_select_warp.c), and 0 if the tile fits the 48 KiB of static shared
+ * memory, else -1 with err (the tile schedule: always 0, tile_check decides). */
+int64_t attention_select_hist_shared_bytes(const Spec *s, const TileConfig *t);
+int attention_select_check(const Spec *s, const TileConfig *t, char *err, size_t cap);
+
 /* Builds one kernel (NULL if the spec's select mode needs none). */
 Kernel *attention_select_build_kernel(const Spec *s, const TileConfig *t, SelectKernel which);
 

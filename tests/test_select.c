@@ -49,14 +49,6 @@ static const char *describe(const Spec *s, char *buf, size_t cap) {
   return buf;
 }
 
-/* The f32 score the kernels compute for a reference score of quantized inputs. */
-static float kernel_score(double s, int D) {
-  if (isinf(s))
-    return (float)s;
-  double dot = round(s * sqrt((double)D) * 16) / 16;   /* exact: a multiple of 1/16 */
-  return (float)dot * (float)(1.0 / sqrt((double)D));
-}
-
 static uint32_t bits(float f) {
   uint32_t u;
   memcpy(&u, &f, 4);
@@ -71,7 +63,7 @@ static void check_taus(AttnCase *c, SelArgs *a, double s, bool hist_used, const 
   int G = attention_group_tau_ref(&c->spec, &c->l, c->q, c->k, c->lengths, s, ref);
   int bad = 0, first = -1;
   for (int g = 0; g < G; g++)
-    if (bits(a->tau[g]) != bits(kernel_score(ref[g], c->spec.head_dim)) && bad++ == 0)
+    if (bits(a->tau[g]) != bits(sel_kernel_score(ref[g], c->spec.head_dim)) && bad++ == 0)
       first = g;
   int64_t dirty = 0;
   for (int64_t i = 0; hist_used && i < (int64_t)G * SELECT_BINS; i++)
@@ -81,7 +73,7 @@ static void check_taus(AttnCase *c, SelArgs *a, double s, bool hist_used, const 
         "%s: %s B=%d H=%d N=%d s=%g: %d of %d taus wrong (g=%d: %.9g, want %.9g), %lld "
         "histogram bins left nonzero", what, describe(&c->spec, d, sizeof d), c->l.B, c->l.H,
         c->l.N, s, bad, G, first, first >= 0 ? a->tau[first] : 0.0,
-        first >= 0 ? kernel_score(ref[first], c->spec.head_dim) : 0.0, (long long)dirty);
+        first >= 0 ? sel_kernel_score(ref[first], c->spec.head_dim) : 0.0, (long long)dirty);
   free(ref);
 }
 
@@ -452,6 +444,7 @@ int main(void) {
   sel_test_plan();
   test_host();
   test_interp();
+  sel_test_warp(&rng);
   test_ptx();
   LLVMShutdown();
   return check_summary();

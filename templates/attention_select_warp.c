@@ -1,0 +1,125 @@
+/* The select hist kernel's warp schedule (SCHED_WARP, the GPU's), block-staged: the
+ * block's query rows score against tiles of K staged in shared memory once per
+ * block, a warp per row, lanes over the tile's keys.
+ *
+ * Why: on the H100 (docs/gpu.md) each lane read its own K row from global memory
+ * (32 rows per load instruction, uncoalesced), and every warp of every block re-read
+ * the head's whole K: head_quantile's select + forward took 3.7 ms at n = 128 against
+ * row_topk's 1.2 ms forward, three hist launches each rescoring the head that way.
+ * Here the block copies a tile of `kt` keys (attn_stage_rows: coalesced, rows
+ * D + 1 apart so lanes reading one d of 32 keys hit 32 banks) and all its rows use
+ * it; the block's Q rows are staged once too where they fit, so per block K is read
+ * once per tile and Q once. The S bits are the forward's: attn_row_scores on the
+ * staged tile (the same serial dot over d, times f32(1/sqrt(D))), so tau_group is
+ * one of the forward's scores. The histogram logic is the shared one
+ * (attention_select_impl.h): each score goes from the warp's slot to its bin.
+ *
+ * Per block, for j0 = 0, kt, ... below the last key its rows see (L, or the last
+ * row + 1 when causal):
+ *   stage K[j0, j0 + nk) -> ktile; barrier;
+ *   per row (a warp each, `rows` / `warps` in turn): its keys of the tile into the
+ *   warp's slot by attn_row_scores, then each binned (select_bin_score);
+ *   barrier (the tile's readers are done before the next tile overwrites it).
+ * A launch is one pass: the rounds' prefixes come from the picks between launches,
+ * so scores cannot be kept from one round to the next (a head's n x n scores are
+ * 64 KiB at n = 128, past the 48 KiB of static shared memory). */
+#include "attention_select_impl.h"
+
+#include <stdio.h>
+
+#define i32 attn_i32
+#define add attn_add
+#define mul attn_mul
+
+enum { SELECT_SHARED_LIMIT = 48 * 1024 };   /* static shared memory per block, sm_80/sm_90 */
+
+static int64_t layout_bytes(const Spec *s, const TileConfig *t, int kt, bool stage_q) {
+  int64_t ld = s->head_dim + 1;
+  return 4 * (SELECT_BINS + kt * ld + (int64_t)t->warps * kt + (stage_q ? t->rows * ld : 0));
+}
+
+/* The first that fits: a 64-key tile with Q staged, then 32 (a key per lane), then
+ * both without Q (q read from global memory, a broadcast per d), then smaller tiles.
+ * With head_dim <= 256 and warps <= 16 a 32-key tile always fits without Q. */
+SelectWarpLayout select_warp_layout(const Spec *s, const TileConfig *t) {
+  static const struct { int kt; bool q; } tries[] = {
+    {64, true}, {32, true}, {64, false}, {32, false}, {16, false}, {8, false}};
+  for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+    int64_t bytes = layout_bytes(s, t, tries[i].kt, tries[i].q);
+    if (bytes <= SELECT_SHARED_LIMIT)
+      return (SelectWarpLayout){tries[i].kt, tries[i].q, bytes};
+  }
+  return (SelectWarpLayout){0, false, layout_bytes(s, t, 8, false)};
+}
+
+int64_t attention_select_hist_shared_bytes(const Spec *s, const TileConfig *t) {
+  return select_warp_layout(s, t).bytes;
+}
+
+int attention_select_check(const Spec *s, const TileConfig *t, char *err, size_t cap) {
+  if (t->sched == SCHED_TILE)
+    return 0;   /* the tile schedule's arrays live in the host's frame (tile_check) */
+  SelectWarpLayout lay = select_warp_layout(s, t);
+  if (lay.kt > 0)
+    return 0;
+  snprintf(err, cap, "select hist: tile rows = %d, warps = %d with head_dim = %d needs %lld "
+           "bytes of shared memory even with 8-key tiles (limit %d)", t->rows, t->warps,
+           s->head_dim, (long long)lay.bytes, SELECT_SHARED_LIMIT);
+  return -1;
+}
+
+/* One row's keys of the staged tile, in warp-level code: S into the warp's slot
+ * (lanes over the tile's keys), then each score binned by the lane that wrote it. */
+static void score_row(SelCtx *c, Builder *b, const HistBlock *h, Buf *q, Op *qoff, Buf *ktile,
+                      Buf *slots, Op *slot0, Op *mt) {
+  int D = c->spec->head_dim;
+  AttnRow row = {slots, slot0, mt};
+  attn_row_scores(b, &row, q, ktile, qoff, i32(b, 0), i32(b, D + 1), D);
+  Builder lane;
+  Op *j = ir_pfor(b, AXIS_LANE, mt, "j", &lane)->index;
+  select_bin_score(&lane, h, ir_load(&lane, slots, add(&lane, slot0, j)));
+}
+
+void select_hist_warp_rows(SelCtx *c, Builder *b, const TileConfig *t, const HistBlock *h) {
+  SelectWarpLayout lay = select_warp_layout(c->spec, t);
+  Op **p = c->p;
+  int D = c->spec->head_dim, ld = D + 1;
+  Buf *ktile = ir_shared(c->k, "ktile", TY_F32, (int64_t)lay.kt * ld);
+  Buf *slots = ir_shared(c->k, "slots", TY_F32, (int64_t)t->warps * lay.kt);
+  Buf *qtile = lay.stage_q ? ir_shared(c->k, "qtile", TY_F32, (int64_t)t->rows * ld) : NULL;
+
+  /* the block's valid rows, and the keys they see: j < L, or j <= its last row */
+  Op *left = ir_bin(b, OP_SUB, h->len, h->row0);
+  Op *nrows = ir_bin(b, OP_MAX, ir_bin(b, OP_MIN, left, i32(b, t->rows)), i32(b, 0));
+  Op *kend = c->spec->causal ? add(b, h->row0, nrows) : h->len;
+  kend = ir_select(b, ir_cmp(b, CMP_GT, nrows, i32(b, 0)), kend, i32(b, 0));
+  if (qtile)   /* read after the first tile's barrier */
+    attn_stage_rows(b, qtile, ld, c->q,
+                    attn_offset(b, h->batch, h->row0, h->head, p[SELECT_QKV_SB],
+                                p[SELECT_QKV_SN], p[SELECT_QKV_SH]),
+                    p[SELECT_QKV_SN], nrows, D);
+
+  Builder tile, warp, rows, some;
+  Op *j0 = ir_for(b, i32(b, 0), kend, lay.kt, "j0", &tile)->index;
+  Op *nk = ir_bin(&tile, OP_MIN, ir_bin(&tile, OP_SUB, kend, j0), i32(&tile, lay.kt));
+  attn_stage_rows(&tile, ktile, ld, c->kk,
+                  attn_offset(&tile, h->batch, j0, h->head, p[SELECT_QKV_SB], p[SELECT_QKV_SN],
+                              p[SELECT_QKV_SH]),
+                  p[SELECT_QKV_SN], nk, D);
+  ir_barrier(&tile);
+  Op *w = ir_pfor(&tile, AXIS_WARP, i32(&tile, t->warps), "w", &warp)->index;
+  Op *r = ir_for(&warp, w, nrows, t->warps, "r", &rows)->index;
+  Op *i = add(&rows, h->row0, r);
+  Op *m = h->len;
+  if (c->spec->causal)
+    m = ir_bin(&rows, OP_MIN, add(&rows, i, i32(&rows, 1)), h->len);
+  /* the row's keys in this tile: none for a causal row above the tile */
+  Op *mt = ir_bin(&rows, OP_MIN, ir_bin(&rows, OP_SUB, m, j0), nk);
+  ir_if(&rows, ir_cmp(&rows, CMP_GT, mt, i32(&rows, 0)), &some, NULL);
+  Op *qoff = qtile ? mul(&some, r, i32(&some, ld))
+                   : attn_offset(&some, h->batch, i, h->head, p[SELECT_QKV_SB],
+                                 p[SELECT_QKV_SN], p[SELECT_QKV_SH]);
+  score_row(c, &some, h, qtile ? qtile : c->q, qoff, ktile, slots,
+            mul(&some, w, i32(&some, lay.kt)), mt);
+  ir_barrier(&tile);
+}

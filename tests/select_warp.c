@@ -1,0 +1,122 @@
+/* test_select's checks of the warp schedule's block-staged hist kernel
+ * (templates/attention_select_warp.c) in the IR interpreter, GPU semantics: every
+ * thread, barriers, races on shared and global memory, reads of shared memory no
+ * thread wrote, out-of-bounds accesses. test_select's own interpreter cases run at
+ * N = 9, inside one key tile; these take several: N past the tile (a full tile and a
+ * partial one), every layout select_warp_layout can pick (64-key tiles with Q staged,
+ * without Q, 32-key tiles), rows not a multiple of the key tile or of N, padded and
+ * one-row examples, N = 1, causal, head and layer. Each runs the radix plan and
+ * compares tau bit for bit with the reference (quantized inputs: exact scores), and
+ * the histogram must be zero afterwards. */
+#define CHECK_SHARED
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ir/interp.h"
+#include "../templates/attention_select_impl.h"
+#include "../templates/reference.h"
+#include "check.h"
+#include "select_harness.h"
+
+typedef struct {
+  int D, rows, warps, N, len1;   /* len1: example 1's length */
+  int kt;                        /* the layout this case is meant to cover */
+  bool stage_q;
+} WarpCase;
+
+static const WarpCase cases[] = {
+  {16, 8, 4, 70, 45, 64, true},     /* the GPU default tile; two key tiles, padded rows */
+  {16, 16, 1, 70, 1, 64, true},     /* an example of one row */
+  {16, 64, 1, 70, 66, 64, true},    /* rows = the key tile; a block of 6 rows */
+  {16, 6, 2, 1, 1, 64, true},       /* N = 1 */
+  {64, 128, 4, 70, 33, 64, false},  /* Q does not fit: q read from global memory */
+  {256, 3, 1, 40, 35, 32, true},    /* a 32-key tile: two of them, 32 + 8 */
+};
+
+static int launch(void *ctx, SelectKernel which, Kernel *k, void **args, const int32_t grid[3]) {
+  (void)which;
+  void **c = ctx;
+  return interp_run(k, args, c[0], grid, NULL, c[1], 1024);
+}
+
+static uint32_t bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+/* The radix plan on c at sparsity sp; the taus and the histogram checked. */
+static void run_case(Module *m, AttnCase *c, double sp, const char *what) {
+  SelArgs a;
+  sel_args(&a, c, sp);
+  char err[1024] = "";
+  void *ctx[2] = {a.counts, err};
+  int rc = attention_select_run_plan(m->kernels, a.args, SELECT_PLAN_RADIX, launch, ctx);
+  CHECK(rc == 0, "%s: %s", what, err);
+  double *ref = malloc((size_t)a.G * sizeof(double));
+  attention_group_tau_ref(&c->spec, &c->l, c->q, c->k, c->lengths, sp, ref);
+  int bad = 0, first = -1;
+  for (int g = 0; rc == 0 && g < a.G; g++)
+    if (bits(a.tau[g]) != bits(sel_kernel_score(ref[g], c->spec.head_dim)) && bad++ == 0)
+      first = g;
+  int64_t dirty = 0;
+  for (int64_t i = 0; rc == 0 && i < (int64_t)a.G * SELECT_BINS; i++)
+    dirty += a.hist[i] != 0;
+  CHECK(bad == 0 && dirty == 0, "%s s=%g: %d of %d taus wrong (g=%d: %.9g, want %.9g), %lld bins "
+        "left nonzero", what, sp, bad, a.G, first, first >= 0 ? a.tau[first] : 0.0,
+        first >= 0 ? sel_kernel_score(ref[first], c->spec.head_dim) : 0.0, (long long)dirty);
+  free(ref);
+  sel_args_free(&a);
+}
+
+/* A tile no layout fits is refused with an error, never built (head_dim 2048 is past
+ * what a spec may say, 256: an 8-key tile of it alone is 64 KiB). */
+static void refused(void) {
+  Spec s = harness_spec("t", SEL_HEAD_QUANTILE, 2048, 128, false, 1);
+  TileConfig t = {8, 4, SCHED_WARP};
+  Module m = {0};
+  char err[256] = "";
+  int rc = attention_select_build(&s, &t, &m, err, sizeof err);
+  CHECK(rc == -1 && m.n == 0 && strstr(err, "shared memory") && strstr(err, "head_dim = 2048"),
+        "select hist with head_dim 2048: rc %d, %d kernels, error \"%s\"", rc, m.n, err);
+  ir_module_free(&m);
+}
+
+void sel_test_warp(uint64_t *rng) {
+  refused();
+  static const double sps[] = {0.8, 0.5, 0.3, 0.95};
+  int runs = 0;
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+    for (int mode = 0; mode < 2; mode++)
+      for (int causal = 0; causal < 2; causal++) {
+        const WarpCase *w = &cases[ci];
+        Spec s = harness_spec("t", mode ? SEL_LAYER_QUANTILE : SEL_HEAD_QUANTILE, w->D, 128,
+                              causal, 2);
+        TileConfig t = {w->rows, w->warps, SCHED_WARP};
+        SelectWarpLayout lay = select_warp_layout(&s, &t);
+        char what[160], err[1024];
+        snprintf(what, sizeof what, "warp staged %s causal=%d D=%d tile (%d, %d) N=%d",
+                 select_name(s.select), causal, w->D, w->rows, w->warps, w->N);
+        CHECK(lay.kt == w->kt && lay.stage_q == w->stage_q && lay.bytes <= 48 * 1024 &&
+                  lay.bytes == attention_select_hist_shared_bytes(&s, &t),
+              "%s: layout kt %d, Q %d, %lld bytes (the case is for kt %d, Q %d)", what, lay.kt,
+              lay.stage_q, (long long)lay.bytes, w->kt, w->stage_q);
+        Module m = {0};
+        if (sel_compile(&m, &s, &t, MAP_NONE, err, sizeof err)) {
+          CHECK(0, "%s: %s", what, err);
+          ir_module_free(&m);
+          continue;
+        }
+        AttnCase c;
+        attn_case_init(&c, &s, 2, 2, w->N, ci % 2 == 1);
+        attn_case_fill(&c, rng, true);
+        c.lengths[1] = w->len1;
+        run_case(&m, &c, sps[(ci + 2 * mode + causal) % 4], what);
+        runs++;
+        attn_case_free(&c);
+        ir_module_free(&m);
+      }
+  printf("interpreter, staged warp hist: %d plans over several key tiles, races checked\n", runs);
+}
