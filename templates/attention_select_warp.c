@@ -38,15 +38,22 @@ static int64_t layout_bytes(const Spec *s, const TileConfig *t, int kt, bool sta
   return 4 * (SELECT_BINS + kt * ld + (int64_t)t->warps * kt + (stage_q ? t->rows * ld : 0));
 }
 
-/* The first that fits: a 64-key tile with Q staged, then 32 (a key per lane), then
- * both without Q (q read from global memory, a broadcast per d), then smaller tiles.
- * With head_dim <= 256 and warps <= 16 a 32-key tile always fits without Q. */
+/* The first that fits its budget: a 64-key tile with Q staged, then a 32-key tile
+ * (a key per lane) with Q, while the block stays within 32 KiB; then without Q (q
+ * read from global memory, one broadcast per d and tile) and the tile as large as fits
+ * 48 KiB. Why the 32 KiB: staging Q saves loads that hit L1 anyway (a broadcast
+ * each), while the bytes cost blocks per SM (an H100's 228 KiB hold 7 blocks of
+ * 32 KiB, 5 of 41 KiB: at warps = 1, as many warps), so Q is staged only where it
+ * is cheap. With head_dim <= 256 and warps <= 16 a 32-key tile always fits. */
 SelectWarpLayout select_warp_layout(const Spec *s, const TileConfig *t) {
-  static const struct { int kt; bool q; } tries[] = {
-    {64, true}, {32, true}, {64, false}, {32, false}, {16, false}, {8, false}};
+  enum { CHEAP = 32 * 1024 };
+  static const struct { int kt; bool q; int64_t budget; } tries[] = {
+    {64, true, CHEAP}, {32, true, CHEAP}, {64, false, SELECT_SHARED_LIMIT},
+    {32, false, SELECT_SHARED_LIMIT}, {16, false, SELECT_SHARED_LIMIT},
+    {8, false, SELECT_SHARED_LIMIT}};
   for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
     int64_t bytes = layout_bytes(s, t, tries[i].kt, tries[i].q);
-    if (bytes <= SELECT_SHARED_LIMIT)
+    if (bytes <= tries[i].budget)
       return (SelectWarpLayout){tries[i].kt, tries[i].q, bytes};
   }
   return (SelectWarpLayout){0, false, layout_bytes(s, t, 8, false)};

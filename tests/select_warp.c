@@ -3,8 +3,8 @@
  * thread, barriers, races on shared and global memory, reads of shared memory no
  * thread wrote, out-of-bounds accesses. test_select's own interpreter cases run at
  * N = 9, inside one key tile; these take several: N past the tile (a full tile and a
- * partial one), every layout select_warp_layout can pick (64-key tiles with Q staged,
- * without Q, 32-key tiles), rows not a multiple of the key tile or of N, padded and
+ * partial one), each layout select_warp_layout picks for a legal spec (64- and
+ * 32-key tiles, Q staged or not), rows not a multiple of the key tile or of N, padded and
  * one-row examples, N = 1, causal, head and layer. Each runs the radix plan and
  * compares tau bit for bit with the reference (quantized inputs: exact scores), and
  * the histogram must be zero afterwards. */
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../compiler/emit.h"
 #include "../ir/interp.h"
 #include "../templates/attention_select_impl.h"
 #include "../templates/reference.h"
@@ -31,8 +32,9 @@ static const WarpCase cases[] = {
   {16, 16, 1, 70, 1, 64, true},     /* an example of one row */
   {16, 64, 1, 70, 66, 64, true},    /* rows = the key tile; a block of 6 rows */
   {16, 6, 2, 1, 1, 64, true},       /* N = 1 */
-  {64, 128, 4, 70, 33, 64, false},  /* Q does not fit: q read from global memory */
-  {256, 3, 1, 40, 35, 32, true},    /* a 32-key tile: two of them, 32 + 8 */
+  {64, 64, 1, 70, 33, 64, false},   /* Q would pass 32 KiB: q read from global memory */
+  {128, 8, 4, 40, 35, 32, true},    /* 32-key tiles with Q: 32 + 8 */
+  {256, 3, 1, 40, 21, 32, false},   /* 32-key tiles, no Q */
 };
 
 static int launch(void *ctx, SelectKernel which, Kernel *k, void **args, const int32_t grid[3]) {
@@ -84,8 +86,29 @@ static void refused(void) {
   ir_module_free(&m);
 }
 
+/* The largest layout a legal spec gets (head_dim 256, 16 warps: 32-key tiles, 42 KiB)
+ * lowers to PTX: the GPU lowering's own count of the shared bytes agrees with
+ * attention_select_hist_shared_bytes (it once counted 39/8 bytes per f32). */
+static void widest_lowers(void) {
+  Spec s = harness_spec("t", SEL_HEAD_QUANTILE, 256, 512, false, 1);
+  TileConfig t = {16, 16, SCHED_WARP};
+  Module m = {0};
+  char err[1024] = "";
+  char *ptx = NULL;
+  size_t len = 0;
+  int64_t bytes = attention_select_hist_shared_bytes(&s, &t);
+  int rc = sel_compile(&m, &s, &t, MAP_GPU, err, sizeof err);
+  if (!rc)
+    rc = emit_module(&m, TARGET_SM90, EMIT_ASM, &ptx, &len, err, sizeof err);
+  CHECK(rc == 0 && bytes > 40 * 1024 && bytes <= 48 * 1024,
+        "head_dim 256, tile (16, 16): %lld bytes of shared memory: %s", (long long)bytes, err);
+  free(ptx);
+  ir_module_free(&m);
+}
+
 void sel_test_warp(uint64_t *rng) {
   refused();
+  widest_lowers();
   static const double sps[] = {0.8, 0.5, 0.3, 0.95};
   int runs = 0;
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
