@@ -30,7 +30,8 @@
  *
  *   NAME_select_init  grid (H, B) | (1)   hist[g, :] = 0, prefix[g] = rank[g] = 0
  *   NAME_select_hist  grid (ceil(N / rows), H, B)   warps = tile warps
- *       per block `rows` query rows of one (b, h), a warp per row, lanes over keys:
+ *       per block `rows` query rows of one (b, h), a warp per row, lanes over the
+ *       keys of K tiles staged in shared memory once per block (attention_select_warp.c):
  *       S_ij as the forward computes it, key = order key; keys whose decided bits
  *       equal prefix[g] add 1 to bin (key >> shift) & mask of a shared histogram
  *       (shared atomics), which is then added to hist[g, :] (global atomics, zero
