@@ -121,6 +121,8 @@ void select_hist_begin(SelCtx *c, Builder *b, const TileConfig *t, HistBlock *h)
     Op *radix = ir_cmp(b, CMP_LT, c->p[SELECT_ROUND], i32(b, SELECT_ROUNDS));
     Op *live = ir_cmp(b, CMP_NE, ir_load(b, c->rank, h->g), i32(b, SELECT_DONE));
     h->binned = ir_bin(b, OP_AND, radix, live);
+  } else {   /* the warp schedule: rounds 0-2, or WHOLE, which bins nothing */
+    h->binned = ir_cmp(b, CMP_LT, c->p[SELECT_ROUND], i32(b, SELECT_ROUNDS));
   }
   Builder used, zb;
   ir_if(b, h->binned, &used, NULL);
@@ -356,8 +358,8 @@ int attention_select_whole_keys(const Spec *s) {
 }
 
 bool attention_select_whole(const Spec *s, bool tile, int N) {
-  return tile && per_head(s) && N <= s->max_seq &&
-         (int64_t)N * N <= attention_select_whole_keys(s);
+  int64_t keys = tile ? attention_select_whole_keys(s) : attention_select_warp_whole_keys(s);
+  return per_head(s) && N <= s->max_seq && (int64_t)N * N <= keys;
 }
 
 /* keep(M) = M for every M <= M_max, by one of three sufficient conditions (each, if it

@@ -166,9 +166,18 @@ enum { SELECT_BRACKET_MIN_N = 64 };
 /* Whether a call of N rows takes the sample + bracket plan: the tile schedule (tile:
  * the hist kernel has `cand`, attention_select_has_cand) and N >= SELECT_BRACKET_MIN_N. */
 bool attention_select_brackets(bool tile, int N);
-/* Whether a call of N rows takes the one-launch WHOLE plan: head_quantile on the tile
- * schedule, N <= max_seq and N^2 <= attention_select_whole_keys(s) (every head's
- * scores fit the hist block's buffer, causal or not). */
+/* The warp schedule's WHOLE plan (attention_select_warp.c): for head_quantile specs
+ * with max_seq <= SELECT_WARP_WHOLE_SEQ and head_dim <= 128 the hist kernel keeps a
+ * buffer of max_seq^2 scores in shared memory (16 KiB at most; 0 keys otherwise:
+ * beside the staged tiles and the bins a head fits 48 KiB up to ~70 rows, and the
+ * buffer would cost every larger spec's hist blocks per SM though their calls could
+ * never use it), so that every call of such a spec is one launch. */
+enum { SELECT_WARP_WHOLE_SEQ = 64 };
+int attention_select_warp_whole_keys(const Spec *s);
+/* Whether a call of N rows takes the one-launch WHOLE plan: head_quantile, N <= max_seq
+ * and N^2 <= the hist block's buffer (every head's scores fit, causal or not):
+ * attention_select_whole_keys(s) on the tile schedule, attention_select_warp_whole_keys(s)
+ * on the warp schedule. */
 bool attention_select_whole(const Spec *s, bool tile, int N);
 
 /* The launch plans. */

@@ -33,9 +33,16 @@
 
 enum { SELECT_SHARED_LIMIT = 48 * 1024 };   /* static shared memory per block, sm_80/sm_90 */
 
+int attention_select_warp_whole_keys(const Spec *s) {
+  bool small = s->select == SEL_HEAD_QUANTILE && s->max_seq <= SELECT_WARP_WHOLE_SEQ &&
+               s->head_dim <= 128;
+  return small ? s->max_seq * s->max_seq : 0;
+}
+
 static int64_t layout_bytes(const Spec *s, const TileConfig *t, int kt, bool stage_q) {
   int64_t ld = s->head_dim + 1;
-  return 4 * (SELECT_BINS + kt * ld + (int64_t)t->warps * kt + (stage_q ? t->rows * ld : 0));
+  return 4 * (SELECT_BINS + kt * ld + (int64_t)t->warps * kt + (stage_q ? t->rows * ld : 0) +
+              attention_select_warp_whole_keys(s));
 }
 
 /* The first that fits its budget: a 64-key tile with Q staged, then a 32-key tile
@@ -44,19 +51,21 @@ static int64_t layout_bytes(const Spec *s, const TileConfig *t, int kt, bool sta
  * 48 KiB. Why the 32 KiB: staging Q saves loads that hit L1 anyway (a broadcast
  * each), while the bytes cost blocks per SM (an H100's 228 KiB hold 7 blocks of
  * 32 KiB, 5 of 41 KiB: at warps = 1, as many warps), so Q is staged only where it
- * is cheap. With head_dim <= 256 and warps <= 16 a 32-key tile always fits. */
+ * is cheap. With head_dim <= 256 and warps <= 16 a 32-key tile always fits, and
+ * with the whole-head buffer (16 KiB at most, head_dim <= 128) too. */
 SelectWarpLayout select_warp_layout(const Spec *s, const TileConfig *t) {
   enum { CHEAP = 32 * 1024 };
   static const struct { int kt; bool q; int64_t budget; } tries[] = {
     {64, true, CHEAP}, {32, true, CHEAP}, {64, false, SELECT_SHARED_LIMIT},
     {32, false, SELECT_SHARED_LIMIT}, {16, false, SELECT_SHARED_LIMIT},
     {8, false, SELECT_SHARED_LIMIT}};
+  int whole = attention_select_warp_whole_keys(s);
   for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
     int64_t bytes = layout_bytes(s, t, tries[i].kt, tries[i].q);
     if (bytes <= tries[i].budget)
-      return (SelectWarpLayout){tries[i].kt, tries[i].q, bytes};
+      return (SelectWarpLayout){tries[i].kt, tries[i].q, whole, bytes};
   }
-  return (SelectWarpLayout){0, false, layout_bytes(s, t, 8, false)};
+  return (SelectWarpLayout){0, false, whole, layout_bytes(s, t, 8, false)};
 }
 
 int64_t attention_select_hist_shared_bytes(const Spec *s, const TileConfig *t) {
@@ -75,58 +84,129 @@ int attention_select_check(const Spec *s, const TileConfig *t, char *err, size_t
   return -1;
 }
 
-/* One row's keys of the staged tile, in warp-level code: S into the warp's slot
- * (lanes over the tile's keys), then each score binned by the lane that wrote it. */
-static void score_row(SelCtx *c, Builder *b, const HistBlock *h, Buf *q, Op *qoff, Buf *ktile,
-                      Buf *slots, Op *slot0, Op *mt) {
+/* The staged loop shared by the radix rounds and round WHOLE. */
+typedef struct {
+  SelCtx *c;
+  const TileConfig *t;
+  const HistBlock *h;
+  SelectWarpLayout lay;
+  Buf *ktile, *slots, *qtile, *whole;
+  bool to_whole;   /* the rows' scores go to `whole` (round WHOLE), else to their bins */
+} Staged;
+
+/* One row's keys of the staged tile, in warp-level code (r: the row's index in the
+ * block, i = row0 + r its row, mt >= 1 its keys in the tile, w the warp). Radix rounds:
+ * S into the warp's slot (lanes over the tile's keys), then each score binned by the
+ * lane that wrote it; round WHOLE: S to its place in the head's packed scores (row i at
+ * i L, or i (i + 1) / 2 when causal). */
+static void score_row(const Staged *st, Builder *b, Op *r, Op *i, Op *j0, Op *mt, Op *w) {
+  SelCtx *c = st->c;
+  Op **p = c->p;
   int D = c->spec->head_dim;
-  AttnRow row = {slots, slot0, mt};
-  attn_row_scores(b, &row, q, ktile, qoff, i32(b, 0), i32(b, D + 1), D);
+  Op *qoff = st->qtile && !st->to_whole
+                 ? mul(b, r, i32(b, D + 1))
+                 : attn_offset(b, st->h->batch, i, st->h->head, p[SELECT_QKV_SB],
+                               p[SELECT_QKV_SN], p[SELECT_QKV_SH]);
+  Buf *q = st->qtile && !st->to_whole ? st->qtile : c->q;
+  if (st->to_whole) {
+    Op *at = c->spec->causal ? ir_bin(b, OP_DIV, mul(b, i, add(b, i, i32(b, 1))), i32(b, 2))
+                             : mul(b, i, st->h->len);
+    AttnRow row = {st->whole, add(b, at, j0), mt};
+    attn_row_scores(b, &row, q, st->ktile, qoff, i32(b, 0), i32(b, D + 1), D);
+    return;
+  }
+  Op *slot0 = mul(b, w, i32(b, st->lay.kt));
+  AttnRow row = {st->slots, slot0, mt};
+  attn_row_scores(b, &row, q, st->ktile, qoff, i32(b, 0), i32(b, D + 1), D);
   Builder lane;
   Op *j = ir_pfor(b, AXIS_LANE, mt, "j", &lane)->index;
-  select_bin_score(&lane, h, ir_load(&lane, slots, add(&lane, slot0, j)));
+  select_bin_score(&lane, st->h, ir_load(&lane, st->slots, add(&lane, slot0, j)));
 }
 
-void select_hist_warp_rows(SelCtx *c, Builder *b, const TileConfig *t, const HistBlock *h) {
-  SelectWarpLayout lay = select_warp_layout(c->spec, t);
+/* Block-level: rows row0 + [0, nrows) against the keys [0, kend) in staged tiles. */
+static void staged_rows(const Staged *st, Builder *b, Op *row0, Op *nrows, Op *kend) {
+  SelCtx *c = st->c;
+  const HistBlock *h = st->h;
   Op **p = c->p;
-  int D = c->spec->head_dim, ld = D + 1;
-  Buf *ktile = ir_shared(c->k, "ktile", TY_F32, (int64_t)lay.kt * ld);
-  Buf *slots = ir_shared(c->k, "slots", TY_F32, (int64_t)t->warps * lay.kt);
-  Buf *qtile = lay.stage_q ? ir_shared(c->k, "qtile", TY_F32, (int64_t)t->rows * ld) : NULL;
-
-  /* the block's valid rows, and the keys they see: j < L, or j <= its last row */
-  Op *left = ir_bin(b, OP_SUB, h->len, h->row0);
-  Op *nrows = ir_bin(b, OP_MAX, ir_bin(b, OP_MIN, left, i32(b, t->rows)), i32(b, 0));
-  Op *kend = c->spec->causal ? add(b, h->row0, nrows) : h->len;
-  kend = ir_select(b, ir_cmp(b, CMP_GT, nrows, i32(b, 0)), kend, i32(b, 0));
-  if (qtile)   /* read after the first tile's barrier */
-    attn_stage_rows(b, qtile, ld, c->q,
-                    attn_offset(b, h->batch, h->row0, h->head, p[SELECT_QKV_SB],
-                                p[SELECT_QKV_SN], p[SELECT_QKV_SH]),
-                    p[SELECT_QKV_SN], nrows, D);
-
+  int D = c->spec->head_dim, kt = st->lay.kt, warps = st->t->warps;
   Builder tile, warp, rows, some;
-  Op *j0 = ir_for(b, i32(b, 0), kend, lay.kt, "j0", &tile)->index;
-  Op *nk = ir_bin(&tile, OP_MIN, ir_bin(&tile, OP_SUB, kend, j0), i32(&tile, lay.kt));
-  attn_stage_rows(&tile, ktile, ld, c->kk,
+  Op *j0 = ir_for(b, i32(b, 0), kend, kt, "j0", &tile)->index;
+  Op *nk = ir_bin(&tile, OP_MIN, ir_bin(&tile, OP_SUB, kend, j0), i32(&tile, kt));
+  attn_stage_rows(&tile, st->ktile, D + 1, c->kk,
                   attn_offset(&tile, h->batch, j0, h->head, p[SELECT_QKV_SB], p[SELECT_QKV_SN],
                               p[SELECT_QKV_SH]),
                   p[SELECT_QKV_SN], nk, D);
   ir_barrier(&tile);
-  Op *w = ir_pfor(&tile, AXIS_WARP, i32(&tile, t->warps), "w", &warp)->index;
-  Op *r = ir_for(&warp, w, nrows, t->warps, "r", &rows)->index;
-  Op *i = add(&rows, h->row0, r);
+  Op *w = ir_pfor(&tile, AXIS_WARP, i32(&tile, warps), "w", &warp)->index;
+  Op *r = ir_for(&warp, w, nrows, warps, "r", &rows)->index;
+  Op *i = add(&rows, row0, r);
   Op *m = h->len;
   if (c->spec->causal)
     m = ir_bin(&rows, OP_MIN, add(&rows, i, i32(&rows, 1)), h->len);
   /* the row's keys in this tile: none for a causal row above the tile */
   Op *mt = ir_bin(&rows, OP_MIN, ir_bin(&rows, OP_SUB, m, j0), nk);
   ir_if(&rows, ir_cmp(&rows, CMP_GT, mt, i32(&rows, 0)), &some, NULL);
-  Op *qoff = qtile ? mul(&some, r, i32(&some, ld))
-                   : attn_offset(&some, h->batch, i, h->head, p[SELECT_QKV_SB],
-                                 p[SELECT_QKV_SN], p[SELECT_QKV_SH]);
-  score_row(c, &some, h, qtile ? qtile : c->q, qoff, ktile, slots,
-            mul(&some, w, i32(&some, lay.kt)), mt);
+  score_row(st, &some, r, i, j0, mt, w);
   ir_barrier(&tile);
+}
+
+/* The radix rounds: the block's rows binned. */
+static void radix_rows(Staged *st, Builder *b) {
+  SelCtx *c = st->c;
+  const HistBlock *h = st->h;
+  Op **p = c->p;
+  int D = c->spec->head_dim;
+  /* the block's valid rows, and the keys they see: j < L, or j <= its last row */
+  Op *left = ir_bin(b, OP_SUB, h->len, h->row0);
+  Op *nrows = ir_bin(b, OP_MAX, ir_bin(b, OP_MIN, left, i32(b, st->t->rows)), i32(b, 0));
+  Op *kend = c->spec->causal ? add(b, h->row0, nrows) : h->len;
+  kend = ir_select(b, ir_cmp(b, CMP_GT, nrows, i32(b, 0)), kend, i32(b, 0));
+  if (st->qtile)   /* read after the first tile's barrier */
+    attn_stage_rows(b, st->qtile, D + 1, c->q,
+                    attn_offset(b, h->batch, h->row0, h->head, p[SELECT_QKV_SB],
+                                p[SELECT_QKV_SN], p[SELECT_QKV_SH]),
+                    p[SELECT_QKV_SN], nrows, D);
+  st->to_whole = false;
+  staged_rows(st, b, h->row0, nrows, kend);
+}
+
+static void scored_already(void *ctx, Builder *b) { (void)ctx, (void)b; }
+
+/* Round WHOLE: the head's first block scores all of it into `whole` (every warp, the
+ * staged tiles; q from global memory) where the search needs the scores, and its
+ * warp 0 finds tau there (select_whole_round, the tile schedule's search); the head's
+ * other blocks have nothing to do. */
+static void whole_round(Staged *st, Builder *b) {
+  SelCtx *c = st->c;
+  const HistBlock *h = st->h;
+  Builder first, go, warp;
+  ir_if(b, ir_cmp(b, CMP_EQ, h->row0, i32(b, 0)), &first, NULL);
+  Op *M = select_group_count(c, &first, h->g);
+  Op *keep = attn_keep_count(&first, c->p[SELECT_SPARSITY], M, c->spec->keep_min);
+  Op *some = ir_bin(&first, OP_AND, ir_cmp(&first, CMP_GT, keep, i32(&first, 0)),
+                    ir_cmp(&first, CMP_LT, keep, M));
+  Op *fits = ir_cmp(&first, CMP_LE, M, i32(&first, st->lay.whole));
+  ir_if(&first, ir_bin(&first, OP_AND, some, fits), &go, NULL);
+  st->to_whole = true;
+  staged_rows(st, &go, i32(&go, 0), h->len, h->len);
+  ir_pfor(&first, AXIS_WARP, i32(&first, 1), "w", &warp);
+  select_whole_round(c, &warp, h, st->whole, scored_already, NULL);
+}
+
+void select_hist_warp_rows(SelCtx *c, Builder *b, const TileConfig *t, const HistBlock *h) {
+  Staged st = {.c = c, .t = t, .h = h, .lay = select_warp_layout(c->spec, t)};
+  int ld = c->spec->head_dim + 1;
+  st.ktile = ir_shared(c->k, "ktile", TY_F32, (int64_t)st.lay.kt * ld);
+  st.slots = ir_shared(c->k, "slots", TY_F32, (int64_t)t->warps * st.lay.kt);
+  if (st.lay.stage_q)
+    st.qtile = ir_shared(c->k, "qtile", TY_F32, (int64_t)t->rows * ld);
+  if (!st.lay.whole) {
+    radix_rows(&st, b);
+    return;
+  }
+  st.whole = ir_shared(c->k, "whole", TY_F32, st.lay.whole);
+  Builder wb, radix;
+  ir_if(b, ir_cmp(b, CMP_EQ, c->p[SELECT_ROUND], i32(b, SELECT_ROUND_WHOLE)), &wb, &radix);
+  whole_round(&st, &wb);
+  radix_rows(&st, &radix);
 }

@@ -402,17 +402,21 @@ static void test_ptx(void) {
   if (!ptxas)
     printf("ptxas not found: PTX is emitted but not assembled\n");
   /* the GPU default, a causal one, and the H100's best forward tile at n = 512 (its
-   * hist block stages no Q rows: select_warp_layout) */
-  static const TileConfig tiles[] = {{8, 4, SCHED_WARP}, {16, 8, SCHED_WARP}, {64, 1, SCHED_WARP}};
+   * hist block stages no Q rows: select_warp_layout), and the default at max_seq 64 (head:
+   * the whole-head round) */
+  static const TileConfig tiles[] = {{8, 4, SCHED_WARP}, {16, 8, SCHED_WARP}, {64, 1, SCHED_WARP},
+                                     {8, 4, SCHED_WARP}};
   static const Target targets[] = {TARGET_SM90, TARGET_SM80};
   int assembled = 0;
   for (int mi = 0; mi < 2; mi++)
-    for (int ti = 0; ti < 3; ti++)
+    for (int ti = 0; ti < 4; ti++)
       for (int tt = 0; tt < 2; tt++) {
         Spec s = make_spec(mi ? SEL_LAYER_QUANTILE : SEL_HEAD_QUANTILE, 64, ti == 1, 1);
+        if (ti == 3)   /* head_quantile: the warp schedule's whole-head round */
+          s.max_seq = SELECT_WARP_WHOLE_SEQ;
         char err[1024], d[96], what[160];
-        snprintf(what, sizeof what, "%s tile (%d, %d)", describe(&s, d, sizeof d),
-                 tiles[ti].rows, tiles[ti].warps);
+        snprintf(what, sizeof what, "%s max_seq %d tile (%d, %d)", describe(&s, d, sizeof d),
+                 s.max_seq, tiles[ti].rows, tiles[ti].warps);
         Module m = {0};
         if (sel_compile(&m, &s, &tiles[ti], MAP_GPU, err, sizeof err)) {
           CHECK(0, "%s: %s", what, err);
