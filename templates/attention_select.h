@@ -59,9 +59,9 @@
  * B, H and the spec that every group keeps every score (attention_select_keeps_all;
  * s <= 0 always), the plan is pick(ALL_KEPT) alone: no scoring; it writes only
  * tau_group and rank (hist, prefix, cand untouched). head_quantile on the tile
- * schedule up to N = 128 (attention_select_whole) is hist(WHOLE) alone: each block
- * scores its head once and finds tau itself (attention_select_whole.c); it too writes
- * only tau_group and rank.
+ * schedule up to N = 128, and on the warp schedule for specs with max_seq <= 64
+ * (attention_select_whole), is hist(WHOLE) alone: a block per head scores it once and
+ * finds tau itself (attention_select_whole.c); it too writes only tau_group and rank.
  * Counts are i32: M_g must stay below 2^31 (B*H*N*N for layer_quantile). */
 #ifndef CRISP_ATTENTION_SELECT_H
 #define CRISP_ATTENTION_SELECT_H
