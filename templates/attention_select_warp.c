@@ -20,9 +20,12 @@
  *   per row (a warp each, `rows` / `warps` in turn): its keys of the tile into the
  *   warp's slot by attn_row_scores, then each binned (select_bin_score);
  *   barrier (the tile's readers are done before the next tile overwrites it).
- * A launch is one pass: the rounds' prefixes come from the picks between launches,
- * so scores cannot be kept from one round to the next (a head's n x n scores are
- * 64 KiB at n = 128, past the 48 KiB of static shared memory). */
+ * A radix launch is one pass: the rounds' prefixes come from the picks between
+ * launches, so scores cannot be kept from one round to the next. Where a whole head
+ * fits one block (head_quantile specs with max_seq <= SELECT_WARP_WHOLE_SEQ: 64 x 64
+ * scores, 16 KiB; at 128 they would be 64 KiB, past the 48 KiB of static shared
+ * memory) round WHOLE keeps them: the head's first block scores it into `whole` with
+ * the same staged tiles and its warp 0 finds tau there, one launch per call. */
 #include "attention_select_impl.h"
 
 #include <stdio.h>
