@@ -37,9 +37,12 @@ void attn_next_head(Builder *b, Op *batch, Op *head, Op *H, Op **nb, Op **nh);
 /* One prefetch per 64-byte line of D floats at buf[row] (row: i64). */
 void attn_prefetch_row(Builder *b, Buf *buf, Op *row, int D);
 
-/* Block-level: dst[r*ld + d] = src[off0 + r*stride + d] for r < nrows, d < D, one
- * element per thread with consecutive threads on consecutive d, so the block reads
- * each row of a tile once, coalesced (off0, stride: i32). The GPU schedules stage
+/* Block-level: dst[r*ld + d] = src[off0 + r*stride + d] for r < nrows, d < D, rows
+ * over the warps and consecutive lanes on consecutive d, so the block reads each row
+ * of a tile once, coalesced (off0, stride: i32; with D < 32, or not a multiple of 32,
+ * some lanes idle in a row's last step). On the host the rows are a loop and each
+ * row a vectorised copy: as one flat loop over r*D + d the copy compiled to gathers
+ * and scatters and made the staged select hist 1.6x slower there. The GPU schedules stage
  * K/V (or Q/dO) tiles this way for all warps of a block to share; ld = D + 1 keeps
  * lanes that read one d of 32 different rows on 32 different shared-memory banks.
  * The caller puts the barriers around it (before: the tile's readers are done;

@@ -121,6 +121,8 @@ void select_hist_begin(SelCtx *c, Builder *b, const TileConfig *t, HistBlock *h)
     Op *radix = ir_cmp(b, CMP_LT, c->p[SELECT_ROUND], i32(b, SELECT_ROUNDS));
     Op *live = ir_cmp(b, CMP_NE, ir_load(b, c->rank, h->g), i32(b, SELECT_DONE));
     h->binned = ir_bin(b, OP_AND, radix, live);
+  } else {   /* the warp schedule: rounds 0-2, or WHOLE, which bins nothing */
+    h->binned = ir_cmp(b, CMP_LT, c->p[SELECT_ROUND], i32(b, SELECT_ROUNDS));
   }
   Builder used, zb;
   ir_if(b, h->binned, &used, NULL);
@@ -155,41 +157,6 @@ void select_hist_end(SelCtx *c, Builder *b, const HistBlock *h) {
   ir_atomic_add(&nz, c->hist, add(&nz, base, bin), n);
 }
 
-/* One query row i of the block, in warp-level code: lanes over its m valid keys.
- * S_ij is built with the warp forward's IR (attn_row_scores' serial f32 dot over
- * d, times f32(1/sqrt(D))), so the threshold is one of that forward's scores; it
- * is binned instead of stored. */
-static void hist_row(SelCtx *c, Builder *b, const HistBlock *h, Op *i, Op *m) {
-  Op **p = c->p;
-  int D = c->spec->head_dim;
-  Op *qoff = attn_offset(b, h->batch, i, h->head, p[SELECT_QKV_SB], p[SELECT_QKV_SN],
-                         p[SELECT_QKV_SH]);
-  Op *k0 = attn_offset(b, h->batch, i32(b, 0), h->head, p[SELECT_QKV_SB], p[SELECT_QKV_SN],
-                       p[SELECT_QKV_SH]);
-  Builder lane, dot;
-  Op *j = ir_pfor(b, AXIS_LANE, m, "j", &lane)->index;
-  Op *koff = add(&lane, k0, mul(&lane, j, p[SELECT_QKV_SN]));
-  Op *red = ir_reduce(&lane, AXIS_SERIAL, RED_ADD, TY_F32, i32(&lane, D), "d", &dot);
-  Op *d = red->index;
-  Op *qd = ir_load(&dot, c->q, add(&dot, qoff, d));
-  Op *kd = ir_load(&dot, c->kk, add(&dot, koff, d));
-  ir_yield(&dot, mul(&dot, qd, kd));
-  select_bin_score(&lane, h, mul(&lane, red, ir_const_f32(&lane, 1.0 / sqrt((double)D))));
-}
-
-/* The warp schedule's rows: a warp per row, padded rows (i >= L) skipped. */
-static void hist_warp_rows(SelCtx *c, Builder *b, const TileConfig *t, const HistBlock *h) {
-  Builder warp, rows, valid;
-  Op *w = ir_pfor(b, AXIS_WARP, i32(b, t->warps), "w", &warp)->index;
-  Op *r = ir_for(&warp, w, i32(&warp, t->rows), t->warps, "r", &rows)->index;
-  Op *i = add(&rows, h->row0, r);
-  ir_if(&rows, ir_cmp(&rows, CMP_LT, i, h->len), &valid, NULL);
-  Op *m = h->len;
-  if (c->spec->causal)
-    m = ir_bin(&valid, OP_MIN, add(&valid, i, i32(&valid, 1)), h->len);
-  hist_row(c, &valid, h, i, m);
-}
-
 static void build_hist(SelCtx *c, Builder *b, const TileConfig *t) {
   HistBlock h;
   if (t->sched == SCHED_TILE) {
@@ -198,7 +165,7 @@ static void build_hist(SelCtx *c, Builder *b, const TileConfig *t) {
     select_hist_tile_rows(c, b, &head, &h);
   } else {
     select_hist_begin(c, b, t, &h);
-    hist_warp_rows(c, b, t, &h);
+    select_hist_warp_rows(c, b, t, &h);
   }
   select_hist_end(c, b, &h);
 }
@@ -372,6 +339,8 @@ Kernel *attention_select_build_kernel(const Spec *s, const TileConfig *t, Select
 int attention_select_build(const Spec *s, const TileConfig *t, Module *m, char *err, size_t cap) {
   if (!has_groups(s))
     return 0;
+  if (attention_select_check(s, t, err, cap))
+    return -1;
   if (m->n + SELECT_NKERNELS > (int)(sizeof m->kernels / sizeof m->kernels[0])) {
     snprintf(err, cap, "module full: no room for the %d select kernels", SELECT_NKERNELS);
     return -1;
@@ -389,8 +358,8 @@ int attention_select_whole_keys(const Spec *s) {
 }
 
 bool attention_select_whole(const Spec *s, bool tile, int N) {
-  return tile && per_head(s) && N <= s->max_seq &&
-         (int64_t)N * N <= attention_select_whole_keys(s);
+  int64_t keys = tile ? attention_select_whole_keys(s) : attention_select_warp_whole_keys(s);
+  return per_head(s) && N <= s->max_seq && (int64_t)N * N <= keys;
 }
 
 /* keep(M) = M for every M <= M_max, by one of three sufficient conditions (each, if it

@@ -30,7 +30,8 @@
  *
  *   NAME_select_init  grid (H, B) | (1)   hist[g, :] = 0, prefix[g] = rank[g] = 0
  *   NAME_select_hist  grid (ceil(N / rows), H, B)   warps = tile warps
- *       per block `rows` query rows of one (b, h), a warp per row, lanes over keys:
+ *       per block `rows` query rows of one (b, h), a warp per row, lanes over the
+ *       keys of K tiles staged in shared memory once per block (attention_select_warp.c):
  *       S_ij as the forward computes it, key = order key; keys whose decided bits
  *       equal prefix[g] add 1 to bin (key >> shift) & mask of a shared histogram
  *       (shared atomics), which is then added to hist[g, :] (global atomics, zero
@@ -58,9 +59,9 @@
  * B, H and the spec that every group keeps every score (attention_select_keeps_all;
  * s <= 0 always), the plan is pick(ALL_KEPT) alone: no scoring; it writes only
  * tau_group and rank (hist, prefix, cand untouched). head_quantile on the tile
- * schedule up to N = 128 (attention_select_whole) is hist(WHOLE) alone: each block
- * scores its head once and finds tau itself (attention_select_whole.c); it too writes
- * only tau_group and rank.
+ * schedule up to N = 128, and on the warp schedule for specs with max_seq <= 64
+ * (attention_select_whole), is hist(WHOLE) alone: a block per head scores it once and
+ * finds tau itself (attention_select_whole.c); it too writes only tau_group and rank.
  * Counts are i32: M_g must stay below 2^31 (B*H*N*N for layer_quantile). */
 #ifndef CRISP_ATTENTION_SELECT_H
 #define CRISP_ATTENTION_SELECT_H
@@ -107,6 +108,13 @@ bool attention_select_has_cand(const TileConfig *t);
 int attention_select_cand_cap(int max_len);
 /* Elements of the cand buffer for B x H heads (cap: cand_cap). */
 int64_t attention_select_cand_len(int B, int H, int cap);
+
+/* The warp schedule's (SCHED_WARP) hist kernel: shared memory in bytes (the 8 KiB of
+ * bins, a staged tile of K, the warps' score slots, the block's Q rows where they
+ * fit; attention_select_warp.c), and 0 if the tile fits the 48 KiB of static shared
+ * memory, else -1 with err (the tile schedule: always 0, tile_check decides). */
+int64_t attention_select_hist_shared_bytes(const Spec *s, const TileConfig *t);
+int attention_select_check(const Spec *s, const TileConfig *t, char *err, size_t cap);
 
 /* Builds one kernel (NULL if the spec's select mode needs none). */
 Kernel *attention_select_build_kernel(const Spec *s, const TileConfig *t, SelectKernel which);
@@ -158,9 +166,18 @@ enum { SELECT_BRACKET_MIN_N = 64 };
 /* Whether a call of N rows takes the sample + bracket plan: the tile schedule (tile:
  * the hist kernel has `cand`, attention_select_has_cand) and N >= SELECT_BRACKET_MIN_N. */
 bool attention_select_brackets(bool tile, int N);
-/* Whether a call of N rows takes the one-launch WHOLE plan: head_quantile on the tile
- * schedule, N <= max_seq and N^2 <= attention_select_whole_keys(s) (every head's
- * scores fit the hist block's buffer, causal or not). */
+/* The warp schedule's WHOLE plan (attention_select_warp.c): for head_quantile specs
+ * with max_seq <= SELECT_WARP_WHOLE_SEQ and head_dim <= 128 the hist kernel keeps a
+ * buffer of max_seq^2 scores in shared memory (16 KiB at most; 0 keys otherwise:
+ * beside the staged tiles and the bins a head fits 48 KiB up to ~70 rows, and the
+ * buffer would cost every larger spec's hist blocks per SM though their calls could
+ * never use it), so that every call of such a spec is one launch. */
+enum { SELECT_WARP_WHOLE_SEQ = 64 };
+int attention_select_warp_whole_keys(const Spec *s);
+/* Whether a call of N rows takes the one-launch WHOLE plan: head_quantile, N <= max_seq
+ * and N^2 <= the hist block's buffer (every head's scores fit, causal or not):
+ * attention_select_whole_keys(s) on the tile schedule, attention_select_warp_whole_keys(s)
+ * on the warp schedule. */
 bool attention_select_whole(const Spec *s, bool tile, int N);
 
 /* The launch plans. */

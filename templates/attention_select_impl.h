@@ -91,10 +91,27 @@ TileConfig select_tile_hist_rows(const Spec *s, const TileConfig *t);
  * block's rows binned, scored by tile_scores with the tile forward's bits. */
 void select_hist_tile_rows(SelCtx *c, Builder *b, const TileConfig *t, const HistBlock *h);
 
+/* The warp schedule's hist block (attention_select_warp.c): K tiles of `kt` keys staged
+ * in shared memory for all of the block's rows, and the block's Q rows too where
+ * stage_q; bytes: the kernel's shared memory, bins included. kt = 0: nothing fits in
+ * 48 KiB (attention_select_check refuses the tile). */
+typedef struct {
+  int kt;
+  bool stage_q;
+  int whole;       /* keys of the whole-head buffer (attention_select_warp_whole_keys) */
+  int64_t bytes;
+} SelectWarpLayout;
+SelectWarpLayout select_warp_layout(const Spec *s, const TileConfig *t);
+/* The warp schedule's rows: a warp per row, lanes over the staged tile's keys; and
+ * round WHOLE where the spec has its buffer. */
+void select_hist_warp_rows(SelCtx *c, Builder *b, const TileConfig *t, const HistBlock *h);
+
 /* Round WHOLE (attention_select_whole.c), warp-level code of a hist block of head_quantile:
- * where the head keeps some but not all of its M scores and M fits `scores`
- * (attention_select_whole_keys), score(ctx, b) writes all of them to scores[0, M) (in
- * any order), and the keep_g-th largest is tau; tau_group[g] and rank[g] = SELECT_DONE
+ * where the head keeps some but not all of its M scores and M fits `scores` (its
+ * size: attention_select_whole_keys, or the warp schedule's
+ * attention_select_warp_whole_keys), score(ctx, b) writes all of them to scores[0, M)
+ * (in any order; the warp schedule's are there already, written by the whole block
+ * before a barrier), and the keep_g-th largest is tau; tau_group[g] and rank[g] = SELECT_DONE
  * are written in every case (+-inf without scoring where the head keeps none or all)
  * but M past the buffer, where nothing is. */
 void select_whole_round(SelCtx *c, Builder *b, const HistBlock *h, Buf *scores,

@@ -38,7 +38,7 @@ void select_whole_round(SelCtx *c, Builder *b, const HistBlock *h, Buf *scores,
                         void (*score)(void *ctx, Builder *b), void *ctx) {
   Op *M = select_group_count(c, b, h->g);
   Op *keep = attn_keep_count(b, c->p[SELECT_SPARSITY], M, c->spec->keep_min);
-  Op *fits = ir_cmp(b, CMP_LE, M, i32(b, attention_select_whole_keys(c->spec)));
+  Op *fits = ir_cmp(b, CMP_LE, M, i32(b, scores->size));
   Op *some = ir_cmp(b, CMP_GT, keep, i32(b, 0));
   /* keep = M > 0: every score kept, -inf; keep = 0 (M = 0): +inf (attention_select.h) */
   Op *tau = ir_var(b, ir_select(b, some, ir_const_f32(b, -INFINITY), ir_const_f32(b, INFINITY)),

@@ -20,6 +20,13 @@ int sel_compile(Module *m, const Spec *s, const TileConfig *t, MapTarget target,
   return 0;
 }
 
+float sel_kernel_score(double s, int D) {
+  if (isinf(s))
+    return (float)s;
+  double dot = round(s * sqrt((double)D) * 16) / 16;   /* exact: a multiple of 1/16 */
+  return (float)dot * (float)(1.0 / sqrt((double)D));
+}
+
 void sel_args(SelArgs *a, AttnCase *c, double sparsity) {
   sel_args_cap(a, c, sparsity, attention_select_cand_cap(c->l.N));
 }

@@ -75,7 +75,14 @@ SelectPlanKind sel_host_plan_kind(const SelHost *h, const SelArgs *a);
  * atomics are real. 0 or nonzero. */
 int sel_host_run(SelHost *h, SelArgs *a);
 
+/* The f32 score the kernels compute for a reference score of quantized inputs (q, k
+ * multiples of 1/4: the dot is exact, then times f32(1/sqrt(D))). */
+float sel_kernel_score(double s, int D);
+
 /* The plan and API checks of test_select (select_plan.c). */
 void sel_test_plan(void);
+/* The warp schedule's staged hist in the interpreter (select_warp.c): several key
+ * tiles, each shared-memory layout, n = 1, padding, causal; rng: test_select's. */
+void sel_test_warp(uint64_t *rng);
 
 #endif

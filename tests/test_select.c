@@ -49,14 +49,6 @@ static const char *describe(const Spec *s, char *buf, size_t cap) {
   return buf;
 }
 
-/* The f32 score the kernels compute for a reference score of quantized inputs. */
-static float kernel_score(double s, int D) {
-  if (isinf(s))
-    return (float)s;
-  double dot = round(s * sqrt((double)D) * 16) / 16;   /* exact: a multiple of 1/16 */
-  return (float)dot * (float)(1.0 / sqrt((double)D));
-}
-
 static uint32_t bits(float f) {
   uint32_t u;
   memcpy(&u, &f, 4);
@@ -71,7 +63,7 @@ static void check_taus(AttnCase *c, SelArgs *a, double s, bool hist_used, const 
   int G = attention_group_tau_ref(&c->spec, &c->l, c->q, c->k, c->lengths, s, ref);
   int bad = 0, first = -1;
   for (int g = 0; g < G; g++)
-    if (bits(a->tau[g]) != bits(kernel_score(ref[g], c->spec.head_dim)) && bad++ == 0)
+    if (bits(a->tau[g]) != bits(sel_kernel_score(ref[g], c->spec.head_dim)) && bad++ == 0)
       first = g;
   int64_t dirty = 0;
   for (int64_t i = 0; hist_used && i < (int64_t)G * SELECT_BINS; i++)
@@ -81,7 +73,7 @@ static void check_taus(AttnCase *c, SelArgs *a, double s, bool hist_used, const 
         "%s: %s B=%d H=%d N=%d s=%g: %d of %d taus wrong (g=%d: %.9g, want %.9g), %lld "
         "histogram bins left nonzero", what, describe(&c->spec, d, sizeof d), c->l.B, c->l.H,
         c->l.N, s, bad, G, first, first >= 0 ? a->tau[first] : 0.0,
-        first >= 0 ? kernel_score(ref[first], c->spec.head_dim) : 0.0, (long long)dirty);
+        first >= 0 ? sel_kernel_score(ref[first], c->spec.head_dim) : 0.0, (long long)dirty);
   free(ref);
 }
 
@@ -409,16 +401,22 @@ static void test_ptx(void) {
   const char *ptxas = find_ptxas();
   if (!ptxas)
     printf("ptxas not found: PTX is emitted but not assembled\n");
-  static const TileConfig tiles[] = {{8, 4, SCHED_WARP}, {16, 8, SCHED_WARP}};
+  /* the GPU default, a causal one, and the H100's best forward tile at n = 512 (its
+   * hist block stages no Q rows: select_warp_layout), and the default at max_seq 64 (head:
+   * the whole-head round) */
+  static const TileConfig tiles[] = {{8, 4, SCHED_WARP}, {16, 8, SCHED_WARP}, {64, 1, SCHED_WARP},
+                                     {8, 4, SCHED_WARP}};
   static const Target targets[] = {TARGET_SM90, TARGET_SM80};
   int assembled = 0;
   for (int mi = 0; mi < 2; mi++)
-    for (int ti = 0; ti < 2; ti++)
+    for (int ti = 0; ti < 4; ti++)
       for (int tt = 0; tt < 2; tt++) {
         Spec s = make_spec(mi ? SEL_LAYER_QUANTILE : SEL_HEAD_QUANTILE, 64, ti == 1, 1);
+        if (ti == 3)   /* head_quantile: the warp schedule's whole-head round */
+          s.max_seq = SELECT_WARP_WHOLE_SEQ;
         char err[1024], d[96], what[160];
-        snprintf(what, sizeof what, "%s tile (%d, %d)", describe(&s, d, sizeof d),
-                 tiles[ti].rows, tiles[ti].warps);
+        snprintf(what, sizeof what, "%s max_seq %d tile (%d, %d)", describe(&s, d, sizeof d),
+                 s.max_seq, tiles[ti].rows, tiles[ti].warps);
         Module m = {0};
         if (sel_compile(&m, &s, &tiles[ti], MAP_GPU, err, sizeof err)) {
           CHECK(0, "%s: %s", what, err);
@@ -452,6 +450,7 @@ int main(void) {
   sel_test_plan();
   test_host();
   test_interp();
+  sel_test_warp(&rng);
   test_ptx();
   LLVMShutdown();
   return check_summary();
