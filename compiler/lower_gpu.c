@@ -56,7 +56,7 @@ LLVMValueRef gpu_shared_buffer(Lower *L, Buf *buf) {
   for (int i = 0; i < L->k->nbufs; i++) {
     const Buf *b = L->k->bufs[i];
     if (b->space == SPACE_SHARED && b->size > 0)
-      bytes += b->size * (ir_type_bits(b->elem) + 7) / 8;
+      bytes += b->size * ((ir_type_bits(b->elem) + 7) / 8);
   }
   if (buf->size <= 0 || bytes > SHARED_LIMIT) {
     lower_fail(L, "shared arrays take %lld bytes; a block has at most %d of static shared memory",
