@@ -64,13 +64,12 @@ Op *attn_offset(Builder *b, Op *batch, Op *i, Op *head, Op *sb, Op *sn, Op *sh) 
 
 void attn_stage_rows(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *off0, Op *stride,
                      Op *nrows, int D) {
-  Builder body;
-  Op *t = ir_pfor(b, AXIS_BLOCK, attn_mul(b, nrows, attn_i32(b, D)), "t", &body)->index;
-  Op *r = ir_bin(&body, OP_DIV, t, attn_i32(&body, D));
-  Op *d = ir_bin(&body, OP_REM, t, attn_i32(&body, D));
-  Op *from = attn_add(&body, attn_add(&body, off0, attn_mul(&body, r, stride)), d);
-  Op *to = attn_add(&body, attn_mul(&body, r, attn_i32(&body, (int)ld)), d);
-  ir_store(&body, dst, to, ir_load(&body, src, from));
+  Builder warp, lane;
+  Op *r = ir_pfor(b, AXIS_WARP, nrows, "r", &warp)->index;
+  Op *from = attn_add(&warp, off0, attn_mul(&warp, r, stride));
+  Op *to = attn_mul(&warp, r, attn_i32(&warp, (int)ld));
+  Op *d = ir_pfor(&warp, AXIS_LANE, attn_i32(&warp, D), "d", &lane)->index;
+  ir_store(&lane, dst, attn_add(&lane, to, d), ir_load(&lane, src, attn_add(&lane, from, d)));
 }
 
 static Op *row_at(Builder *b, const AttnRow *r, Op *j) {

@@ -37,9 +37,10 @@ void attn_next_head(Builder *b, Op *batch, Op *head, Op *H, Op **nb, Op **nh);
 /* One prefetch per 64-byte line of D floats at buf[row] (row: i64). */
 void attn_prefetch_row(Builder *b, Buf *buf, Op *row, int D);
 
-/* Block-level: dst[r*ld + d] = src[off0 + r*stride + d] for r < nrows, d < D, one
- * element per thread with consecutive threads on consecutive d, so the block reads
- * each row of a tile once, coalesced (off0, stride: i32). The GPU schedules stage
+/* Block-level: dst[r*ld + d] = src[off0 + r*stride + d] for r < nrows, d < D, a
+ * warp per row with lanes on consecutive d, so the block reads each row of a tile
+ * once, coalesced (off0, stride: i32); on the host that is a contiguous vector copy
+ * per row (one flat loop over r*D + d compiled to gathers and scatters there). The GPU schedules stage
  * K/V (or Q/dO) tiles this way for all warps of a block to share; ld = D + 1 keeps
  * lanes that read one d of 32 different rows on 32 different shared-memory banks.
  * The caller puts the barriers around it (before: the tile's readers are done;
