@@ -1,9 +1,10 @@
-/* The crisp attention forward template (DESIGN §4), every select mode, causal or not.
+/* The crisp attention forward template (DESIGN §4), every select mode, causal or not:
+ * the per-row steps both schedules share, and the entry point that picks one
+ * (attention_fwd_staged.c: the GPU's, blocks of rows against staged K/V tiles;
+ * attention_fwd_tile.c: the CPU's register-blocked tiles).
  *
- * Schedule: a block takes `rows` query rows of one (b, h); each of its warps owns
- * one row at a time and keeps that row's scores in a shared slot (no n x n matrix
- * in global memory). Per row, with M valid keys (j < L, and j <= i when causal):
- *   1. S_j = q_i . k_j / sqrt(d) for j < M (lanes over keys, attn_row_scores);
+ * Per row, with M valid keys (j < L, and j <= i when causal), scores in a shared slot:
+ *   1. S_j = q_i . k_j / sqrt(d) for j < M (attn_row_scores, by the schedule);
  *   2. the threshold tau and the kept count (S_j >= tau, ties kept):
  *        none            tau = -inf
  *        row_topk        tau = keep(M)-th largest S_j (bisection on order keys)
@@ -14,8 +15,8 @@
  *      - dropped by the selection); sum = sum of kept e_j; lse = mx + log(sum);
  *      kept, lse, tau written; the entropies when the stats flags ask (from e_j);
  *   4. O_i = sum_j e_j v_j / (sum (1 - p)) over kept j that attention dropout keeps
- *      (mask tested per kept j, only when p > 0), accumulated in shared memory with
- *      lanes over d: P.V touches kept, undropped entries only.
+ *      (mask tested per kept j, only when p > 0), by the schedule: P.V touches kept,
+ *      undropped entries only.
  * Softmax, lse and entropies are taken before dropout. mx is always kept (tau <= mx),
  * so sum >= 1: no NaN however sparse. The written tau is -inf when the row keeps
  * every valid key, so kept <=> S >= tau always (what the backward recomputes P from).
@@ -125,36 +126,6 @@ void fwd_store_entropies(Ctx *c, Builder *b, const AttnRow *r, Op *z_kept, Op *i
   }
 }
 
-/* 4. acc = sum_j e_j v_j over kept j (e_j > 0) that dropout keeps; o = acc * scale.
- * The dropout mask is tested per kept j only, and only when p > 0. */
-static void emit_pv(Ctx *c, Builder *b, const AttnRow *r, Op *i, Op *acc_base, Op *scale) {
-  int D = c->spec->head_dim;
-  Op **p = c->p;
-  Op *rh = dropout_row_hash_ir(b, p[ATTN_SEED], p[ATTN_STEP], p[ATTN_LAYER], c->batch, c->head,
-                               i);
-  Op *drop_on = ir_cmp(b, CMP_GT, p[ATTN_DROPOUT], zero_f(b));
-  Builder lane, loop, hit, drop, go;
-  Op *d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
-  ir_store(&lane, c->acc, add(&lane, acc_base, d), zero_f(&lane));
-  Op *j = ir_for(b, i32(b, 0), r->m, 1, "j", &loop)->index;
-  Op *ej = ir_load(&loop, r->buf, add(&loop, r->base, j));
-  ir_if(&loop, ir_cmp(&loop, CMP_GT, ej, zero_f(&loop)), &hit, NULL);
-  Op *live = ir_var(&hit, ir_const_bool(&hit, true), "live");
-  ir_if(&hit, drop_on, &drop, NULL);
-  ir_set(&drop, live, dropout_keep_ir(&drop, rh, j, c->drop_thr));
-  ir_if(&hit, ir_get(&hit, live), &go, NULL);
-  Op *voff = attn_offset(&go, c->batch, j, c->head, p[ATTN_QKV_SB], p[ATTN_QKV_SN],
-                         p[ATTN_QKV_SH]);
-  d = ir_pfor(&go, AXIS_LANE, i32(&go, D), "d", &lane)->index;
-  Op *ai = add(&lane, acc_base, d);
-  Op *vd = ir_load(&lane, c->v, add(&lane, voff, d));
-  ir_store(&lane, c->acc, ai, ir_fma(&lane, ej, vd, ir_load(&lane, c->acc, ai)));
-  Op *ooff = attn_offset(b, c->batch, i, c->head, p[ATTN_O_SB], p[ATTN_O_SN], p[ATTN_O_SH]);
-  d = ir_pfor(b, AXIS_LANE, i32(b, D), "d", &lane)->index;
-  ir_store(&lane, c->o, add(&lane, ooff, d),
-           mul(&lane, ir_load(&lane, c->acc, add(&lane, acc_base, d)), scale));
-}
-
 /* kept, lse and tau of one row, by one lane. */
 void fwd_store_row(Ctx *c, Builder *b, Op *i, Op *kept, Op *lse, Op *tau) {
   Builder lane;
@@ -181,22 +152,6 @@ Op *fwd_softmax_row_at(Ctx *c, Builder *b, const AttnRow *r, Op *i, Op *tau, Op 
   return ir_fma(b, ir_un(b, OP_NEG, sum), c->p[ATTN_DROPOUT], sum);
 }
 
-static void emit_valid_row(Ctx *c, Builder *b, Op *i, Op *w) {
-  Op **p = c->p;
-  const Spec *s = c->spec;
-  Op *m = c->len;
-  if (s->causal)
-    m = ir_bin(b, OP_MIN, add(b, i, i32(b, 1)), c->len);
-  AttnRow r = {c->scores, mul(b, w, i32(b, s->max_seq)), m};
-  Op *qoff = attn_offset(b, c->batch, i, c->head, p[ATTN_QKV_SB], p[ATTN_QKV_SN], p[ATTN_QKV_SH]);
-  Op *k0 = attn_offset(b, c->batch, i32(b, 0), c->head, p[ATTN_QKV_SB], p[ATTN_QKV_SN],
-                       p[ATTN_QKV_SH]);
-  attn_row_scores(b, &r, c->q, c->kk, qoff, k0, p[ATTN_QKV_SN], s->head_dim);
-  Op *kept_mass = fwd_softmax_row(c, b, &r, i);
-  emit_pv(c, b, &r, i, mul(b, w, i32(b, s->head_dim)),
-          ir_bin(b, OP_DIV, ir_const_f32(b, 1.0), kept_mass));
-}
-
 void fwd_emit_padded_row(Ctx *c, Builder *b, Op *i) {
   Builder lane;
   Op **p = c->p;
@@ -205,14 +160,6 @@ void fwd_emit_padded_row(Ctx *c, Builder *b, Op *i) {
   ir_store(&lane, c->o, add(&lane, ooff, d), zero_f(&lane));
   fwd_store_row(c, b, i, i32(b, 0), zero_f(b), ir_const_f32(b, INFINITY));
   fwd_store_entropies(c, b, NULL, NULL, i);
-}
-
-/* Everything one warp does for query row i. */
-static void emit_row(Ctx *c, Builder *b, Op *i, Op *w) {
-  Builder valid, padded;
-  ir_if(b, ir_cmp(b, CMP_LT, i, c->len), &valid, &padded);
-  emit_valid_row(c, &valid, i, w);
-  fwd_emit_padded_row(c, &padded, i);
 }
 
 void fwd_declare_params(Ctx *c, Kernel *k) {
@@ -253,27 +200,5 @@ void fwd_block_values(Ctx *c, Builder *b) {
 }
 
 Kernel *attention_fwd_build(const Spec *s, const TileConfig *t) {
-  if (t->sched == SCHED_TILE)
-    return attention_fwd_tile_build(s, t);
-  char name[96];
-  snprintf(name, sizeof name, "%s_attn_fwd", s->name);
-  Kernel *k = ir_kernel_new(name, t->warps);
-  Builder b = ir_builder(k);
-  Ctx c = {.spec = s};
-  fwd_declare_params(&c, k);
-  c.scores = ir_shared(k, "scores", TY_F32, (int64_t)t->warps * s->max_seq);
-  c.acc = ir_shared(k, "acc", TY_F32, (int64_t)t->warps * s->head_dim);
-  ir_set_grid(k, 0, ATTN_N, -1, t->rows);
-  ir_set_grid(k, 1, ATTN_H, -1, 1);
-  ir_set_grid(k, 2, ATTN_B, -1, 1);
-
-  Op *row0 = mul(&b, ir_block_id(&b, 0), i32(&b, t->rows));
-  fwd_block_values(&c, &b);
-  Builder warp, rows, inside;
-  Op *w = ir_pfor(&b, AXIS_WARP, i32(&b, t->warps), "w", &warp)->index;
-  Op *r = ir_for(&warp, w, i32(&warp, t->rows), t->warps, "r", &rows)->index;
-  Op *i = add(&rows, row0, r);
-  ir_if(&rows, ir_cmp(&rows, CMP_LT, i, c.p[ATTN_N]), &inside, NULL);
-  emit_row(&c, &inside, i, w);
-  return k;
+  return t->sched == SCHED_TILE ? attention_fwd_tile_build(s, t) : attention_fwd_staged_build(s, t);
 }

@@ -1,5 +1,6 @@
-/* Shared by the two schedules of the forward template: attention_fwd.c (a warp per
- * query row, the GPU's) and attention_fwd_tile.c (register-blocked tiles, the CPU's).
+/* Shared by the two schedules of the forward template: attention_fwd_staged.c (rows
+ * of a block against staged K/V tiles, the GPU's) and attention_fwd_tile.c
+ * (register-blocked tiles, the CPU's); the per-row steps are in attention_fwd.c.
  * The per-row steps after the scores (selection, softmax, statistics) are one code. */
 #ifndef CRISP_ATTENTION_FWD_IMPL_H
 #define CRISP_ATTENTION_FWD_IMPL_H
@@ -36,5 +37,7 @@ void fwd_emit_padded_row(Ctx *c, Builder *b, Op *i);
 
 /* The tile schedule's kernel (attention_fwd_tile.c). */
 Kernel *attention_fwd_tile_build(const Spec *s, const TileConfig *t);
+/* The warp schedule's kernel (attention_fwd_staged.c); t must pass tile_check. */
+Kernel *attention_fwd_staged_build(const Spec *s, const TileConfig *t);
 
 #endif

@@ -47,7 +47,7 @@ int64_t tile_frame_kc_bytes(const Spec *s) {
 int64_t tile_frame_bytes(const Spec *s) { return frame_base(s) + tile_frame_kc_bytes(s); }
 
 int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t) {
-  return 4 * (int64_t)t->warps * (s->max_seq + s->head_dim);
+  return attention_fwd_stage(s, t).bytes;
 }
 
 enum { SHARED_LIMIT = 48 * 1024 };   /* static shared memory per block on sm_80/sm_90 */

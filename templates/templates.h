@@ -48,6 +48,15 @@ TileConfig tile_resolve(const Spec *s, TileTarget t);
 int tile_check(const Spec *s, const TileConfig *t, char *err, size_t cap);
 /* Shared memory bytes the forward kernel needs with this tile. */
 int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t);
+/* The warp-schedule forward's staged layout (attention_fwd_staged.c): a block scores
+ * `group` of its rows at once (their score slots, Q rows and accumulators in shared
+ * memory) against tiles of `keys` K (then V) rows, `bytes` of shared memory in all.
+ * group = 0 when not even one row per warp fits (bytes is then over the limit). */
+typedef struct FwdStage {
+  int group, keys;
+  int64_t bytes;
+} FwdStage;
+FwdStage attention_fwd_stage(const Spec *s, const TileConfig *t);
 
 /* Every kernel the spec asks for, appended to m. Returns 0 or -1 with err. */
 int templates_build(const Spec *s, const TileConfig *t, Module *m, char *err, size_t cap);

@@ -10,7 +10,8 @@
  *   - attention dropout: reproducible per seed, seed-dependent, off at p = 0, the
  *     dropped fraction of kept keys within 4 sigma of p, stats taken before it;
  *   - the GPU-mapped kernel in the IR interpreter (threads, warps, shared memory,
- *     races) for several block configurations;
+ *     races) for several block configurations, the staged warp schedule's several
+ *     groups per block and short key tiles included; tiles that cannot fit refused;
  *   - row_topk on unquantized scores (no ties): kept = keep(M) exactly in every row.
  * Inputs with sparsity > 0 are quantized so the kernel's f32 scores are exact and
  * its kept sets and thresholds can be compared with the reference's exactly. In
@@ -415,12 +416,63 @@ static void interp_suite(const Spec *s, TileConfig t) {
   ir_module_free(&m);
 }
 
+/* The staged warp schedule's other regimes (attention_fwd_staged.c), which the small
+ * specs above never reach: several groups of rows per block, and key tiles under 32
+ * where max_seq leaves no room for 32 keys beside one row per warp. Each case checks
+ * it is in the regime it claims, then runs the interpreter suite. */
+static void staged_regimes(void) {
+  static const struct {
+    int head_dim, max_seq;
+    TileConfig t;
+    int group, keys;
+  } cases[] = {
+      {16, 2048, {16, 1, SCHED_WARP}, 4, 32},   /* 4 groups of 4 */
+      {16, 2048, {6, 3, SCHED_WARP}, 3, 32},    /* 2 groups, one row per warp */
+      {16, 3000, {8, 4, SCHED_WARP}, 4, 8},     /* 2 groups, 8-key tiles */
+  };
+  static const SelectKind modes[] = {SEL_NONE, SEL_ROW_TOPK, SEL_HEAD_QUANTILE,
+                                     SEL_LAYER_QUANTILE};
+  for (int ci = 0; ci < 3; ci++)
+    for (int causal = 0; causal < 2; causal++) {
+      Spec s = make_spec(cases[ci].head_dim, cases[ci].max_seq, modes[(ci + 2 * causal) % 4],
+                         causal, 1 + causal);
+      FwdStage st = attention_fwd_stage(&s, &cases[ci].t);
+      CHECK(st.group == cases[ci].group && st.keys == cases[ci].keys && st.bytes <= 48 * 1024,
+            "max_seq %d, tile %d/%d: group %d, keys %d, %lld bytes (expected %d, %d)",
+            s.max_seq, cases[ci].t.rows, cases[ci].t.warps, st.group, st.keys,
+            (long long)st.bytes, cases[ci].group, cases[ci].keys);
+      interp_suite(&s, cases[ci].t);
+    }
+}
+
+/* Tiles whose staged layout cannot fit are refused by tile_check with a message
+ * naming shared memory; the largest spec still builds with one warp. */
+static void staged_limits(void) {
+  char err[256];
+  Spec big = make_spec(256, 8192, SEL_ROW_TOPK, false, 1);
+  TileConfig one = {16, 1, SCHED_WARP}, two = {16, 2, SCHED_WARP};
+  FwdStage st = attention_fwd_stage(&big, &one);
+  CHECK(tile_check(&big, &one, err, sizeof err) == 0 && st.group == 1 && st.keys == 8,
+        "head_dim 256, max_seq 8192, one warp: group %d, keys %d (%s)", st.group, st.keys, err);
+  CHECK(tile_check(&big, &two, err, sizeof err) != 0 && strstr(err, "shared memory"),
+        "head_dim 256, max_seq 8192, two warps: accepted (group %d)",
+        attention_fwd_stage(&big, &two).group);
+  Spec def = make_spec(64, 512, SEL_ROW_TOPK, false, 1);
+  st = attention_fwd_stage(&def, &(TileConfig){8, 4, SCHED_WARP});
+  CHECK(st.group == 8 && st.keys == 32 && st.bytes == 4 * (32 * 65 + 8 * (512 + 65)),
+        "default tile at max_seq 512: group %d, keys %d, %lld bytes", st.group, st.keys,
+        (long long)st.bytes);
+  st = attention_fwd_stage(&def, &(TileConfig){64, 1, SCHED_WARP});
+  CHECK(st.group == 16, "rows 64 at max_seq 512: group %d (expected 4 groups of 16)", st.group);
+}
+
 int main(void) {
   rng = harness_seed();
   static const SelectKind modes[] = {SEL_NONE, SEL_ROW_TOPK, SEL_HEAD_QUANTILE,
                                      SEL_LAYER_QUANTILE};
+  /* {64, 4}: four groups of 16 rows per block at max_seq 512 (attention_fwd_stage) */
   static const TileConfig host_tiles[] = {{16, 1, SCHED_WARP}, {4, 2, SCHED_WARP},
-                                          {6, 3, SCHED_WARP}, {16, 1, SCHED_WARP}};
+                                          {6, 3, SCHED_WARP}, {64, 4, SCHED_WARP}};
   /* the CPU tile schedule: one group per block, and several groups */
   static const TileConfig cpu_tiles[] = {{4, 1, SCHED_TILE}, {32, 1, SCHED_TILE}};
   for (int mi = 0; mi < 4; mi++) {
@@ -451,5 +503,7 @@ int main(void) {
       interp_suite((Spec[]){make_spec(16, 48, modes[mi], false, keep_min)}, tiles[i]);
       interp_suite((Spec[]){make_spec(8, 40, modes[mi], true, 3 - keep_min)}, tiles[i]);
     }
+  staged_regimes();
+  staged_limits();
   return check_summary();
 }

@@ -360,7 +360,39 @@ static Kernel *k_exp64(void) {
   return k;
 }
 
+/* n floats of shared memory, written and read back. */
+static Kernel *k_shared(int64_t n) {
+  Kernel *k = ir_kernel_new("shared", 1);
+  Buf *x = ir_param_buf(k, "x", TY_F32, ROLE_INOUT);
+  Buf *sh = ir_shared(k, "sh", TY_F32, n);
+  Builder B = ir_builder(k), b;
+  Op *i = ir_pfor(&B, AXIS_BLOCK, ir_const_i32(&B, n), "i", &b)->index;
+  ir_store(&b, sh, i, ir_load(&b, x, i));
+  ir_barrier(&B);
+  i = ir_pfor(&B, AXIS_BLOCK, ir_const_i32(&B, n), "i", &b)->index;
+  ir_store(&b, x, i, ir_load(&b, sh, i));
+  return k;
+}
+
+/* The 48 KiB static shared memory limit counts 4 bytes per f32: 12288 floats fit. */
+static void test_shared_limit(void) {
+  char err[512];
+  Module m = {.n = 1};
+  m.kernels[0] = k_shared(12288);
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef mod = ir_run_passes(m.kernels[0], MAP_GPU, err, sizeof err)
+                          ? NULL
+                          : lower_module(ctx, &m, TARGET_SM90, err, sizeof err);
+  expect(mod != NULL, "48 KiB of f32 shared memory refused: %s", err);
+  if (mod)
+    LLVMDisposeModule(mod);
+  LLVMContextDispose(ctx);
+  ir_module_free(&m);
+  expect_lower_error(k_shared(12289), MAP_GPU, TARGET_SM90, "shared arrays take 49156 bytes");
+}
+
 static void test_errors(void) {
+  test_shared_limit();
   expect_lower_error(k_exp64(), MAP_GPU, TARGET_SM90, "exp on f64 is not supported on NVPTX");
   expect_lower_error(k_vadd(), MAP_NONE, TARGET_HOST, "not mapped for host");
   expect_lower_error(k_vadd(), MAP_CPU, TARGET_SM80, "not mapped for sm_80");

@@ -29,7 +29,7 @@ static void test_legal(void) {
   for (int i = 0; i < n && i < 64; i++)
     bad += t[i].rows % t[i].warps != 0 || tile_check(&s, &t[i], err, sizeof err) != 0;
   CHECK(bad == 0, "%d illegal tiles listed", bad);
-  s.max_seq = 8192;   /* 4 * warps * (8192 + 64) bytes of shared memory: one warp only */
+  s.max_seq = 8192;   /* a 32 KiB score slot per warp, beside a key tile: one warp only */
   n = tune_legal_tiles(&s, t, 64);
   CHECK(n == 7, "max_seq 8192: %d legal tiles (expected 7, one warp each)", n);
   for (int i = 0; i < n; i++)

@@ -1,0 +1,239 @@
+/* The forward's GPU schedule (SCHED_WARP), staged: K and V are read from global
+ * memory once per group of query rows, coalesced, instead of once per row.
+ *
+ * A block takes `rows` query rows of one (b, h) and works through them in groups of
+ * `group` rows (attention_fwd_stage: as many as fit in 48 KiB of shared memory,
+ * split evenly). For each group, in block-level code:
+ *   1. the group's Q rows are staged into `qa` (group x D);
+ *   2. per key tile of `keys` keys (32 unless a max_seq too large for that leaves
+ *      no room for one row per warp): barrier, the tile's K rows staged into `kv`
+ *      (keys x (D + 1): lanes reading one d of 32 keys hit 32 banks), barrier, then
+ *      pfor.warp over the group's valid rows: attn_row_scores from the staged Q row
+ *      and tile into the row's score slot (group x max_seq, all rows at once);
+ *   3. pfor.warp over the group's rows: selection, softmax, kept/lse/tau and the
+ *      statistics on the whole slot (fwd_softmax_row, unchanged), 1 / (Z (1 - p))
+ *      into `scale`, the row's `qa` entries zeroed to become its P.V accumulator
+ *      (the Q row is not read again, and the same warp owns row r in every
+ *      pfor.warp below, so no barrier is needed between); padded rows written;
+ *   4. per key tile: barrier, V rows staged into `kv`, barrier, pfor.warp over the
+ *      valid rows: a serial loop over the tile's keys in order, lanes over d adding
+ *      e_j v_j into the row's accumulator for kept (e_j > 0), undropped j, as the
+ *      per-row schedule did: the same fma chain, so the same bits. (Lanes over d
+ *      outside the key loop would keep each sum in a register, but the host runs
+ *      that inner loop scalar: 5x slower there; at s = 0.8 it saves the GPU nothing,
+ *      since every lane would load and test each e_j once per d it owns);
+ *   5. o = acc * scale.
+ * Causal: a group reads keys up to its last valid row (first + nvalid); each row
+ * only scores and sums its own j < min(i + 1, L). Tiles with no valid row are never
+ * staged: a group of padded rows reads nothing. */
+#include <stdio.h>
+
+#include "attention_fwd_impl.h"
+#include "dropout.h"
+
+#define i32 attn_i32
+#define add attn_add
+#define mul attn_mul
+
+/* The same 48 KiB of static shared memory per block as tile_check's limit. */
+enum { KEY_TILE = 32, STAGE_SHARED_LIMIT = 48 * 1024 };
+
+static int64_t stage_bytes(const Spec *s, int64_t group, int64_t keys) {
+  int64_t D = s->head_dim;
+  return 4 * (keys * (D + 1) + group * (s->max_seq + D + 1));
+}
+
+/* Group size: the most rows whose slots fit beside one key tile, then split evenly
+ * (64 rows with room for 17 -> 4 groups of 16) and kept a multiple of the warps so
+ * no warp idles for a group's last round. The key tile shrinks only when not even
+ * one row per warp fits beside 32 keys (max_seq in the thousands). */
+FwdStage attention_fwd_stage(const Spec *s, const TileConfig *t) {
+  for (int keys = KEY_TILE; keys >= 1; keys /= 2) {
+    int64_t room = STAGE_SHARED_LIMIT - stage_bytes(s, 0, keys);
+    int64_t fit = room / stage_bytes(s, 1, 0);
+    if (fit > t->rows)
+      fit = t->rows;
+    if (fit < t->warps)
+      continue;
+    int64_t groups = (t->rows + fit - 1) / fit;
+    int64_t g = (t->rows + groups - 1) / groups;
+    g = (g + t->warps - 1) / t->warps * t->warps;
+    if (g > fit)
+      g = fit / t->warps * t->warps;
+    return (FwdStage){(int)g, keys, stage_bytes(s, g, keys)};
+  }
+  /* the smallest layout this tile could have; over the limit, so tile_check refuses it */
+  return (FwdStage){0, 1, stage_bytes(s, t->warps, 1)};
+}
+
+typedef struct {
+  Ctx *c;
+  FwdStage st;
+  Buf *kv, *qa, *scale;   /* c->scores holds the slots */
+  Op *first;              /* the group's first row */
+  Op *nin, *nvalid;       /* its rows below N, and below min(N, L) */
+  Op *mg;                 /* keys it reads */
+} Group;
+
+static Op *clamp0(Builder *b, Op *x, Op *hi) {
+  return ir_bin(b, OP_MAX, ir_bin(b, OP_MIN, x, hi), i32(b, 0));
+}
+
+/* Valid keys of row i: j < L, and j <= i when causal. */
+static Op *row_keys(Ctx *c, Builder *b, Op *i) {
+  return c->spec->causal ? ir_bin(b, OP_MIN, add(b, i, i32(b, 1)), c->len) : c->len;
+}
+
+/* Row r's keys within the tile at kt of nk keys (0 past the row's last key). */
+static Op *tile_keys(Ctx *c, Builder *b, Op *i, Op *kt, Op *nk) {
+  return clamp0(b, ir_bin(b, OP_SUB, row_keys(c, b, i), kt), nk);
+}
+
+/* Block-level: barrier, rows [kt, kt + nk) of src (K or V) into kv, barrier. */
+static Op *stage_tile(Group *g, Builder *b, Buf *src, Op *kt) {
+  Ctx *c = g->c;
+  Op *nk = ir_bin(b, OP_MIN, i32(b, g->st.keys), ir_bin(b, OP_SUB, g->mg, kt));
+  Op *off = attn_offset(b, c->batch, kt, c->head, c->p[ATTN_QKV_SB], c->p[ATTN_QKV_SN],
+                        c->p[ATTN_QKV_SH]);
+  ir_barrier(b);
+  attn_stage_rows(b, g->kv, c->spec->head_dim + 1, src, off, c->p[ATTN_QKV_SN], nk,
+                  c->spec->head_dim);
+  ir_barrier(b);
+  return nk;
+}
+
+static AttnRow slot(Group *g, Builder *b, Op *r, Op *kt, Op *m) {
+  return (AttnRow){g->c->scores, add(b, mul(b, r, i32(b, g->c->spec->max_seq)), kt), m};
+}
+
+/* 2. S for the group's valid rows, one staged K tile at a time. */
+static void emit_scores(Group *g, Builder *b) {
+  Ctx *c = g->c;
+  int D = c->spec->head_dim;
+  Builder tile, warp;
+  Op *kt = ir_for(b, i32(b, 0), g->mg, g->st.keys, "kt", &tile)->index;
+  Op *nk = stage_tile(g, &tile, c->kk, kt);
+  Op *r = ir_pfor(&tile, AXIS_WARP, g->nvalid, "r", &warp)->index;
+  Op *i = add(&warp, g->first, r);
+  AttnRow row = slot(g, &warp, r, kt, tile_keys(c, &warp, i, kt, nk));
+  attn_row_scores(&warp, &row, g->qa, g->kv, mul(&warp, r, i32(&warp, D)), i32(&warp, 0),
+                  i32(&warp, D + 1), D);
+}
+
+/* 3. Per row: softmax and statistics, or a padded row's outputs. */
+static void emit_softmax(Group *g, Builder *b) {
+  Ctx *c = g->c;
+  int D = c->spec->head_dim;
+  Builder warp, valid, padded, lane;
+  Op *r = ir_pfor(b, AXIS_WARP, g->nin, "r", &warp)->index;
+  Op *i = add(&warp, g->first, r);
+  ir_if(&warp, ir_cmp(&warp, CMP_LT, r, g->nvalid), &valid, &padded);
+  AttnRow row = slot(g, &valid, r, i32(&valid, 0), row_keys(c, &valid, i));
+  Op *mass = fwd_softmax_row(c, &valid, &row, i);
+  Op *scale = ir_bin(&valid, OP_DIV, ir_const_f32(&valid, 1.0), mass);
+  ir_pfor(&valid, AXIS_LANE, i32(&valid, 1), "one", &lane);
+  ir_store(&lane, g->scale, r, scale);
+  Op *d = ir_pfor(&valid, AXIS_LANE, i32(&valid, D), "d", &lane)->index;
+  ir_store(&lane, g->qa, add(&lane, mul(&lane, r, i32(&lane, D)), d), ir_const_f32(&lane, 0));
+  fwd_emit_padded_row(c, &padded, i);
+}
+
+/* acc[d] += e_j v_j over the tile's keys j < mt in order, kept (e_j > 0) and, when
+ * p > 0, undropped: a serial loop over j, lanes over d inside. */
+static void emit_tile_pv(Group *g, Builder *b, Op *r, Op *i, Op *kt, Op *mt) {
+  Ctx *c = g->c;
+  Op **p = c->p;
+  int D = c->spec->head_dim;
+  Op *rh = dropout_row_hash_ir(b, p[ATTN_SEED], p[ATTN_STEP], p[ATTN_LAYER], c->batch, c->head,
+                               i);
+  Op *drop_on = ir_cmp(b, CMP_GT, p[ATTN_DROPOUT], ir_const_f32(b, 0));
+  Op *srow = add(b, mul(b, r, i32(b, c->spec->max_seq)), kt);
+  Op *arow = mul(b, r, i32(b, D));
+  Builder lane, loop, hit, drop, go;
+  Op *j = ir_for(b, i32(b, 0), mt, 1, "j", &loop)->index;
+  Op *ej = ir_load(&loop, c->scores, add(&loop, srow, j));
+  ir_if(&loop, ir_cmp(&loop, CMP_GT, ej, ir_const_f32(&loop, 0)), &hit, NULL);
+  Op *live = ir_var(&hit, ir_const_bool(&hit, true), "live");
+  ir_if(&hit, drop_on, &drop, NULL);
+  ir_set(&drop, live, dropout_keep_ir(&drop, rh, add(&drop, kt, j), c->drop_thr));
+  ir_if(&hit, ir_get(&hit, live), &go, NULL);
+  Op *vrow = mul(&go, j, i32(&go, D + 1));
+  Op *d = ir_pfor(&go, AXIS_LANE, i32(&go, D), "d", &lane)->index;
+  Op *ai = add(&lane, arow, d);
+  Op *vd = ir_load(&lane, g->kv, add(&lane, vrow, d));
+  ir_store(&lane, g->qa, ai, ir_fma(&lane, ej, vd, ir_load(&lane, g->qa, ai)));
+}
+
+/* 4-5. P.V one staged V tile at a time, then o = acc * scale. */
+static void emit_pv(Group *g, Builder *b) {
+  Ctx *c = g->c;
+  Op **p = c->p;
+  int D = c->spec->head_dim;
+  Builder tile, warp, lane;
+  Op *kt = ir_for(b, i32(b, 0), g->mg, g->st.keys, "kt", &tile)->index;
+  Op *nk = stage_tile(g, &tile, c->v, kt);
+  Op *r = ir_pfor(&tile, AXIS_WARP, g->nvalid, "r", &warp)->index;
+  Op *i = add(&warp, g->first, r);
+  emit_tile_pv(g, &warp, r, i, kt, tile_keys(c, &warp, i, kt, nk));
+
+  r = ir_pfor(b, AXIS_WARP, g->nvalid, "r", &warp)->index;
+  i = add(&warp, g->first, r);
+  Op *ooff = attn_offset(&warp, c->batch, i, c->head, p[ATTN_O_SB], p[ATTN_O_SN], p[ATTN_O_SH]);
+  Op *scale = ir_load(&warp, g->scale, r);
+  Op *d = ir_pfor(&warp, AXIS_LANE, i32(&warp, D), "d", &lane)->index;
+  Op *acc = ir_load(&lane, g->qa, add(&lane, mul(&lane, r, i32(&lane, D)), d));
+  ir_store(&lane, c->o, add(&lane, ooff, d), mul(&lane, acc, scale));
+}
+
+/* One group: rows [first, first + n) of the block (block-level code). */
+static void emit_group(Group *g, Builder *b, Op *first, Op *n) {
+  Ctx *c = g->c;
+  Op **p = c->p;
+  int D = c->spec->head_dim;
+  g->first = first;
+  g->nin = clamp0(b, ir_bin(b, OP_SUB, p[ATTN_N], first), n);
+  Op *vend = ir_bin(b, OP_MIN, p[ATTN_N], c->len);
+  g->nvalid = clamp0(b, ir_bin(b, OP_SUB, vend, first), n);
+  Op *any = ir_cmp(b, CMP_GT, g->nvalid, i32(b, 0));
+  Op *keys = c->spec->causal ? add(b, first, g->nvalid) : c->len;
+  g->mg = ir_select(b, any, keys, i32(b, 0));
+  ir_barrier(b);   /* the previous group is done with every shared array */
+  attn_stage_rows(b, g->qa, D, c->q,
+                  attn_offset(b, c->batch, first, c->head, p[ATTN_QKV_SB], p[ATTN_QKV_SN],
+                              p[ATTN_QKV_SH]),
+                  p[ATTN_QKV_SN], g->nvalid, D);
+  emit_scores(g, b);
+  emit_softmax(g, b);
+  emit_pv(g, b);
+}
+
+Kernel *attention_fwd_staged_build(const Spec *s, const TileConfig *t) {
+  char name[96];
+  snprintf(name, sizeof name, "%s_attn_fwd", s->name);
+  Kernel *k = ir_kernel_new(name, t->warps);
+  Builder b = ir_builder(k);
+  Ctx c = {.spec = s};
+  Group g = {.c = &c, .st = attention_fwd_stage(s, t)};
+  if (g.st.group < 1) {   /* tile_check refuses such tiles first */
+    ir_kernel_free(k);
+    return NULL;
+  }
+  int D = s->head_dim;
+  fwd_declare_params(&c, k);
+  g.kv = ir_shared(k, "kv", TY_F32, (int64_t)g.st.keys * (D + 1));
+  g.qa = c.acc = ir_shared(k, "qa", TY_F32, (int64_t)g.st.group * D);
+  c.scores = ir_shared(k, "scores", TY_F32, (int64_t)g.st.group * s->max_seq);
+  g.scale = ir_shared(k, "scale", TY_F32, g.st.group);
+  ir_set_grid(k, 0, ATTN_N, -1, t->rows);
+  ir_set_grid(k, 1, ATTN_H, -1, 1);
+  ir_set_grid(k, 2, ATTN_B, -1, 1);
+
+  Op *row0 = mul(&b, ir_block_id(&b, 0), i32(&b, t->rows));
+  fwd_block_values(&c, &b);
+  Builder body;
+  Op *gi = ir_for(&b, i32(&b, 0), i32(&b, t->rows), g.st.group, "g", &body)->index;
+  emit_group(&g, &body, add(&body, row0, gi),
+             ir_bin(&body, OP_MIN, i32(&body, g.st.group), ir_bin(&body, OP_SUB,
+                                                                   i32(&body, t->rows), gi)));
+  return k;
+}
