@@ -68,6 +68,8 @@ typedef struct {
   Buf *slot;      /* per warp: the tile's S, then dS (dkdv: kt more for P z/(1-p)) */
   Buf *stat;      /* dq: Delta per block row; dkdv: the tile's lse, tau, Delta rows */
   Buf *hash;      /* dkdv: the tile rows' dropout row hashes */
+  Buf *own[2];    /* where they fit (else NULL): the block's own rows, rows x D each,
+                     staged once: q_i, dO_i (dq) / k_j, v_j (dkdv) */
   Op *batch, *head, *len, *first;   /* b, h, L of this block; its first row (key) */
   Op *scale, *thresh, *inv_keep;
 } Ctx;
@@ -197,6 +199,31 @@ static void add_rows(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n, Buf *con
   }
 }
 
+/* Block-level, where they fit: the block's own valid rows (i < L) of a and b into
+ * own[0], own[1] (D floats apart), before the first tile's barriers, which order them
+ * before any read. Their readers take a row from there, else from global memory,
+ * where every lane of a warp read it again for every staged tile. */
+static void stage_own(Ctx *c, Builder *b, int sa, int ia, int sb, int ib) {
+  if (!c->own[0])
+    return;
+  int D = c->spec->head_dim;
+  Op *n = ir_bin(b, OP_MAX, min_(b, i32(b, c->rows), sub(b, c->len, c->first)), i32(b, 0));
+  attn_stage_rows(b, c->own[0], D, c->buf[ia], row_offset(c, b, sa, c->first),
+                  c->p[sa + 1], n, D);
+  attn_stage_rows(b, c->own[1], D, c->buf[ib], row_offset(c, b, sb, c->first),
+                  c->p[sb + 1], n, D);
+}
+
+/* Row r of the block's own rows h: the staged copy, or row i of buf in global memory. */
+static Buf *own_row(Ctx *c, Builder *b, int h, int buf, int sb, Op *i, Op *r, Op **off) {
+  if (c->own[h]) {
+    *off = mul(b, r, i32(b, c->spec->head_dim));
+    return c->own[h];
+  }
+  *off = row_offset(c, b, sb, i);
+  return c->buf[buf];
+}
+
 /* ---- dq: a block of query rows, tiles of keys ---- */
 
 /* Delta_i (to delta and to the block's stat), dQ_i = 0; a padded row writes zeros. */
@@ -225,11 +252,13 @@ static void dq_tile_row(Ctx *c, Builder *b, Op *i, Op *r, Op *w, Op *t0, Op *m) 
   int D = c->spec->head_dim, ld = c->ld;
   Op *sl = mul(b, w, i32(b, c->kt)), *at = row_stat(c, b, i);
   AttnRow row = {c->slot, sl, m};
-  attn_row_scores(b, &row, c->buf[ATTN_BWD_Q], c->ta, row_offset(c, b, ATTN_BWD_QKV_SB, i),
-                  i32(b, 0), i32(b, ld), D);
+  Op *qoff, *goff;
+  Buf *q = own_row(c, b, 0, ATTN_BWD_Q, ATTN_BWD_QKV_SB, i, r, &qoff);
+  Buf *dout = own_row(c, b, 1, ATTN_BWD_DOUT, ATTN_BWD_O_SB, i, r, &goff);
+  attn_row_scores(b, &row, q, c->ta, qoff, i32(b, 0), i32(b, ld), D);
   Op *lse = ir_load(b, c->buf[ATTN_BWD_LSE], at), *delta = ir_load(b, c->stat, r);
   Op *tau = c->spec->select != SEL_NONE ? ir_load(b, c->buf[ATTN_BWD_TAU], at) : NULL;
-  Op *rh = row_hash(c, b, i), *goff = row_offset(c, b, ATTN_BWD_O_SB, i);
+  Op *rh = row_hash(c, b, i);
 
   /* 2. the slot's S -> dS (kept) or 0, padded with zeros to a whole group */
   Op *mp = round_up(b, m, c->group);
@@ -243,7 +272,7 @@ static void dq_tile_row(Ctx *c, Builder *b, Op *i, Op *r, Op *w, Op *t0, Op *m) 
   Op *pr = ir_un(&yes, OP_EXP, sub(&yes, s, lse));
   Op *z = dropout_keep_ir(&yes, rh, add(&yes, t0, e), c->thresh);
   Op *zs = ir_select(&yes, z, c->inv_keep, f32(&yes, 0));
-  Op *dp = dot_serial(&yes, c->buf[ATTN_BWD_DOUT], goff, c->tb, mul(&yes, e, i32(&yes, ld)), D);
+  Op *dp = dot_serial(&yes, dout, goff, c->tb, mul(&yes, e, i32(&yes, ld)), D);
   ir_store(&yes, c->slot, se, mul(&yes, pr, sub(&yes, mul(&yes, dp, zs), delta)));
   ir_store(&no, c->slot, se, f32(&no, 0));
 
@@ -263,6 +292,7 @@ static void dq_body(Ctx *c, Builder *b) {
   if (c->spec->causal)
     hi = min_(b, add(b, c->first, i32(b, c->rows)), c->len);
   hi = ir_select(b, lt(b, c->first, c->len), hi, i32(b, 0));
+  stage_own(c, b, ATTN_BWD_QKV_SB, ATTN_BWD_Q, ATTN_BWD_O_SB, ATTN_BWD_DOUT);
   Builder tile, row;
   Op *nk, *t0 = tile_loop(c, b, i32(b, 0), hi, &tile, &nk);
   Op *k0 = row_offset(c, &tile, ATTN_BWD_QKV_SB, t0), *sn = c->p[ATTN_BWD_QKV_SN];
@@ -316,10 +346,11 @@ static void dkdv_stage_stats(Ctx *c, Builder *b, Op *t0, Op *n) {
 static void dkdv_tile_key(Ctx *c, Builder *b, Op *j, Op *r, Op *w, Op *e0, Op *n) {
   int D = c->spec->head_dim, ld = c->ld, kt = c->kt;
   Op *sl = mul(b, w, i32(b, 2 * kt));
-  Op *koff = row_offset(c, b, ATTN_BWD_QKV_SB, j);
+  Op *koff, *voff;
+  Buf *kb = own_row(c, b, 0, ATTN_BWD_K, ATTN_BWD_QKV_SB, j, r, &koff);
+  Buf *vb = own_row(c, b, 1, ATTN_BWD_V, ATTN_BWD_QKV_SB, j, r, &voff);
   AttnRow row = {c->slot, add(b, sl, e0), sub(b, n, e0)};
-  attn_row_scores(b, &row, c->buf[ATTN_BWD_K], c->ta, koff, mul(b, e0, i32(b, ld)), i32(b, ld),
-                  D);
+  attn_row_scores(b, &row, kb, c->ta, koff, mul(b, e0, i32(b, ld)), i32(b, ld), D);
 
   /* 2. the slot's S -> dS and P z/(1-p) (kept), or zeros, over whole groups of rows */
   Op *lo = mul(b, ir_bin(b, OP_DIV, e0, i32(b, c->group)), i32(b, c->group));
@@ -336,7 +367,7 @@ static void dkdv_tile_key(Ctx *c, Builder *b, Op *j, Op *r, Op *w, Op *e0, Op *n
   Op *pr = ir_un(&yes, OP_EXP, sub(&yes, s, ir_load(&yes, c->stat, ii)));
   Op *z = dropout_keep_ir(&yes, ir_load(&yes, c->hash, ii), j, c->thresh);
   Op *zs = ir_select(&yes, z, c->inv_keep, f32(&yes, 0));
-  Op *dp = dot_serial(&yes, c->tb, mul(&yes, ii, i32(&yes, ld)), c->buf[ATTN_BWD_V], koff, D);
+  Op *dp = dot_serial(&yes, c->tb, mul(&yes, ii, i32(&yes, ld)), vb, voff, D);
   Op *delta = ir_load(&yes, c->stat, add(&yes, ii, i32(&yes, 2 * kt)));
   ir_store(&yes, c->slot, se, mul(&yes, pr, sub(&yes, mul(&yes, dp, zs), delta)));
   ir_store(&yes, c->slot, pe, mul(&yes, pr, zs));
@@ -362,6 +393,7 @@ static void dkdv_body(Ctx *c, Builder *b) {
   /* query rows that see the block's keys: i < L, and i >= its first key when causal */
   Op *lo = c->spec->causal ? c->first : i32(b, 0);
   Op *hi = ir_select(b, lt(b, c->first, c->len), c->len, i32(b, 0));
+  stage_own(c, b, ATTN_BWD_QKV_SB, ATTN_BWD_K, ATTN_BWD_QKV_SB, ATTN_BWD_V);
   Builder tile, key;
   Op *nq, *t0 = tile_loop(c, b, lo, hi, &tile, &nq);
   attn_stage_rows(&tile, c->ta, c->ld, c->buf[ATTN_BWD_Q],
@@ -414,25 +446,33 @@ void bwd_declare_params(Kernel *k, BwdPart part, Buf **buf, Op **p) {
 /* Shared floats of one kernel with staged tiles of kt rows: two tiles, the block's
  * sums (D per row for dq, 2D per key for dkdv), the warps' slots, the per-row
  * values (dq: Delta per block row; dkdv: lse, tau, Delta and the hash per tile row). */
-static int64_t shared_floats(const Spec *s, const TileConfig *t, bool dq, int64_t kt) {
-  int64_t D = s->head_dim, R = t->rows, W = t->warps;
+static int64_t shared_floats(const Spec *s, const TileConfig *t, bool dq, int64_t kt,
+                             bool own) {
+  int64_t D = s->head_dim, R = t->rows, W = t->warps, o = own ? 2 * R * D : 0;
   if (dq)
-    return 2 * kt * (D + 1) + R * D + W * kt + R;
-  return 2 * kt * (D + 1) + 2 * R * D + 2 * W * kt + 4 * kt;
+    return 2 * kt * (D + 1) + R * D + W * kt + R + o;
+  return 2 * kt * (D + 1) + 2 * R * D + 2 * W * kt + 4 * kt + o;
 }
 
 enum { BWD_SHARED_LIMIT = 48 * 1024 };   /* static shared memory per block on sm_80/sm_90 */
 
 int attention_bwd_stage_rows(const Spec *s, const TileConfig *t, bool dq) {
   int kt = ATTN_BWD_STAGE_ROWS;
-  while (kt > 1 && 4 * shared_floats(s, t, dq, kt) > BWD_SHARED_LIMIT)
+  while (kt > 1 && 4 * shared_floats(s, t, dq, kt, false) > BWD_SHARED_LIMIT)
     kt /= 2;
   return kt;
 }
 
+bool attention_bwd_stages_own(const Spec *s, const TileConfig *t, bool dq) {
+  int kt = attention_bwd_stage_rows(s, t, dq);
+  return 4 * shared_floats(s, t, dq, kt, true) <= BWD_SHARED_LIMIT;
+}
+
 int64_t attention_bwd_shared_bytes(const Spec *s, const TileConfig *t) {
-  int64_t dq = shared_floats(s, t, true, attention_bwd_stage_rows(s, t, true));
-  int64_t dkdv = shared_floats(s, t, false, attention_bwd_stage_rows(s, t, false));
+  int64_t dq = shared_floats(s, t, true, attention_bwd_stage_rows(s, t, true),
+                             attention_bwd_stages_own(s, t, true));
+  int64_t dkdv = shared_floats(s, t, false, attention_bwd_stage_rows(s, t, false),
+                               attention_bwd_stages_own(s, t, false));
   return 4 * (dq > dkdv ? dq : dkdv);
 }
 
@@ -452,6 +492,10 @@ static Kernel *build(const Spec *s, const TileConfig *t, bool dq) {
   c.stat = ir_shared(k, dq ? "delta_rows" : "tile_rows", TY_F32, dq ? t->rows : 3 * kt);
   if (!dq)
     c.hash = ir_shared(k, "tile_hash", TY_I32, kt);
+  if (attention_bwd_stages_own(s, t, dq))
+    for (int h = 0; h < 2; h++)
+      c.own[h] = ir_shared(k, h ? (dq ? "do_rows" : "v_rows") : (dq ? "q_rows" : "k_rows"),
+                           TY_F32, (int64_t)t->rows * D);
   ir_set_grid(k, 0, ATTN_BWD_N, -1, t->rows);
   ir_set_grid(k, 1, ATTN_BWD_H, -1, 1);
   ir_set_grid(k, 2, ATTN_BWD_B, -1, 1);

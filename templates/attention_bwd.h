@@ -60,11 +60,15 @@ enum {
  * tile's rows and warps; 1 if nothing fits (the tile is then refused). */
 enum { ATTN_BWD_STAGE_ROWS = 32 };
 int attention_bwd_stage_rows(const Spec *s, const TileConfig *t, bool dq);
+/* Whether the kernel also stages the block's own rows once (q_i and dO_i in dq, k_j
+ * and v_j in dkdv: 2 rows D floats more): where they fit beside the tiles at the
+ * staged rows above, which they never shrink. */
+bool attention_bwd_stages_own(const Spec *s, const TileConfig *t, bool dq);
 
 /* Shared memory bytes of the larger of the two kernels with this tile, at their
  * staged tile rows KT (attention_bwd_stage_rows), ld = head_dim + 1:
- *   dq:   4 * (2 KT ld + rows D + warps KT + rows)
- *   dkdv: 4 * (2 KT ld + 2 rows D + 2 warps KT + 4 KT)
+ *   dq:   4 * (2 KT ld + rows D + warps KT + rows [+ 2 rows D, own rows])
+ *   dkdv: 4 * (2 KT ld + 2 rows D + 2 warps KT + 4 KT [+ 2 rows D])
  * Independent of max_seq. */
 int64_t attention_bwd_shared_bytes(const Spec *s, const TileConfig *t);
 

@@ -107,6 +107,13 @@ static void tile_suite(void) {
             attention_bwd_stage_rows(&s, &(TileConfig){64, 1, SCHED_WARP}, false) == 16 &&
             attention_bwd_shared_bytes(&s, &(TileConfig){64, 1, SCHED_WARP}) <= 49152,
         "staged rows of the default tile and of rows 64 (d = 64)");
+  /* the block's own rows: staged beside the tiles where they fit (8 x 4, 16 x 1), not
+   * at rows 64, d = 64 (the interpreter suites run both) */
+  CHECK(attention_bwd_stages_own(&s, &(TileConfig){8, 4, SCHED_WARP}, true) &&
+            attention_bwd_stages_own(&s, &(TileConfig){16, 1, SCHED_WARP}, false) &&
+            !attention_bwd_stages_own(&s, &(TileConfig){64, 1, SCHED_WARP}, true) &&
+            !attention_bwd_stages_own(&s, &(TileConfig){64, 1, SCHED_WARP}, false),
+        "own rows staged at 8 x 4 and 16 x 1, not at 64 x 1 (d = 64)");
   CHECK(attention_bwd_build(&s, &(TileConfig){6, 4, SCHED_WARP}, &m, err, sizeof err) == -1 &&
             strstr(err, "multiple of warps"), "rows not a multiple of warps is refused");
   /* the CPU tile schedule: groups of TILE_RT rows, one warp, no shared-memory limit */
