@@ -4,8 +4,9 @@
  *   gpu_traffic [--n N] [--heads H] [--select none|row_topk|head_quantile]
  *               [--s S] [--tile ROWSxWARPS]... [--max-seq M] [--check]
  *
- * head_quantile adds a row for its select kernels (init, then hist and pick for each
- * of the three radix rounds: their counts summed, 'unique' per launch).
+ * head_quantile adds a row for its select kernels (the launches of the plan a caller
+ * gets: the three radix rounds, or one launch for max_seq <= 64; their counts summed,
+ * 'unique' per launch).
  * Runs the forward and then the backward kernels (SCHED_WARP, the GPU's, on the tiles
  * given; default 8x4, the GPU default, and 16x1 and 64x1, the H100 tuner's best of
  * the last run) on B = 1, H heads of length N with d = 64, fused QKV, random inputs,
@@ -24,6 +25,7 @@
 #include "../templates/attention_bwd.h"
 #include "../templates/attention_select.h"
 #include "attn_harness.h"
+#include "select_harness.h"
 
 enum { MAX_TILES = 8, D = 64 };
 
@@ -197,53 +199,42 @@ static void bwd_free(Bwd *w) {
   free(w->dq);
 }
 
-/* head/layer_quantile: the select kernels' radix plan (init, then hist and pick per
- * round), their traffic summed into one row. */
+/* Adds every counter of x to *sum. */
+static void traffic_add(InterpTraffic *sum, const InterpTraffic *x) {
+  sum->load_requests += x->load_requests, sum->load_sectors += x->load_sectors;
+  sum->load_bytes += x->load_bytes, sum->load_unique_sectors += x->load_unique_sectors;
+  sum->store_requests += x->store_requests, sum->store_sectors += x->store_sectors;
+  sum->store_bytes += x->store_bytes;
+  sum->shared_requests += x->shared_requests, sum->shared_wavefronts += x->shared_wavefronts;
+}
+
+/* head/layer_quantile: the select kernels' launches in the plan a caller gets for this
+ * call (attention_select_plan_kind on the warp schedule), their traffic summed into
+ * one row. */
 static void select_traffic(const Spec *s, const TileConfig *t, AttnCase *c, double sp,
                            const char *name, int H) {
   char err[1024];
   Module sm = {0};
-  if (attention_select_build(s, t, &sm, err, sizeof err) || sm.n != SELECT_NKERNELS) {
+  if (sel_compile(&sm, s, t, MAP_NONE, err, sizeof err)) {
     printf("%-6s %-6s not built: %s\n", "select", name, err);
     ir_module_free(&sm);
     return;
   }
-  for (int i = 0; i < sm.n; i++)
-    if (ir_run_passes(sm.kernels[i], MAP_NONE, err, sizeof err)) {
-      fprintf(stderr, "gpu_traffic: %s: %s\n", sm.kernels[i]->name, err);
-      fails++;
-    }
+  SelArgs a;
+  sel_args(&a, c, sp);
   const AttnLayout *l = &c->l;
-  int G = attention_select_groups(s, l->B, l->H);
-  int32_t *hist = xcalloc((size_t)G * SELECT_BINS, sizeof(int32_t));
-  int32_t *prefix = xcalloc((size_t)G, sizeof(int32_t)), *rank = xcalloc((size_t)G, 4);
-  float *tau = xcalloc((size_t)G, sizeof(float));
-  void *ptrs[] = {c->q, c->k, c->lengths, hist, prefix, rank, tau};
-  int64_t counts[SELECT_NPARAMS] = {c->qkv_count, c->qkv_count - (c->k - c->q), l->B,
-                                    (int64_t)G * SELECT_BINS, G, G, G};
-  int32_t ints[6] = {l->B, l->H, l->N, (int32_t)l->qkv_sb, (int32_t)l->qkv_sn,
-                     (int32_t)l->qkv_sh};
-  int32_t round = 0;
-  void *args[SELECT_NPARAMS] = {0};
-  for (int i = 0; i < 7; i++)
-    args[i] = &ptrs[i];
-  for (int i = 0; i < 6; i++)
-    args[SELECT_B + i] = &ints[i];
-  args[SELECT_SPARSITY] = &sp;
-  args[SELECT_ROUND] = &round;
+  SelectLaunch plan[SELECT_PLAN_MAX];
+  int n = attention_select_plan(attention_select_plan_kind(s, false, l->B, l->H, l->N, sp),
+                                plan);
   InterpTraffic sum = {0}, one;
-  for (int step = 0; step < 1 + 2 * SELECT_ROUNDS; step++) {
-    Kernel *k = sm.kernels[step == 0 ? SELECT_KERNEL_INIT
-                           : step % 2 ? SELECT_KERNEL_HIST : SELECT_KERNEL_PICK];
-    round = step == 0 ? 0 : (step - 1) / 2;
-    if (run_counted(k, args, counts, &one))
+  for (int i = 0; i < n; i++) {
+    a.round = plan[i].round;
+    if (run_counted(sm.kernels[plan[i].kernel], a.args, a.counts, &one))
       break;
-    int64_t *a = &sum.load_requests, *b = &one.load_requests;   /* all int64_t counters */
-    for (size_t f = 0; f < sizeof sum / sizeof sum.load_requests; f++)
-      a[f] += b[f];
+    traffic_add(&sum, &one);
   }
   print_row("select", name, &sum, H);
-  free(hist), free(prefix), free(rank), free(tau);
+  sel_args_free(&a);
   ir_module_free(&sm);
 }
 
