@@ -454,18 +454,16 @@ static int64_t shared_floats(const Spec *s, const TileConfig *t, bool dq, int64_
   return 2 * kt * (D + 1) + 2 * R * D + 2 * W * kt + 4 * kt + o;
 }
 
-enum { BWD_SHARED_LIMIT = 48 * 1024 };   /* static shared memory per block on sm_80/sm_90 */
-
 int attention_bwd_stage_rows(const Spec *s, const TileConfig *t, bool dq) {
   int kt = ATTN_BWD_STAGE_ROWS;
-  while (kt > 1 && 4 * shared_floats(s, t, dq, kt, false) > BWD_SHARED_LIMIT)
+  while (kt > 1 && 4 * shared_floats(s, t, dq, kt, false) > TILE_SHARED_LIMIT)
     kt /= 2;
   return kt;
 }
 
 bool attention_bwd_stages_own(const Spec *s, const TileConfig *t, bool dq) {
   int kt = attention_bwd_stage_rows(s, t, dq);
-  return 4 * shared_floats(s, t, dq, kt, true) <= BWD_SHARED_LIMIT;
+  return 4 * shared_floats(s, t, dq, kt, true) <= TILE_SHARED_LIMIT;
 }
 
 int64_t attention_bwd_shared_bytes(const Spec *s, const TileConfig *t) {
@@ -528,10 +526,10 @@ int attention_bwd_build(const Spec *s, const TileConfig *t, Module *m, char *err
     return -1;
   }
   int64_t bytes = attention_bwd_shared_bytes(s, t);
-  if (t->sched != SCHED_TILE && bytes > BWD_SHARED_LIMIT) {
+  if (t->sched != SCHED_TILE && bytes > TILE_SHARED_LIMIT) {
     snprintf(err, cap, "backward: tile rows = %d, warps = %d needs %lld bytes of shared memory "
              "with head_dim = %d even with staged tiles of one row (limit %d)", t->rows,
-             t->warps, (long long)bytes, s->head_dim, BWD_SHARED_LIMIT);
+             t->warps, (long long)bytes, s->head_dim, TILE_SHARED_LIMIT);
     return -1;
   }
   if (m->n + 2 > (int)(sizeof m->kernels / sizeof m->kernels[0])) {

@@ -35,8 +35,7 @@
 #define add attn_add
 #define mul attn_mul
 
-/* The same 48 KiB of static shared memory per block as tile_check's limit. */
-enum { KEY_TILE = 32, STAGE_SHARED_LIMIT = 48 * 1024 };
+enum { KEY_TILE = 32 };
 
 static int64_t stage_bytes(const Spec *s, int64_t group, int64_t keys) {
   int64_t D = s->head_dim;
@@ -49,7 +48,7 @@ static int64_t stage_bytes(const Spec *s, int64_t group, int64_t keys) {
  * one row per warp fits beside 32 keys (max_seq in the thousands). */
 FwdStage attention_fwd_stage(const Spec *s, const TileConfig *t) {
   for (int keys = KEY_TILE; keys >= 1; keys /= 2) {
-    int64_t room = STAGE_SHARED_LIMIT - stage_bytes(s, 0, keys);
+    int64_t room = TILE_SHARED_LIMIT - stage_bytes(s, 0, keys);
     int64_t fit = room / stage_bytes(s, 1, 0);
     if (fit > t->rows)
       fit = t->rows;

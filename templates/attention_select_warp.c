@@ -34,8 +34,6 @@
 #define add attn_add
 #define mul attn_mul
 
-enum { SELECT_SHARED_LIMIT = 48 * 1024 };   /* static shared memory per block, sm_80/sm_90 */
-
 int attention_select_warp_whole_keys(const Spec *s) {
   bool small = s->select == SEL_HEAD_QUANTILE && s->max_seq <= SELECT_WARP_WHOLE_SEQ &&
                s->head_dim <= 128;
@@ -59,9 +57,9 @@ static int64_t layout_bytes(const Spec *s, const TileConfig *t, int kt, bool sta
 SelectWarpLayout select_warp_layout(const Spec *s, const TileConfig *t) {
   enum { CHEAP = 32 * 1024 };
   static const struct { int kt; bool q; int64_t budget; } tries[] = {
-    {64, true, CHEAP}, {32, true, CHEAP}, {64, false, SELECT_SHARED_LIMIT},
-    {32, false, SELECT_SHARED_LIMIT}, {16, false, SELECT_SHARED_LIMIT},
-    {8, false, SELECT_SHARED_LIMIT}};
+    {64, true, CHEAP}, {32, true, CHEAP}, {64, false, TILE_SHARED_LIMIT},
+    {32, false, TILE_SHARED_LIMIT}, {16, false, TILE_SHARED_LIMIT},
+    {8, false, TILE_SHARED_LIMIT}};
   int whole = attention_select_warp_whole_keys(s);
   for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
     int64_t bytes = layout_bytes(s, t, tries[i].kt, tries[i].q);
@@ -83,7 +81,7 @@ int attention_select_check(const Spec *s, const TileConfig *t, char *err, size_t
     return 0;
   snprintf(err, cap, "select hist: tile rows = %d, warps = %d with head_dim = %d needs %lld "
            "bytes of shared memory even with 8-key tiles (limit %d)", t->rows, t->warps,
-           s->head_dim, (long long)lay.bytes, SELECT_SHARED_LIMIT);
+           s->head_dim, (long long)lay.bytes, TILE_SHARED_LIMIT);
   return -1;
 }
 

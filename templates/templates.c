@@ -50,8 +50,6 @@ int64_t attention_fwd_shared_bytes(const Spec *s, const TileConfig *t) {
   return attention_fwd_stage(s, t).bytes;
 }
 
-enum { SHARED_LIMIT = 48 * 1024 };   /* static shared memory per block on sm_80/sm_90 */
-
 int tile_check(const Spec *s, const TileConfig *t, char *err, size_t cap) {
   if (t->sched == SCHED_TILE) {   /* block-local arrays live in the host's frame */
     if (t->warps != 1 || t->rows < TILE_RT || t->rows % TILE_RT) {
@@ -73,9 +71,9 @@ int tile_check(const Spec *s, const TileConfig *t, char *err, size_t cap) {
     return -1;
   }
   int64_t bytes = attention_fwd_shared_bytes(s, t);
-  if (bytes > SHARED_LIMIT) {
+  if (bytes > TILE_SHARED_LIMIT) {
     snprintf(err, cap, "tile warps = %d needs %lld bytes of shared memory with max_seq = %d "
-             "(limit %d)", t->warps, (long long)bytes, s->max_seq, SHARED_LIMIT);
+             "(limit %d)", t->warps, (long long)bytes, s->max_seq, TILE_SHARED_LIMIT);
     return -1;
   }
   return 0;

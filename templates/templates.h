@@ -32,6 +32,10 @@ typedef struct TileConfig {
 
 typedef enum { TUNE_GPU, TUNE_CPU } TileTarget;
 
+/* Static shared memory per block on sm_80/sm_90: every GPU-schedule kernel's shared
+ * arrays must fit it (the staged layouts size themselves against it). */
+enum { TILE_SHARED_LIMIT = 48 * 1024 };
+
 /* Bytes of block-local arrays a tile-schedule block keeps in its stack frame; the
  * schedule is refused past TILE_FRAME_LIMIT (thread stacks are 8 MiB by default;
  * max_seq = 512, D = 64 needs ~0.8 MiB), and tile = auto on the CPU falls back to
