@@ -16,12 +16,10 @@
  *      (the Q row is not read again, and the same warp owns row r in every
  *      pfor.warp below, so no barrier is needed between); padded rows written;
  *   4. per key tile: barrier, V rows staged into `kv`, barrier, pfor.warp over the
- *      valid rows: a serial loop over the tile's keys in order, lanes over d adding
- *      e_j v_j into the row's accumulator for kept (e_j > 0), undropped j, as the
- *      per-row schedule did: the same fma chain, so the same bits. (Lanes over d
- *      outside the key loop would keep each sum in a register, but the host runs
- *      that inner loop scalar: 5x slower there; at s = 0.8 it saves the GPU nothing,
- *      since every lane would load and test each e_j once per d it owns);
+ *      valid rows, lanes over d: each lane takes its entries of the row's
+ *      accumulator into registers, adds e_j v_j for the tile's kept (e_j > 0),
+ *      undropped j in key order, as the per-row schedule did (the same fma chain,
+ *      so the same bits), and stores them back;
  *   5. o = acc * scale.
  * Causal: a group reads keys up to its last valid row (first + nvalid); each row
  * only scores and sums its own j < min(i + 1, L). Tiles with no valid row are never
@@ -138,18 +136,38 @@ static void emit_softmax(Group *g, Builder *b) {
 }
 
 /* acc[d] += e_j v_j over the tile's keys j < mt in order, kept (e_j > 0) and, when
- * p > 0, undropped: a serial loop over j, lanes over d inside. */
+ * p > 0, undropped. Lane l owns d = l, l + 32, ...: it loads its entries of the
+ * accumulator into registers (vars) once per tile, runs the keys, and stores them
+ * back, so a kept key costs one shared load of v_jd per FMA instead of a load, a
+ * load and a store. Each d keeps its fma chain in key order: the bits do not change.
+ * Every lane tests e_j and the dropout hash itself, as the warp's lanes did before
+ * in lockstep. (The host runs this lane loop scalar, but the host uses the tile
+ * schedule; this one is the GPU's.) */
 static void emit_tile_pv(Group *g, Builder *b, Op *r, Op *i, Op *kt, Op *mt) {
   Ctx *c = g->c;
   Op **p = c->p;
-  int D = c->spec->head_dim;
+  int D = c->spec->head_dim, lanes = D < 32 ? D : 32, per = (D + lanes - 1) / lanes;
   Op *rh = dropout_row_hash_ir(b, p[ATTN_SEED], p[ATTN_STEP], p[ATTN_LAYER], c->batch, c->head,
                                i);
   Op *drop_on = ir_cmp(b, CMP_GT, p[ATTN_DROPOUT], ir_const_f32(b, 0));
   Op *srow = add(b, mul(b, r, i32(b, c->spec->max_seq)), kt);
   Op *arow = mul(b, r, i32(b, D));
-  Builder lane, loop, hit, drop, go;
-  Op *j = ir_for(b, i32(b, 0), mt, 1, "j", &loop)->index;
+  Builder lane, loop, hit, drop, go, in, out;
+  Op *l = ir_pfor(b, AXIS_LANE, i32(b, lanes), "l", &lane)->index;
+  Op *d[8], *acc[8], *has[8];
+  for (int u = 0; u < per; u++) {
+    d[u] = add(&lane, l, i32(&lane, u * lanes));
+    /* only the last slice can run past D (D is a multiple of 8, lanes of 32) */
+    has[u] = (u + 1) * lanes <= D ? NULL : ir_cmp(&lane, CMP_LT, d[u], i32(&lane, D));
+    acc[u] = ir_var(&lane, ir_const_f32(&lane, 0), "acc");
+    Builder *ld = &lane;
+    if (has[u]) {
+      ir_if(&lane, has[u], &in, NULL);
+      ld = &in;
+    }
+    ir_set(ld, acc[u], ir_load(ld, g->qa, add(ld, arow, d[u])));
+  }
+  Op *j = ir_for(&lane, i32(&lane, 0), mt, 1, "j", &loop)->index;
   Op *ej = ir_load(&loop, c->scores, add(&loop, srow, j));
   ir_if(&loop, ir_cmp(&loop, CMP_GT, ej, ir_const_f32(&loop, 0)), &hit, NULL);
   Op *live = ir_var(&hit, ir_const_bool(&hit, true), "live");
@@ -157,10 +175,20 @@ static void emit_tile_pv(Group *g, Builder *b, Op *r, Op *i, Op *kt, Op *mt) {
   ir_set(&drop, live, dropout_keep_ir(&drop, rh, add(&drop, kt, j), c->drop_thr));
   ir_if(&hit, ir_get(&hit, live), &go, NULL);
   Op *vrow = mul(&go, j, i32(&go, D + 1));
-  Op *d = ir_pfor(&go, AXIS_LANE, i32(&go, D), "d", &lane)->index;
-  Op *ai = add(&lane, arow, d);
-  Op *vd = ir_load(&lane, g->kv, add(&lane, vrow, d));
-  ir_store(&lane, g->qa, ai, ir_fma(&lane, ej, vd, ir_load(&lane, g->qa, ai)));
+  for (int u = 0; u < per; u++) {
+    /* a lane past D reads a staged entry of its own row (d = D - 1) and never stores */
+    Op *du = has[u] ? ir_bin(&go, OP_MIN, d[u], i32(&go, D - 1)) : d[u];
+    Op *vd = ir_load(&go, g->kv, add(&go, vrow, du));
+    ir_set(&go, acc[u], ir_fma(&go, ej, vd, ir_get(&go, acc[u])));
+  }
+  for (int u = 0; u < per; u++) {
+    Builder *st = &lane;
+    if (has[u]) {
+      ir_if(&lane, has[u], &out, NULL);
+      st = &out;
+    }
+    ir_store(st, g->qa, add(st, arow, d[u]), ir_get(st, acc[u]));
+  }
 }
 
 /* 4-5. P.V one staged V tile at a time, then o = acc * scale. */

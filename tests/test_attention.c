@@ -503,6 +503,10 @@ int main(void) {
       interp_suite((Spec[]){make_spec(16, 48, modes[mi], false, keep_min)}, tiles[i]);
       interp_suite((Spec[]){make_spec(8, 40, modes[mi], true, 3 - keep_min)}, tiles[i]);
     }
+  /* d past one warp's lanes: each lane owns two slices of d (D = 64), the second
+   * partly past D (D = 40) */
+  interp_suite((Spec[]){make_spec(40, 48, SEL_ROW_TOPK, false, 1)}, tiles[1]);
+  interp_suite((Spec[]){make_spec(64, 48, SEL_HEAD_QUANTILE, true, 2)}, tiles[2]);
   staged_regimes();
   staged_limits();
   return check_summary();
