@@ -134,7 +134,7 @@ int bench_kernels_compile(BenchKernels *ks, SelectKind select, int threads, char
   s->dropout = 0.1;   /* as in training; the rate itself is a run-time argument */
   TileConfig t = tile_resolve(s, TUNE_CPU);
   if (bench_warp_schedule)
-    t = (TileConfig){16, 1, SCHED_WARP};
+    t = (TileConfig){16, 1, SCHED_WARP_HOST};
   if (harness_compile(&ks->fm, s, &t, MAP_CPU, err, cap) ||
       !(ks->fj = jit_compile(&ks->fm, err, cap)))
     return -1;

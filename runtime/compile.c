@@ -60,7 +60,11 @@ void rt_cache_key(const Spec *s, const TileConfig *t, Target target, char *buf, 
   snprintf(buf, cap,
            "crisp kernel cache 1\n%s"
            "tile rows=%d warps=%d%s\ntarget %s\ncrisp %s codegen %s\nllvm %s\n",
-           canon, t->rows, t->warps, t->sched == SCHED_TILE ? " sched=tile" : "", machine, CRISP_VERSION, CRISP_CODEGEN_ID, CRISP_LLVM_VERSION);
+           canon, t->rows, t->warps,
+           t->sched == SCHED_TILE        ? " sched=tile"
+           : t->sched == SCHED_WARP_HOST ? " sched=warp-host"
+                                         : "",
+           machine, CRISP_VERSION, CRISP_CODEGEN_ID, CRISP_LLVM_VERSION);
 }
 
 void rt_artifact_free(RtArtifact *a) {

@@ -16,10 +16,10 @@
  *      (the Q row is not read again, and the same warp owns row r in every
  *      pfor.warp below, so no barrier is needed between); padded rows written;
  *   4. per key tile: barrier, V rows staged into `kv`, barrier, pfor.warp over the
- *      valid rows, lanes over d: each lane takes its entries of the row's
- *      accumulator into registers, adds e_j v_j for the tile's kept (e_j > 0),
- *      undropped j in key order, as the per-row schedule did (the same fma chain,
- *      so the same bits), and stores them back;
+ *      valid rows: e_j v_j added into the row's accumulator for the tile's kept
+ *      (e_j > 0), undropped j in key order, as the per-row schedule did (the same
+ *      fma chain, so the same bits): lanes keep their slices of d in registers
+ *      over the tile (SCHED_WARP), or run inside the key loop (SCHED_WARP_HOST);
  *   5. o = acc * scale.
  * Causal: a group reads keys up to its last valid row (first + nvalid); each row
  * only scores and sums its own j < min(i + 1, L). Tiles with no valid row are never
@@ -66,6 +66,7 @@ FwdStage attention_fwd_stage(const Spec *s, const TileConfig *t) {
 typedef struct {
   Ctx *c;
   FwdStage st;
+  bool host_sums;         /* SCHED_WARP_HOST (templates.h) */
   Buf *kv, *qa, *scale;   /* c->scores holds the slots */
   Op *first;              /* the group's first row */
   Op *nin, *nvalid;       /* its rows below N, and below min(N, L) */
@@ -135,24 +136,48 @@ static void emit_softmax(Group *g, Builder *b) {
   fwd_emit_padded_row(c, &padded, i);
 }
 
-/* acc[d] += e_j v_j over the tile's keys j < mt in order, kept (e_j > 0) and, when
- * p > 0, undropped. Lane l owns d = l, l + 32, ...: it loads its entries of the
- * accumulator into registers (vars) once per tile, runs the keys, and stores them
- * back, so a kept key costs one shared load of v_jd per FMA instead of a load, a
- * load and a store. Each d keeps its fma chain in key order: the bits do not change.
- * Every lane tests e_j and the dropout hash itself, as the warp's lanes did before
- * in lockstep. (The host runs this lane loop scalar, but the host uses the tile
- * schedule; this one is the GPU's.) */
-static void emit_tile_pv(Group *g, Builder *b, Op *r, Op *i, Op *kt, Op *mt) {
+/* Where key j of the tile at kt counts (e_j > 0 and, when p > 0, undropped): `go`
+ * becomes the code that runs for it. */
+static void if_kept(Group *g, Builder *b, Op *ej, Op *rh, Op *kt, Op *j, Builder *go) {
   Ctx *c = g->c;
-  Op **p = c->p;
-  int D = c->spec->head_dim, lanes = D < 32 ? D : 32, per = (D + lanes - 1) / lanes;
-  Op *rh = dropout_row_hash_ir(b, p[ATTN_SEED], p[ATTN_STEP], p[ATTN_LAYER], c->batch, c->head,
-                               i);
-  Op *drop_on = ir_cmp(b, CMP_GT, p[ATTN_DROPOUT], ir_const_f32(b, 0));
+  Builder hit, drop;
+  ir_if(b, ir_cmp(b, CMP_GT, ej, ir_const_f32(b, 0)), &hit, NULL);
+  Op *live = ir_var(&hit, ir_const_bool(&hit, true), "live");
+  ir_if(&hit, ir_cmp(&hit, CMP_GT, c->p[ATTN_DROPOUT], ir_const_f32(&hit, 0)), &drop, NULL);
+  ir_set(&drop, live, dropout_keep_ir(&drop, rh, add(&drop, kt, j), c->drop_thr));
+  ir_if(&hit, ir_get(&hit, live), go, NULL);
+}
+
+/* SCHED_WARP_HOST: acc[d] += e_j v_j over the tile's kept keys j < mt in order, a
+ * serial loop over j with lanes over d inside. */
+static void tile_pv_lanes_inner(Group *g, Builder *b, Op *r, Op *rh, Op *kt, Op *mt) {
+  Ctx *c = g->c;
+  int D = c->spec->head_dim;
   Op *srow = add(b, mul(b, r, i32(b, c->spec->max_seq)), kt);
   Op *arow = mul(b, r, i32(b, D));
-  Builder lane, loop, hit, drop, go, in, out;
+  Builder lane, loop, go;
+  Op *j = ir_for(b, i32(b, 0), mt, 1, "j", &loop)->index;
+  Op *ej = ir_load(&loop, c->scores, add(&loop, srow, j));
+  if_kept(g, &loop, ej, rh, kt, j, &go);
+  Op *vrow = mul(&go, j, i32(&go, D + 1));
+  Op *d = ir_pfor(&go, AXIS_LANE, i32(&go, D), "d", &lane)->index;
+  Op *ai = add(&lane, arow, d);
+  Op *vd = ir_load(&lane, g->kv, add(&lane, vrow, d));
+  ir_store(&lane, g->qa, ai, ir_fma(&lane, ej, vd, ir_load(&lane, g->qa, ai)));
+}
+
+/* SCHED_WARP: the same sums, but lane l owns d = l, l + 32, ...: it loads its
+ * entries of the accumulator into registers (vars) once per tile, runs the keys, and
+ * stores them back, so a kept key costs one shared load of v_jd per FMA instead of a
+ * load, a load and a store. Each d keeps its fma chain in key order: the same bits.
+ * Every lane tests e_j and the dropout hash itself, as the warp's lanes do in lockstep
+ * in the other form. */
+static void tile_pv_registers(Group *g, Builder *b, Op *r, Op *rh, Op *kt, Op *mt) {
+  Ctx *c = g->c;
+  int D = c->spec->head_dim, lanes = D < 32 ? D : 32, per = (D + lanes - 1) / lanes;
+  Op *srow = add(b, mul(b, r, i32(b, c->spec->max_seq)), kt);
+  Op *arow = mul(b, r, i32(b, D));
+  Builder lane, loop, go, in, out;
   Op *l = ir_pfor(b, AXIS_LANE, i32(b, lanes), "l", &lane)->index;
   Op *d[8], *acc[8], *has[8];
   for (int u = 0; u < per; u++) {
@@ -169,11 +194,7 @@ static void emit_tile_pv(Group *g, Builder *b, Op *r, Op *i, Op *kt, Op *mt) {
   }
   Op *j = ir_for(&lane, i32(&lane, 0), mt, 1, "j", &loop)->index;
   Op *ej = ir_load(&loop, c->scores, add(&loop, srow, j));
-  ir_if(&loop, ir_cmp(&loop, CMP_GT, ej, ir_const_f32(&loop, 0)), &hit, NULL);
-  Op *live = ir_var(&hit, ir_const_bool(&hit, true), "live");
-  ir_if(&hit, drop_on, &drop, NULL);
-  ir_set(&drop, live, dropout_keep_ir(&drop, rh, add(&drop, kt, j), c->drop_thr));
-  ir_if(&hit, ir_get(&hit, live), &go, NULL);
+  if_kept(g, &loop, ej, rh, kt, j, &go);
   Op *vrow = mul(&go, j, i32(&go, D + 1));
   for (int u = 0; u < per; u++) {
     /* a lane past D reads a staged entry of its own row (d = D - 1) and never stores */
@@ -189,6 +210,16 @@ static void emit_tile_pv(Group *g, Builder *b, Op *r, Op *i, Op *kt, Op *mt) {
     }
     ir_store(st, g->qa, add(st, arow, d[u]), ir_get(st, acc[u]));
   }
+}
+
+static void emit_tile_pv(Group *g, Builder *b, Op *r, Op *i, Op *kt, Op *mt) {
+  Op **p = g->c->p;
+  Op *rh = dropout_row_hash_ir(b, p[ATTN_SEED], p[ATTN_STEP], p[ATTN_LAYER], g->c->batch,
+                               g->c->head, i);
+  if (g->host_sums)
+    tile_pv_lanes_inner(g, b, r, rh, kt, mt);
+  else
+    tile_pv_registers(g, b, r, rh, kt, mt);
 }
 
 /* 4-5. P.V one staged V tile at a time, then o = acc * scale. */
@@ -240,7 +271,7 @@ Kernel *attention_fwd_staged_build(const Spec *s, const TileConfig *t) {
   Kernel *k = ir_kernel_new(name, t->warps);
   Builder b = ir_builder(k);
   Ctx c = {.spec = s};
-  Group g = {.c = &c, .st = attention_fwd_stage(s, t)};
+  Group g = {.c = &c, .st = attention_fwd_stage(s, t), .host_sums = t->sched == SCHED_WARP_HOST};
   if (g.st.group < 1) {   /* tile_check refuses such tiles first */
     ir_kernel_free(k);
     return NULL;

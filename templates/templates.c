@@ -14,16 +14,17 @@
  * of that time with one block per head, docs/kernels.md; earlier 128 rows had taken
  * ~35% less CPU time than 32). B*H tasks remain at any n. */
 TileConfig tile_resolve(const Spec *s, TileTarget t) {
+  TileSched warp = t == TUNE_CPU ? SCHED_WARP_HOST : SCHED_WARP;
   if (!s->tile.is_auto)
-    return (TileConfig){s->tile.rows, s->tile.warps, SCHED_WARP};
+    return (TileConfig){s->tile.rows, s->tile.warps, warp};
   /* Every select mode takes the tile schedule, head/layer_quantile's select kernels
    * included (they score with the tile micro-kernel, attention_select_tile.c). */
   if (t == TUNE_CPU) {
     int head = (s->max_seq + TILE_RT - 1) / TILE_RT * TILE_RT;
     return tile_frame_bytes(s) <= TILE_FRAME_LIMIT ? (TileConfig){head, 1, SCHED_TILE}
-                                                   : (TileConfig){16, 1, SCHED_WARP};
+                                                   : (TileConfig){16, 1, SCHED_WARP_HOST};
   }
-  return (TileConfig){8, 4, SCHED_WARP};
+  return (TileConfig){8, 4, warp};
 }
 
 /* The backward kernel's arrays, the largest of the tile schedule: two packed D-row

@@ -15,13 +15,22 @@
 #include "../ir/ir.h"
 
 /* How the attention kernels split their work:
- *   SCHED_WARP  a warp per query row, one dot product per score, lanes over keys or
- *               over d (the GPU schedule; also runs on the host);
- *   SCHED_TILE  the CPU schedule: one warp per block, K (and V, dO, Q) packed
- *               transposed per block, scores and products as register-blocked
- *               TILE_RT x TILE_JT micro-tiles (attention_tile.h). Host only in
- *               practice (its block-local arrays exceed GPU shared memory). */
-typedef enum { SCHED_WARP, SCHED_TILE } TileSched;
+ *   SCHED_WARP       a warp per query row, one dot product per score, lanes over keys
+ *                    or over d (the GPU schedule); sums over keys (the forward's P.V,
+ *                    the backward's dQ, dK, dV) in registers: each lane owns slices
+ *                    of d and keeps their sums over a staged tile's keys, one shared
+ *                    load per FMA;
+ *   SCHED_WARP_HOST  the same for the host (where tile = auto leaves the tile
+ *                    schedule, or a spec names a tile): the same products in the same
+ *                    order per d, but the sums as a serial loop over keys with lanes
+ *                    over d inside, read and written per key (or group of keys),
+ *                    which the host vectorises; it runs the register form's lane
+ *                    loops scalar, the forward ~3x slower;
+ *   SCHED_TILE       the CPU schedule: one warp per block, K (and V, dO, Q) packed
+ *                    transposed per block, scores and products as register-blocked
+ *                    TILE_RT x TILE_JT micro-tiles (attention_tile.h). Host only in
+ *                    practice (its block-local arrays exceed GPU shared memory). */
+typedef enum { SCHED_WARP, SCHED_TILE, SCHED_WARP_HOST } TileSched;
 
 /* The schedule knobs of the attention kernels (the autotuner's search space). */
 typedef struct TileConfig {

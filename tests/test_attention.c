@@ -470,9 +470,10 @@ int main(void) {
   rng = harness_seed();
   static const SelectKind modes[] = {SEL_NONE, SEL_ROW_TOPK, SEL_HEAD_QUANTILE,
                                      SEL_LAYER_QUANTILE};
-  /* {64, 4}: four groups of 16 rows per block at max_seq 512 (attention_fwd_stage) */
-  static const TileConfig host_tiles[] = {{16, 1, SCHED_WARP}, {4, 2, SCHED_WARP},
-                                          {6, 3, SCHED_WARP}, {64, 4, SCHED_WARP}};
+  /* {64, 4}: four groups of 16 rows per block at max_seq 512 (attention_fwd_stage);
+   * both forms of the warp schedule's sums on the host */
+  static const TileConfig host_tiles[] = {{16, 1, SCHED_WARP_HOST}, {4, 2, SCHED_WARP},
+                                          {6, 3, SCHED_WARP_HOST}, {64, 4, SCHED_WARP}};
   /* the CPU tile schedule: one group per block, and several groups */
   static const TileConfig cpu_tiles[] = {{4, 1, SCHED_TILE}, {32, 1, SCHED_TILE}};
   for (int mi = 0; mi < 4; mi++) {

@@ -123,8 +123,8 @@ static void tile_suite(void) {
             strstr(err, "warps 1") && m.n == 0, "tile schedule: 2 warps refused");
   CHECK(attention_bwd_build(&s, &(TileConfig){8, 1, SCHED_TILE}, &m, err, sizeof err) == -1 &&
             strstr(err, "stack") && m.n == 0, "tile schedule: 8192 keys need too big a frame");
-  CHECK(tile_resolve(&s, TUNE_CPU).sched == SCHED_WARP, "tile = auto past the frame limit: "
-        "the warp schedule");
+  CHECK(tile_resolve(&s, TUNE_CPU).sched == SCHED_WARP_HOST, "tile = auto past the frame "
+        "limit: the warp schedule, host sums");
   Spec small = make_spec(64, 512, SEL_ROW_TOPK, false, 1);
   CHECK(attention_bwd_build(&small, &(TileConfig){8, 1, SCHED_TILE}, &m, err, sizeof err) == 0 &&
             m.n == 1 && m.kernels[0]->warps == 1 && !strcmp(m.kernels[0]->name, "t_attn_bwd") &&
