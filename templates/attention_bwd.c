@@ -61,6 +61,7 @@ typedef struct {
   const Spec *spec;
   int rows, warps, kt, ld;      /* block rows (keys), warps, staged tile rows, its ld */
   int group;                    /* rows per step of the sums (ATTN_BWD_SUM_GROUP or kt) */
+  bool host_sums;               /* SCHED_WARP_HOST: the sums' host form (add_rows) */
   Buf *buf[ATTN_BWD_NPARAMS];   /* buffer parameters by ATTN_BWD_* index */
   Op *p[ATTN_BWD_NPARAMS];      /* scalar parameter values */
   Buf *ta, *tb;   /* staged tiles, kt x ld: K, V (dq) / Q, dO (dkdv) */
@@ -169,13 +170,18 @@ static void zero_tail(Ctx *c, Builder *b, Buf *tile, Op *n) {
 /* Warp code, step 3 of both kernels: for tile rows e in [lo, hi) (hi - lo a multiple of
  * the group; slot entries 0 where there is nothing to add), for h < n:
  *   acc[base[h] + d] += sum_e slot[sl + h kt + e] * tile[h][e ld + d],
- * serially over e in order, lanes over d, a group of `group` rows per step: a group of
- * zeros is skipped (the same branch in every lane) and the sum stays in a register for
- * the group. The slot is read inside the lane loop, whose end synchronises the warp
- * before the next row overwrites it. Lanes over d innermost is also what the host
- * vectorises (an inner loop over e would not be). */
-static void add_rows(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n, Buf *const tile[],
-                     Op *const base[]) {
+ * serially over e in order, a group of `group` rows per step, a group of zeros
+ * skipped (the same branch in every lane). The slot is read inside the lane loop,
+ * whose end synchronises the warp before the next row overwrites it. Two forms
+ * (templates.h), the same fma chain per d, so the same bits:
+ *   SCHED_WARP_HOST  lanes over d inside the group loop, the sum in a register for a
+ *                    group: what the host vectorises (an inner loop over e would not
+ *                    be);
+ *   SCHED_WARP       lane l owns d = l, l + 32, ... and keeps those sums in registers
+ *                    over all of [lo, hi): per row e one shared load per FMA and one
+ *                    of slot[e] per lane, the sums read and written once. */
+static void add_rows_host(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n, Buf *const tile[],
+                          Op *const base[]) {
   enum { MAXG = ATTN_BWD_SUM_GROUP };
   int U = c->group, ld = c->ld;
   Builder loop, lane, hit;
@@ -197,6 +203,68 @@ static void add_rows(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n, Buf *con
       a = ir_fma(&hit, x[h][q], ir_load(&hit, tile[h], add(&hit, row0, i32(&hit, q * ld))), a);
     ir_store(&hit, c->acc, at, a);
   }
+}
+
+enum { MAX_SLICES = 8 };   /* d per lane: head_dim <= 256 */
+
+static void add_rows_registers(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n,
+                               Buf *const tile[], Op *const base[]) {
+  enum { MAXG = ATTN_BWD_SUM_GROUP };
+  int U = c->group, ld = c->ld, D = c->spec->head_dim;
+  int lanes = D < 32 ? D : 32, per = (D + lanes - 1) / lanes;
+  Builder lane, loop, hit, in, out;
+  Op *l = ir_pfor(b, AXIS_LANE, i32(b, lanes), "l", &lane)->index;
+  Op *d[MAX_SLICES], *has[MAX_SLICES], *acc[2][MAX_SLICES];
+  for (int u = 0; u < per; u++) {
+    d[u] = add(&lane, l, i32(&lane, u * lanes));
+    /* only the last slice can run past D (a multiple of 8) */
+    has[u] = (u + 1) * lanes <= D ? NULL : lt(&lane, d[u], i32(&lane, D));
+    for (int h = 0; h < n; h++)
+      acc[h][u] = ir_var(&lane, f32(&lane, 0), "acc");
+    Builder *ld_ = &lane;
+    if (has[u]) {
+      ir_if(&lane, has[u], &in, NULL);
+      ld_ = &in;
+    }
+    for (int h = 0; h < n; h++)
+      ir_set(ld_, acc[h][u], ir_load(ld_, c->acc, add(ld_, base[h], d[u])));
+  }
+  Op *g = ir_for(&lane, lo, hi, U, "g", &loop)->index;
+  Op *x[2][MAXG], *any = NULL;
+  for (int h = 0; h < n; h++)
+    for (int q = 0; q < U; q++) {
+      x[h][q] = ir_load(&loop, c->slot, add(&loop, add(&loop, sl, i32(&loop, h * c->kt + q)), g));
+      Op *nz = ir_cmp(&loop, CMP_NE, x[h][q], f32(&loop, 0));
+      any = any ? ir_bin(&loop, OP_OR, any, nz) : nz;
+    }
+  ir_if(&loop, any, &hit, NULL);
+  Op *row0 = mul(&hit, g, i32(&hit, ld));
+  for (int u = 0; u < per; u++) {
+    /* a lane past D reads an entry of its own tile row (d = D - 1) and never stores */
+    Op *du = has[u] ? min_(&hit, d[u], i32(&hit, D - 1)) : d[u];
+    for (int h = 0; h < n; h++)
+      for (int q = 0; q < U; q++) {
+        Op *t = ir_load(&hit, tile[h], add(&hit, add(&hit, row0, du), i32(&hit, q * ld)));
+        ir_set(&hit, acc[h][u], ir_fma(&hit, x[h][q], t, ir_get(&hit, acc[h][u])));
+      }
+  }
+  for (int u = 0; u < per; u++) {
+    Builder *st = &lane;
+    if (has[u]) {
+      ir_if(&lane, has[u], &out, NULL);
+      st = &out;
+    }
+    for (int h = 0; h < n; h++)
+      ir_store(st, c->acc, add(st, base[h], d[u]), ir_get(st, acc[h][u]));
+  }
+}
+
+static void add_rows(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n, Buf *const tile[],
+                     Op *const base[]) {
+  if (c->host_sums)
+    add_rows_host(c, b, sl, lo, hi, n, tile, base);
+  else
+    add_rows_registers(c, b, sl, lo, hi, n, tile, base);
 }
 
 /* Block-level, where they fit: the block's own valid rows (i < L) of a and b into
@@ -481,7 +549,8 @@ static Kernel *build(const Spec *s, const TileConfig *t, bool dq) {
   Builder b = ir_builder(k);
   int D = s->head_dim, kt = attention_bwd_stage_rows(s, t, dq);
   Ctx c = {.k = k, .spec = s, .rows = t->rows, .warps = t->warps, .kt = kt, .ld = D + 1,
-           .group = kt < ATTN_BWD_SUM_GROUP ? kt : ATTN_BWD_SUM_GROUP};
+           .group = kt < ATTN_BWD_SUM_GROUP ? kt : ATTN_BWD_SUM_GROUP,
+           .host_sums = t->sched == SCHED_WARP_HOST};
   bwd_declare_params(k, dq ? ATTN_BWD_DQ_PART : ATTN_BWD_DKDV_PART, c.buf, c.p);
   c.ta = ir_shared(k, dq ? "k_tile" : "q_tile", TY_F32, (int64_t)kt * c.ld);
   c.tb = ir_shared(k, dq ? "v_tile" : "do_tile", TY_F32, (int64_t)kt * c.ld);
