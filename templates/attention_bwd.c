@@ -61,7 +61,7 @@ typedef struct {
   const Spec *spec;
   int rows, warps, kt, ld;      /* block rows (keys), warps, staged tile rows, its ld */
   int group;                    /* rows per step of the sums (ATTN_BWD_SUM_GROUP or kt) */
-  bool host_sums;               /* SCHED_WARP_HOST: the sums' host form (add_rows) */
+  bool host;                    /* SCHED_WARP_HOST: the host's forms (templates.h) */
   Buf *buf[ATTN_BWD_NPARAMS];   /* buffer parameters by ATTN_BWD_* index */
   Op *p[ATTN_BWD_NPARAMS];      /* scalar parameter values */
   Buf *ta, *tb;   /* staged tiles, kt x ld: K, V (dq) / Q, dO (dkdv) */
@@ -261,7 +261,7 @@ static void add_rows_registers(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n
 
 static void add_rows(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n, Buf *const tile[],
                      Op *const base[]) {
-  if (c->host_sums)
+  if (c->host)
     add_rows_host(c, b, sl, lo, hi, n, tile, base);
   else
     add_rows_registers(c, b, sl, lo, hi, n, tile, base);
@@ -323,7 +323,7 @@ static void dq_tile_row(Ctx *c, Builder *b, Op *i, Op *r, Op *w, Op *t0, Op *m) 
   Op *qoff, *goff;
   Buf *q = own_row(c, b, 0, ATTN_BWD_Q, ATTN_BWD_QKV_SB, i, r, &qoff);
   Buf *dout = own_row(c, b, 1, ATTN_BWD_DOUT, ATTN_BWD_O_SB, i, r, &goff);
-  attn_row_scores(b, &row, q, c->ta, qoff, i32(b, 0), i32(b, ld), D);
+  attn_row_scores(b, &row, q, c->ta, qoff, i32(b, 0), i32(b, ld), D, c->host);
   Op *lse = ir_load(b, c->buf[ATTN_BWD_LSE], at), *delta = ir_load(b, c->stat, r);
   Op *tau = c->spec->select != SEL_NONE ? ir_load(b, c->buf[ATTN_BWD_TAU], at) : NULL;
   Op *rh = row_hash(c, b, i);
@@ -418,7 +418,7 @@ static void dkdv_tile_key(Ctx *c, Builder *b, Op *j, Op *r, Op *w, Op *e0, Op *n
   Buf *kb = own_row(c, b, 0, ATTN_BWD_K, ATTN_BWD_QKV_SB, j, r, &koff);
   Buf *vb = own_row(c, b, 1, ATTN_BWD_V, ATTN_BWD_QKV_SB, j, r, &voff);
   AttnRow row = {c->slot, add(b, sl, e0), sub(b, n, e0)};
-  attn_row_scores(b, &row, kb, c->ta, koff, mul(b, e0, i32(b, ld)), i32(b, ld), D);
+  attn_row_scores(b, &row, kb, c->ta, koff, mul(b, e0, i32(b, ld)), i32(b, ld), D, c->host);
 
   /* 2. the slot's S -> dS and P z/(1-p) (kept), or zeros, over whole groups of rows */
   Op *lo = mul(b, ir_bin(b, OP_DIV, e0, i32(b, c->group)), i32(b, c->group));
@@ -550,7 +550,7 @@ static Kernel *build(const Spec *s, const TileConfig *t, bool dq) {
   int D = s->head_dim, kt = attention_bwd_stage_rows(s, t, dq);
   Ctx c = {.k = k, .spec = s, .rows = t->rows, .warps = t->warps, .kt = kt, .ld = D + 1,
            .group = kt < ATTN_BWD_SUM_GROUP ? kt : ATTN_BWD_SUM_GROUP,
-           .host_sums = t->sched == SCHED_WARP_HOST};
+           .host = t->sched == SCHED_WARP_HOST};
   bwd_declare_params(k, dq ? ATTN_BWD_DQ_PART : ATTN_BWD_DKDV_PART, c.buf, c.p);
   c.ta = ir_shared(k, dq ? "k_tile" : "q_tile", TY_F32, (int64_t)kt * c.ld);
   c.tb = ir_shared(k, dq ? "v_tile" : "do_tile", TY_F32, (int64_t)kt * c.ld);

@@ -76,8 +76,42 @@ static Op *row_at(Builder *b, const AttnRow *r, Op *j) {
   return ir_load(b, r->buf, attn_add(b, r->base, j));
 }
 
+void attn_rows_scores(Builder *b, int R, const AttnRow rows[], Buf *q, Op *const qoff[],
+                      Buf *k, Op *k0, Op *kstride, int D) {
+  Builder lane, dot, put;
+  Op *m = rows[0].m;
+  for (int t = 1; t < R; t++)
+    m = ir_bin(b, OP_MAX, m, rows[t].m);
+  Op *j = ir_pfor(b, AXIS_LANE, m, "j", &lane)->index;
+  Op *koff = ir_cast(&lane, TY_I64, attn_add(&lane, k0, attn_mul(&lane, j, kstride)));
+  Op *qoff64[ATTN_ROWS_MAX], *s[ATTN_ROWS_MAX];
+  for (int t = 0; t < R; t++) {
+    qoff64[t] = ir_cast(&lane, TY_I64, qoff[t]);
+    s[t] = ir_var(&lane, ir_const_f32(&lane, 0), "s");
+  }
+  Op *d = ir_for(&lane, ir_const_i64(&lane, 0), ir_const_i64(&lane, D), 1, "d", &dot)->index;
+  Op *kd = ir_load(&dot, k, attn_add(&dot, koff, d));
+  for (int t = 0; t < R; t++) {
+    Op *qd = ir_load(&dot, q, attn_add(&dot, qoff64[t], d));
+    ir_set(&dot, s[t], attn_add(&dot, ir_get(&dot, s[t]), attn_mul(&dot, qd, kd)));
+  }
+  Op *scale = ir_const_f32(&lane, 1.0 / sqrt((double)D));
+  for (int t = 0; t < R; t++) {
+    Builder *at = &lane;
+    if (R > 1) {
+      ir_if(&lane, ir_cmp(&lane, CMP_LT, j, rows[t].m), &put, NULL);
+      at = &put;
+    }
+    ir_store(at, rows[t].buf, attn_add(at, rows[t].base, j), attn_mul(at, ir_get(at, s[t]), scale));
+  }
+}
+
 void attn_row_scores(Builder *b, const AttnRow *r, Buf *q, Buf *k, Op *qoff, Op *k0,
-                     Op *kstride, int D) {
+                     Op *kstride, int D, bool host) {
+  if (!host) {
+    attn_rows_scores(b, 1, r, q, &qoff, k, k0, kstride, D);
+    return;
+  }
   Builder lane, dot;
   Op *j = ir_pfor(b, AXIS_LANE, r->m, "j", &lane)->index;
   /* i64 offsets: consecutive d then share one base address (an i32 sum would be

@@ -57,9 +57,23 @@ typedef struct AttnRow {
 } AttnRow;
 
 /* S_j = (sum_d q[qoff + d] * k[k0 + j*kstride + d]) * f32(1/sqrt(D)) into the row,
- * lanes over j, a serial (reassociable) f32 dot over d. */
+ * lanes over j. Every kernel of one schedule scores with the same form, so they all
+ * get the same bits (templates.h):
+ *   host = true  (SCHED_WARP_HOST): a serial reduce over d, which the host
+ *                vectorises (reassociates);
+ *   host = false (SCHED_WARP): a sum over d in order, attn_rows_scores for one row. */
 void attn_row_scores(Builder *b, const AttnRow *r, Buf *q, Buf *k, Op *qoff, Op *k0,
-                     Op *kstride, int D);
+                     Op *kstride, int D, bool host);
+
+/* SCHED_WARP's scores for R <= ATTN_ROWS_MAX rows at once: rows[t] gets
+ * S_tj = (sum_d q[qoff[t] + d] * k[k0 + j*kstride + d], in order of d) * f32(1/sqrt(D))
+ * for j < rows[t].m, lanes over j up to the rows' largest m. A lane loads k_jd once
+ * for all R rows: R + 1 shared loads per R FMAs instead of 2 per FMA. Each row's sum
+ * is the one-row sum, to the bit. Every qoff[t] must address readable q (a row
+ * with m = 0 still loads it: point it at a valid row). */
+enum { ATTN_ROWS_MAX = 8 };
+void attn_rows_scores(Builder *b, int R, const AttnRow rows[], Buf *q, Op *const qoff[],
+                      Buf *k, Op *k0, Op *kstride, int D);
 
 /* max_j S_j as f32, reduced as an i32 max over attn_signed_key (vectorises on the
  * CPU, where LLVM 16 cannot vectorise a float max without fast-math flags). */

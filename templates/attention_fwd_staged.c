@@ -66,7 +66,8 @@ FwdStage attention_fwd_stage(const Spec *s, const TileConfig *t) {
 typedef struct {
   Ctx *c;
   FwdStage st;
-  bool host_sums;         /* SCHED_WARP_HOST (templates.h) */
+  bool host;              /* SCHED_WARP_HOST: the host's forms (templates.h) */
+  int R;                  /* SCHED_WARP: rows a warp scores at once */
   Buf *kv, *qa, *scale;   /* c->scores holds the slots */
   Op *first;              /* the group's first row */
   Op *nin, *nvalid;       /* its rows below N, and below min(N, L) */
@@ -104,18 +105,38 @@ static AttnRow slot(Group *g, Builder *b, Op *r, Op *kt, Op *m) {
   return (AttnRow){g->c->scores, add(b, mul(b, r, i32(b, g->c->spec->max_seq)), kt), m};
 }
 
-/* 2. S for the group's valid rows, one staged K tile at a time. */
+/* 2. S for the group's valid rows, one staged K tile at a time. SCHED_WARP: a warp
+ * scores R rows at once (attn_rows_scores), rows rs R + t; the rows' softmax is then
+ * another warp's, so a barrier follows the last tile. */
 static void emit_scores(Group *g, Builder *b) {
   Ctx *c = g->c;
-  int D = c->spec->head_dim;
+  int D = c->spec->head_dim, R = g->R;
   Builder tile, warp;
   Op *kt = ir_for(b, i32(b, 0), g->mg, g->st.keys, "kt", &tile)->index;
   Op *nk = stage_tile(g, &tile, c->kk, kt);
-  Op *r = ir_pfor(&tile, AXIS_WARP, g->nvalid, "r", &warp)->index;
-  Op *i = add(&warp, g->first, r);
-  AttnRow row = slot(g, &warp, r, kt, tile_keys(c, &warp, i, kt, nk));
-  attn_row_scores(&warp, &row, g->qa, g->kv, mul(&warp, r, i32(&warp, D)), i32(&warp, 0),
-                  i32(&warp, D + 1), D);
+  if (g->host) {
+    Op *r = ir_pfor(&tile, AXIS_WARP, g->nvalid, "r", &warp)->index;
+    Op *i = add(&warp, g->first, r);
+    AttnRow row = slot(g, &warp, r, kt, tile_keys(c, &warp, i, kt, nk));
+    attn_row_scores(&warp, &row, g->qa, g->kv, mul(&warp, r, i32(&warp, D)), i32(&warp, 0),
+                    i32(&warp, D + 1), D, true);
+    return;
+  }
+  Op *sets = ir_bin(&tile, OP_DIV, add(&tile, g->nvalid, i32(&tile, R - 1)), i32(&tile, R));
+  Op *rs = ir_pfor(&tile, AXIS_WARP, sets, "rs", &warp)->index;
+  Op *r0 = mul(&warp, rs, i32(&warp, R));
+  AttnRow rows[ATTN_ROWS_MAX];
+  Op *qoff[ATTN_ROWS_MAX];
+  for (int t = 0; t < R; t++) {
+    Op *r = add(&warp, r0, i32(&warp, t));
+    Op *valid = ir_cmp(&warp, CMP_LT, r, g->nvalid);
+    Op *m = tile_keys(c, &warp, add(&warp, g->first, r), kt, nk);
+    rows[t] = slot(g, &warp, r, kt, ir_select(&warp, valid, m, i32(&warp, 0)));
+    qoff[t] = mul(&warp, ir_select(&warp, valid, r, r0), i32(&warp, D));
+  }
+  attn_rows_scores(&warp, R, rows, g->qa, qoff, g->kv, i32(&warp, 0), i32(&warp, D + 1), D);
+  if (R > 1)
+    ir_barrier(b);
 }
 
 /* 3. Per row: softmax and statistics, or a padded row's outputs. */
@@ -216,7 +237,7 @@ static void emit_tile_pv(Group *g, Builder *b, Op *r, Op *i, Op *kt, Op *mt) {
   Op **p = g->c->p;
   Op *rh = dropout_row_hash_ir(b, p[ATTN_SEED], p[ATTN_STEP], p[ATTN_LAYER], g->c->batch,
                                g->c->head, i);
-  if (g->host_sums)
+  if (g->host)
     tile_pv_lanes_inner(g, b, r, rh, kt, mt);
   else
     tile_pv_registers(g, b, r, rh, kt, mt);
@@ -271,7 +292,11 @@ Kernel *attention_fwd_staged_build(const Spec *s, const TileConfig *t) {
   Kernel *k = ir_kernel_new(name, t->warps);
   Builder b = ir_builder(k);
   Ctx c = {.spec = s};
-  Group g = {.c = &c, .st = attention_fwd_stage(s, t), .host_sums = t->sched == SCHED_WARP_HOST};
+  Group g = {.c = &c, .st = attention_fwd_stage(s, t), .host = t->sched == SCHED_WARP_HOST};
+  /* rows per warp in a group, at most 4: 5 loads per 4 FMAs in the dots */
+  g.R = g.st.group / t->warps < 4 ? g.st.group / t->warps : 4;
+  if (g.R < 1)
+    g.R = 1;
   if (g.st.group < 1) {   /* tile_check refuses such tiles first */
     ir_kernel_free(k);
     return NULL;

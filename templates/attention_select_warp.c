@@ -113,12 +113,14 @@ static void score_row(const Staged *st, Builder *b, Op *r, Op *i, Op *j0, Op *mt
     Op *at = c->spec->causal ? ir_bin(b, OP_DIV, mul(b, i, add(b, i, i32(b, 1))), i32(b, 2))
                              : mul(b, i, st->h->len);
     AttnRow row = {st->whole, add(b, at, j0), mt};
-    attn_row_scores(b, &row, q, st->ktile, qoff, i32(b, 0), i32(b, D + 1), D);
+    attn_row_scores(b, &row, q, st->ktile, qoff, i32(b, 0), i32(b, D + 1), D,
+                    st->t->sched == SCHED_WARP_HOST);
     return;
   }
   Op *slot0 = mul(b, w, i32(b, st->lay.kt));
   AttnRow row = {st->slots, slot0, mt};
-  attn_row_scores(b, &row, q, st->ktile, qoff, i32(b, 0), i32(b, D + 1), D);
+  attn_row_scores(b, &row, q, st->ktile, qoff, i32(b, 0), i32(b, D + 1), D,
+                    st->t->sched == SCHED_WARP_HOST);
   Builder lane;
   Op *j = ir_pfor(b, AXIS_LANE, mt, "j", &lane)->index;
   select_bin_score(&lane, st->h, ir_load(&lane, st->slots, add(&lane, slot0, j)));
