@@ -1,5 +1,6 @@
-/* Shared by the two schedules of the backward template: attention_bwd.c (a warp per
- * row or key, the GPU's) and attention_bwd_tile.c (register-blocked tiles, the CPU's). */
+/* Shared by the two schedules of the backward template: the warp schedule
+ * (attention_bwd_warp.h: a warp per row or key, the GPU's) and attention_bwd_tile.c
+ * (register-blocked tiles, the CPU's); attention_bwd.c declares the parameters. */
 #ifndef CRISP_ATTENTION_BWD_IMPL_H
 #define CRISP_ATTENTION_BWD_IMPL_H
 

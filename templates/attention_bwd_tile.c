@@ -34,7 +34,7 @@ static void zero_row(BwdTile *c, Builder *b, Buf *dst, Op *off) {
 }
 
 /* Kept pair (i, j) whose S is x and dP' (= dO_i . V_j) is g, row i's lse:
- * *ds = P (g z/(1-p) - Delta), *pz = P z/(1-p), as in attention_bwd.c. rh NULL: no
+ * *ds = P (g z/(1-p) - Delta), *pz = P z/(1-p), as in attention_bwd_dkdv.c. rh NULL: no
  * dropout (p = 0), z/(1-p) = 1, so P and g stand unmultiplied: x * 1 = x, the same
  * bits, without the mask's hash per pair. */
 static Op *grad_pair(BwdTile *c, Builder *b, Op *x, Op *g, Op *lse, Op *j, Op *rh, Op *delta,

@@ -1,0 +1,295 @@
+/* The backward's warp schedule: the helpers its two kernels share, the sums over a
+ * staged tile in both forms, the shared-memory layout and the kernel builder
+ * (attention_bwd_warp.h says what the schedule is). */
+#include "attention_bwd_warp.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "dropout.h"
+
+/* Offset of row `row` of (batch, head) with strides p[sb], p[sb + 1], p[sb + 2]. */
+Op *bwd_row_offset(Ctx *c, Builder *b, int sb, Op *row) {
+  return attn_offset(b, c->batch, row, c->head, c->p[sb], c->p[sb + 1], c->p[sb + 2]);
+}
+
+/* Index of (batch, head, row) in a [B, H, N] per-row array. */
+Op *bwd_row_stat(Ctx *c, Builder *b, Op *row) {
+  return add(b, mul(b, add(b, mul(b, c->batch, c->p[ATTN_BWD_H]), c->head), c->p[ATTN_BWD_N]),
+             row);
+}
+
+Op *bwd_row_hash(Ctx *c, Builder *b, Op *i) {
+  return dropout_row_hash_ir(b, c->p[ATTN_BWD_SEED], c->p[ATTN_BWD_STEP], c->p[ATTN_BWD_LAYER],
+                             c->batch, c->head, i);
+}
+
+/* Thread code: sum_d g[goff + d] * t[toff + d], a serial f32 dot (i64 offsets, as in
+ * attn_row_scores). dP has no bit-for-bit contract, only S has. */
+Op *bwd_dot_serial(Builder *b, Buf *g, Op *goff, Buf *t, Op *toff, int D) {
+  Builder dot;
+  Op *g64 = ir_cast(b, TY_I64, goff), *t64 = ir_cast(b, TY_I64, toff);
+  Op *red = ir_reduce(b, AXIS_SERIAL, RED_ADD, TY_F32, ir_const_i64(b, D), "d", &dot);
+  Op *d = red->index;
+  ir_yield(&dot, mul(&dot, ir_load(&dot, g, add(&dot, g64, d)), ir_load(&dot, t, add(&dot, t64, d))));
+  return red;
+}
+
+/* lanes over d: dst[off + d] = val (a constant or acc[base + d] * factor) */
+void bwd_write_vec(Ctx *c, Builder *b, Buf *dst, Op *off, Buf *acc, Op *base, Op *factor) {
+  Builder lane;
+  Op *d = ir_pfor(b, AXIS_LANE, i32(b, c->spec->head_dim), "d", &lane)->index;
+  Op *val = f32(&lane, 0);
+  if (acc) {
+    val = ir_load(&lane, acc, add(&lane, base, d));
+    if (factor)
+      val = mul(&lane, val, factor);
+  }
+  ir_store(&lane, dst, add(&lane, off, d), val);
+}
+
+/* lanes over d: acc[base + d] = 0 */
+void bwd_zero_vec(Ctx *c, Builder *b, Op *base) {
+  Builder lane;
+  Op *d = ir_pfor(b, AXIS_LANE, i32(b, c->spec->head_dim), "d", &lane)->index;
+  ir_store(&lane, c->acc, add(&lane, base, d), f32(&lane, 0));
+}
+
+/* The block's rows (keys) as warp code: warp w takes r = w, w + warps, ..., and
+ * *in runs for i = first + r < lim. The same warp owns a row in every such loop. */
+void bwd_block_rows(Ctx *c, Builder *b, Op *lim, Builder *in, Op **w, Op **r, Op **i) {
+  Builder warp, rows;
+  *w = ir_pfor(b, AXIS_WARP, i32(b, c->warps), "w", &warp)->index;
+  *r = ir_for(&warp, *w, i32(&warp, c->rows), c->warps, "r", &rows)->index;
+  *i = add(&rows, c->first, *r);
+  ir_if(&rows, lt(&rows, *i, lim), in, NULL);
+}
+
+/* Block-level: a loop over tiles of kt rows t0 in [lo, hi), each staged once: a
+ * barrier (the previous tile's readers are done), the copies, a barrier. Returns t0;
+ * *n = the tile's row count. */
+Op *bwd_tile_loop(Ctx *c, Builder *b, Op *lo, Op *hi, Builder *body, Op **n) {
+  Op *t0 = ir_for(b, lo, hi, c->kt, "t0", body)->index;
+  *n = min_(body, i32(body, c->kt), sub(body, hi, t0));
+  ir_barrier(body);
+  return t0;
+}
+
+Op *bwd_round_up(Builder *b, Op *n, int g) {
+  return mul(b, ir_bin(b, OP_DIV, add(b, n, i32(b, g - 1)), i32(b, g)), i32(b, g));
+}
+
+/* Block-level: rows n .. bwd_round_up(n, group) - 1 of a staged tile = 0, so that a group
+ * of the sums running past the tile's last row adds 0 * 0, never a stale or unwritten
+ * value. */
+void bwd_zero_tail(Ctx *c, Builder *b, Buf *tile, Op *n) {
+  int D = c->spec->head_dim;
+  Builder body;
+  Op *cnt = mul(b, sub(b, bwd_round_up(b, n, c->group), n), i32(b, D));
+  Op *t = ir_pfor(b, AXIS_BLOCK, cnt, "t", &body)->index;
+  Op *row = add(&body, n, ir_bin(&body, OP_DIV, t, i32(&body, D)));
+  Op *d = ir_bin(&body, OP_REM, t, i32(&body, D));
+  ir_store(&body, tile, add(&body, mul(&body, row, i32(&body, c->ld)), d), f32(&body, 0));
+}
+
+/* Warp code, step 3 of both kernels: for tile rows e in [lo, hi) (hi - lo a multiple of
+ * the group; slot entries 0 where there is nothing to add), for h < n:
+ *   acc[base[h] + d] += sum_e slot[sl + h kt + e] * tile[h][e ld + d],
+ * serially over e in order, a group of `group` rows per step, a group of zeros
+ * skipped (the same branch in every lane). The slot is read inside the lane loop,
+ * whose end synchronises the warp before the next row overwrites it. Two forms
+ * (templates.h), the same fma chain per d, so the same bits:
+ *   SCHED_WARP_HOST  lanes over d inside the group loop, the sum in a register for a
+ *                    group: what the host vectorises (an inner loop over e would not
+ *                    be);
+ *   SCHED_WARP       lane l owns d = l, l + 32, ... and keeps those sums in registers
+ *                    over all of [lo, hi): per row e one shared load per FMA and one
+ *                    of slot[e] per lane, the sums read and written once. */
+static void bwd_add_rows_host(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n, Buf *const tile[],
+                          Op *const base[]) {
+  enum { MAXG = ATTN_BWD_SUM_GROUP };
+  int U = c->group, ld = c->ld;
+  Builder loop, lane, hit;
+  Op *g = ir_for(b, lo, hi, U, "g", &loop)->index;
+  Op *d = ir_pfor(&loop, AXIS_LANE, i32(&loop, c->spec->head_dim), "d", &lane)->index;
+  Op *x[2][MAXG], *any = NULL;
+  for (int h = 0; h < n; h++)
+    for (int q = 0; q < U; q++) {
+      Op *at = add(&lane, add(&lane, sl, i32(&lane, h * c->kt + q)), g);
+      x[h][q] = ir_load(&lane, c->slot, at);
+      Op *nz = ir_cmp(&lane, CMP_NE, x[h][q], f32(&lane, 0));
+      any = any ? ir_bin(&lane, OP_OR, any, nz) : nz;
+    }
+  ir_if(&lane, any, &hit, NULL);
+  Op *row0 = add(&hit, mul(&hit, g, i32(&hit, ld)), d);
+  for (int h = 0; h < n; h++) {
+    Op *at = add(&hit, base[h], d), *a = ir_load(&hit, c->acc, at);
+    for (int q = 0; q < U; q++)
+      a = ir_fma(&hit, x[h][q], ir_load(&hit, tile[h], add(&hit, row0, i32(&hit, q * ld))), a);
+    ir_store(&hit, c->acc, at, a);
+  }
+}
+
+enum { MAX_SLICES = 8 };   /* d per lane: head_dim <= 256 */
+
+static void bwd_add_rows_registers(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n,
+                               Buf *const tile[], Op *const base[]) {
+  enum { MAXG = ATTN_BWD_SUM_GROUP };
+  int U = c->group, ld = c->ld, D = c->spec->head_dim;
+  int lanes = D < 32 ? D : 32, per = (D + lanes - 1) / lanes;
+  Builder lane, loop, hit, in, out;
+  Op *l = ir_pfor(b, AXIS_LANE, i32(b, lanes), "l", &lane)->index;
+  Op *d[MAX_SLICES], *has[MAX_SLICES], *acc[2][MAX_SLICES];
+  for (int u = 0; u < per; u++) {
+    d[u] = add(&lane, l, i32(&lane, u * lanes));
+    /* only the last slice can run past D (a multiple of 8) */
+    has[u] = (u + 1) * lanes <= D ? NULL : lt(&lane, d[u], i32(&lane, D));
+    for (int h = 0; h < n; h++)
+      acc[h][u] = ir_var(&lane, f32(&lane, 0), "acc");
+    Builder *ld_ = &lane;
+    if (has[u]) {
+      ir_if(&lane, has[u], &in, NULL);
+      ld_ = &in;
+    }
+    for (int h = 0; h < n; h++)
+      ir_set(ld_, acc[h][u], ir_load(ld_, c->acc, add(ld_, base[h], d[u])));
+  }
+  Op *g = ir_for(&lane, lo, hi, U, "g", &loop)->index;
+  Op *x[2][MAXG], *any = NULL;
+  for (int h = 0; h < n; h++)
+    for (int q = 0; q < U; q++) {
+      x[h][q] = ir_load(&loop, c->slot, add(&loop, add(&loop, sl, i32(&loop, h * c->kt + q)), g));
+      Op *nz = ir_cmp(&loop, CMP_NE, x[h][q], f32(&loop, 0));
+      any = any ? ir_bin(&loop, OP_OR, any, nz) : nz;
+    }
+  ir_if(&loop, any, &hit, NULL);
+  Op *row0 = mul(&hit, g, i32(&hit, ld));
+  for (int u = 0; u < per; u++) {
+    /* a lane past D reads an entry of its own tile row (d = D - 1) and never stores */
+    Op *du = has[u] ? min_(&hit, d[u], i32(&hit, D - 1)) : d[u];
+    for (int h = 0; h < n; h++)
+      for (int q = 0; q < U; q++) {
+        Op *t = ir_load(&hit, tile[h], add(&hit, add(&hit, row0, du), i32(&hit, q * ld)));
+        ir_set(&hit, acc[h][u], ir_fma(&hit, x[h][q], t, ir_get(&hit, acc[h][u])));
+      }
+  }
+  for (int u = 0; u < per; u++) {
+    Builder *st = &lane;
+    if (has[u]) {
+      ir_if(&lane, has[u], &out, NULL);
+      st = &out;
+    }
+    for (int h = 0; h < n; h++)
+      ir_store(st, c->acc, add(st, base[h], d[u]), ir_get(st, acc[h][u]));
+  }
+}
+
+void bwd_add_rows(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n, Buf *const tile[],
+                     Op *const base[]) {
+  if (c->host)
+    bwd_add_rows_host(c, b, sl, lo, hi, n, tile, base);
+  else
+    bwd_add_rows_registers(c, b, sl, lo, hi, n, tile, base);
+}
+
+/* Block-level, where they fit: the block's own valid rows (i < L) of a and b into
+ * own[0], own[1] (D floats apart), before the first tile's barriers, which order them
+ * before any read. Their readers take a row from there, else from global memory,
+ * where every lane of a warp read it again for every staged tile. */
+void bwd_stage_own(Ctx *c, Builder *b, int sa, int ia, int sb, int ib) {
+  if (!c->own[0])
+    return;
+  int D = c->spec->head_dim;
+  Op *n = ir_bin(b, OP_MAX, min_(b, i32(b, c->rows), sub(b, c->len, c->first)), i32(b, 0));
+  attn_stage_rows(b, c->own[0], D, c->buf[ia], bwd_row_offset(c, b, sa, c->first),
+                  c->p[sa + 1], n, D);
+  attn_stage_rows(b, c->own[1], D, c->buf[ib], bwd_row_offset(c, b, sb, c->first),
+                  c->p[sb + 1], n, D);
+}
+
+/* Row r of the block's own rows h: the staged copy, or row i of buf in global memory. */
+Buf *bwd_own_row(Ctx *c, Builder *b, int h, int buf, int sb, Op *i, Op *r, Op **off) {
+  if (c->own[h]) {
+    *off = mul(b, r, i32(b, c->spec->head_dim));
+    return c->own[h];
+  }
+  *off = bwd_row_offset(c, b, sb, i);
+  return c->buf[buf];
+}
+
+/* ---- the shared-memory layout and the kernels ---- */
+
+/* Shared floats of one kernel with staged tiles of kt rows: two tiles, the block's
+ * sums (D per row for dq, 2D per key for dkdv), the warps' slots, the per-row
+ * values (dq: Delta per block row; dkdv: lse, tau, Delta and the hash per tile row). */
+static int64_t shared_floats(const Spec *s, const TileConfig *t, bool dq, int64_t kt,
+                             bool own) {
+  int64_t D = s->head_dim, R = t->rows, W = t->warps, o = own ? 2 * R * D : 0;
+  if (dq)
+    return 2 * kt * (D + 1) + R * D + W * kt + R + o;
+  return 2 * kt * (D + 1) + 2 * R * D + 2 * W * kt + 4 * kt + o;
+}
+
+int attention_bwd_stage_rows(const Spec *s, const TileConfig *t, bool dq) {
+  int kt = ATTN_BWD_STAGE_ROWS;
+  while (kt > 1 && 4 * shared_floats(s, t, dq, kt, false) > TILE_SHARED_LIMIT)
+    kt /= 2;
+  return kt;
+}
+
+bool attention_bwd_stages_own(const Spec *s, const TileConfig *t, bool dq) {
+  int kt = attention_bwd_stage_rows(s, t, dq);
+  return 4 * shared_floats(s, t, dq, kt, true) <= TILE_SHARED_LIMIT;
+}
+
+int64_t attention_bwd_shared_bytes(const Spec *s, const TileConfig *t) {
+  int64_t dq = shared_floats(s, t, true, attention_bwd_stage_rows(s, t, true),
+                             attention_bwd_stages_own(s, t, true));
+  int64_t dkdv = shared_floats(s, t, false, attention_bwd_stage_rows(s, t, false),
+                               attention_bwd_stages_own(s, t, false));
+  return 4 * (dq > dkdv ? dq : dkdv);
+}
+
+static Kernel *build(const Spec *s, const TileConfig *t, bool dq) {
+  char name[96];
+  snprintf(name, sizeof name, "%s_attn_bwd_%s", s->name, dq ? "dq" : "dkdv");
+  Kernel *k = ir_kernel_new(name, t->warps);
+  Builder b = ir_builder(k);
+  int D = s->head_dim, kt = attention_bwd_stage_rows(s, t, dq);
+  Ctx c = {.k = k, .spec = s, .rows = t->rows, .warps = t->warps, .kt = kt, .ld = D + 1,
+           .group = kt < ATTN_BWD_SUM_GROUP ? kt : ATTN_BWD_SUM_GROUP,
+           .host = t->sched == SCHED_WARP_HOST};
+  bwd_declare_params(k, dq ? ATTN_BWD_DQ_PART : ATTN_BWD_DKDV_PART, c.buf, c.p);
+  c.ta = ir_shared(k, dq ? "k_tile" : "q_tile", TY_F32, (int64_t)kt * c.ld);
+  c.tb = ir_shared(k, dq ? "v_tile" : "do_tile", TY_F32, (int64_t)kt * c.ld);
+  c.acc = ir_shared(k, dq ? "dq_sum" : "dkdv_sum", TY_F32, (int64_t)t->rows * (dq ? D : 2 * D));
+  c.slot = ir_shared(k, "slot", TY_F32, (int64_t)t->warps * (dq ? kt : 2 * kt));
+  c.stat = ir_shared(k, dq ? "delta_rows" : "tile_rows", TY_F32, dq ? t->rows : 3 * kt);
+  if (!dq)
+    c.hash = ir_shared(k, "tile_hash", TY_I32, kt);
+  if (attention_bwd_stages_own(s, t, dq))
+    for (int h = 0; h < 2; h++)
+      c.own[h] = ir_shared(k, h ? (dq ? "do_rows" : "v_rows") : (dq ? "q_rows" : "k_rows"),
+                           TY_F32, (int64_t)t->rows * D);
+  ir_set_grid(k, 0, ATTN_BWD_N, -1, t->rows);
+  ir_set_grid(k, 1, ATTN_BWD_H, -1, 1);
+  ir_set_grid(k, 2, ATTN_BWD_B, -1, 1);
+
+  c.first = mul(&b, ir_block_id(&b, 0), i32(&b, t->rows));
+  c.head = ir_block_id(&b, 1);
+  c.batch = ir_block_id(&b, 2);
+  c.len = ir_load(&b, c.buf[ATTN_BWD_LENGTHS], c.batch);
+  c.scale = f32(&b, 1.0 / sqrt((double)D));
+  Op *p = c.p[ATTN_BWD_DROPOUT];
+  c.thresh = dropout_threshold_ir(&b, p);
+  c.inv_keep = ir_bin(&b, OP_DIV, f32(&b, 1.0), sub(&b, f32(&b, 1.0), p));
+  if (dq)
+    bwd_dq_body(&c, &b);
+  else
+    bwd_dkdv_body(&c, &b);
+  return k;
+}
+
+Kernel *attention_bwd_dq_build(const Spec *s, const TileConfig *t) { return build(s, t, true); }
+Kernel *attention_bwd_dkdv_build(const Spec *s, const TileConfig *t) { return build(s, t, false); }
+
