@@ -81,8 +81,9 @@ static void dkdv_tile_key(Ctx *c, Builder *b, Op *j, Op *r, Op *w, Op *e0, Op *n
 
   /* 3. dK_j += dS_ij Q_i, dV_j += P z/(1-p) dO_i over the tile's rows */
   Op *base = mul(b, r, i32(b, 2 * D));
-  bwd_add_rows(c, b, sl, lo, hi, 2, (Buf *[]){c->ta, c->tb},
-           (Op *[]){base, add(b, base, i32(b, D))});
+  BwdSum sums[2] = {{sl, c->ta, base, NULL},
+                    {add(b, sl, i32(b, kt)), c->tb, add(b, base, i32(b, D)), NULL}};
+  bwd_add_rows(c, b, lo, hi, 2, sums);
 }
 
 void bwd_dkdv_body(Ctx *c, Builder *b) {

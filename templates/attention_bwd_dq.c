@@ -41,37 +41,87 @@ static void dq_begin(Ctx *c, Builder *b, Op *i, Op *r) {
   ir_store(&one, c->buf[ATTN_BWD_DELTA], at, f32(&one, 0));
 }
 
-/* Row i (block row r, warp w) against the staged keys t0 .. t0 + m - 1 (m >= 1). */
-static void dq_tile_row(Ctx *c, Builder *b, Op *i, Op *r, Op *w, Op *t0, Op *m) {
-  int D = c->spec->head_dim, ld = c->ld;
-  Op *sl = mul(b, w, i32(b, c->kt)), *at = bwd_row_stat(c, b, i);
-  AttnRow row = {c->slot, sl, m};
-  Op *qoff, *goff;
-  Buf *q = bwd_own_row(c, b, 0, ATTN_BWD_Q, ATTN_BWD_QKV_SB, i, r, &qoff);
-  Buf *dout = bwd_own_row(c, b, 1, ATTN_BWD_DOUT, ATTN_BWD_O_SB, i, r, &goff);
-  attn_row_scores(b, &row, q, c->ta, qoff, i32(b, 0), i32(b, ld), D, c->host);
-  Op *lse = ir_load(b, c->buf[ATTN_BWD_LSE], at), *delta = ir_load(b, c->stat, r);
-  Op *tau = c->spec->select != SEL_NONE ? ir_load(b, c->buf[ATTN_BWD_TAU], at) : NULL;
-  Op *rh = bwd_row_hash(c, b, i);
+/* Keys of row i in the staged tile at t0 of nk keys: j < L, and j <= i when causal. */
+static Op *row_keys(Ctx *c, Builder *b, Op *i, Op *t0, Op *nk) {
+  if (!c->spec->causal)
+    return nk;
+  Op *m = min_(b, nk, sub(b, add(b, i, i32(b, 1)), t0));
+  return ir_bin(b, OP_MAX, m, i32(b, 0));
+}
 
-  /* 2. the slot's S -> dS (kept) or 0, padded with zeros to a whole group */
-  Op *mp = bwd_round_up(b, m, c->group);
+/* The rows r_t = r0 + warps t (t < R) of warp w, block rows all owned by w, against the
+ * staged keys t0 .. t0 + nk - 1: steps 1-3. A row past the block or past L has no keys
+ * (m_t = 0) and reads row r0's values in their place; r0 itself is below the block's
+ * rows, and below L wherever any row of the set has keys. */
+static void dq_tile_set(Ctx *c, Builder *b, Op *w, Op *r0, Op *t0, Op *nk) {
+  int D = c->spec->head_dim, ld = c->ld, R = c->R;
+  Op *r[ATTN_ROWS_MAX], *i[ATTN_ROWS_MAX], *valid[ATTN_ROWS_MAX], *m[ATTN_ROWS_MAX], *mx = NULL;
+  Op *i0 = add(b, c->first, r0);
+  for (int t = 0; t < R; t++) {
+    Op *rt = add(b, r0, i32(b, t * c->warps)), *it = add(b, c->first, rt);
+    valid[t] = lt(b, it, c->len);
+    if (t)
+      valid[t] = ir_bin(b, OP_AND, valid[t], lt(b, rt, i32(b, c->rows)));
+    m[t] = ir_select(b, valid[t], row_keys(c, b, it, t0, nk), i32(b, 0));
+    r[t] = ir_select(b, valid[t], rt, r0);
+    i[t] = ir_select(b, valid[t], it, i0);
+    mx = mx ? ir_bin(b, OP_MAX, mx, m[t]) : m[t];
+  }
+  Builder some;
+  ir_if(b, ir_cmp(b, CMP_GT, mx, i32(b, 0)), &some, NULL);
+  b = &some;
+
+  /* 1. S of every row into its slot */
+  AttnRow rows[ATTN_ROWS_MAX];
+  Op *qoff[ATTN_ROWS_MAX], *goff[ATTN_ROWS_MAX], *sl[ATTN_ROWS_MAX];
+  Buf *q = NULL, *dout = NULL;
+  for (int t = 0; t < R; t++) {
+    sl[t] = mul(b, add(b, mul(b, w, i32(b, R)), i32(b, t)), i32(b, c->kt));
+    rows[t] = (AttnRow){c->slot, sl[t], m[t]};
+    q = bwd_own_row(c, b, 0, ATTN_BWD_Q, ATTN_BWD_QKV_SB, i[t], r[t], &qoff[t]);
+    dout = bwd_own_row(c, b, 1, ATTN_BWD_DOUT, ATTN_BWD_O_SB, i[t], r[t], &goff[t]);
+  }
+  if (R == 1)
+    attn_row_scores(b, &rows[0], q, c->ta, qoff[0], i32(b, 0), i32(b, ld), D, c->host);
+  else
+    attn_rows_scores(b, R, rows, q, qoff, c->ta, i32(b, 0), i32(b, ld), D);
+  Op *lse[ATTN_ROWS_MAX], *delta[ATTN_ROWS_MAX], *tau[ATTN_ROWS_MAX], *rh[ATTN_ROWS_MAX];
+  for (int t = 0; t < R; t++) {
+    Op *at = bwd_row_stat(c, b, i[t]);
+    lse[t] = ir_load(b, c->buf[ATTN_BWD_LSE], at);
+    delta[t] = ir_load(b, c->stat, r[t]);
+    tau[t] = c->spec->select != SEL_NONE ? ir_load(b, c->buf[ATTN_BWD_TAU], at) : NULL;
+    rh[t] = bwd_row_hash(c, b, i[t]);
+  }
+
+  /* 2. each slot's S -> dS (kept) or 0, padded with zeros to a whole group. One row:
+   * dP only for kept keys. Several: the lane's dP for all of them at once (each dO_t
+   * element loaded once per d for all lanes, V_j once for all rows), then the rows. */
+  Op *mp = bwd_round_up(b, mx, c->group);
   Builder lane, in, pad, yes, no;
   Op *e = ir_pfor(b, AXIS_LANE, mp, "j", &lane)->index;
-  Op *se = add(&lane, sl, e);
-  ir_if(&lane, lt(&lane, e, m), &in, &pad);
-  ir_store(&pad, c->slot, se, f32(&pad, 0));
-  Op *s = ir_load(&in, c->slot, se);
-  ir_if(&in, tau ? ir_cmp(&in, CMP_GE, s, tau) : ir_const_bool(&in, true), &yes, &no);
-  Op *pr = ir_un(&yes, OP_EXP, sub(&yes, s, lse));
-  Op *z = dropout_keep_ir(&yes, rh, add(&yes, t0, e), c->thresh);
-  Op *zs = ir_select(&yes, z, c->inv_keep, f32(&yes, 0));
-  Op *dp = bwd_dot_serial(&yes, dout, goff, c->tb, mul(&yes, e, i32(&yes, ld)), D);
-  ir_store(&yes, c->slot, se, mul(&yes, pr, sub(&yes, mul(&yes, dp, zs), delta)));
-  ir_store(&no, c->slot, se, f32(&no, 0));
+  Op *voff = mul(&lane, e, i32(&lane, ld)), *dp[ATTN_ROWS_MAX];
+  if (R > 1)
+    bwd_dots(&lane, lt(&lane, e, mx), R, dout, goff, c->tb, voff, D, dp);
+  for (int t = 0; t < R; t++) {
+    Op *se = add(&lane, sl[t], e);
+    ir_if(&lane, lt(&lane, e, m[t]), &in, &pad);
+    ir_store(&pad, c->slot, se, f32(&pad, 0));
+    Op *s = ir_load(&in, c->slot, se);
+    ir_if(&in, tau[t] ? ir_cmp(&in, CMP_GE, s, tau[t]) : ir_const_bool(&in, true), &yes, &no);
+    Op *pr = ir_un(&yes, OP_EXP, sub(&yes, s, lse[t]));
+    Op *z = dropout_keep_ir(&yes, rh[t], add(&yes, t0, e), c->thresh);
+    Op *zs = ir_select(&yes, z, c->inv_keep, f32(&yes, 0));
+    Op *g = R > 1 ? ir_get(&yes, dp[t]) : bwd_dot_serial(&yes, dout, goff[t], c->tb, voff, D);
+    ir_store(&yes, c->slot, se, mul(&yes, pr, sub(&yes, mul(&yes, g, zs), delta[t])));
+    ir_store(&no, c->slot, se, f32(&no, 0));
+  }
 
-  /* 3. dQ_i += dS_ij K_j over the tile's keys */
-  bwd_add_rows(c, b, sl, i32(b, 0), mp, 1, (Buf *[]){c->ta}, (Op *[]){mul(b, r, i32(b, D))});
+  /* 3. dQ_i += dS_ij K_j over the tile's keys, for every row of the set */
+  BwdSum sums[ATTN_ROWS_MAX];
+  for (int t = 0; t < R; t++)
+    sums[t] = (BwdSum){sl[t], c->ta, mul(b, r[t], i32(b, D)), t ? valid[t] : NULL};
+  bwd_add_rows(c, b, i32(b, 0), mp, R, sums);
 }
 
 void bwd_dq_body(Ctx *c, Builder *b) {
@@ -87,22 +137,17 @@ void bwd_dq_body(Ctx *c, Builder *b) {
     hi = min_(b, add(b, c->first, i32(b, c->rows)), c->len);
   hi = ir_select(b, lt(b, c->first, c->len), hi, i32(b, 0));
   bwd_stage_own(c, b, ATTN_BWD_QKV_SB, ATTN_BWD_Q, ATTN_BWD_O_SB, ATTN_BWD_DOUT);
-  Builder tile, row;
+  Builder tile;
   Op *nk, *t0 = bwd_tile_loop(c, b, i32(b, 0), hi, &tile, &nk);
   Op *k0 = bwd_row_offset(c, &tile, ATTN_BWD_QKV_SB, t0), *sn = c->p[ATTN_BWD_QKV_SN];
   attn_stage_rows(&tile, c->ta, c->ld, c->buf[ATTN_BWD_K], k0, sn, nk, D);
   attn_stage_rows(&tile, c->tb, c->ld, c->buf[ATTN_BWD_V], k0, sn, nk, D);
   bwd_zero_tail(c, &tile, c->ta, nk);
   ir_barrier(&tile);
-  bwd_block_rows(c, &tile, c->len, &row, &w, &r, &i);
-  Op *m = nk;
-  if (c->spec->causal) {   /* keys j <= i: m = min(nk, i + 1 - t0), maybe <= 0 */
-    Builder some;
-    m = min_(&row, nk, sub(&row, add(&row, i, i32(&row, 1)), t0));
-    ir_if(&row, ir_cmp(&row, CMP_GT, m, i32(&row, 0)), &some, NULL);
-    row = some;
-  }
-  dq_tile_row(c, &row, i, r, w, t0, m);
+  Builder warp, set;
+  w = ir_pfor(&tile, AXIS_WARP, i32(&tile, c->warps), "w", &warp)->index;
+  Op *r0 = ir_for(&warp, w, i32(&warp, c->rows), (int64_t)c->warps * c->R, "r0", &set)->index;
+  dq_tile_set(c, &set, w, r0, t0, nk);
 
   bwd_block_rows(c, b, c->len, &in, &w, &r, &i);
   bwd_write_vec(c, &in, c->buf[ATTN_BWD_DQ], bwd_row_offset(c, &in, ATTN_BWD_DQKV_SB, i), c->acc,

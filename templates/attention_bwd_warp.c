@@ -35,6 +35,25 @@ Op *bwd_dot_serial(Builder *b, Buf *g, Op *goff, Buf *t, Op *toff, int D) {
   return red;
 }
 
+/* Lane code: out[t] = sum_d g[goff[t] + d] * v[voff + d] for t < R, in order of d,
+ * as vars, summed where `when` holds (else 0). Per d one load of v for all R rows. */
+void bwd_dots(Builder *lane, Op *when, int R, Buf *g, Op *const goff[], Buf *v, Op *voff,
+              int D, Op *out[]) {
+  Builder calc, dot;
+  for (int t = 0; t < R; t++)
+    out[t] = ir_var(lane, f32(lane, 0), "dp");
+  ir_if(lane, when, &calc, NULL);
+  Op *g64[ATTN_ROWS_MAX], *v64 = ir_cast(&calc, TY_I64, voff);
+  for (int t = 0; t < R; t++)
+    g64[t] = ir_cast(&calc, TY_I64, goff[t]);
+  Op *d = ir_for(&calc, ir_const_i64(&calc, 0), ir_const_i64(&calc, D), 1, "d", &dot)->index;
+  Op *vd = ir_load(&dot, v, add(&dot, v64, d));
+  for (int t = 0; t < R; t++) {
+    Op *gd = ir_load(&dot, g, add(&dot, g64[t], d));
+    ir_set(&dot, out[t], add(&dot, ir_get(&dot, out[t]), mul(&dot, gd, vd)));
+  }
+}
+
 /* lanes over d: dst[off + d] = val (a constant or acc[base + d] * factor) */
 void bwd_write_vec(Ctx *c, Builder *b, Buf *dst, Op *off, Buf *acc, Op *base, Op *factor) {
   Builder lane;
@@ -93,72 +112,84 @@ void bwd_zero_tail(Ctx *c, Builder *b, Buf *tile, Op *n) {
 }
 
 /* Warp code, step 3 of both kernels: for tile rows e in [lo, hi) (hi - lo a multiple of
- * the group; slot entries 0 where there is nothing to add), for h < n:
- *   acc[base[h] + d] += sum_e slot[sl + h kt + e] * tile[h][e ld + d],
- * serially over e in order, a group of `group` rows per step, a group of zeros
- * skipped (the same branch in every lane). The slot is read inside the lane loop,
- * whose end synchronises the warp before the next row overwrites it. Two forms
- * (templates.h), the same fma chain per d, so the same bits:
+ * the group; slot entries 0 where there is nothing to add), for each sum h < n:
+ *   acc[base_h + d] += sum_e slot[slot_h + e] * tile_h[e ld + d],
+ * serially over e in order, a group of `group` rows per step, a group whose weights
+ * are all zero skipped (the same branch in every lane). The slots are read inside the
+ * lane loop, whose end synchronises the warp before the next row overwrites them. Two
+ * forms (templates.h), the same fma chain per d, so the same bits:
  *   SCHED_WARP_HOST  lanes over d inside the group loop, the sum in a register for a
  *                    group: what the host vectorises (an inner loop over e would not
  *                    be);
  *   SCHED_WARP       lane l owns d = l, l + 32, ... and keeps those sums in registers
- *                    over all of [lo, hi): per row e one shared load per FMA and one
- *                    of slot[e] per lane, the sums read and written once. */
-static void bwd_add_rows_host(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n, Buf *const tile[],
-                          Op *const base[]) {
+ *                    over all of [lo, hi): per row e one shared load per distinct tile
+ *                    and slice, shared by the sums over that tile, and one of each
+ *                    weight per lane; the sums read and written once. */
+static void add_rows_host(Ctx *c, Builder *b, Op *lo, Op *hi, int n, const BwdSum sum[]) {
   enum { MAXG = ATTN_BWD_SUM_GROUP };
   int U = c->group, ld = c->ld;
-  Builder loop, lane, hit;
+  Builder loop, lane, hit, ok;
   Op *g = ir_for(b, lo, hi, U, "g", &loop)->index;
   Op *d = ir_pfor(&loop, AXIS_LANE, i32(&loop, c->spec->head_dim), "d", &lane)->index;
-  Op *x[2][MAXG], *any = NULL;
+  Op *x[BWD_MAX_SUMS][MAXG], *any = NULL;
   for (int h = 0; h < n; h++)
     for (int q = 0; q < U; q++) {
-      Op *at = add(&lane, add(&lane, sl, i32(&lane, h * c->kt + q)), g);
-      x[h][q] = ir_load(&lane, c->slot, at);
+      x[h][q] = ir_load(&lane, c->slot, add(&lane, add(&lane, sum[h].slot, i32(&lane, q)), g));
       Op *nz = ir_cmp(&lane, CMP_NE, x[h][q], f32(&lane, 0));
       any = any ? ir_bin(&lane, OP_OR, any, nz) : nz;
     }
   ir_if(&lane, any, &hit, NULL);
   Op *row0 = add(&hit, mul(&hit, g, i32(&hit, ld)), d);
   for (int h = 0; h < n; h++) {
-    Op *at = add(&hit, base[h], d), *a = ir_load(&hit, c->acc, at);
+    Builder *at_b = &hit;
+    if (sum[h].valid) {
+      ir_if(&hit, sum[h].valid, &ok, NULL);
+      at_b = &ok;
+    }
+    Op *at = add(at_b, sum[h].base, d), *a = ir_load(at_b, c->acc, at);
     for (int q = 0; q < U; q++)
-      a = ir_fma(&hit, x[h][q], ir_load(&hit, tile[h], add(&hit, row0, i32(&hit, q * ld))), a);
-    ir_store(&hit, c->acc, at, a);
+      a = ir_fma(at_b, x[h][q],
+                 ir_load(at_b, sum[h].tile, add(at_b, row0, i32(at_b, q * ld))), a);
+    ir_store(at_b, c->acc, at, a);
   }
 }
 
 enum { MAX_SLICES = 8 };   /* d per lane: head_dim <= 256 */
 
-static void bwd_add_rows_registers(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n,
-                               Buf *const tile[], Op *const base[]) {
+/* Code that runs where `valid` holds (NULL: always), in b. */
+static Builder *guarded(Builder *b, Op *valid, Builder *then) {
+  if (!valid)
+    return b;
+  ir_if(b, valid, then, NULL);
+  return then;
+}
+
+static void add_rows_registers(Ctx *c, Builder *b, Op *lo, Op *hi, int n, const BwdSum sum[]) {
   enum { MAXG = ATTN_BWD_SUM_GROUP };
   int U = c->group, ld = c->ld, D = c->spec->head_dim;
   int lanes = D < 32 ? D : 32, per = (D + lanes - 1) / lanes;
   Builder lane, loop, hit, in, out;
   Op *l = ir_pfor(b, AXIS_LANE, i32(b, lanes), "l", &lane)->index;
-  Op *d[MAX_SLICES], *has[MAX_SLICES], *acc[2][MAX_SLICES];
+  Op *d[MAX_SLICES], *has[MAX_SLICES], *acc[BWD_MAX_SUMS][MAX_SLICES];
   for (int u = 0; u < per; u++) {
     d[u] = add(&lane, l, i32(&lane, u * lanes));
     /* only the last slice can run past D (a multiple of 8) */
     has[u] = (u + 1) * lanes <= D ? NULL : lt(&lane, d[u], i32(&lane, D));
     for (int h = 0; h < n; h++)
       acc[h][u] = ir_var(&lane, f32(&lane, 0), "acc");
-    Builder *ld_ = &lane;
-    if (has[u]) {
-      ir_if(&lane, has[u], &in, NULL);
-      ld_ = &in;
+    for (int h = 0; h < n; h++) {
+      Op *ok = sum[h].valid;
+      if (has[u])
+        ok = ok ? ir_bin(&lane, OP_AND, ok, has[u]) : has[u];
+      Builder *at = guarded(&lane, ok, &in);
+      ir_set(at, acc[h][u], ir_load(at, c->acc, add(at, sum[h].base, d[u])));
     }
-    for (int h = 0; h < n; h++)
-      ir_set(ld_, acc[h][u], ir_load(ld_, c->acc, add(ld_, base[h], d[u])));
   }
   Op *g = ir_for(&lane, lo, hi, U, "g", &loop)->index;
-  Op *x[2][MAXG], *any = NULL;
+  Op *x[BWD_MAX_SUMS][MAXG], *any = NULL;
   for (int h = 0; h < n; h++)
     for (int q = 0; q < U; q++) {
-      x[h][q] = ir_load(&loop, c->slot, add(&loop, add(&loop, sl, i32(&loop, h * c->kt + q)), g));
+      x[h][q] = ir_load(&loop, c->slot, add(&loop, add(&loop, sum[h].slot, i32(&loop, q)), g));
       Op *nz = ir_cmp(&loop, CMP_NE, x[h][q], f32(&loop, 0));
       any = any ? ir_bin(&loop, OP_OR, any, nz) : nz;
     }
@@ -167,29 +198,34 @@ static void bwd_add_rows_registers(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, i
   for (int u = 0; u < per; u++) {
     /* a lane past D reads an entry of its own tile row (d = D - 1) and never stores */
     Op *du = has[u] ? min_(&hit, d[u], i32(&hit, D - 1)) : d[u];
-    for (int h = 0; h < n; h++)
-      for (int q = 0; q < U; q++) {
-        Op *t = ir_load(&hit, tile[h], add(&hit, add(&hit, row0, du), i32(&hit, q * ld)));
-        ir_set(&hit, acc[h][u], ir_fma(&hit, x[h][q], t, ir_get(&hit, acc[h][u])));
+    for (int q = 0; q < U; q++) {
+      Op *t[BWD_MAX_SUMS];
+      for (int h = 0; h < n; h++) {
+        int first = h;   /* the first sum over the same tile loads its row once */
+        while (first > 0 && sum[first - 1].tile == sum[h].tile)
+          first--;
+        t[h] = first < h ? t[first]
+                         : ir_load(&hit, sum[h].tile,
+                                   add(&hit, add(&hit, row0, du), i32(&hit, q * ld)));
+        ir_set(&hit, acc[h][u], ir_fma(&hit, x[h][q], t[h], ir_get(&hit, acc[h][u])));
       }
-  }
-  for (int u = 0; u < per; u++) {
-    Builder *st = &lane;
-    if (has[u]) {
-      ir_if(&lane, has[u], &out, NULL);
-      st = &out;
     }
-    for (int h = 0; h < n; h++)
-      ir_store(st, c->acc, add(st, base[h], d[u]), ir_get(st, acc[h][u]));
   }
+  for (int u = 0; u < per; u++)
+    for (int h = 0; h < n; h++) {
+      Op *ok = sum[h].valid;
+      if (has[u])
+        ok = ok ? ir_bin(&lane, OP_AND, ok, has[u]) : has[u];
+      Builder *at = guarded(&lane, ok, &out);
+      ir_store(at, c->acc, add(at, sum[h].base, d[u]), ir_get(at, acc[h][u]));
+    }
 }
 
-void bwd_add_rows(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n, Buf *const tile[],
-                     Op *const base[]) {
+void bwd_add_rows(Ctx *c, Builder *b, Op *lo, Op *hi, int n, const BwdSum sum[]) {
   if (c->host)
-    bwd_add_rows_host(c, b, sl, lo, hi, n, tile, base);
+    add_rows_host(c, b, lo, hi, n, sum);
   else
-    bwd_add_rows_registers(c, b, sl, lo, hi, n, tile, base);
+    add_rows_registers(c, b, lo, hi, n, sum);
 }
 
 /* Block-level, where they fit: the block's own valid rows (i < L) of a and b into
@@ -222,12 +258,24 @@ Buf *bwd_own_row(Ctx *c, Builder *b, int h, int buf, int sb, Op *i, Op *r, Op **
 /* Shared floats of one kernel with staged tiles of kt rows: two tiles, the block's
  * sums (D per row for dq, 2D per key for dkdv), the warps' slots, the per-row
  * values (dq: Delta per block row; dkdv: lse, tau, Delta and the hash per tile row). */
+int bwd_rows_per_warp(const Spec *s, const TileConfig *t, bool dq) {
+  if (t->sched == SCHED_WARP_HOST || !dq)
+    return 1;
+  /* at most 4, and at most 16 sums of one d slice each per lane (registers) */
+  int per = (s->head_dim + 31) / 32, cap = 16 / (per * (dq ? 1 : 2));
+  int R = t->rows / t->warps;
+  R = R < 4 ? R : 4;
+  R = R < cap ? R : cap;
+  return R < 1 ? 1 : R;
+}
+
 static int64_t shared_floats(const Spec *s, const TileConfig *t, bool dq, int64_t kt,
                              bool own) {
-  int64_t D = s->head_dim, R = t->rows, W = t->warps, o = own ? 2 * R * D : 0;
+  int64_t D = s->head_dim, rows = t->rows, W = t->warps, o = own ? 2 * rows * D : 0;
+  int64_t slots = W * bwd_rows_per_warp(s, t, dq) * kt;
   if (dq)
-    return 2 * kt * (D + 1) + R * D + W * kt + R + o;
-  return 2 * kt * (D + 1) + 2 * R * D + 2 * W * kt + 4 * kt + o;
+    return 2 * kt * (D + 1) + rows * D + slots + rows + o;
+  return 2 * kt * (D + 1) + 2 * rows * D + 2 * slots + 4 * kt + o;
 }
 
 int attention_bwd_stage_rows(const Spec *s, const TileConfig *t, bool dq) {
@@ -258,12 +306,12 @@ static Kernel *build(const Spec *s, const TileConfig *t, bool dq) {
   int D = s->head_dim, kt = attention_bwd_stage_rows(s, t, dq);
   Ctx c = {.k = k, .spec = s, .rows = t->rows, .warps = t->warps, .kt = kt, .ld = D + 1,
            .group = kt < ATTN_BWD_SUM_GROUP ? kt : ATTN_BWD_SUM_GROUP,
-           .host = t->sched == SCHED_WARP_HOST};
+           .host = t->sched == SCHED_WARP_HOST, .R = bwd_rows_per_warp(s, t, dq)};
   bwd_declare_params(k, dq ? ATTN_BWD_DQ_PART : ATTN_BWD_DKDV_PART, c.buf, c.p);
   c.ta = ir_shared(k, dq ? "k_tile" : "q_tile", TY_F32, (int64_t)kt * c.ld);
   c.tb = ir_shared(k, dq ? "v_tile" : "do_tile", TY_F32, (int64_t)kt * c.ld);
   c.acc = ir_shared(k, dq ? "dq_sum" : "dkdv_sum", TY_F32, (int64_t)t->rows * (dq ? D : 2 * D));
-  c.slot = ir_shared(k, "slot", TY_F32, (int64_t)t->warps * (dq ? kt : 2 * kt));
+  c.slot = ir_shared(k, "slot", TY_F32, (int64_t)t->warps * c.R * (dq ? kt : 2 * kt));
   c.stat = ir_shared(k, dq ? "delta_rows" : "tile_rows", TY_F32, dq ? t->rows : 3 * kt);
   if (!dq)
     c.hash = ir_shared(k, "tile_hash", TY_I32, kt);

@@ -32,6 +32,7 @@ typedef struct {
   int rows, warps, kt, ld;      /* block rows (keys), warps, staged tile rows, its ld */
   int group;                    /* rows per step of the sums (ATTN_BWD_SUM_GROUP or kt) */
   bool host;                    /* SCHED_WARP_HOST: the host's forms (templates.h) */
+  int R;                        /* rows (keys) a warp takes at once (bwd_rows_per_warp) */
   Buf *buf[ATTN_BWD_NPARAMS];   /* buffer parameters by ATTN_BWD_* index */
   Op *p[ATTN_BWD_NPARAMS];      /* scalar parameter values */
   Buf *ta, *tb;   /* staged tiles, kt x ld: K, V (dq) / Q, dO (dkdv) */
@@ -61,6 +62,10 @@ Op *bwd_row_stat(Ctx *c, Builder *b, Op *row);
 Op *bwd_row_hash(Ctx *c, Builder *b, Op *i);
 /* Thread code: sum_d g[goff + d] * t[toff + d], a serial f32 dot. */
 Op *bwd_dot_serial(Builder *b, Buf *g, Op *goff, Buf *t, Op *toff, int D);
+/* Lane code: out[t] = sum_d g[goff[t] + d] * v[voff + d], t < R, as vars, summed
+ * where `when` holds (else 0). */
+void bwd_dots(Builder *lane, Op *when, int R, Buf *g, Op *const goff[], Buf *v, Op *voff,
+              int D, Op *out[]);
 /* Lanes over d: dst[off + d] = 0, or acc[base + d] (times factor unless NULL). */
 void bwd_write_vec(Ctx *c, Builder *b, Buf *dst, Op *off, Buf *acc, Op *base, Op *factor);
 /* Lanes over d: acc[base + d] = 0. */
@@ -74,14 +79,26 @@ Op *bwd_tile_loop(Ctx *c, Builder *b, Op *lo, Op *hi, Builder *body, Op **n);
 Op *bwd_round_up(Builder *b, Op *n, int g);
 /* Block-level: a staged tile's rows n .. bwd_round_up(n, group) - 1 set to 0. */
 void bwd_zero_tail(Ctx *c, Builder *b, Buf *tile, Op *n);
-/* Warp code, step 3 of both kernels: acc[base[h] + d] += sum_e slot[sl + h kt + e]
- * tile[h][e ld + d] over tile rows e in [lo, hi), in order, for h < n (<= 2). */
-void bwd_add_rows(Ctx *c, Builder *b, Op *sl, Op *lo, Op *hi, int n, Buf *const tile[],
-                  Op *const base[]);
+/* One sum of step 3: acc[base + d] += sum_e slot[slot + e] * tile[e ld + d]. */
+typedef struct BwdSum {
+  Op *slot;    /* offset of the weights in c->slot */
+  Buf *tile;   /* the staged rows */
+  Op *base;    /* offset of the sum in c->acc */
+  Op *valid;   /* NULL, or whether the sum exists (else it is neither read nor written) */
+} BwdSum;
+enum { BWD_MAX_SUMS = 8 };
+
+/* Warp code, step 3 of both kernels: the n <= BWD_MAX_SUMS sums over tile rows e in
+ * [lo, hi), in order of e. */
+void bwd_add_rows(Ctx *c, Builder *b, Op *lo, Op *hi, int n, const BwdSum sum[]);
 /* Block-level, where they fit: the block's own rows of buffers ia, ib into own[0, 1]. */
 void bwd_stage_own(Ctx *c, Builder *b, int sa, int ia, int sb, int ib);
 /* Block row r's row of own[h] (staged), else row i of buffer buf; *off its offset. */
 Buf *bwd_own_row(Ctx *c, Builder *b, int h, int buf, int sb, Op *i, Op *r, Op **off);
+
+/* SCHED_WARP: rows (dq) or keys (dkdv) a warp takes at once, so that their dots and
+ * sums share each staged element they load; 1 for SCHED_WARP_HOST. */
+int bwd_rows_per_warp(const Spec *s, const TileConfig *t, bool dq);
 
 /* The kernels' bodies (block-level code). */
 void bwd_dq_body(Ctx *c, Builder *b);

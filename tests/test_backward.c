@@ -184,10 +184,11 @@ int main(void) {
   worst_rel = worst_term = 0;
   t0 = clock();
   /* the warp schedule's tiles (staged tiles of 32 rows: n = 40 takes two, and rows 5,
-   * 6 and 16 do not divide them), then the CPU tile schedule (one group; two groups) */
+   * 6 and 16 do not divide them; a warp's rows in sets of up to 4: 6 x 1 leaves the
+   * second set half past the block), then the CPU tile schedule (one group; two groups) */
   static const TileConfig tiles[] = {{1, 1, SCHED_WARP}, {4, 2, SCHED_WARP}, {6, 3, SCHED_WARP},
                                      {8, 4, SCHED_WARP}, {5, 5, SCHED_WARP}, {16, 1, SCHED_WARP},
-                                     {4, 1, SCHED_TILE}, {8, 1, SCHED_TILE}};
+                                     {6, 1, SCHED_WARP}, {4, 1, SCHED_TILE}, {8, 1, SCHED_TILE}};
   enum { NTILES = sizeof tiles / sizeof tiles[0] };
   for (int ti = 0; ti < NTILES; ti++)
     for (int si = 0; si < 4; si++)
