@@ -43,47 +43,89 @@ static void dkdv_stage_stats(Ctx *c, Builder *b, Op *t0, Op *n) {
   ir_store(&body, c->hash, e, bwd_row_hash(c, &body, i));
 }
 
-/* Key j (block key r, warp w) against the staged rows e0 .. n - 1 of the tile
- * (e0 < n). The warp's slots are indexed by tile row. */
-static void dkdv_tile_key(Ctx *c, Builder *b, Op *j, Op *r, Op *w, Op *e0, Op *n) {
-  int D = c->spec->head_dim, ld = c->ld, kt = c->kt;
-  Op *sl = mul(b, w, i32(b, 2 * kt));
-  Op *koff, *voff;
-  Buf *kb = bwd_own_row(c, b, 0, ATTN_BWD_K, ATTN_BWD_QKV_SB, j, r, &koff);
-  Buf *vb = bwd_own_row(c, b, 1, ATTN_BWD_V, ATTN_BWD_QKV_SB, j, r, &voff);
-  AttnRow row = {c->slot, add(b, sl, e0), sub(b, n, e0)};
-  attn_row_scores(b, &row, kb, c->ta, koff, mul(b, e0, i32(b, ld)), i32(b, ld), D, c->host);
+/* The keys r_t = r0 + warps t (t < R) of warp w, block keys all owned by w, against
+ * the staged query rows of the tile at t0 (nq rows): steps 1-3. Key t sees tile rows
+ * e0_t .. nq - 1 (e0_t = max(j_t - t0, 0) when causal, else 0); e0_0 is the least, so
+ * the set scores rows e0_0 .. nq - 1 for all its keys, and step 2 zeroes each key's
+ * rows below its own e0_t. A key past the block or past L has no rows and reads key
+ * r0's values in their place. */
+static void dkdv_tile_set(Ctx *c, Builder *b, Op *w, Op *r0, Op *t0, Op *nq) {
+  int D = c->spec->head_dim, ld = c->ld, kt = c->kt, R = c->R;
+  Op *r[ATTN_ROWS_MAX], *j[ATTN_ROWS_MAX], *valid[ATTN_ROWS_MAX], *e0[ATTN_ROWS_MAX] = {0};
+  Op *j0 = add(b, c->first, r0);
+  for (int t = 0; t < R; t++) {
+    Op *rt = add(b, r0, i32(b, t * c->warps)), *jt = add(b, c->first, rt);
+    valid[t] = lt(b, jt, c->len);
+    if (t)
+      valid[t] = ir_bin(b, OP_AND, valid[t], lt(b, rt, i32(b, c->rows)));
+    Op *first = c->spec->causal ? ir_bin(b, OP_MAX, sub(b, jt, t0), i32(b, 0)) : i32(b, 0);
+    e0[t] = ir_select(b, valid[t], first, nq);
+    r[t] = ir_select(b, valid[t], rt, r0);
+    j[t] = ir_select(b, valid[t], jt, j0);
+  }
+  Builder some;
+  ir_if(b, lt(b, e0[0], nq), &some, NULL);
+  b = &some;
 
-  /* 2. the slot's S -> dS and P z/(1-p) (kept), or zeros, over whole groups of rows */
-  Op *lo = mul(b, ir_bin(b, OP_DIV, e0, i32(b, c->group)), i32(b, c->group));
-  Op *hi = bwd_round_up(b, n, c->group);
+  /* 1. S_ij = k_j . q_i into each key's slot, rows e0_0 .. nq - 1 */
+  AttnRow rows[ATTN_ROWS_MAX];
+  Op *koff[ATTN_ROWS_MAX], *voff[ATTN_ROWS_MAX], *sl[ATTN_ROWS_MAX];
+  Buf *kb = NULL, *vb = NULL;
+  for (int t = 0; t < R; t++) {
+    sl[t] = mul(b, add(b, mul(b, w, i32(b, R)), i32(b, t)), i32(b, 2 * kt));
+    rows[t] = (AttnRow){c->slot, add(b, sl[t], e0[0]),
+                        ir_select(b, valid[t], sub(b, nq, e0[0]), i32(b, 0))};
+    kb = bwd_own_row(c, b, 0, ATTN_BWD_K, ATTN_BWD_QKV_SB, j[t], r[t], &koff[t]);
+    vb = bwd_own_row(c, b, 1, ATTN_BWD_V, ATTN_BWD_QKV_SB, j[t], r[t], &voff[t]);
+  }
+  Op *k0 = mul(b, e0[0], i32(b, ld));
+  if (R == 1)
+    attn_row_scores(b, &rows[0], kb, c->ta, koff[0], k0, i32(b, ld), D, c->host);
+  else
+    attn_rows_scores(b, R, rows, kb, koff, c->ta, k0, i32(b, ld), D);
+
+  /* 2. each slot's S -> dS and P z/(1-p) (kept), or zeros, over whole groups of rows;
+   * several keys: the lane's dP for all of them at once, as in the dq kernel */
+  Op *lo = mul(b, ir_bin(b, OP_DIV, e0[0], i32(b, c->group)), i32(b, c->group));
+  Op *hi = bwd_round_up(b, nq, c->group);
   Builder lane, in, pad, yes, no;
   Op *e = ir_pfor(b, AXIS_LANE, sub(b, hi, lo), "ii", &lane)->index, *ii = add(&lane, lo, e);
-  Op *se = add(&lane, sl, ii), *pe = add(&lane, se, i32(&lane, kt));
-  ir_if(&lane, ir_bin(&lane, OP_AND, ir_cmp(&lane, CMP_GE, ii, e0), lt(&lane, ii, n)), &in, &pad);
-  Op *s = ir_load(&in, c->slot, se);
-  Op *kept = ir_const_bool(&in, true);
-  if (c->spec->select != SEL_NONE)
-    kept = ir_cmp(&in, CMP_GE, s, ir_load(&in, c->stat, add(&in, ii, i32(&in, kt))));
-  ir_if(&in, kept, &yes, &no);
-  Op *pr = ir_un(&yes, OP_EXP, sub(&yes, s, ir_load(&yes, c->stat, ii)));
-  Op *z = dropout_keep_ir(&yes, ir_load(&yes, c->hash, ii), j, c->thresh);
-  Op *zs = ir_select(&yes, z, c->inv_keep, f32(&yes, 0));
-  Op *dp = bwd_dot_serial(&yes, c->tb, mul(&yes, ii, i32(&yes, ld)), vb, voff, D);
-  Op *delta = ir_load(&yes, c->stat, add(&yes, ii, i32(&yes, 2 * kt)));
-  ir_store(&yes, c->slot, se, mul(&yes, pr, sub(&yes, mul(&yes, dp, zs), delta)));
-  ir_store(&yes, c->slot, pe, mul(&yes, pr, zs));
-  Builder *zero[2] = {&no, &pad};
-  for (int k = 0; k < 2; k++) {
-    ir_store(zero[k], c->slot, se, f32(zero[k], 0));
-    ir_store(zero[k], c->slot, pe, f32(zero[k], 0));
+  Op *dooff = mul(&lane, ii, i32(&lane, ld)), *dp[ATTN_ROWS_MAX];
+  if (R > 1)
+    bwd_dots(&lane, ir_bin(&lane, OP_AND, ir_cmp(&lane, CMP_GE, ii, e0[0]), lt(&lane, ii, nq)),
+             R, vb, voff, c->tb, dooff, D, dp);
+  for (int t = 0; t < R; t++) {
+    Op *se = add(&lane, sl[t], ii), *pe = add(&lane, se, i32(&lane, kt));
+    ir_if(&lane, ir_bin(&lane, OP_AND, ir_cmp(&lane, CMP_GE, ii, e0[t]), lt(&lane, ii, nq)),
+          &in, &pad);
+    Op *s = ir_load(&in, c->slot, se);
+    Op *kept = ir_const_bool(&in, true);
+    if (c->spec->select != SEL_NONE)
+      kept = ir_cmp(&in, CMP_GE, s, ir_load(&in, c->stat, add(&in, ii, i32(&in, kt))));
+    ir_if(&in, kept, &yes, &no);
+    Op *pr = ir_un(&yes, OP_EXP, sub(&yes, s, ir_load(&yes, c->stat, ii)));
+    Op *z = dropout_keep_ir(&yes, ir_load(&yes, c->hash, ii), j[t], c->thresh);
+    Op *zs = ir_select(&yes, z, c->inv_keep, f32(&yes, 0));
+    Op *g = R > 1 ? ir_get(&yes, dp[t]) : bwd_dot_serial(&yes, c->tb, dooff, vb, voff[t], D);
+    Op *delta = ir_load(&yes, c->stat, add(&yes, ii, i32(&yes, 2 * kt)));
+    ir_store(&yes, c->slot, se, mul(&yes, pr, sub(&yes, mul(&yes, g, zs), delta)));
+    ir_store(&yes, c->slot, pe, mul(&yes, pr, zs));
+    Builder *zero[2] = {&no, &pad};
+    for (int k = 0; k < 2; k++) {
+      ir_store(zero[k], c->slot, se, f32(zero[k], 0));
+      ir_store(zero[k], c->slot, pe, f32(zero[k], 0));
+    }
   }
 
-  /* 3. dK_j += dS_ij Q_i, dV_j += P z/(1-p) dO_i over the tile's rows */
-  Op *base = mul(b, r, i32(b, 2 * D));
-  BwdSum sums[2] = {{sl, c->ta, base, NULL},
-                    {add(b, sl, i32(b, kt)), c->tb, add(b, base, i32(b, D)), NULL}};
-  bwd_add_rows(c, b, lo, hi, 2, sums);
+  /* 3. dK_j += dS_ij Q_i, dV_j += P z/(1-p) dO_i over the tile's rows: the dK sums
+   * first, then the dV sums, so that sums over one tile share its loads */
+  BwdSum sums[2 * ATTN_ROWS_MAX];
+  for (int t = 0; t < R; t++) {
+    Op *base = mul(b, r[t], i32(b, 2 * D)), *ok = t ? valid[t] : NULL;
+    sums[t] = (BwdSum){sl[t], c->ta, base, ok};
+    sums[R + t] = (BwdSum){add(b, sl[t], i32(b, kt)), c->tb, add(b, base, i32(b, D)), ok};
+  }
+  bwd_add_rows(c, b, lo, hi, 2 * R, sums);
 }
 
 void bwd_dkdv_body(Ctx *c, Builder *b) {
@@ -97,7 +139,7 @@ void bwd_dkdv_body(Ctx *c, Builder *b) {
   Op *lo = c->spec->causal ? c->first : i32(b, 0);
   Op *hi = ir_select(b, lt(b, c->first, c->len), c->len, i32(b, 0));
   bwd_stage_own(c, b, ATTN_BWD_QKV_SB, ATTN_BWD_K, ATTN_BWD_QKV_SB, ATTN_BWD_V);
-  Builder tile, key;
+  Builder tile;
   Op *nq, *t0 = bwd_tile_loop(c, b, lo, hi, &tile, &nq);
   attn_stage_rows(&tile, c->ta, c->ld, c->buf[ATTN_BWD_Q],
                   bwd_row_offset(c, &tile, ATTN_BWD_QKV_SB, t0), c->p[ATTN_BWD_QKV_SN], nq, D);
@@ -107,15 +149,10 @@ void bwd_dkdv_body(Ctx *c, Builder *b) {
   bwd_zero_tail(c, &tile, c->tb, nq);
   dkdv_stage_stats(c, &tile, t0, nq);
   ir_barrier(&tile);
-  bwd_block_rows(c, &tile, c->len, &key, &w, &r, &j);
-  Op *e0 = i32(&key, 0);
-  if (c->spec->causal) {   /* rows i >= j: from e0 = max(j - t0, 0), maybe none */
-    Builder some;
-    e0 = ir_bin(&key, OP_MAX, sub(&key, j, t0), i32(&key, 0));
-    ir_if(&key, lt(&key, e0, nq), &some, NULL);
-    key = some;
-  }
-  dkdv_tile_key(c, &key, j, r, w, e0, nq);
+  Builder warp, set;
+  w = ir_pfor(&tile, AXIS_WARP, i32(&tile, c->warps), "w", &warp)->index;
+  Op *r0 = ir_for(&warp, w, i32(&warp, c->rows), (int64_t)c->warps * c->R, "r0", &set)->index;
+  dkdv_tile_set(c, &set, w, r0, t0, nq);
 
   bwd_block_rows(c, b, c->len, &in, &w, &r, &j);
   Op *goff = bwd_row_offset(c, &in, ATTN_BWD_DQKV_SB, j), *base = mul(&in, r, i32(&in, 2 * D));

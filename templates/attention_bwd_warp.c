@@ -259,7 +259,7 @@ Buf *bwd_own_row(Ctx *c, Builder *b, int h, int buf, int sb, Op *i, Op *r, Op **
  * sums (D per row for dq, 2D per key for dkdv), the warps' slots, the per-row
  * values (dq: Delta per block row; dkdv: lse, tau, Delta and the hash per tile row). */
 int bwd_rows_per_warp(const Spec *s, const TileConfig *t, bool dq) {
-  if (t->sched == SCHED_WARP_HOST || !dq)
+  if (t->sched == SCHED_WARP_HOST)
     return 1;
   /* at most 4, and at most 16 sums of one d slice each per lane (registers) */
   int per = (s->head_dim + 31) / 32, cap = 16 / (per * (dq ? 1 : 2));
