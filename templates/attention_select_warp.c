@@ -40,9 +40,15 @@ int attention_select_warp_whole_keys(const Spec *s) {
   return small ? s->max_seq * s->max_seq : 0;
 }
 
+/* Rows a warp scores at once (SCHED_WARP; attn_rows_scores), each with its slot. */
+static int rows_per_warp(const TileConfig *t) {
+  int R = t->rows / t->warps;
+  return t->sched == SCHED_WARP_HOST || R < 1 ? 1 : R < 4 ? R : 4;
+}
+
 static int64_t layout_bytes(const Spec *s, const TileConfig *t, int kt, bool stage_q) {
-  int64_t ld = s->head_dim + 1;
-  return 4 * (SELECT_BINS + kt * ld + (int64_t)t->warps * kt + (stage_q ? t->rows * ld : 0) +
+  int64_t ld = s->head_dim + 1, slots = (int64_t)t->warps * rows_per_warp(t) * kt;
+  return 4 * (SELECT_BINS + kt * ld + slots + (stage_q ? t->rows * ld : 0) +
               attention_select_warp_whole_keys(s));
 }
 
@@ -92,46 +98,66 @@ typedef struct {
   const HistBlock *h;
   SelectWarpLayout lay;
   Buf *ktile, *slots, *qtile, *whole;
+  int R;           /* rows a warp scores at once (rows_per_warp) */
   bool to_whole;   /* the rows' scores go to `whole` (round WHOLE), else to their bins */
 } Staged;
 
-/* One row's keys of the staged tile, in warp-level code (r: the row's index in the
- * block, i = row0 + r its row, mt >= 1 its keys in the tile, w the warp). Radix rounds:
- * S into the warp's slot (lanes over the tile's keys), then each score binned by the
- * lane that wrote it; round WHOLE: S to its place in the head's packed scores (row i at
+/* Rows r_t = r0 + warps t of the block (t < R; i_t = row0 + r_t) against the staged
+ * tile, in warp-level code: row t has mt[t] keys there (0 past the block's rows, whose
+ * q offset is then row r0's), some row at least one. Radix rounds: S into the rows'
+ * slots of warp w (lanes over the tile's keys), then each score binned by the lane
+ * that wrote it; round WHOLE: S to its place in the head's packed scores (row i at
  * i L, or i (i + 1) / 2 when causal). */
-static void score_row(const Staged *st, Builder *b, Op *r, Op *i, Op *j0, Op *mt, Op *w) {
+static void score_rows(const Staged *st, Builder *b, Op *const r[], Op *const i[], Op *j0,
+                       Op *const mt[], Op *mx, Op *w) {
   SelCtx *c = st->c;
   Op **p = c->p;
-  int D = c->spec->head_dim;
-  Op *qoff = st->qtile && !st->to_whole
-                 ? mul(b, r, i32(b, D + 1))
-                 : attn_offset(b, st->h->batch, i, st->h->head, p[SELECT_QKV_SB],
-                               p[SELECT_QKV_SN], p[SELECT_QKV_SH]);
-  Buf *q = st->qtile && !st->to_whole ? st->qtile : c->q;
-  if (st->to_whole) {
-    Op *at = c->spec->causal ? ir_bin(b, OP_DIV, mul(b, i, add(b, i, i32(b, 1))), i32(b, 2))
-                             : mul(b, i, st->h->len);
-    AttnRow row = {st->whole, add(b, at, j0), mt};
-    attn_row_scores(b, &row, q, st->ktile, qoff, i32(b, 0), i32(b, D + 1), D,
-                    st->t->sched == SCHED_WARP_HOST);
-    return;
+  int D = c->spec->head_dim, R = st->R;
+  bool staged_q = st->qtile && !st->to_whole;
+  Buf *q = staged_q ? st->qtile : c->q;
+  AttnRow rows[ATTN_ROWS_MAX];
+  Op *qoff[ATTN_ROWS_MAX], *slot[ATTN_ROWS_MAX];
+  for (int t = 0; t < R; t++) {
+    qoff[t] = staged_q ? mul(b, r[t], i32(b, D + 1))
+                       : attn_offset(b, st->h->batch, i[t], st->h->head, p[SELECT_QKV_SB],
+                                     p[SELECT_QKV_SN], p[SELECT_QKV_SH]);
+    if (st->to_whole) {
+      Op *it = i[t];
+      Op *at = c->spec->causal
+                   ? ir_bin(b, OP_DIV, mul(b, it, add(b, it, i32(b, 1))), i32(b, 2))
+                   : mul(b, it, st->h->len);
+      rows[t] = (AttnRow){st->whole, add(b, at, j0), mt[t]};
+    } else {
+      slot[t] = mul(b, add(b, mul(b, w, i32(b, R)), i32(b, t)), i32(b, st->lay.kt));
+      rows[t] = (AttnRow){st->slots, slot[t], mt[t]};
+    }
   }
-  Op *slot0 = mul(b, w, i32(b, st->lay.kt));
-  AttnRow row = {st->slots, slot0, mt};
-  attn_row_scores(b, &row, q, st->ktile, qoff, i32(b, 0), i32(b, D + 1), D,
+  if (R == 1)
+    attn_row_scores(b, &rows[0], q, st->ktile, qoff[0], i32(b, 0), i32(b, D + 1), D,
                     st->t->sched == SCHED_WARP_HOST);
-  Builder lane;
-  Op *j = ir_pfor(b, AXIS_LANE, mt, "j", &lane)->index;
-  select_bin_score(&lane, st->h, ir_load(&lane, st->slots, add(&lane, slot0, j)));
+  else
+    attn_rows_scores(b, R, rows, q, qoff, st->ktile, i32(b, 0), i32(b, D + 1), D);
+  if (st->to_whole)
+    return;
+  Builder lane, has;
+  Op *j = ir_pfor(b, AXIS_LANE, mx, "j", &lane)->index;
+  for (int t = 0; t < R; t++) {
+    Builder *at = &lane;
+    if (R > 1) {
+      ir_if(&lane, ir_cmp(&lane, CMP_LT, j, mt[t]), &has, NULL);
+      at = &has;
+    }
+    select_bin_score(at, st->h, ir_load(at, st->slots, add(at, slot[t], j)));
+  }
 }
 
-/* Block-level: rows row0 + [0, nrows) against the keys [0, kend) in staged tiles. */
+/* Block-level: rows row0 + [0, nrows) against the keys [0, kend) in staged tiles,
+ * each warp taking R of its rows (r = w, w + warps, ...) at a time. */
 static void staged_rows(const Staged *st, Builder *b, Op *row0, Op *nrows, Op *kend) {
   SelCtx *c = st->c;
   const HistBlock *h = st->h;
   Op **p = c->p;
-  int D = c->spec->head_dim, kt = st->lay.kt, warps = st->t->warps;
+  int D = c->spec->head_dim, kt = st->lay.kt, warps = st->t->warps, R = st->R;
   Builder tile, warp, rows, some;
   Op *j0 = ir_for(b, i32(b, 0), kend, kt, "j0", &tile)->index;
   Op *nk = ir_bin(&tile, OP_MIN, ir_bin(&tile, OP_SUB, kend, j0), i32(&tile, kt));
@@ -141,15 +167,24 @@ static void staged_rows(const Staged *st, Builder *b, Op *row0, Op *nrows, Op *k
                   p[SELECT_QKV_SN], nk, D);
   ir_barrier(&tile);
   Op *w = ir_pfor(&tile, AXIS_WARP, i32(&tile, warps), "w", &warp)->index;
-  Op *r = ir_for(&warp, w, nrows, warps, "r", &rows)->index;
-  Op *i = add(&rows, row0, r);
-  Op *m = h->len;
-  if (c->spec->causal)
-    m = ir_bin(&rows, OP_MIN, add(&rows, i, i32(&rows, 1)), h->len);
-  /* the row's keys in this tile: none for a causal row above the tile */
-  Op *mt = ir_bin(&rows, OP_MIN, ir_bin(&rows, OP_SUB, m, j0), nk);
-  ir_if(&rows, ir_cmp(&rows, CMP_GT, mt, i32(&rows, 0)), &some, NULL);
-  score_row(st, &some, r, i, j0, mt, w);
+  Op *r0 = ir_for(&warp, w, nrows, (int64_t)warps * R, "r", &rows)->index;
+  Op *r[ATTN_ROWS_MAX], *i[ATTN_ROWS_MAX], *mt[ATTN_ROWS_MAX], *mx = NULL;
+  for (int t = 0; t < R; t++) {
+    Op *rt = add(&rows, r0, i32(&rows, t * warps));
+    Op *valid = ir_cmp(&rows, CMP_LT, rt, nrows);
+    r[t] = ir_select(&rows, valid, rt, r0);
+    i[t] = add(&rows, row0, r[t]);
+    Op *m = h->len;
+    if (c->spec->causal)
+      m = ir_bin(&rows, OP_MIN, add(&rows, i[t], i32(&rows, 1)), h->len);
+    /* the row's keys in this tile: none for a causal row above the tile */
+    Op *k = ir_bin(&rows, OP_MAX, ir_bin(&rows, OP_MIN, ir_bin(&rows, OP_SUB, m, j0), nk),
+                   i32(&rows, 0));
+    mt[t] = ir_select(&rows, valid, k, i32(&rows, 0));
+    mx = mx ? ir_bin(&rows, OP_MAX, mx, mt[t]) : mt[t];
+  }
+  ir_if(&rows, ir_cmp(&rows, CMP_GT, mx, i32(&rows, 0)), &some, NULL);
+  score_rows(st, &some, r, i, j0, mt, mx, w);
   ir_barrier(&tile);
 }
 
@@ -197,10 +232,11 @@ static void whole_round(Staged *st, Builder *b) {
 }
 
 void select_hist_warp_rows(SelCtx *c, Builder *b, const TileConfig *t, const HistBlock *h) {
-  Staged st = {.c = c, .t = t, .h = h, .lay = select_warp_layout(c->spec, t)};
+  Staged st = {.c = c, .t = t, .h = h, .lay = select_warp_layout(c->spec, t),
+               .R = rows_per_warp(t)};
   int ld = c->spec->head_dim + 1;
   st.ktile = ir_shared(c->k, "ktile", TY_F32, (int64_t)st.lay.kt * ld);
-  st.slots = ir_shared(c->k, "slots", TY_F32, (int64_t)t->warps * st.lay.kt);
+  st.slots = ir_shared(c->k, "slots", TY_F32, (int64_t)t->warps * st.R * st.lay.kt);
   if (st.lay.stage_q)
     st.qtile = ir_shared(c->k, "qtile", TY_F32, (int64_t)t->rows * ld);
   if (!st.lay.whole) {
