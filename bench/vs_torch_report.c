@@ -23,6 +23,15 @@ static double pct_peak(const VsConfig *c, const MachinePeak *p, int n, double ms
   return 100.0 * gflops(c, n, ms) / p->peak_gflops;
 }
 
+/* What 3x the paper-style time would ask of the FMA pipes: a backward that keeps no
+ * n x n tensor (issue 3, item 3) recomputes S, so forward + backward issue 14 n^2 d
+ * FLOPs per head, not the 12 the table counts; this is the share of the measured
+ * peak those products alone need to fit in paper / 3, before any exp or selection. */
+static double pct_needed_for_3x(const VsConfig *c, const MachinePeak *p, const VsRow *r) {
+  double ms = r->paper / 3;
+  return 100.0 * (14.0 / 12.0) * gflops(c, r->n, ms) / p->peak_gflops;
+}
+
 void vs_print_peak(FILE *f, const MachinePeak *p) {
   if (p->clock_ok)
     fprintf(f, "core clock, %d threads busy at once (dependent integer adds, best of 100 "
@@ -148,6 +157,25 @@ static void targets_eval(Target *t, const VsConfig *c, const MachinePeak *p,
   }
 }
 
+/* Each row under 3x the paper-style time, against the arithmetic of pct_needed_for_3x. */
+static void print_paper_misses(FILE *f, const VsConfig *c, const MachinePeak *p,
+                               const VsRow *rows, int nrows) {
+  bool head = false;
+  for (int i = 0; i < nrows; i++) {
+    const VsRow *r = &rows[i];
+    if (!(r->paper / r->crisp < 3) || isnan(p->peak_gflops))
+      continue;
+    if (!head)
+      fprintf(f, "  the rows under 3x the paper-style time: forward + backward without an n x n "
+                 "tensor\n  issue 14 n^2 d FLOPs per head (the backward recomputes S); in "
+                 "paper / 3 those alone need\n");
+    head = true;
+    fprintf(f, "    %-13s n=%-4d s=%.2f: %.2f ms, %5.1f%% of the FMA peak (crisp: %4.1f%% on "
+               "that count)\n", r->select, r->n, r->s, r->paper / 3,
+            pct_needed_for_3x(c, p, r), 14.0 / 12.0 * pct_peak(c, p, r->n, r->crisp));
+  }
+}
+
 void vs_print_targets(FILE *f, const MachinePeak *p, const VsConfig *c, const VsRow *rows,
                       int nrows) {
   Target t[NTARGETS];
@@ -165,6 +193,7 @@ void vs_print_targets(FILE *f, const MachinePeak *p, const VsConfig *c, const Vs
             t[k].met == t[k].applicable ? "MET" : "NOT MET", t[k].met, t[k].applicable,
             t[k].worst, k == T_PEAK ? "%" : "x", t[k].at->select, t[k].at->n, t[k].at->s);
   }
+  print_paper_misses(f, c, p, rows, nrows);
 }
 
 /* ---- JSON ---- */
@@ -200,6 +229,7 @@ static cJSON *row_json(const VsConfig *c, const MachinePeak *p, const VsRow *r) 
   num(o, "crisp_select_ms", r->sel_ms);
   num(o, "crisp_x_vs_s0", vs_sparse_gain(r));
   num(o, "crisp_x_vs_s0_with_select", r->dense / r->crisp);
+  num(o, "pct_peak_needed_for_3x_vs_paper", pct_needed_for_3x(c, p, r));
   num(o, "crisp_fwd_ms", r->fwd);
   num(o, "crisp_bwd_ms", r->bwd);
   return o;
