@@ -277,20 +277,78 @@ static int download(AttnTrain *t, float *o, int32_t *kept, float *lse, float *de
          rt_d2h(b, dqkv, t->d_dqkv, (size_t)t->n_qkv * 4);
 }
 
-/* kept counts exactly (the reference's mask, ties included) and tau_group bit for bit */
-static int compare_rows(AttnTrain *t, const Ref *r, const int32_t *kept, const float *tg,
-                        AttnTrainErr *e) {
+/* The reference's kept mask [B, H, N, N] (ties included), or NULL when out of memory. */
+static uint8_t *reference_mask(AttnTrain *t, const Ref *r) {
   const AttnLayout *l = &t->l;
-  int64_t N = l->N;
+  int64_t N = l->N, C = (int64_t)l->H * t->spec.head_dim;
   uint8_t *mask = malloc((size_t)(t->n_row * N));
   double *tau = malloc((size_t)t->n_row * sizeof *tau);
-  if (!mask || !tau) {
-    free(mask), free(tau);
-    return -1;
+  if (mask && tau) {
+    AttnLayout sep = {l->B, l->H, l->N, N * C, C, t->spec.head_dim, 0, 0, 0};
+    attention_mask_ref(&t->spec, &sep, r->q, r->k, t->lengths, t->sh.sparsity, mask, tau);
+  } else {
+    free(mask), mask = NULL;
   }
-  AttnLayout sep = {l->B, l->H, l->N, N * l->H * t->spec.head_dim, (int64_t)l->H * t->spec.head_dim,
-                    t->spec.head_dim, 0, 0, 0};
-  attention_mask_ref(&t->spec, &sep, r->q, r->k, t->lengths, t->sh.sparsity, mask, tau);
+  free(tau);
+  return mask;
+}
+
+static double row_max_abs(const float *x, int D) {
+  double m = 0;
+  for (int d = 0; d < D; d++)
+    m = fmax(m, fabs(x[d]));
+  return m;
+}
+
+/* Magnitudes of the terms the backward sums before they cancel, F = dq, dk, dv: an
+ * f32 kernel's error is a small multiple of eps times these, not of the result. Where
+ * the terms cancel exactly (n = 1: dS = P (dP - Delta) = 0), the reference is 0 and
+ * any two correct summation orders of dP and Delta differ in the last bits; measured
+ * against max |ref| alone, that would fail every correct kernel. As
+ * tests/backward_case.c (term_scales), the dropout bits bounded by 1 / (1 - p). */
+static int term_scales(AttnTrain *t, const Ref *r, const uint8_t *mask, double F[3]) {
+  const AttnLayout *l = &t->l;
+  int D = t->spec.head_dim;
+  int64_t N = l->N, C = (int64_t)l->H * D;
+  AttnLayout sep = {l->B, l->H, l->N, N * C, C, D, N * C, C, D};
+  double *tk = malloc((size_t)N * sizeof *tk), *tv = malloc((size_t)N * sizeof *tv);
+  double *s = malloc((size_t)N * sizeof *s), inv = 1.0 / sqrt((double)D);
+  double keep = 1.0 - t->sh.dropout;
+  F[0] = F[1] = F[2] = 0;
+  for (int b = 0; b < l->B && tk && tv && s; b++)
+    for (int h = 0; h < l->H; h++) {
+      memset(tk, 0, (size_t)N * sizeof *tk), memset(tv, 0, (size_t)N * sizeof *tv);
+      for (int i = 0; i < t->lengths[b]; i++) {
+        int64_t row = ((int64_t)b * l->H + h) * N + i, at = ((int64_t)b * N + i) * C + h * D;
+        const float *gi = t->dout + at;
+        double dl = fabs(r->delta[row]), tq = 0;
+        attention_scores_ref(&t->spec, &sep, r->q, r->k, b, h, i, (int)N, s);
+        for (int64_t j = 0; j < N; j++) {
+          if (!mask[row * N + j])
+            continue;
+          int64_t aj = ((int64_t)b * N + j) * C + h * D;
+          double p = exp(s[j] - r->lse[row]), dp = 0;
+          for (int d = 0; d < D; d++)
+            dp += fabs(gi[d] * r->v[aj + d]);
+          double term = p * (dp / keep + dl) * inv;
+          tq += term * row_max_abs(r->k + aj, D);
+          tk[j] += term * row_max_abs(r->q + at, D);
+          tv[j] += p / keep * row_max_abs(gi, D);
+        }
+        F[0] = fmax(F[0], tq);
+      }
+      for (int64_t j = 0; j < N; j++)
+        F[1] = fmax(F[1], tk[j]), F[2] = fmax(F[2], tv[j]);
+    }
+  int rc = tk && tv && s ? 0 : -1;
+  free(tk), free(tv), free(s);
+  return rc;
+}
+
+/* kept counts exactly (the reference's mask, ties included) and tau_group bit for bit */
+static void compare_rows(AttnTrain *t, const Ref *r, const uint8_t *mask, const int32_t *kept,
+                         const float *tg, AttnTrainErr *e) {
+  int64_t N = t->l.N;
   e->kept_ok = e->tau_group_ok = true;
   for (int64_t row = 0; row < t->n_row && e->kept_ok; row++) {
     int want = 0;
@@ -306,8 +364,6 @@ static int compare_rows(AttnTrain *t, const Ref *r, const int32_t *kept, const f
       e->tau_group_ok = false;
       bad(e, "%s[%lld] = %.9g, reference %.9g", "tau_group", g, tg[g], r->tg[g]);
     }
-  free(mask), free(tau);
-  return 0;
 }
 
 int attn_train_check(AttnTrain *t, AttnTrainErr *e, char *err, size_t cap) {
@@ -316,6 +372,7 @@ int attn_train_check(AttnTrain *t, AttnTrainErr *e, char *err, size_t cap) {
   float *o = malloc((size_t)t->n_o * 4), *lse = malloc((size_t)t->n_row * 4),
         *delta = malloc((size_t)t->n_row * 4), *tg = malloc((size_t)(t->groups + 1) * 4);
   int32_t *kept = malloc((size_t)t->n_row * 4);
+  uint8_t *mask = NULL;
   int rc = -1;
   if (!o || !lse || !delta || !tg || !kept || reference(t, &r)) {
     snprintf(err, cap, "out of memory");
@@ -342,23 +399,25 @@ int attn_train_check(AttnTrain *t, AttnTrainErr *e, char *err, size_t cap) {
     e->lse = fmax(e->lse, d);
   }
   e->delta = tensor_err(e, "delta", delta, r.delta, NULL, t->n_row, max_abs(r.delta, t->n_row));
-  e->dq = tensor_err(e, "dq", r.fdq, r.dq, r.off, t->n_o, max_abs(r.dq, t->n_o));
-  for (int64_t i = 0; i < t->n_o; i++)
-    r.off[i] += C;
-  e->dk = tensor_err(e, "dk", r.fdq, r.dk, r.off, t->n_o, max_abs(r.dk, t->n_o));
-  for (int64_t i = 0; i < t->n_o; i++)
-    r.off[i] += C;
-  e->dv = tensor_err(e, "dv", r.fdq, r.dv, r.off, t->n_o, max_abs(r.dv, t->n_o));
-  if (compare_rows(t, &r, kept, tg, e)) {
+  double F[3];
+  if (!(mask = reference_mask(t, &r)) || term_scales(t, &r, mask, F)) {
     snprintf(err, cap, "out of memory");
     goto done;
   }
+  e->dq = tensor_err(e, "dq", r.fdq, r.dq, r.off, t->n_o, fmax(max_abs(r.dq, t->n_o), F[0]));
+  for (int64_t i = 0; i < t->n_o; i++)
+    r.off[i] += C;
+  e->dk = tensor_err(e, "dk", r.fdq, r.dk, r.off, t->n_o, fmax(max_abs(r.dk, t->n_o), F[1]));
+  for (int64_t i = 0; i < t->n_o; i++)
+    r.off[i] += C;
+  e->dv = tensor_err(e, "dv", r.fdq, r.dv, r.off, t->n_o, fmax(max_abs(r.dv, t->n_o), F[2]));
+  compare_rows(t, &r, mask, kept, tg, e);
   rc = 0;
   goto done;
 device:
   snprintf(err, cap, "%s", backend_error(t->b));
 done:
   ref_free(&r);
-  free(o), free(lse), free(delta), free(tg), free(kept);
+  free(o), free(lse), free(delta), free(tg), free(kept), free(mask);
   return rc;
 }
