@@ -67,7 +67,8 @@ typedef struct {
   Ctx *c;
   FwdStage st;
   bool host;              /* SCHED_WARP_HOST: the host's forms (templates.h) */
-  int R;                  /* SCHED_WARP: rows a warp scores at once */
+  int R;                  /* SCHED_WARP: rows a warp scores and sums at once */
+  int warps;
   Buf *kv, *qa, *scale;   /* c->scores holds the slots */
   Op *first;              /* the group's first row */
   Op *nin, *nvalid;       /* its rows below N, and below min(N, L) */
@@ -187,60 +188,122 @@ static void tile_pv_lanes_inner(Group *g, Builder *b, Op *r, Op *rh, Op *kt, Op 
   ir_store(&lane, g->qa, ai, ir_fma(&lane, ej, vd, ir_load(&lane, g->qa, ai)));
 }
 
-/* SCHED_WARP: the same sums, but lane l owns d = l, l + 32, ...: it loads its
- * entries of the accumulator into registers (vars) once per tile, runs the keys, and
- * stores them back, so a kept key costs one shared load of v_jd per FMA instead of a
- * load, a load and a store. Each d keeps its fma chain in key order: the same bits.
- * Every lane tests e_j and the dropout hash itself, as the warp's lanes do in lockstep
- * in the other form. */
-static void tile_pv_registers(Group *g, Builder *b, Op *r, Op *rh, Op *kt, Op *mt) {
+/* SCHED_WARP: the same sums for a set of rows r[t] (t < R; mt[t] keys in the tile, 0
+ * for a row past the group, valid[t] false there; mx the most), lane l owning
+ * d = l, l + 32, ...: each lane loads its entries of the rows' accumulators into
+ * registers (vars) once per tile, runs the keys, and stores them back. Per key it
+ * loads each row's e_j and, when some row keeps the key, its slices of v_j once for
+ * all of them: one shared load per FMA or less, where the per-key form loads, loads
+ * and stores. Each row's chain per d is the same fma chain in key order: the same
+ * bits. Every lane tests e_j and the dropout hash itself, as the warp's lanes do in
+ * lockstep in the other form. */
+static void tile_pv_registers(Group *g, Builder *b, int R, Op *const r[], Op *const rh[],
+                              Op *const valid[], Op *kt, Op *const mt[], Op *mx) {
   Ctx *c = g->c;
   int D = c->spec->head_dim, lanes = D < 32 ? D : 32, per = (D + lanes - 1) / lanes;
-  Op *srow = add(b, mul(b, r, i32(b, c->spec->max_seq)), kt);
-  Op *arow = mul(b, r, i32(b, D));
-  Builder lane, loop, go, in, out;
+  Builder lane, loop, go, in, has, hit, drop;
   Op *l = ir_pfor(b, AXIS_LANE, i32(b, lanes), "l", &lane)->index;
-  Op *d[8], *acc[8], *has[8];
+  Op *d[8], *cut[8], *acc[ATTN_ROWS_MAX][8], *arow[ATTN_ROWS_MAX], *srow[ATTN_ROWS_MAX];
+  for (int t = 0; t < R; t++) {
+    arow[t] = mul(&lane, r[t], i32(&lane, D));
+    srow[t] = add(&lane, mul(&lane, r[t], i32(&lane, c->spec->max_seq)), kt);
+  }
   for (int u = 0; u < per; u++) {
     d[u] = add(&lane, l, i32(&lane, u * lanes));
     /* only the last slice can run past D (D is a multiple of 8, lanes of 32) */
-    has[u] = (u + 1) * lanes <= D ? NULL : ir_cmp(&lane, CMP_LT, d[u], i32(&lane, D));
-    acc[u] = ir_var(&lane, ir_const_f32(&lane, 0), "acc");
-    Builder *ld = &lane;
-    if (has[u]) {
-      ir_if(&lane, has[u], &in, NULL);
-      ld = &in;
+    cut[u] = (u + 1) * lanes <= D ? NULL : ir_cmp(&lane, CMP_LT, d[u], i32(&lane, D));
+    for (int t = 0; t < R; t++) {
+      acc[t][u] = ir_var(&lane, ir_const_f32(&lane, 0), "acc");
+      Op *ok = valid[t] && cut[u] ? ir_bin(&lane, OP_AND, valid[t], cut[u])
+                                  : valid[t] ? valid[t] : cut[u];
+      Builder *at = &lane;
+      if (ok) {
+        ir_if(&lane, ok, &in, NULL);
+        at = &in;
+      }
+      ir_set(at, acc[t][u], ir_load(at, g->qa, add(at, arow[t], d[u])));
     }
-    ir_set(ld, acc[u], ir_load(ld, g->qa, add(ld, arow, d[u])));
   }
-  Op *j = ir_for(&lane, i32(&lane, 0), mt, 1, "j", &loop)->index;
-  Op *ej = ir_load(&loop, c->scores, add(&loop, srow, j));
-  if_kept(g, &loop, ej, rh, kt, j, &go);
+  Op *j = ir_for(&lane, i32(&lane, 0), mx, 1, "j", &loop)->index;
+  Op *e[ATTN_ROWS_MAX], *live[ATTN_ROWS_MAX], *any = NULL;
+  for (int t = 0; t < R; t++) {   /* row t keeps key j: e_j > 0, undropped */
+    e[t] = ir_var(&loop, ir_const_f32(&loop, 0), "e");
+    live[t] = ir_var(&loop, ir_const_bool(&loop, false), "live");
+    ir_if(&loop, ir_cmp(&loop, CMP_LT, j, mt[t]), &has, NULL);
+    Op *ej = ir_load(&has, c->scores, add(&has, srow[t], j));
+    ir_if(&has, ir_cmp(&has, CMP_GT, ej, ir_const_f32(&has, 0)), &hit, NULL);
+    ir_set(&hit, e[t], ej);
+    ir_set(&hit, live[t], ir_const_bool(&hit, true));
+    ir_if(&hit, ir_cmp(&hit, CMP_GT, c->p[ATTN_DROPOUT], ir_const_f32(&hit, 0)), &drop, NULL);
+    ir_set(&drop, live[t], dropout_keep_ir(&drop, rh[t], add(&drop, kt, j), c->drop_thr));
+    Op *lv = ir_get(&loop, live[t]);
+    any = any ? ir_bin(&loop, OP_OR, any, lv) : lv;
+  }
+  ir_if(&loop, any, &go, NULL);
   Op *vrow = mul(&go, j, i32(&go, D + 1));
   for (int u = 0; u < per; u++) {
     /* a lane past D reads a staged entry of its own row (d = D - 1) and never stores */
-    Op *du = has[u] ? ir_bin(&go, OP_MIN, d[u], i32(&go, D - 1)) : d[u];
+    Op *du = cut[u] ? ir_bin(&go, OP_MIN, d[u], i32(&go, D - 1)) : d[u];
     Op *vd = ir_load(&go, g->kv, add(&go, vrow, du));
-    ir_set(&go, acc[u], ir_fma(&go, ej, vd, ir_get(&go, acc[u])));
-  }
-  for (int u = 0; u < per; u++) {
-    Builder *st = &lane;
-    if (has[u]) {
-      ir_if(&lane, has[u], &out, NULL);
-      st = &out;
+    for (int t = 0; t < R; t++) {
+      Builder kept;
+      Builder *at = &go;
+      if (R > 1) {
+        ir_if(&go, ir_get(&go, live[t]), &kept, NULL);
+        at = &kept;
+      }
+      ir_set(at, acc[t][u], ir_fma(at, ir_get(at, e[t]), vd, ir_get(at, acc[t][u])));
     }
-    ir_store(st, g->qa, add(st, arow, d[u]), ir_get(st, acc[u]));
   }
+  for (int u = 0; u < per; u++)
+    for (int t = 0; t < R; t++) {
+      Op *ok = valid[t] && cut[u] ? ir_bin(&lane, OP_AND, valid[t], cut[u])
+                                  : valid[t] ? valid[t] : cut[u];
+      Builder *at = &lane;
+      if (ok) {
+        ir_if(&lane, ok, &in, NULL);
+        at = &in;
+      }
+      ir_store(at, g->qa, add(at, arow[t], d[u]), ir_get(at, acc[t][u]));
+    }
 }
 
-static void emit_tile_pv(Group *g, Builder *b, Op *r, Op *i, Op *kt, Op *mt) {
+/* 4-5. P.V one staged V tile at a time, then o = acc * scale. */
+static Op *row_hash(Group *g, Builder *b, Op *i) {
   Op **p = g->c->p;
-  Op *rh = dropout_row_hash_ir(b, p[ATTN_SEED], p[ATTN_STEP], p[ATTN_LAYER], g->c->batch,
-                               g->c->head, i);
-  if (g->host)
-    tile_pv_lanes_inner(g, b, r, rh, kt, mt);
-  else
-    tile_pv_registers(g, b, r, rh, kt, mt);
+  return dropout_row_hash_ir(b, p[ATTN_SEED], p[ATTN_STEP], p[ATTN_LAYER], g->c->batch,
+                             g->c->head, i);
+}
+
+/* 4. P.V from the staged V tile at kt (nk keys): SCHED_WARP_HOST a row per warp at a
+ * time; SCHED_WARP sets of R rows, r0 + warps t, the rows the warp owned in step 3. */
+static void emit_tile_pv(Group *g, Builder *b, Op *kt, Op *nk) {
+  Ctx *c = g->c;
+  Builder warp, set, some;
+  if (g->host) {
+    Op *r = ir_pfor(b, AXIS_WARP, g->nvalid, "r", &warp)->index;
+    Op *i = add(&warp, g->first, r);
+    tile_pv_lanes_inner(g, &warp, r, row_hash(g, &warp, i), kt, tile_keys(c, &warp, i, kt, nk));
+    return;
+  }
+  int R = g->R, W = g->warps;
+  Op *w = ir_pfor(b, AXIS_WARP, i32(b, W), "w", &warp)->index;
+  Op *r0 = ir_for(&warp, w, g->nvalid, (int64_t)W * R, "r0", &set)->index;
+  Op *r[ATTN_ROWS_MAX], *rh[ATTN_ROWS_MAX], *valid[ATTN_ROWS_MAX], *mt[ATTN_ROWS_MAX];
+  Op *mx = NULL;
+  for (int t = 0; t < R; t++) {
+    Op *rt = add(&set, r0, i32(&set, t * W));
+    valid[t] = t ? ir_cmp(&set, CMP_LT, rt, g->nvalid) : NULL;
+    r[t] = t ? ir_select(&set, valid[t], rt, r0) : r0;
+    Op *i = add(&set, g->first, r[t]);
+    mt[t] = tile_keys(c, &set, i, kt, nk);
+    if (t)
+      mt[t] = ir_select(&set, valid[t], mt[t], i32(&set, 0));
+    rh[t] = row_hash(g, &set, i);
+    mx = mx ? ir_bin(&set, OP_MAX, mx, mt[t]) : mt[t];
+  }
+  ir_if(&set, ir_cmp(&set, CMP_GT, mx, i32(&set, 0)), &some, NULL);
+  tile_pv_registers(g, &some, R, r, rh, valid, kt, mt, mx);
 }
 
 /* 4-5. P.V one staged V tile at a time, then o = acc * scale. */
@@ -250,13 +313,10 @@ static void emit_pv(Group *g, Builder *b) {
   int D = c->spec->head_dim;
   Builder tile, warp, lane;
   Op *kt = ir_for(b, i32(b, 0), g->mg, g->st.keys, "kt", &tile)->index;
-  Op *nk = stage_tile(g, &tile, c->v, kt);
-  Op *r = ir_pfor(&tile, AXIS_WARP, g->nvalid, "r", &warp)->index;
-  Op *i = add(&warp, g->first, r);
-  emit_tile_pv(g, &warp, r, i, kt, tile_keys(c, &warp, i, kt, nk));
+  emit_tile_pv(g, &tile, kt, stage_tile(g, &tile, c->v, kt));
 
-  r = ir_pfor(b, AXIS_WARP, g->nvalid, "r", &warp)->index;
-  i = add(&warp, g->first, r);
+  Op *r = ir_pfor(b, AXIS_WARP, g->nvalid, "r", &warp)->index;
+  Op *i = add(&warp, g->first, r);
   Op *ooff = attn_offset(&warp, c->batch, i, c->head, p[ATTN_O_SB], p[ATTN_O_SN], p[ATTN_O_SH]);
   Op *scale = ir_load(&warp, g->scale, r);
   Op *d = ir_pfor(&warp, AXIS_LANE, i32(&warp, D), "d", &lane)->index;
@@ -293,10 +353,15 @@ Kernel *attention_fwd_staged_build(const Spec *s, const TileConfig *t) {
   Builder b = ir_builder(k);
   Ctx c = {.spec = s};
   Group g = {.c = &c, .st = attention_fwd_stage(s, t), .host = t->sched == SCHED_WARP_HOST};
-  /* rows per warp in a group, at most 4: 5 loads per 4 FMAs in the dots */
-  g.R = g.st.group / t->warps < 4 ? g.st.group / t->warps : 4;
+  /* rows per warp in a group, at most 4 (5 loads per 4 FMAs in the dots) and at most
+   * 16 register sums of one d slice each per lane */
+  int cap = 16 / ((s->head_dim + 31) / 32);
+  g.R = g.st.group / t->warps;
+  g.R = g.R < 4 ? g.R : 4;
+  g.R = g.R < cap ? g.R : cap;
   if (g.R < 1)
     g.R = 1;
+  g.warps = t->warps;
   if (g.st.group < 1) {   /* tile_check refuses such tiles first */
     ir_kernel_free(k);
     return NULL;
