@@ -8,18 +8,22 @@
  *   2. per key tile of `keys` keys (32 unless a max_seq too large for that leaves
  *      no room for one row per warp): barrier, the tile's K rows staged into `kv`
  *      (keys x (D + 1): lanes reading one d of 32 keys hit 32 banks), barrier, then
- *      pfor.warp over the group's valid rows: attn_row_scores from the staged Q row
- *      and tile into the row's score slot (group x max_seq, all rows at once);
+ *      the group's valid rows scored from the staged Q rows and tile into their score
+ *      slots (group x max_seq, all rows at once): SCHED_WARP a warp per set of R
+ *      consecutive rows (attn_rows_scores), then a barrier after the last tile, since
+ *      step 3 deals the rows out one per warp; SCHED_WARP_HOST a warp per row
+ *      (attn_row_scores' reduce, which the host vectorises);
  *   3. pfor.warp over the group's rows: selection, softmax, kept/lse/tau and the
  *      statistics on the whole slot (fwd_softmax_row, unchanged), 1 / (Z (1 - p))
  *      into `scale`, the row's `qa` entries zeroed to become its P.V accumulator
- *      (the Q row is not read again, and the same warp owns row r in every
- *      pfor.warp below, so no barrier is needed between); padded rows written;
- *   4. per key tile: barrier, V rows staged into `kv`, barrier, pfor.warp over the
- *      valid rows: e_j v_j added into the row's accumulator for the tile's kept
- *      (e_j > 0), undropped j in key order, as the per-row schedule did (the same
- *      fma chain, so the same bits): lanes keep their slices of d in registers
- *      over the tile (SCHED_WARP), or run inside the key loop (SCHED_WARP_HOST);
+ *      (the Q row is not read again, and the warp owning row r here owns it in
+ *      every step below, so no barrier is needed between); padded rows written;
+ *   4. per key tile: barrier, V rows staged into `kv`, barrier, then e_j v_j added
+ *      into each valid row's accumulator for the tile's kept (e_j > 0), undropped j
+ *      in key order, as the per-row schedule did (the same fma chain, so the same
+ *      bits): SCHED_WARP a warp per set of R of its rows (r0, r0 + warps, ...), each
+ *      lane keeping its slices of d of their sums in registers over the tile;
+ *      SCHED_WARP_HOST a warp per row, lanes over d inside the key loop;
  *   5. o = acc * scale.
  * Causal: a group reads keys up to its last valid row (first + nvalid); each row
  * only scores and sums its own j < min(i + 1, L). Tiles with no valid row are never

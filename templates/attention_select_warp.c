@@ -9,16 +9,17 @@
  * Here the block copies a tile of `kt` keys (attn_stage_rows: coalesced, rows
  * D + 1 apart so lanes reading one d of 32 keys hit 32 banks) and all its rows use
  * it; the block's Q rows are staged once too where they fit, so per block K is read
- * once per tile and Q once. The S bits are the forward's: attn_row_scores on the
- * staged tile (the same serial dot over d, times f32(1/sqrt(D))), so tau_group is
- * one of the forward's scores. The histogram logic is the shared one
+ * once per tile and Q once. The S bits are the forward's: the same score helper on
+ * the staged tile (the same dot over d, times f32(1/sqrt(D))), so tau_group is one
+ * of the forward's scores. The histogram logic is the shared one
  * (attention_select_impl.h): each score goes from the warp's slot to its bin.
  *
  * Per block, for j0 = 0, kt, ... below the last key its rows see (L, or the last
  * row + 1 when causal):
  *   stage K[j0, j0 + nk) -> ktile; barrier;
- *   per row (a warp each, `rows` / `warps` in turn): its keys of the tile into the
- *   warp's slot by attn_row_scores, then each binned (select_bin_score);
+ *   per row (a warp takes its rows `rows` / `warps` apart, R at a time on SCHED_WARP):
+ *   its keys of the tile into its slot by attn_rows_scores (SCHED_WARP_HOST:
+ *   attn_row_scores, one row), then each binned (select_bin_score);
  *   barrier (the tile's readers are done before the next tile overwrites it).
  * A radix launch is one pass: the rounds' prefixes come from the picks between
  * launches, so scores cannot be kept from one round to the next. Where a whole head
