@@ -12,9 +12,13 @@
  * KT = attention_bwd_stage_rows(): 32 (a key per lane), less where the block's
  * sums would not fit 48 KiB of shared memory beside two tiles.
  *
+ * On SCHED_WARP a warp takes its rows (keys) R at a time (bwd_rows_per_warp): their
+ * dots share each staged element they load, and their sums live in registers over a
+ * tile (bwd_add_rows); kernels-backward.md, "Row sets and register sums".
+ *
  * The block-level loops are uniform (lengths, block ids), so every barrier is reached
- * by the whole block; a warp owns the same rows in every pfor.warp, so its sums need
- * no barrier. */
+ * by the whole block; a warp owns the same rows (r = w, w + warps, ...) in every loop,
+ * so its sums need no barrier. */
 #ifndef CRISP_ATTENTION_BWD_WARP_H
 #define CRISP_ATTENTION_BWD_WARP_H
 
