@@ -51,17 +51,12 @@ static void dkdv_stage_stats(Ctx *c, Builder *b, Op *t0, Op *n) {
  * r0's values in their place. */
 static void dkdv_tile_set(Ctx *c, Builder *b, Op *w, Op *r0, Op *t0, Op *nq) {
   int D = c->spec->head_dim, ld = c->ld, kt = c->kt, R = c->R;
-  Op *r[ATTN_ROWS_MAX], *j[ATTN_ROWS_MAX], *valid[ATTN_ROWS_MAX], *e0[ATTN_ROWS_MAX] = {0};
-  Op *j0 = add(b, c->first, r0);
+  Op *r[ATTN_ROWS_MAX], *j[ATTN_ROWS_MAX], *at[ATTN_ROWS_MAX], *valid[ATTN_ROWS_MAX];
+  Op *e0[ATTN_ROWS_MAX] = {0};
+  bwd_set_rows(c, b, r0, valid, at, r, j);
   for (int t = 0; t < R; t++) {
-    Op *rt = add(b, r0, i32(b, t * c->warps)), *jt = add(b, c->first, rt);
-    valid[t] = lt(b, jt, c->len);
-    if (t)
-      valid[t] = ir_bin(b, OP_AND, valid[t], lt(b, rt, i32(b, c->rows)));
-    Op *first = c->spec->causal ? ir_bin(b, OP_MAX, sub(b, jt, t0), i32(b, 0)) : i32(b, 0);
+    Op *first = c->spec->causal ? ir_bin(b, OP_MAX, sub(b, at[t], t0), i32(b, 0)) : i32(b, 0);
     e0[t] = ir_select(b, valid[t], first, nq);
-    r[t] = ir_select(b, valid[t], rt, r0);
-    j[t] = ir_select(b, valid[t], jt, j0);
   }
   Builder some;
   ir_if(b, lt(b, e0[0], nq), &some, NULL);
@@ -149,9 +144,8 @@ void bwd_dkdv_body(Ctx *c, Builder *b) {
   bwd_zero_tail(c, &tile, c->tb, nq);
   dkdv_stage_stats(c, &tile, t0, nq);
   ir_barrier(&tile);
-  Builder warp, set;
-  w = ir_pfor(&tile, AXIS_WARP, i32(&tile, c->warps), "w", &warp)->index;
-  Op *r0 = ir_for(&warp, w, i32(&warp, c->rows), (int64_t)c->warps * c->R, "r0", &set)->index;
+  Builder set;
+  Op *r0 = bwd_row_sets(c, &tile, &w, &set);
   dkdv_tile_set(c, &set, w, r0, t0, nq);
 
   bwd_block_rows(c, b, c->len, &in, &w, &r, &j);

@@ -55,16 +55,11 @@ static Op *row_keys(Ctx *c, Builder *b, Op *i, Op *t0, Op *nk) {
  * rows, and below L wherever any row of the set has keys. */
 static void dq_tile_set(Ctx *c, Builder *b, Op *w, Op *r0, Op *t0, Op *nk) {
   int D = c->spec->head_dim, ld = c->ld, R = c->R;
-  Op *r[ATTN_ROWS_MAX], *i[ATTN_ROWS_MAX], *valid[ATTN_ROWS_MAX], *m[ATTN_ROWS_MAX], *mx = NULL;
-  Op *i0 = add(b, c->first, r0);
+  Op *r[ATTN_ROWS_MAX], *i[ATTN_ROWS_MAX], *at[ATTN_ROWS_MAX], *valid[ATTN_ROWS_MAX];
+  Op *m[ATTN_ROWS_MAX], *mx = NULL;
+  bwd_set_rows(c, b, r0, valid, at, r, i);
   for (int t = 0; t < R; t++) {
-    Op *rt = add(b, r0, i32(b, t * c->warps)), *it = add(b, c->first, rt);
-    valid[t] = lt(b, it, c->len);
-    if (t)
-      valid[t] = ir_bin(b, OP_AND, valid[t], lt(b, rt, i32(b, c->rows)));
-    m[t] = ir_select(b, valid[t], row_keys(c, b, it, t0, nk), i32(b, 0));
-    r[t] = ir_select(b, valid[t], rt, r0);
-    i[t] = ir_select(b, valid[t], it, i0);
+    m[t] = ir_select(b, valid[t], row_keys(c, b, at[t], t0, nk), i32(b, 0));
     mx = mx ? ir_bin(b, OP_MAX, mx, m[t]) : m[t];
   }
   Builder some;
@@ -144,9 +139,8 @@ void bwd_dq_body(Ctx *c, Builder *b) {
   attn_stage_rows(&tile, c->tb, c->ld, c->buf[ATTN_BWD_V], k0, sn, nk, D);
   bwd_zero_tail(c, &tile, c->ta, nk);
   ir_barrier(&tile);
-  Builder warp, set;
-  w = ir_pfor(&tile, AXIS_WARP, i32(&tile, c->warps), "w", &warp)->index;
-  Op *r0 = ir_for(&warp, w, i32(&warp, c->rows), (int64_t)c->warps * c->R, "r0", &set)->index;
+  Builder set;
+  Op *r0 = bwd_row_sets(c, &tile, &w, &set);
   dq_tile_set(c, &set, w, r0, t0, nk);
 
   bwd_block_rows(c, b, c->len, &in, &w, &r, &i);

@@ -84,6 +84,27 @@ void bwd_block_rows(Ctx *c, Builder *b, Op *lim, Builder *in, Op **w, Op **r, Op
   ir_if(&rows, lt(&rows, *i, lim), in, NULL);
 }
 
+/* Block-level: each warp w's rows (keys) r = w, w + warps, ... in sets of R: *set runs
+ * for each set's first row r0 (returned); its rows are r0 + warps t, t < R. */
+Op *bwd_row_sets(Ctx *c, Builder *b, Op **w, Builder *set) {
+  Builder warp;
+  *w = ir_pfor(b, AXIS_WARP, i32(b, c->warps), "w", &warp)->index;
+  return ir_for(&warp, *w, i32(&warp, c->rows), (int64_t)c->warps * c->R, "r0", set)->index;
+}
+
+void bwd_set_rows(Ctx *c, Builder *b, Op *r0, Op *valid[], Op *at[], Op *r[], Op *i[]) {
+  Op *i0 = add(b, c->first, r0);
+  for (int t = 0; t < c->R; t++) {
+    Op *rt = add(b, r0, i32(b, t * c->warps));
+    at[t] = add(b, c->first, rt);
+    valid[t] = lt(b, at[t], c->len);
+    if (t)
+      valid[t] = ir_bin(b, OP_AND, valid[t], lt(b, rt, i32(b, c->rows)));
+    r[t] = ir_select(b, valid[t], rt, r0);
+    i[t] = ir_select(b, valid[t], at[t], i0);
+  }
+}
+
 /* Block-level: a loop over tiles of kt rows t0 in [lo, hi), each staged once: a
  * barrier (the previous tile's readers are done), the copies, a barrier. Returns t0;
  * *n = the tile's row count. */
@@ -125,27 +146,32 @@ void bwd_zero_tail(Ctx *c, Builder *b, Buf *tile, Op *n) {
  *                    over all of [lo, hi): per row e one shared load per distinct tile
  *                    and slice, shared by the sums over that tile, and one of each
  *                    weight per lane; the sums read and written once. */
+enum { MAXG = ATTN_BWD_SUM_GROUP };
+
+/* x[h][q] = the weights of rows g + q, q < group, of each sum h < n; returns whether
+ * any of them is nonzero. */
+static Op *load_weights(Ctx *c, Builder *b, Op *g, int n, const BwdSum sum[],
+                        Op *x[][MAXG]) {
+  Op *any = NULL;
+  for (int h = 0; h < n; h++)
+    for (int q = 0; q < c->group; q++) {
+      x[h][q] = ir_load(b, c->slot, add(b, add(b, sum[h].slot, i32(b, q)), g));
+      Op *nz = ir_cmp(b, CMP_NE, x[h][q], f32(b, 0));
+      any = any ? ir_bin(b, OP_OR, any, nz) : nz;
+    }
+  return any;
+}
+
 static void add_rows_host(Ctx *c, Builder *b, Op *lo, Op *hi, int n, const BwdSum sum[]) {
-  enum { MAXG = ATTN_BWD_SUM_GROUP };
   int U = c->group, ld = c->ld;
   Builder loop, lane, hit, ok;
   Op *g = ir_for(b, lo, hi, U, "g", &loop)->index;
   Op *d = ir_pfor(&loop, AXIS_LANE, i32(&loop, c->spec->head_dim), "d", &lane)->index;
-  Op *x[BWD_MAX_SUMS][MAXG], *any = NULL;
-  for (int h = 0; h < n; h++)
-    for (int q = 0; q < U; q++) {
-      x[h][q] = ir_load(&lane, c->slot, add(&lane, add(&lane, sum[h].slot, i32(&lane, q)), g));
-      Op *nz = ir_cmp(&lane, CMP_NE, x[h][q], f32(&lane, 0));
-      any = any ? ir_bin(&lane, OP_OR, any, nz) : nz;
-    }
-  ir_if(&lane, any, &hit, NULL);
+  Op *x[BWD_MAX_SUMS][MAXG];
+  ir_if(&lane, load_weights(c, &lane, g, n, sum, x), &hit, NULL);
   Op *row0 = add(&hit, mul(&hit, g, i32(&hit, ld)), d);
   for (int h = 0; h < n; h++) {
-    Builder *at_b = &hit;
-    if (sum[h].valid) {
-      ir_if(&hit, sum[h].valid, &ok, NULL);
-      at_b = &ok;
-    }
+    Builder *at_b = attn_where(&hit, sum[h].valid, NULL, &ok);
     Op *at = add(at_b, sum[h].base, d), *a = ir_load(at_b, c->acc, at);
     for (int q = 0; q < U; q++)
       a = ir_fma(at_b, x[h][q],
@@ -156,16 +182,7 @@ static void add_rows_host(Ctx *c, Builder *b, Op *lo, Op *hi, int n, const BwdSu
 
 enum { MAX_SLICES = 8 };   /* d per lane: head_dim <= 256 */
 
-/* Code that runs where `valid` holds (NULL: always), in b. */
-static Builder *guarded(Builder *b, Op *valid, Builder *then) {
-  if (!valid)
-    return b;
-  ir_if(b, valid, then, NULL);
-  return then;
-}
-
 static void add_rows_registers(Ctx *c, Builder *b, Op *lo, Op *hi, int n, const BwdSum sum[]) {
-  enum { MAXG = ATTN_BWD_SUM_GROUP };
   int U = c->group, ld = c->ld, D = c->spec->head_dim;
   int lanes = D < 32 ? D : 32, per = (D + lanes - 1) / lanes;
   Builder lane, loop, hit, in, out;
@@ -178,22 +195,13 @@ static void add_rows_registers(Ctx *c, Builder *b, Op *lo, Op *hi, int n, const 
     for (int h = 0; h < n; h++)
       acc[h][u] = ir_var(&lane, f32(&lane, 0), "acc");
     for (int h = 0; h < n; h++) {
-      Op *ok = sum[h].valid;
-      if (has[u])
-        ok = ok ? ir_bin(&lane, OP_AND, ok, has[u]) : has[u];
-      Builder *at = guarded(&lane, ok, &in);
+      Builder *at = attn_where(&lane, sum[h].valid, has[u], &in);
       ir_set(at, acc[h][u], ir_load(at, c->acc, add(at, sum[h].base, d[u])));
     }
   }
   Op *g = ir_for(&lane, lo, hi, U, "g", &loop)->index;
-  Op *x[BWD_MAX_SUMS][MAXG], *any = NULL;
-  for (int h = 0; h < n; h++)
-    for (int q = 0; q < U; q++) {
-      x[h][q] = ir_load(&loop, c->slot, add(&loop, add(&loop, sum[h].slot, i32(&loop, q)), g));
-      Op *nz = ir_cmp(&loop, CMP_NE, x[h][q], f32(&loop, 0));
-      any = any ? ir_bin(&loop, OP_OR, any, nz) : nz;
-    }
-  ir_if(&loop, any, &hit, NULL);
+  Op *x[BWD_MAX_SUMS][MAXG];
+  ir_if(&loop, load_weights(c, &loop, g, n, sum, x), &hit, NULL);
   Op *row0 = mul(&hit, g, i32(&hit, ld));
   for (int u = 0; u < per; u++) {
     /* a lane past D reads an entry of its own tile row (d = D - 1) and never stores */
@@ -213,10 +221,7 @@ static void add_rows_registers(Ctx *c, Builder *b, Op *lo, Op *hi, int n, const 
   }
   for (int u = 0; u < per; u++)
     for (int h = 0; h < n; h++) {
-      Op *ok = sum[h].valid;
-      if (has[u])
-        ok = ok ? ir_bin(&lane, OP_AND, ok, has[u]) : has[u];
-      Builder *at = guarded(&lane, ok, &out);
+      Builder *at = attn_where(&lane, sum[h].valid, has[u], &out);
       ir_store(at, c->acc, add(at, sum[h].base, d[u]), ir_get(at, acc[h][u]));
     }
 }

@@ -77,6 +77,12 @@ void bwd_zero_vec(Ctx *c, Builder *b, Op *base);
 /* The block's rows (keys) as warp code, a warp owning the same rows in every loop:
  * *in runs for i = first + r < lim, warp *w, block row *r. */
 void bwd_block_rows(Ctx *c, Builder *b, Op *lim, Builder *in, Op **w, Op **r, Op **i);
+/* Block-level: warp *w's rows (keys) in sets of R; *set runs per set, r0 returned. */
+Op *bwd_row_sets(Ctx *c, Builder *b, Op **w, Builder *set);
+/* A set's rows (keys), t < R: valid[t] (below L and the block's rows), at[t] = first +
+ * r0 + warps t, and the values to use, r[t] (block row) and i[t] (row): those, or r0's
+ * and its row's where not valid. */
+void bwd_set_rows(Ctx *c, Builder *b, Op *r0, Op *valid[], Op *at[], Op *r[], Op *i[]);
 /* Block-level loop over staged tiles of kt rows in [lo, hi); returns t0, *n its rows. */
 Op *bwd_tile_loop(Ctx *c, Builder *b, Op *lo, Op *hi, Builder *body, Op **n);
 /* n rounded up to a multiple of g. */

@@ -72,6 +72,14 @@ void attn_stage_rows(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *off0, Op *s
   ir_store(&lane, dst, attn_add(&lane, to, d), ir_load(&lane, src, attn_add(&lane, from, d)));
 }
 
+Builder *attn_where(Builder *b, Op *a, Op *c, Builder *then) {
+  Op *cond = a && c ? ir_bin(b, OP_AND, a, c) : a ? a : c;
+  if (!cond)
+    return b;
+  ir_if(b, cond, then, NULL);
+  return then;
+}
+
 static Op *row_at(Builder *b, const AttnRow *r, Op *j) {
   return ir_load(b, r->buf, attn_add(b, r->base, j));
 }

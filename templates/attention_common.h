@@ -50,6 +50,10 @@ void attn_prefetch_row(Builder *b, Buf *buf, Op *row, int D);
 void attn_stage_rows(Builder *b, Buf *dst, int64_t ld, Buf *src, Op *off0, Op *stride,
                      Op *nrows, int D);
 
+/* The builder of code that runs where a && c holds (either may be NULL: no
+ * condition): b itself, or `then`, an `if` appended to b. */
+Builder *attn_where(Builder *b, Op *a, Op *c, Builder *then);
+
 typedef struct AttnRow {
   Buf *buf;   /* shared f32 array holding the row */
   Op *base;   /* i32: offset of S_0 in buf */

@@ -218,13 +218,7 @@ static void tile_pv_registers(Group *g, Builder *b, int R, Op *const r[], Op *co
     cut[u] = (u + 1) * lanes <= D ? NULL : ir_cmp(&lane, CMP_LT, d[u], i32(&lane, D));
     for (int t = 0; t < R; t++) {
       acc[t][u] = ir_var(&lane, ir_const_f32(&lane, 0), "acc");
-      Op *ok = valid[t] && cut[u] ? ir_bin(&lane, OP_AND, valid[t], cut[u])
-                                  : valid[t] ? valid[t] : cut[u];
-      Builder *at = &lane;
-      if (ok) {
-        ir_if(&lane, ok, &in, NULL);
-        at = &in;
-      }
+      Builder *at = attn_where(&lane, valid[t], cut[u], &in);
       ir_set(at, acc[t][u], ir_load(at, g->qa, add(at, arow[t], d[u])));
     }
   }
@@ -251,23 +245,13 @@ static void tile_pv_registers(Group *g, Builder *b, int R, Op *const r[], Op *co
     Op *vd = ir_load(&go, g->kv, add(&go, vrow, du));
     for (int t = 0; t < R; t++) {
       Builder kept;
-      Builder *at = &go;
-      if (R > 1) {
-        ir_if(&go, ir_get(&go, live[t]), &kept, NULL);
-        at = &kept;
-      }
+      Builder *at = attn_where(&go, R > 1 ? ir_get(&go, live[t]) : NULL, NULL, &kept);
       ir_set(at, acc[t][u], ir_fma(at, ir_get(at, e[t]), vd, ir_get(at, acc[t][u])));
     }
   }
   for (int u = 0; u < per; u++)
     for (int t = 0; t < R; t++) {
-      Op *ok = valid[t] && cut[u] ? ir_bin(&lane, OP_AND, valid[t], cut[u])
-                                  : valid[t] ? valid[t] : cut[u];
-      Builder *at = &lane;
-      if (ok) {
-        ir_if(&lane, ok, &in, NULL);
-        at = &in;
-      }
+      Builder *at = attn_where(&lane, valid[t], cut[u], &in);
       ir_store(at, g->qa, add(at, arow[t], d[u]), ir_get(at, acc[t][u]));
     }
 }
