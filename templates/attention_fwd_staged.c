@@ -31,13 +31,14 @@
 #include <stdio.h>
 
 #include "attention_fwd_impl.h"
+#include "attention_tile.h"
 #include "dropout.h"
 
 #define i32 attn_i32
 #define add attn_add
 #define mul attn_mul
 
-enum { KEY_TILE = 32 };
+enum { STAGE_KEYS = 32 };
 
 static int64_t stage_bytes(const Spec *s, int64_t group, int64_t keys) {
   int64_t D = s->head_dim;
@@ -49,7 +50,7 @@ static int64_t stage_bytes(const Spec *s, int64_t group, int64_t keys) {
  * no warp idles for a group's last round. The key tile shrinks only when not even
  * one row per warp fits beside 32 keys (max_seq in the thousands). */
 FwdStage attention_fwd_stage(const Spec *s, const TileConfig *t) {
-  for (int keys = KEY_TILE; keys >= 1; keys /= 2) {
+  for (int keys = STAGE_KEYS; keys >= 1; keys /= 2) {
     int64_t room = TILE_SHARED_LIMIT - stage_bytes(s, 0, keys);
     int64_t fit = room / stage_bytes(s, 1, 0);
     if (fit > t->rows)
@@ -192,26 +193,47 @@ static void tile_pv_lanes_inner(Group *g, Builder *b, Op *r, Op *rh, Op *kt, Op 
   ir_store(&lane, g->qa, ai, ir_fma(&lane, ej, vd, ir_load(&lane, g->qa, ai)));
 }
 
+/* Warp code: bit j of the result is set where row key j of the tile (j < mt <= 32) is
+ * kept (e_j > 0) and, when p > 0, undropped; one lane reduce, the bits disjoint, so
+ * their sum is their union. */
+static Op *kept_bits(Group *g, Builder *b, Op *srow, Op *rh, Op *kt, Op *mt) {
+  Ctx *c = g->c;
+  Builder lane, drop;
+  Op *red = ir_reduce(b, AXIS_LANE, RED_ADD, TY_I32, mt, "j", &lane);
+  Op *j = red->index;
+  Op *ej = ir_load(&lane, c->scores, add(&lane, srow, j));
+  Op *live = ir_var(&lane, ir_cmp(&lane, CMP_GT, ej, ir_const_f32(&lane, 0)), "live");
+  ir_if(&lane, ir_bin(&lane, OP_AND, ir_get(&lane, live),
+                      ir_cmp(&lane, CMP_GT, c->p[ATTN_DROPOUT], ir_const_f32(&lane, 0))),
+        &drop, NULL);
+  ir_set(&drop, live, dropout_keep_ir(&drop, rh, add(&drop, kt, j), c->drop_thr));
+  ir_yield(&lane, ir_select(&lane, ir_get(&lane, live), ir_bin(&lane, OP_SHL, i32(&lane, 1), j),
+                            i32(&lane, 0)));
+  return red;
+}
+
 /* SCHED_WARP: the same sums for a set of rows r[t] (t < R; mt[t] keys in the tile, 0
  * for a row past the group, valid[t] false there; mx the most), lane l owning
  * d = l, l + 32, ...: each lane loads its entries of the rows' accumulators into
- * registers (vars) once per tile, runs the keys, and stores them back. Per key it
- * loads each row's e_j and, when some row keeps the key, its slices of v_j once for
- * all of them: one shared load per FMA or less, where the per-key form loads, loads
- * and stores. Each row's chain per d is the same fma chain in key order: the same
- * bits. Every lane tests e_j and the dropout hash itself, as the warp's lanes do in
- * lockstep in the other form. */
+ * registers (vars) once per tile, runs the keys some row keeps, and stores them back.
+ * Which keys: a bit mask per row (kept_bits: one lane reduce, the dropout hash once per
+ * key), so the key loop visits only kept keys, lowest first (tile_for_bits); per key
+ * the lane loads its slices of v_j once for the set and the e_j of the rows that keep
+ * it. Each row's chain per d is the same fma chain in key order: the same bits. */
 static void tile_pv_registers(Group *g, Builder *b, int R, Op *const r[], Op *const rh[],
-                              Op *const valid[], Op *kt, Op *const mt[], Op *mx) {
+                              Op *const valid[], Op *kt, Op *const mt[]) {
   Ctx *c = g->c;
   int D = c->spec->head_dim, lanes = D < 32 ? D : 32, per = (D + lanes - 1) / lanes;
-  Builder lane, loop, go, in, has, hit, drop;
-  Op *l = ir_pfor(b, AXIS_LANE, i32(b, lanes), "l", &lane)->index;
-  Op *d[8], *cut[8], *acc[ATTN_ROWS_MAX][8], *arow[ATTN_ROWS_MAX], *srow[ATTN_ROWS_MAX];
+  Op *arow[ATTN_ROWS_MAX], *srow[ATTN_ROWS_MAX], *bits[ATTN_ROWS_MAX], *any = NULL;
   for (int t = 0; t < R; t++) {
-    arow[t] = mul(&lane, r[t], i32(&lane, D));
-    srow[t] = add(&lane, mul(&lane, r[t], i32(&lane, c->spec->max_seq)), kt);
+    arow[t] = mul(b, r[t], i32(b, D));
+    srow[t] = add(b, mul(b, r[t], i32(b, c->spec->max_seq)), kt);
+    bits[t] = kept_bits(g, b, srow[t], rh[t], kt, mt[t]);
+    any = any ? ir_bin(b, OP_OR, any, bits[t]) : bits[t];
   }
+  Builder lane, keys, in;
+  Op *l = ir_pfor(b, AXIS_LANE, i32(b, lanes), "l", &lane)->index;
+  Op *d[8], *cut[8], *acc[ATTN_ROWS_MAX][8];
   for (int u = 0; u < per; u++) {
     d[u] = add(&lane, l, i32(&lane, u * lanes));
     /* only the last slice can run past D (D is a multiple of 8, lanes of 32) */
@@ -222,32 +244,23 @@ static void tile_pv_registers(Group *g, Builder *b, int R, Op *const r[], Op *co
       ir_set(at, acc[t][u], ir_load(at, g->qa, add(at, arow[t], d[u])));
     }
   }
-  Op *j = ir_for(&lane, i32(&lane, 0), mx, 1, "j", &loop)->index;
-  Op *e[ATTN_ROWS_MAX], *live[ATTN_ROWS_MAX], *any = NULL;
-  for (int t = 0; t < R; t++) {   /* row t keeps key j: e_j > 0, undropped */
-    e[t] = ir_var(&loop, ir_const_f32(&loop, 0), "e");
-    live[t] = ir_var(&loop, ir_const_bool(&loop, false), "live");
-    ir_if(&loop, ir_cmp(&loop, CMP_LT, j, mt[t]), &has, NULL);
-    Op *ej = ir_load(&has, c->scores, add(&has, srow[t], j));
-    ir_if(&has, ir_cmp(&has, CMP_GT, ej, ir_const_f32(&has, 0)), &hit, NULL);
-    ir_set(&hit, e[t], ej);
-    ir_set(&hit, live[t], ir_const_bool(&hit, true));
-    ir_if(&hit, ir_cmp(&hit, CMP_GT, c->p[ATTN_DROPOUT], ir_const_f32(&hit, 0)), &drop, NULL);
-    ir_set(&drop, live[t], dropout_keep_ir(&drop, rh[t], add(&drop, kt, j), c->drop_thr));
-    Op *lv = ir_get(&loop, live[t]);
-    any = any ? ir_bin(&loop, OP_OR, any, lv) : lv;
-  }
-  ir_if(&loop, any, &go, NULL);
-  Op *vrow = mul(&go, j, i32(&go, D + 1));
+  Op *j = tile_for_bits(&lane, any, "j", &keys);
+  Op *vrow = mul(&keys, j, i32(&keys, D + 1)), *vd[8], *one = i32(&keys, 1);
   for (int u = 0; u < per; u++) {
     /* a lane past D reads a staged entry of its own row (d = D - 1) and never stores */
-    Op *du = cut[u] ? ir_bin(&go, OP_MIN, d[u], i32(&go, D - 1)) : d[u];
-    Op *vd = ir_load(&go, g->kv, add(&go, vrow, du));
-    for (int t = 0; t < R; t++) {
-      Builder kept;
-      Builder *at = attn_where(&go, R > 1 ? ir_get(&go, live[t]) : NULL, NULL, &kept);
-      ir_set(at, acc[t][u], ir_fma(at, ir_get(at, e[t]), vd, ir_get(at, acc[t][u])));
-    }
+    Op *du = cut[u] ? ir_bin(&keys, OP_MIN, d[u], i32(&keys, D - 1)) : d[u];
+    vd[u] = ir_load(&keys, g->kv, add(&keys, vrow, du));
+  }
+  for (int t = 0; t < R; t++) {
+    Builder kept;
+    Op *has = R > 1 ? ir_cmp(&keys, CMP_NE, ir_bin(&keys, OP_AND, ir_bin(&keys, OP_SHR,
+                                                                          bits[t], j), one),
+                             i32(&keys, 0))
+                    : NULL;
+    Builder *at = attn_where(&keys, has, NULL, &kept);
+    Op *e = ir_load(at, c->scores, add(at, srow[t], j));
+    for (int u = 0; u < per; u++)
+      ir_set(at, acc[t][u], ir_fma(at, e, vd[u], ir_get(at, acc[t][u])));
   }
   for (int u = 0; u < per; u++)
     for (int t = 0; t < R; t++) {
@@ -256,7 +269,6 @@ static void tile_pv_registers(Group *g, Builder *b, int R, Op *const r[], Op *co
     }
 }
 
-/* 4-5. P.V one staged V tile at a time, then o = acc * scale. */
 static Op *row_hash(Group *g, Builder *b, Op *i) {
   Op **p = g->c->p;
   return dropout_row_hash_ir(b, p[ATTN_SEED], p[ATTN_STEP], p[ATTN_LAYER], g->c->batch,
@@ -291,7 +303,7 @@ static void emit_tile_pv(Group *g, Builder *b, Op *kt, Op *nk) {
     mx = mx ? ir_bin(&set, OP_MAX, mx, mt[t]) : mt[t];
   }
   ir_if(&set, ir_cmp(&set, CMP_GT, mx, i32(&set, 0)), &some, NULL);
-  tile_pv_registers(g, &some, R, r, rh, valid, kt, mt, mx);
+  tile_pv_registers(g, &some, R, r, rh, valid, kt, mt);
 }
 
 /* 4-5. P.V one staged V tile at a time, then o = acc * scale. */
