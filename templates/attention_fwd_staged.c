@@ -22,7 +22,8 @@
  *      into each valid row's accumulator for the tile's kept (e_j > 0), undropped j
  *      in key order, as the per-row schedule did (the same fma chain, so the same
  *      bits): SCHED_WARP a warp per set of R of its rows (r0, r0 + warps, ...), each
- *      lane keeping its slices of d of their sums in registers over the tile;
+ *      lane keeping its slices of d of their sums in registers over the tile and
+ *      visiting only the keys some row keeps (a bit mask per row);
  *      SCHED_WARP_HOST a warp per row, lanes over d inside the key loop;
  *   5. o = acc * scale.
  * Causal: a group reads keys up to its last valid row (first + nvalid); each row
