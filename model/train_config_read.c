@@ -190,23 +190,45 @@ static int apply_object(TrainConfig *c, const cJSON *obj, const char *prefix, co
   return 0;
 }
 
-int train_config_load(const char *path, TrainConfig *c, char *err, size_t cap) {
+/* "PATH:LINE:COL: what" for byte `at` of text. */
+static void json_error(const char *path, const char *text, size_t len, size_t at,
+                       const char *what, char *err, size_t cap) {
+  int line = 1, col = 1;
+  for (size_t i = 0; i < at && i < len; i++)
+    text[i] == '\n' ? (line++, col = 1) : col++;
+  snprintf(err, cap, "%s:%d:%d: %s", path, line, col, what);
+}
+
+/* The file's one JSON value: a NUL byte (which would cut a string short) or anything
+ * but blanks after the value is an error too, not silently dropped. */
+static cJSON *parse_file(const char *path, char *err, size_t cap) {
   char *text;
   size_t len;
   if (rt_read_file(path, &text, &len, err, cap))
-    return -1;
+    return NULL;
   const char *end = NULL;
-  cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-  if (!j) {
-    size_t at = end ? (size_t)(end - text) : 0;
-    int line = 1, col = 1;
-    for (size_t i = 0; i < at && i < len; i++)
-      text[i] == '\n' ? (line++, col = 1) : col++;
-    snprintf(err, cap, "%s:%d:%d: invalid JSON", path, line, col);
-    free(text);
-    return -1;
+  size_t nul = strnlen(text, len);
+  cJSON *j = nul < len ? NULL : cJSON_ParseWithLengthOpts(text, len, &end, 0);
+  size_t at = nul < len ? nul : end ? (size_t)(end - text) : 0;
+  while (j && at < len && strchr(" \t\r\n", text[at]))
+    at++;
+  if (!j || at < len)
+    json_error(path, text, len, at, nul < len ? "NUL byte"
+                                    : j       ? "unexpected text after the JSON value"
+                                              : "invalid JSON",
+               err, cap);
+  if (j && at < len) {
+    cJSON_Delete(j);
+    j = NULL;
   }
   free(text);
+  return j;
+}
+
+int train_config_load(const char *path, TrainConfig *c, char *err, size_t cap) {
+  cJSON *j = parse_file(path, err, cap);
+  if (!j)
+    return -1;
   int rc = 0;
   if (!cJSON_IsObject(j)) {
     snprintf(err, cap, "%s: expected a JSON object at the top", path);
@@ -232,7 +254,8 @@ int train_config_set(TrainConfig *c, const char *kv, char *err, size_t cap) {
     return -1;
   }
   const char *val = eq + 1;
-  cJSON *v = cJSON_Parse(val);
+  /* all of VALUE must be JSON ("4x" is not 4); anything else is a bare string */
+  cJSON *v = cJSON_ParseWithOpts(val, NULL, 1);
   if (!v || (tc_keys[k].type == K_STR && !cJSON_IsString(v))) {
     cJSON_Delete(v);
     v = cJSON_CreateString(val);   /* a bare string */
