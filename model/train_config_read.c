@@ -6,6 +6,7 @@
 #include "train_config_impl.h"
 
 #include "../runtime/fsutil.h"
+#include "json_kind.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -190,37 +191,13 @@ static int apply_object(TrainConfig *c, const cJSON *obj, const char *prefix, co
   return 0;
 }
 
-/* "PATH:LINE:COL: what" for byte `at` of text. */
-static void json_error(const char *path, const char *text, size_t len, size_t at,
-                       const char *what, char *err, size_t cap) {
-  int line = 1, col = 1;
-  for (size_t i = 0; i < at && i < len; i++)
-    text[i] == '\n' ? (line++, col = 1) : col++;
-  snprintf(err, cap, "%s:%d:%d: %s", path, line, col, what);
-}
-
-/* The file's one JSON value: a NUL byte (which would cut a string short) or anything
- * but blanks after the value is an error too, not silently dropped. */
+/* The file's one JSON value, strictly (json_parse_whole). */
 static cJSON *parse_file(const char *path, char *err, size_t cap) {
   char *text;
   size_t len;
   if (rt_read_file(path, &text, &len, err, cap))
     return NULL;
-  const char *end = NULL;
-  size_t nul = strnlen(text, len);
-  cJSON *j = nul < len ? NULL : cJSON_ParseWithLengthOpts(text, len, &end, 0);
-  size_t at = nul < len ? nul : end ? (size_t)(end - text) : 0;
-  while (j && at < len && strchr(" \t\r\n", text[at]))
-    at++;
-  if (!j || at < len)
-    json_error(path, text, len, at, nul < len ? "NUL byte"
-                                    : j       ? "unexpected text after the JSON value"
-                                              : "invalid JSON",
-               err, cap);
-  if (j && at < len) {
-    cJSON_Delete(j);
-    j = NULL;
-  }
+  cJSON *j = json_parse_whole(path, text, len, err, cap);
   free(text);
   return j;
 }
