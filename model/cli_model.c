@@ -4,6 +4,7 @@
 #include "cli_impl.h"
 
 #include "../runtime/fsutil.h"
+#include "json_kind.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -28,6 +29,55 @@ static int select_from_name(const char *s) {
   return -1;
 }
 
+/* "PATH: key \"K\": what" (for the reader below), 2 (a bad file). */
+static int attn_key_error(const char *path, const char *key, const char *what, char *err,
+                          size_t cap) {
+  snprintf(err, cap, "%s: key \"%s\": expected %s", path, key, what);
+  return 2;
+}
+
+/* DIR/crisp_attention.json as crisp train writes it: {"select": NAME, "keep_min":
+ * 1..8192, "sparsity": [one number in [0, 1) per layer]}, read strictly: a value of
+ * another type or range is an error naming the key, never read as 0 or truncated. */
+static int read_attention_file(const char *path, Model *m, char *err, size_t cap) {
+  int L = m->cfg.layers;
+  char *text, what[64];
+  size_t len;
+  if (rt_read_file(path, &text, &len, err, cap))
+    return 1;
+  cJSON *j = json_parse_whole(path, text, len, err, cap);
+  free(text);
+  if (!j)
+    return 2;
+  const cJSON *sel = cJSON_GetObjectItemCaseSensitive(j, "select");
+  const cJSON *km = cJSON_GetObjectItemCaseSensitive(j, "keep_min");
+  const cJSON *sp = cJSON_GetObjectItemCaseSensitive(j, "sparsity");
+  int s = cJSON_IsString(sel) ? select_from_name(sel->valuestring) : -1;
+  double k = cJSON_IsNumber(km) ? km->valuedouble : 0;
+  snprintf(what, sizeof what, "a list of %d numbers in [0, 1)", L);
+  int rc = 0;
+  if (!cJSON_IsObject(j))
+    rc = 2, snprintf(err, cap, "%s: expected a JSON object", path);
+  else if (s < 0)
+    rc = attn_key_error(path, "select", "none, row_topk, head_quantile or layer_quantile", err,
+                        cap);
+  else if (!(k >= 1 && k <= 8192 && k == (int)k))
+    rc = attn_key_error(path, "keep_min", "an integer in 1..8192", err, cap);
+  else if (!cJSON_IsArray(sp) || cJSON_GetArraySize(sp) != L)
+    rc = attn_key_error(path, "sparsity", what, err, cap);
+  for (int l = 0; !rc && l < L; l++) {
+    const cJSON *v = cJSON_GetArrayItem(sp, l);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < 1))
+      rc = attn_key_error(path, "sparsity", what, err, cap);
+    else
+      m->attn.sparsity[l] = (float)v->valuedouble;
+  }
+  if (!rc)
+    m->attn.select = (SelectKind)s, m->attn.keep_min = (int)k;
+  cJSON_Delete(j);
+  return rc;
+}
+
 /* The model's attention settings: DIR/crisp_attention.json, then the flags. */
 static int attention_settings(const char *cmd, const char *dir, const AttnOpts *ao, Model *m,
                               char *err, size_t cap) {
@@ -38,38 +88,10 @@ static int attention_settings(const char *cmd, const char *dir, const AttnOpts *
     m->attn.sparsity[l] = 0;
   char path[1200];
   snprintf(path, sizeof path, "%s/crisp_attention.json", dir);
-  char *text;
-  size_t len;
   struct stat st;
-  if (stat(path, &st) == 0) {
-    if (rt_read_file(path, &text, &len, err, cap))
-      return 1;
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
-    const cJSON *sel = cJSON_GetObjectItemCaseSensitive(j, "select");
-    const cJSON *km = cJSON_GetObjectItemCaseSensitive(j, "keep_min");
-    const cJSON *sp = cJSON_GetObjectItemCaseSensitive(j, "sparsity");
-    int s = cJSON_IsString(sel) ? select_from_name(sel->valuestring) : -1;
-    if (!j || s < 0 || !cJSON_IsNumber(km) || km->valueint < 1 || !cJSON_IsArray(sp) ||
-        cJSON_GetArraySize(sp) != L) {
-      cJSON_Delete(j);
-      snprintf(err, cap, "%s: expected {\"select\", \"keep_min\", \"sparsity\": [%d numbers]}",
-               path, L);
-      return 2;
-    }
-    m->attn.select = (SelectKind)s;
-    m->attn.keep_min = km->valueint;
-    for (int l = 0; l < L; l++) {
-      double v = cJSON_GetArrayItem(sp, l)->valuedouble;
-      if (!(v >= 0 && v < 1)) {
-        cJSON_Delete(j);
-        snprintf(err, cap, "%s: sparsity[%d] = %g is outside [0, 1)", path, l, v);
-        return 2;
-      }
-      m->attn.sparsity[l] = (float)v;
-    }
-    cJSON_Delete(j);
-  }
+  int rc = stat(path, &st) == 0 ? read_attention_file(path, m, err, cap) : 0;
+  if (rc)
+    return rc;
   if (ao->select) {
     int s = select_from_name(ao->select);
     if (s < 0) {
@@ -87,7 +109,8 @@ static int attention_settings(const char *cmd, const char *dir, const AttnOpts *
     while (*p && n < MODEL_MAX_LAYERS) {
       char *end;
       v[n] = strtod(p, &end);
-      if (end == p || !(v[n] >= 0 && v[n] < 1) || (*end && *end != ',')) {
+      if (end == p || !(v[n] >= 0 && v[n] < 1) || (*end && *end != ',') ||
+          (*end == ',' && !end[1])) {   /* "0.5," is not a list of one */
         snprintf(err, cap, "--sparsity: expected numbers in [0, 1) separated by commas");
         return 2;
       }
@@ -116,6 +139,12 @@ int cli_load_model(const char *cmd, const char *dir, int threads, int batch, int
   out->tok = tok_load(path, err, cap);
   if (!out->tok)
     return 2;
+  /* a token past the model's embedding table would fail only when a text uses it */
+  if (vocab_size(tok_vocab(out->tok)) > mc.vocab_size) {
+    snprintf(err, cap, "%s/vocab.txt holds %d tokens, but config.json's vocab_size is %d",
+             dir, vocab_size(tok_vocab(out->tok)), mc.vocab_size);
+    return 2;
+  }
   if (threads > 0) {
     char t[16];
     snprintf(t, sizeof t, "%d", threads);
@@ -168,7 +197,7 @@ bool cli_attn_flag(int argc, char **argv, int *i, AttnOpts *ao, const char *cmd,
   else if (cli_opt_val(argc, argv, i, "--keep-min", &v, &miss)) {
     long k;
     if (!miss && !cli_parse_int(v, 1, 8192, &k)) {
-      *rc = cli_usage_error(cmd, "--keep-min: expected an integer >= 1, got \"%s\"", v);
+      *rc = cli_usage_error(cmd, "--keep-min: expected an integer in 1..8192, got \"%s\"", v);
       return true;
     }
     if (!miss)

@@ -257,9 +257,21 @@ static int read_type_specific(const Reader *r, ModelConfig *c) {
   return 0;
 }
 
+/* A key given twice: cJSON finds the first, Python's json (so transformers) keeps the
+ * last, so the two would build different models from one file without a word. */
+static int check_unique_keys(const Reader *r) {
+  for (const cJSON *a = r->root->child; a; a = a->next)
+    for (const cJSON *b = a->next; b; b = b->next)
+      if (!strcmp(a->string, b->string))
+        return model_fail(r->err, r->cap, "%s: key \"%s\" is given twice (transformers would "
+                          "take the last, so it is ambiguous)", r->path, a->string);
+  return 0;
+}
+
 static int read_config(const Reader *r, ModelConfig *c) {
   if (!cJSON_IsObject(r->root))
     return model_fail(r->err, r->cap, "%s: byte 0: config is not a JSON object", r->path);
+  if (check_unique_keys(r)) return -1;
   ModelType t = MODEL_DISTILBERT;
   if (read_model_type(r, &t)) return -1;
   hf_config_default(c, t);

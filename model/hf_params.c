@@ -190,6 +190,19 @@ static int missing(const char *path, const SafeTensors *st, const HfParam *p, ch
               any ? "\"" : "");
 }
 
+/* A NaN or infinite weight (a corrupt file, or an F64 value beyond float's range) would
+ * make every output NaN without a word, so it is refused here, at the byte it came from. */
+static int check_finite(const char *path, const StTensor *t, const float *v, char *err,
+                        size_t cap) {
+  for (size_t i = 0; i < t->numel; i++)
+    if (!isfinite(v[i]))
+      return model_fail(err, cap, "%s: byte %zu: tensor \"%s\": element %zu is %s as float "
+                        "(weights must be finite)", path,
+                        t->file_offset + i * st_dtype_size(t->dtype), t->name, i,
+                        isnan(v[i]) ? "NaN" : v[i] > 0 ? "inf" : "-inf");
+  return 0;
+}
+
 static int load_all(const char *path, const SafeTensors *st, const ModelConfig *c,
                     const HfParam *ps, int n, float *const *dst, uint64_t seed, int *n_init,
                     char *err, size_t cap) {
@@ -201,7 +214,8 @@ static int load_all(const char *path, const SafeTensors *st, const ModelConfig *
       if (n_init) (*n_init)++;
       continue;
     }
-    if (check_shape(path, t, &ps[i], err, cap) || st_read_f32(t, dst[i], ps[i].numel, err, cap))
+    if (check_shape(path, t, &ps[i], err, cap) ||
+        st_read_f32(t, dst[i], ps[i].numel, err, cap) || check_finite(path, t, dst[i], err, cap))
       return -1;
   }
   return 0;

@@ -307,6 +307,18 @@ static int gemm_fail(Model *m, const char *what) {
   return MFAIL(m, "model: %s: %s", what, backend_error(m->be));
 }
 
+/* A logit that is NaN or infinite (float overflow somewhere in the layers: weights too
+ * large, or training that diverged) would pass on as NaN probabilities, a NaN loss and
+ * NaN gradients; it stops the forward instead. */
+static int check_logits(Model *m, const float *logits, int B, int K) {
+  for (int i = 0; i < B * K; i++)
+    if (!isfinite(logits[i]))
+      return MFAIL(m, "model: the logits of batch row %d are not finite (%g): the activations "
+                      "overflowed float (weights too large or corrupt, or training diverged)",
+                   i / K, logits[i]);
+  return 0;
+}
+
 int model_forward(Model *m, const int32_t *ids, const int32_t *lengths, int B, int N,
                   const int32_t *labels, ModelRun *run) {
   if (check_batch(m, ids, lengths, B, N, labels))
@@ -386,6 +398,8 @@ int model_forward(Model *m, const int32_t *ids, const int32_t *lengths, int B, i
   dropout_forward_par(tp, a->pre_drop, a->pre_act, &ds, B, 1, C);
   if (linear_forward(be, a->logits, K, a->pre_drop, C, w->cls_w, w->cls_b, B, C, K))
     return gemm_fail(m, "classifier");
+  if (check_logits(m, a->logits, B, K))
+    return -1;
   run->loss = crossentropy_forward(a->probs, a->logits, labels ? a->labels : NULL, B, K);
   run->correct = 0;
   for (int b = 0; labels && b < B; b++) {

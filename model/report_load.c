@@ -3,6 +3,7 @@
 #include "report.h"
 
 #include "hf.h"
+#include "json_kind.h"
 
 #include "../runtime/fsutil.h"
 
@@ -23,14 +24,11 @@ bool report_is_run_dir(const char *dir) {
   return !stat(p, &st);
 }
 
-/* The 1-based line and column of offset `at` in text. */
-static void line_col(const char *text, const char *at, int *line, int *col) {
-  *line = 1, *col = 1;
-  for (const char *c = text; c < at && *c; c++)
-    if (*c == '\n')
-      ++*line, *col = 1;
-    else
-      ++*col;
+/* True when [p, end) holds only blanks. */
+static bool blank(const char *p, const char *end) {
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
+    p++;
+  return p >= end;
 }
 
 /* Parses a whole JSON file; a syntax error names FILE:LINE:COL. */
@@ -39,13 +37,8 @@ static cJSON *parse_file(const char *path, char *err, size_t cap) {
   size_t len;
   if (rt_read_file(path, &text, &len, err, cap))
     return NULL;
-  const char *end = NULL;
-  cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, false);
-  if (!j) {
-    int line, col;
-    line_col(text, end ? end : text + len, &line, &col);
-    snprintf(err, cap, "%s:%d:%d: not valid JSON", path, line, col);
-  } else if (!cJSON_IsObject(j)) {
+  cJSON *j = json_parse_whole(path, text, len, err, cap);   /* nothing after the object */
+  if (j && !cJSON_IsObject(j)) {
     snprintf(err, cap, "%s: expected a JSON object", path);
     cJSON_Delete(j);
     j = NULL;
@@ -255,8 +248,14 @@ static int load_metrics(const char *path, ReportRun *r, void (*warn)(const char 
     while (q < end && (*q == ' ' || *q == '\t' || *q == '\r'))
       q++;
     if (q < end) {
-      cJSON *o = cJSON_ParseWithLength(p, (size_t)(end - p));
-      if (!o && !nl) {
+      const char *after = NULL;
+      cJSON *o = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &after, false);
+      bool extra = o && !blank(after, end);   /* text after the object: not one object */
+      if (extra) {
+        cJSON_Delete(o);
+        o = NULL;
+      }
+      if (!o && !nl && !extra) {
         char msg[4400];
         snprintf(msg, sizeof msg, "%s: incomplete last line ignored (a run still writing?)",
                  where);

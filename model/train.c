@@ -127,6 +127,34 @@ static int write_final(Run *r, const EvalResult *final, int64_t total, bool fini
 
 /* ---- one optimizer step ---------------------------------------------------------- */
 
+/* Overflow in the attention scores (weights too large, or a run diverging) can leave
+ * the logits finite but the rows' entropies NaN; fed to the budget they would turn
+ * every later s_l into NaN, so the run stops at the step that made them. */
+static int check_concentration(const Run *r, const double *conc, char *err, size_t cap) {
+  for (int l = 0; l < r->m->cfg.layers; l++)
+    if (!isfinite(conc[l])) {
+      snprintf(err, cap, "step %lld: layer %d's attention entropy is not finite (%g): float "
+                         "overflowed in the attention scores (weights too large or corrupt, or "
+                         "training diverged)",
+               (long long)r->st.opt_step + 1, l, conc[l]);
+      return -1;
+    }
+  return 0;
+}
+
+/* A step whose loss or gradient norm is NaN or infinite would write NaN into every
+ * weight (and metrics.jsonl would show 0): the run stops before the optimizer applies
+ * it, so the last checkpoint and the weights stay as they were. */
+static int check_step(const Run *r, double loss, double gnorm, char *err, size_t cap) {
+  if (isfinite(loss) && isfinite(gnorm))
+    return 0;
+  snprintf(err, cap, "step %lld: the %s is not finite (loss %g, gradient norm %g): float "
+                     "overflowed (weights too large or corrupt, or training diverged; a lower "
+                     "lr or max_grad_norm may help); the step was not applied",
+           (long long)r->st.opt_step + 1, isfinite(loss) ? "gradient norm" : "loss", loss, gnorm);
+  return -1;
+}
+
 /* The next `group` micro-batches forward and backward: their gradients add up, their
  * losses and tokens go to *st. */
 static int micro_batches(Run *r, Loop *lp, int group, Step *st, char *err, size_t cap) {
@@ -151,6 +179,8 @@ static int micro_batches(Run *r, Loop *lp, int group, Step *st, char *err, size_
     if (lp->adaptive) {
       double conc[MODEL_MAX_LAYERS];
       budget_concentration(m, &c->budget, conc);
+      if (check_concentration(r, conc, err, cap))
+        return -1;
       budget_observe(&r->st.budget, conc);
     }
     st->loss += run.loss;
@@ -175,6 +205,8 @@ static int one_step(Run *r, Loop *lp, Step *st, char *err, size_t cap) {
   /* the gradient is the mean over the group's micro-batches (each backward added
    * d(mean loss)), clipped to max_grad_norm: both folded into one scale */
   double gnorm = grad_norm_par(rt_host_pool(m->be), m->grads_mem, m->n_param_floats) / group;
+  if (check_step(r, st->loss / group, gnorm, err, cap))
+    return -1;
   float gscale = (float)(clip_coef(gnorm, c->max_grad_norm) / group);
   double lr = lr_linear(r->st.opt_step, lp->s.total, lp->s.warmup, c->lr);
   optimizer_step(r, lr, gscale);   /* and zeroes the gradients */

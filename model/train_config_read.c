@@ -6,6 +6,7 @@
 #include "train_config_impl.h"
 
 #include "../runtime/fsutil.h"
+#include "json_kind.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -190,23 +191,21 @@ static int apply_object(TrainConfig *c, const cJSON *obj, const char *prefix, co
   return 0;
 }
 
-int train_config_load(const char *path, TrainConfig *c, char *err, size_t cap) {
+/* The file's one JSON value, strictly (json_parse_whole). */
+static cJSON *parse_file(const char *path, char *err, size_t cap) {
   char *text;
   size_t len;
   if (rt_read_file(path, &text, &len, err, cap))
-    return -1;
-  const char *end = NULL;
-  cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-  if (!j) {
-    size_t at = end ? (size_t)(end - text) : 0;
-    int line = 1, col = 1;
-    for (size_t i = 0; i < at && i < len; i++)
-      text[i] == '\n' ? (line++, col = 1) : col++;
-    snprintf(err, cap, "%s:%d:%d: invalid JSON", path, line, col);
-    free(text);
-    return -1;
-  }
+    return NULL;
+  cJSON *j = json_parse_whole(path, text, len, err, cap);
   free(text);
+  return j;
+}
+
+int train_config_load(const char *path, TrainConfig *c, char *err, size_t cap) {
+  cJSON *j = parse_file(path, err, cap);
+  if (!j)
+    return -1;
   int rc = 0;
   if (!cJSON_IsObject(j)) {
     snprintf(err, cap, "%s: expected a JSON object at the top", path);
@@ -232,7 +231,8 @@ int train_config_set(TrainConfig *c, const char *kv, char *err, size_t cap) {
     return -1;
   }
   const char *val = eq + 1;
-  cJSON *v = cJSON_Parse(val);
+  /* all of VALUE must be JSON ("4x" is not 4); anything else is a bare string */
+  cJSON *v = cJSON_ParseWithOpts(val, NULL, 1);
   if (!v || (tc_keys[k].type == K_STR && !cJSON_IsString(v))) {
     cJSON_Delete(v);
     v = cJSON_CreateString(val);   /* a bare string */

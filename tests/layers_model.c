@@ -287,6 +287,12 @@ void test_model_errors(Backend *be) {
   m->attn.sparsity[1] = 1.0f;
   CHECK(model_forward(m, ids, len, 2, 4, labels, &run) && strstr(m->err, "sparsity"),
         "sparsity 1 accepted: %s", m->err);
+  /* a logit that is not finite (here an infinite bias; in a real model float overflow):
+   * an error, not NaN probabilities and a NaN loss */
+  m->attn.sparsity[1] = 0.0f;
+  m->w.cls_b[1] = INFINITY;
+  CHECK(model_forward(m, ids, len, 2, 4, labels, &run) && strstr(m->err, "not finite"),
+        "overflowing logits accepted (loss %g): %s", run.loss, m->err);
   model_free(m);
   m = model_create(be, &cfg, &opt, err, sizeof err);
   if (!m)

@@ -146,6 +146,24 @@ echo "$out"
 [ "$(echo "$out" | grep -Ec '^(positive|negative)	negative [0-9.]+  positive [0-9.]+	the ')" -eq 2 ] \
   && ok || bad "predict: not one line per text with both probabilities"
 expect_rc 2 "--sparsity: 3 values for a 2-layer model" -- predict --model "$run/final" --sparsity 0.1,0.2,0.3 x
+expect_rc 2 "--sparsity: expected numbers in \[0, 1\)" -- predict --model "$run/final" --sparsity 0.5, x
+expect_rc 2 "--keep-min: expected an integer in 1..8192" -- eval --model x --keep-min 9000
+# crisp_attention.json and vocab.txt read strictly: a bad value is an error naming the
+# file (and key), not a keep_min cut to 1, a sparsity read as 0 or an id past the table
+badm=$tmp/badmodel
+cp -r "$run/final" "$badm"
+for att in '{"select": "row_topk", "keep_min": 1.5, "sparsity": [0.5, 0.5]}' \
+           '{"select": "row_topk", "keep_min": 1e10, "sparsity": [0.5, 0.5]}' \
+           '{"select": "row_topk", "keep_min": 1, "sparsity": [0.5, "x"]}' \
+           '{"select": "row_topk", "keep_min": 1, "sparsity": [0.5, 0.5]} x'; do
+  printf '%s\n' "$att" > "$badm/crisp_attention.json"
+  expect_rc 2 "badmodel/crisp_attention.json(: key \"(keep_min|sparsity)\": expected|:1:[0-9]+: unexpected text)" \
+    -- predict --model "$badm" x
+done
+cp "$run/final/crisp_attention.json" "$badm/"
+printf 'extra1\nextra2\n' >> "$badm/vocab.txt"
+expect_rc 2 "badmodel/vocab.txt holds [0-9]+ tokens, but config.json's vocab_size is" \
+  -- predict --model "$badm" x
 
 # crisp report reads what crisp train wrote (the format of metrics.c, end to end)
 out=$("$crisp" report --out "$tmp/report" "$tmp/runs" 2>&1)

@@ -194,6 +194,17 @@ static void test_pretrained(Model *m) {
   wide.hidden = 64;
   CHECK(hf_load_params(path, &wide, d, 5, NULL, err, sizeof err) != 0 &&
             strstr(err, "has shape [120, 32], but config.json needs [120, 64]"), "shape: %s", err);
+  /* a NaN or infinite weight is refused at its byte, not carried into every output */
+  float keep = m->w[2][3];
+  for (int k = 0; k < 2; k++) {
+    m->w[2][3] = k ? -INFINITY : NAN;
+    CHECK(write_subset(m, path, backbone_only) == 0, "write a non-finite weight");
+    CHECK(hf_load_params(path, &m->c, d, 5, NULL, err, sizeof err) != 0 &&
+              strstr(err, k ? "element 3 is -inf as float" : "element 3 is NaN as float") &&
+              strstr(err, ": byte ") && strstr(err, m->p[2].name + (m->c.type == MODEL_BERT ? 5 : 11)),
+          "non-finite weight: %s", err);
+  }
+  m->w[2][3] = keep;
   if (m->c.type == MODEL_DISTILBERT) {
     CHECK(write_subset(m, path, drop_layer1_lin) == 0, "write without a bias");
     CHECK(hf_load_params(path, &m->c, d, 5, NULL, err, sizeof err) != 0 &&

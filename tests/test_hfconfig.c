@@ -106,6 +106,7 @@ static const Bad BAD[] = {
     {BB "\"classifier_dropout\": -0.1}", "key \"classifier_dropout\": -0.1 is out of range"},
     {BB "\"initializer_range\": -1}", "key \"initializer_range\": -1 is out of range"},
     {BB "\"max_position_embeddings\": 0}", "key \"max_position_embeddings\": 0 is out of range"},
+    {BB "\"hidden_size\": 384, \"hidden_size\": 768}", "key \"hidden_size\" is given twice"},
 };
 
 static void write_text(const char *path, const char *text) {

@@ -320,6 +320,13 @@ static void test_bad_input(void) {
              "metrics.jsonl:1: unknown \"type\" \"nope\"");
   expect_bad("bad_summary", "summary.json", "{\n  \"finished\": true,\n  \"steps\": ,\n}\n",
              "summary.json:3:");
+  /* text after the JSON object, in a file or on a line, is not silently dropped */
+  expect_bad("trailing_summary", "summary.json",
+             "{\"finished\": true, \"steps\": 2, \"total_steps\": 4}\n{\"a\": 1}\n",
+             "summary.json:2:1: unexpected text after the JSON value");
+  expect_bad("trailing_line", "metrics.jsonl",
+             "{\"type\": \"step\", \"step\": 1, \"total_steps\": 2, \"loss\": 1} x\n",
+             "metrics.jsonl:1: not a valid JSON object");
   expect_bad("bad_int", "summary.json",
              "{\"finished\": true, \"steps\": 2.5, \"total_steps\": 4}\n",
              "summary.json: key \"steps\": expected an integer");

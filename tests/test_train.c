@@ -120,6 +120,7 @@ int main(int argc, char **argv) {
   test_param_layout();
   test_runs();
   test_run_dense_entropy();
+  test_run_not_finite();
   if (!check_failed)
     rm_rf(g_tmp);
   else

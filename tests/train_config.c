@@ -46,6 +46,20 @@ void test_config(void) {
   write_text(path, "{\"lr\": 1e-5,\n \"epochs\": }");
   CHECK(train_config_load(path, &c, err, sizeof err) == -1 && strstr(err, ":2:"), "bad JSON: %s",
         err);
+  /* text after the object, and a NUL byte, are errors at their place, not ignored */
+  write_text(path, "{\"lr\": 1e-5}\n x");
+  CHECK(train_config_load(path, &c, err, sizeof err) == -1 && strstr(err, ":2:2: unexpected text"),
+        "trailing text: %s", err);
+  write_text(path, "{\"lr\": 1e-5} \n");
+  CHECK(train_config_load(path, &c, err, sizeof err) == 0, "trailing blanks: %s", err);
+  FILE *f = fopen(path, "wb");
+  fwrite("{\"name\": \"a\0b\"}", 1, 15, f);
+  fclose(f);
+  CHECK(train_config_load(path, &c, err, sizeof err) == -1 && strstr(err, ":1:12: NUL byte"),
+        "NUL: %s", err);
+  CHECK(train_config_set(&c, "batch_size=4x", err, sizeof err) == -1 &&
+            strstr(err, "\"batch_size\": expected an integer"), "--set 4x: %s", err);
+  CHECK(train_config_set(&c, "max_steps=1 2", err, sizeof err) == -1, "--set '1 2': %s", err);
 
   train_config_defaults(&c);
   CHECK(train_config_set(&c, "budget.entropy=dense", err, sizeof err) == 0 &&

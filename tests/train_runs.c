@@ -7,6 +7,7 @@
 #include "check.h"
 #include "train_test.h"
 #include "train.h"
+#include "hf.h"
 
 #include "../runtime/fsutil.h"
 
@@ -176,3 +177,56 @@ void test_runs(void) {
   CHECK(train_run(&c, &o, &r, e2, sizeof e2) == 2 && strstr(e2, "--resume"), "%s", e2);
 }
 
+/* SRC's final/ model saved again to g_tmp/DST with layer 0's first query weight at
+ * 3e38: finite, so it loads, but float overflows in the attention scores. */
+static bool huge_query_model(const char *src, const char *dst) {
+  char dir[600], path[700], vocab[700], err[1024];
+  snprintf(dir, sizeof dir, "%s/%s/final", g_tmp, src);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
+  ModelConfig mc;
+  if (hf_config_load(dir, &mc, err, sizeof err))
+    return false;
+  int n = hf_params(&mc, NULL, 0);
+  HfParam *ps = calloc((size_t)n, sizeof *ps);
+  float **w = calloc((size_t)n, sizeof *w);
+  hf_params(&mc, ps, n);
+  bool ok = true;
+  for (int i = 0; i < n; i++)
+    ok &= (w[i] = malloc(ps[i].numel * sizeof **w)) != NULL;
+  ok = ok && hf_load_params(path, &mc, w, 0, NULL, err, sizeof err) == 0;
+  for (int i = 0; ok && i < n; i++)
+    if (strstr(ps[i].name, "layer.0.attention.q_lin.weight"))
+      w[i][0] = 3e38f;
+  snprintf(dir, sizeof dir, "%s/%s", g_tmp, dst);
+  ok = ok && hf_save_model(dir, &mc, (const float *const *)w, vocab, err, sizeof err) == 0;
+  for (int i = 0; i < n; i++)
+    free(w[i]);
+  free(w), free(ps);
+  return ok;
+}
+
+/* A step that overflows float stops the run with an error naming the step, before
+ * the optimizer applies it: neither a NaN budget (adaptive: the entropies) nor NaN
+ * weights (the gradient norm) carried on, nor a 0 written for them in metrics.jsonl.
+ * Needs run f's final/ (test_runs). */
+void test_run_not_finite(void) {
+  char model[600], err[2048];
+  CHECK(huge_query_model("f", "huge_q"), "write the huge-weight model");
+  snprintf(model, sizeof model, "%s/huge_q", g_tmp);
+  TrainConfig c;
+  TrainResult r;
+  TrainOptions o = {.quiet = true};
+  tiny_config(&c, "nf_adaptive", 7);
+  snprintf(c.model, sizeof c.model, "%s", model);
+  int rc = train_run(&c, &o, &r, err, sizeof err);
+  CHECK(rc == 1 && strstr(err, "step 1: layer 0's attention entropy is not finite"),
+        "adaptive: rc %d: %s", rc, err);
+  tiny_config(&c, "nf_uniform", 7);
+  snprintf(c.model, sizeof c.model, "%s", model);
+  c.budget.kind = BUDGET_UNIFORM;
+  rc = train_run(&c, &o, &r, err, sizeof err);
+  CHECK(rc == 1 && strstr(err, "step 1: the gradient norm is not finite") &&
+            strstr(err, "not applied"),
+        "uniform: rc %d: %s", rc, err);
+}

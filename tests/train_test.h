@@ -28,6 +28,7 @@ void test_examples(const char *dir);
 /* train_runs.c */
 void test_runs(void);
 void test_run_dense_entropy(void);
+void test_run_not_finite(void);
 
 /* train_checkpoint.c */
 void test_checkpoint(void);
