@@ -138,7 +138,10 @@ void attn_row_scores(Builder *b, const AttnRow *r, Buf *q, Buf *k, Op *qoff, Op 
 Op *attn_row_max(Builder *b, const AttnRow *r) {
   Builder body;
   Op *red = ir_reduce(b, AXIS_LANE, RED_MAX, TY_I32, r->m, "j", &body);
-  ir_yield(&body, attn_signed_key(&body, row_at(&body, r, red->index)));
+  Op *x = row_at(&body, r, red->index);
+  Op *number = ir_cmp(&body, CMP_EQ, x, x);
+  ir_yield(&body, ir_select(&body, number, attn_signed_key(&body, x),
+                            attn_i32(&body, INT32_MAX)));
   return attn_from_signed_key(b, red);
 }
 

@@ -80,7 +80,12 @@ void attn_rows_scores(Builder *b, int R, const AttnRow rows[], Buf *q, Op *const
                       Buf *k, Op *k0, Op *kstride, int D);
 
 /* max_j S_j as f32, reduced as an i32 max over attn_signed_key (vectorises on the
- * CPU, where LLVM 16 cannot vectorise a float max without fast-math flags). */
+ * CPU, where LLVM 16 cannot vectorise a float max without fast-math flags). A NaN
+ * score of either sign makes the max NaN (its key is INT32_MAX, above +inf's), so the
+ * row's exponentials, lse and o are NaN: with signed keys alone a negative NaN (the
+ * one x86 makes of inf - inf) sorted below -inf, and every kept-key test (S >= tau)
+ * is false for it, so the row came out finite as if that key were masked
+ * (tests/test_nonfinite.c). */
 Op *attn_row_max(Builder *b, const AttnRow *r);
 
 /* #{j : S_j >= tau} (float compare, ties counted), i32. */
