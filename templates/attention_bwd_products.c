@@ -24,8 +24,8 @@ static void row_bits(BwdTile *c, Builder *b, Op *mb) {
   Op *bits = i32(&lane, 0);
   for (int r = 0; r < TILE_KR; r++) {
     Op *at = slot(c, &lane, i32(&lane, 0), r, j);
-    Op *nz = ir_bin(&lane, OP_OR, ir_cmp(&lane, CMP_NE, ir_load(&lane, c->s1, at), f32(&lane, 0)),
-                    ir_cmp(&lane, CMP_NE, ir_load(&lane, c->s2, at), f32(&lane, 0)));
+    Op *nz = ir_bin(&lane, OP_OR, attn_nonzero(&lane, ir_load(&lane, c->s1, at)),
+                    attn_nonzero(&lane, ir_load(&lane, c->s2, at)));
     bits = ir_bin(&lane, OP_OR, bits,
                   ir_select(&lane, nz, i32(&lane, (int32_t)(1u << r)), i32(&lane, 0)));
   }

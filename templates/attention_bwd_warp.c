@@ -156,7 +156,7 @@ static Op *load_weights(Ctx *c, Builder *b, Op *g, int n, const BwdSum sum[],
   for (int h = 0; h < n; h++)
     for (int q = 0; q < c->group; q++) {
       x[h][q] = ir_load(b, c->slot, add(b, add(b, sum[h].slot, i32(b, q)), g));
-      Op *nz = ir_cmp(b, CMP_NE, x[h][q], f32(b, 0));
+      Op *nz = attn_nonzero(b, x[h][q]);
       any = any ? ir_bin(b, OP_OR, any, nz) : nz;
     }
   return any;

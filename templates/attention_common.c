@@ -29,6 +29,11 @@ Op *attn_signed_key(Builder *b, Op *x) {
   return ir_select(b, neg, ir_bin(b, OP_XOR, bits, attn_i32(b, INT32_MAX)), bits);
 }
 
+Op *attn_nonzero(Builder *b, Op *x) {
+  Op *number = ir_cmp(b, CMP_EQ, x, x);
+  return ir_select(b, number, ir_cmp(b, CMP_NE, x, ir_const_f32(b, 0)), ir_const_bool(b, true));
+}
+
 Op *attn_from_signed_key(Builder *b, Op *key) {   /* an involution */
   Op *neg = ir_cmp(b, CMP_LT, key, attn_i32(b, 0));
   Op *bits = ir_select(b, neg, ir_bin(b, OP_XOR, key, attn_i32(b, INT32_MAX)), key);

@@ -21,6 +21,14 @@ Op *attn_mul(Builder *b, Op *x, Op *y);
 Op *attn_order_key(Builder *b, Op *x);
 Op *attn_from_order_key(Builder *b, Op *key);
 Op *attn_signed_key(Builder *b, Op *x);
+
+/* f32 x other than +-0, NaN included: the IR's float compares are ordered, so
+ * x != 0 alone is false for NaN; `x == x ? x != 0 : true` is what LLVM folds into one
+ * unordered compare (fcmp une; PTX setp.neu: registers unchanged over the
+ * ptxas-sweep). The backward's "is there anything to add" tests use it, so a NaN
+ * weight is added (and reaches the sums) rather than skipped as a zero
+ * (tests/backward_nonfinite.c). */
+Op *attn_nonzero(Builder *b, Op *x);
 Op *attn_from_signed_key(Builder *b, Op *key);
 
 /* keep = min(max(keep_min, ceil((1 - s) * m - 1e-6)), m), in f64 (DESIGN §4).

@@ -1,13 +1,14 @@
 /* backward_test.h: what the test_backward suite's files share.
  *
- * test_backward is one program in six files with one pass/fail count and one
+ * test_backward is one program in seven files with one pass/fail count and one
  * random stream: test_backward.c (the random draws, compiling the kernels, tile
  * legality, main and the order the suites run in), backward_case.c (one problem:
  * inputs, the double reference, the kernel arguments, errors against the
  * reference), backward_fd.c (a: the reference against finite differences),
  * backward_runs.c (b, c, e: the kernels run on the host JIT, in the interpreter and
- * after the forward kernel), backward_ptx.c (d: PTX through ptxas) and
- * backward_bits.c (the step count the tile schedule's masked blocks decide by). */
+ * after the forward kernel), backward_ptx.c (d: PTX through ptxas),
+ * backward_bits.c (the step count the tile schedule's masked blocks decide by) and
+ * backward_nonfinite.c (f: a NaN in dO goes where it should). */
 #ifndef CRISP_BACKWARD_TEST_H
 #define CRISP_BACKWARD_TEST_H
 
@@ -92,5 +93,8 @@ void ptx_suite(void);
 
 /* backward_bits.c: the masked blocks' step count (tile_bits_steps) */
 void bits_suite(void);
+
+/* backward_nonfinite.c: a NaN in dO reaches the gradients that depend on it */
+void nonfinite_suite(void);
 
 #endif

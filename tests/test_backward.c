@@ -219,5 +219,7 @@ int main(void) {
   t0 = clock();
   ptx_suite();
   printf("d) PTX: %.1f s\n", (double)(clock() - t0) / CLOCKS_PER_SEC);
+  nonfinite_suite();
+  printf("f) a NaN in dO: done\n");
   return check_summary();
 }
