@@ -54,6 +54,14 @@ printf 'sentence\tlabel\ngood film \t1\nbad film \t7\n' > "$tmp/baddata/train.ts
 cp "$tmp/baddata/train.tsv" "$tmp/baddata/dev.tsv"
 printf '[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ngood\nbad\nfilm\n' > "$tmp/baddata/vocab.txt"
 expect_rc 2 "baddata/train.tsv:3:" -- train --data "$tmp/baddata" --runs "$tmp/runs" --name bad --quiet
+# a run that fails before its first checkpoint leaves no folder to block its name
+[ ! -e "$tmp/runs/bad" ] && ok || bad "a failed run left $tmp/runs/bad behind"
+expect_rc 2 "$tmp/nomodel: No such file" -- train --model "$tmp/nomodel" --runs "$tmp/runs" --name bad --quiet
+[ ! -e "$tmp/runs/bad" ] && ok || bad "a bad --model left $tmp/runs/bad behind"
+mkdir -p "$tmp/runs/mine"
+expect_rc 2 "no train.tsv" -- train --data "$tmp/nodata" --runs "$tmp/runs" --name mine --quiet
+[ -d "$tmp/runs/mine" ] && [ -z "$(ls -A "$tmp/runs/mine")" ] && ok \
+  || bad "a failed run did not leave the user's folder $tmp/runs/mine as it was"
 
 # a tiny training run on generated data
 common=(--data synthetic --runs "$tmp/runs" --threads 1 --no-progress
