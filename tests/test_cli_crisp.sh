@@ -172,6 +172,21 @@ cp "$run/final/crisp_attention.json" "$badm/"
 printf 'extra1\nextra2\n' >> "$badm/vocab.txt"
 expect_rc 2 "badmodel/vocab.txt holds [0-9]+ tokens, but config.json's vocab_size is" \
   -- predict --model "$badm" x
+# a label is a column of predict's tab-separated output: one holding a tab (or a
+# newline, or bytes that are not UTF-8) or given twice is refused, naming the file and key
+cp "$run/final/vocab.txt" "$badm/"
+cp "$run/final/config.json" "$tmp/config.good"
+for lab in '"pos\titive"' '"pos\nitive"' '"negative"'; do
+  python3 - "$tmp/config.good" "$badm/config.json" "$lab" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["id2label"]["1"] = json.loads(sys.argv[3])
+c["label2id"] = {}
+json.dump(c, open(sys.argv[2], "w"))
+PY
+  expect_rc 2 "badmodel/config.json: key \"id2label\": (the label of id \"1\" holds a control character|ids \"0\" and \"1\" are both)" \
+    -- predict --model "$badm" x
+done
 
 # crisp report reads what crisp train wrote (the format of metrics.c, end to end)
 out=$("$crisp" report --out "$tmp/report" "$tmp/runs" 2>&1)
