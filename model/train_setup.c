@@ -181,7 +181,8 @@ int run_build_model(Run *r, char *err, size_t cap) {
     }
   }
   if (mc.num_labels != 2) {
-    snprintf(err, cap, "%s: the model has %d labels; SST-2 has 2", c->model, mc.num_labels);
+    snprintf(err, cap, "%s: the model has %d label%s; SST-2 has 2", c->model, mc.num_labels,
+             mc.num_labels == 1 ? "" : "s");
     return -2;
   }
   if (vocab_size(tok_vocab(r->tok)) > mc.vocab_size) {
