@@ -5,7 +5,8 @@
  * Then crispc spec -> PTX end to end, median wall time of several runs.
  *
  *   bench_attention [--quick] [--reps N] [--crispc PATH] [--warp]
- * --warp: the warp-per-row schedule (tile 16 x 1) instead of the CPU tile schedule. */
+ * --warp: the warp-per-row schedule (tile 16 x 1) instead of the CPU tile schedule.
+ * --reps is 1..31; a flag it does not know, or a bad value, exits 2 (bench_args.h). */
 #include <math.h>
 #include <pthread.h>
 #include <spawn.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "../tests/attn_harness.h"
+#include "bench_args.h"
 #include "naive_attention.h"
 
 extern char **environ;
@@ -124,20 +126,25 @@ static double time_crispc(const char *crispc, int runs) {
   return median(t, runs);
 }
 
+static const char USAGE[] =
+    "usage: bench_attention [--quick] [--reps N] [--crispc PATH] [--warp]\n"
+    "  --quick        n = 64, 128 only, 3 repetitions\n"
+    "  --reps N       repetitions, 1..31 (default 5)\n"
+    "  --crispc PATH  also time crispc examples/crisp80.spec -> PTX\n"
+    "  --warp         the warp-per-row schedule instead of the CPU tile schedule\n";
+
 int main(int argc, char **argv) {
   int reps = 5, quick = 0, warp = 0;
   const char *crispc = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--quick"))
+  BenchArgs args = bench_args(argc, argv, "bench_attention", USAGE);
+  while (bench_next(&args)) {
+    if (bench_flag(&args, "--quick"))
       quick = 1, reps = 3;
-    else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-      reps = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--crispc") && i + 1 < argc)
-      crispc = argv[++i];
-    else if (!strcmp(argv[i], "--warp"))
+    else if (bench_flag(&args, "--warp"))
       warp = 1;
+    else if (!bench_int(&args, "--reps", 1, 31, &reps) && !bench_str(&args, "--crispc", &crispc))
+      bench_unknown(&args);
   }
-  reps = reps < 1 ? 1 : reps > 31 ? 31 : reps;
   int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
   threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
   uint64_t rng = harness_seed();

@@ -20,97 +20,64 @@
  * --max-seq compiles for max_seq = M (default 512; the model's kernels use its max_len,
  * 64 in bench_train's step), and the lengths must be at most M; --head-dim sets d
  * (default 64, DistilBERT's; all-MiniLM-L6-v2 has 32); --dropout sets the attention
- * dropout in [0, 0.9] (default 0.1; bench_vs_torch runs 0, as PyTorch's dense SDPA).  */
+ * dropout in [0, 0.9] (default 0.1; bench_vs_torch runs 0, as PyTorch's dense SDPA).
+ * Every value is range-checked (--help lists the ranges): a bad one, or a flag it does
+ * not know, exits 2 before any kernel is compiled (bench_args.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_args.h"
 #include "fwd_bwd.h"
 
+static const char USAGE[] =
+    "usage: bench_backward [--quick] [--reps N] [--n N1,N2,...] [--s S1,S2,...] [--threads T]\n"
+    "                      [--no-naive] [--warp] [--select row_topk|head_quantile]\n"
+    "                      [--max-seq M] [--head-dim D] [--dropout P]\n"
+    "  --reps N       repetitions, 1..31 (default 5; --quick: 3, and n = 64, 128 only)\n"
+    "  --n LIST       up to 8 lengths, 1..max_seq (default 64,128,512)\n"
+    "  --s LIST       up to 8 sparsities in [0, 0.999] (default 0,0.6,0.8; the first is the\n"
+    "                 base of the ratios)\n"
+    "  --threads T    1..64 (default: the online cores)\n"
+    "  --select S     run one strategy instead of both\n"
+    "  --max-seq M    compile for max_seq M, 1..8192 (default 512)\n"
+    "  --head-dim D   1..256 (default 64)\n"
+    "  --dropout P    attention dropout in [0, 0.9] (default 0.1)\n"
+    "  --no-naive     skip the naive C version; --warp: the warp-per-row schedule\n";
+
 int main(int argc, char **argv) {
-  int reps = 5, nn = 3, nsp = 3, threads_arg = 0;
+  int reps = 5, nn = 3, nsp = 3, threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
   bool skip_naive = false;
   double dropout = 0.1;
   int only = -1;   /* --select: the one strategy to run */
   int ns[8] = {64, 128, 512};
   double sps[8] = {0.0, 0.6, 0.8};
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--quick"))
+  static const char *const select_names[] = {"row_topk", "head_quantile", NULL};
+  BenchArgs args = bench_args(argc, argv, "bench_backward", USAGE);
+  while (bench_next(&args)) {
+    if (bench_flag(&args, "--quick"))
       nn = 2, reps = 3;
-    else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-      reps = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-      threads_arg = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--no-naive"))
+    else if (bench_flag(&args, "--no-naive"))
       skip_naive = true;
-    else if (!strcmp(argv[i], "--warp"))
+    else if (bench_flag(&args, "--warp"))
       bench_warp_schedule = true;
-    else if (!strcmp(argv[i], "--head-dim") && i + 1 < argc) {
-      bench_head_dim = atoi(argv[++i]);
-      if (bench_head_dim < 1 || bench_head_dim > 256) {
-        fprintf(stderr, "bench_backward: --head-dim: expected 1..256\n");
-        return 2;
-      }
-    }
-    else if (!strcmp(argv[i], "--dropout") && i + 1 < argc) {
-      char *end;
-      dropout = strtod(argv[++i], &end);
-      if (end == argv[i] || *end || !(dropout >= 0 && dropout <= 0.9)) {
-        fprintf(stderr, "bench_backward: --dropout: expected a probability in [0, 0.9], "
-                        "got \"%s\"\n", argv[i]);
-        return 2;
-      }
-    }
-    else if (!strcmp(argv[i], "--max-seq") && i + 1 < argc) {
-      bench_max_seq = atoi(argv[++i]);
-      if (bench_max_seq < 1) {
-        fprintf(stderr, "bench_backward: --max-seq: expected a positive length\n");
-        return 2;
-      }
-    }
-    else if (!strcmp(argv[i], "--n") && i + 1 < argc) {
-      char *p = argv[++i];
-      for (nn = 0; nn < 8 && *p; nn++) {
-        ns[nn] = (int)strtol(p, &p, 10);
-        if (*p && *p != ',') {
-          fprintf(stderr, "bench_backward: --n: expected lengths like 64,128,512\n");
-          return 2;
-        }
-        p += *p == ',';
-      }
-    }
-    else if (!strcmp(argv[i], "--select") && i + 1 < argc) {
-      only = !strcmp(argv[++i], "row_topk") ? 0 : !strcmp(argv[i], "head_quantile") ? 1 : -2;
-      if (only == -2) {
-        fprintf(stderr, "bench_backward: --select: expected row_topk or head_quantile, got \"%s\"\n",
-                argv[i]);
-        return 2;
-      }
-    } else if (!strcmp(argv[i], "--s") && i + 1 < argc) {
-      char *p = argv[++i];
-      for (nsp = 0; nsp < 8 && *p; nsp++) {
-        sps[nsp] = strtod(p, &p);
-        p += *p == ',';
-      }
-    } else {
-      fprintf(stderr, "bench_backward: unknown or incomplete option \"%s\" (see the header of "
-                      "bench/bench_backward.c)\n", argv[i]);
-      return 2;
-    }
+    else if (!bench_int(&args, "--reps", 1, BENCH_MAX_REPS, &reps) &&
+             !bench_int(&args, "--threads", 1, BENCH_MAX_THREADS, &threads) &&
+             !bench_int(&args, "--head-dim", 1, 256, &bench_head_dim) &&
+             !bench_num(&args, "--dropout", 0, 0.9, &dropout) &&
+             !bench_int(&args, "--max-seq", 1, 8192, &bench_max_seq) &&
+             !bench_int_list(&args, "--n", 1, 8192, ns, 8, &nn) &&
+             !bench_list(&args, "--s", 0, 0.999, sps, 8, &nsp) &&
+             !bench_choice(&args, "--select", select_names, &only))
+      bench_unknown(&args);
   }
   int max_seq = bench_max_seq > 0 ? bench_max_seq : 512;
   for (int i = 0; i < nn; i++)
-    if (ns[i] < 1 || ns[i] > max_seq) {
-      fprintf(stderr, "bench_backward: --n must be 1..%d (the spec's max_seq)\n", max_seq);
-      return 2;
-    }
+    if (ns[i] > max_seq)
+      bench_fail(&args, "--n", "%d is longer than max_seq %d (--max-seq)", ns[i], max_seq);
   int check_n = max_seq < 128 ? max_seq : 128;
-  reps = reps < 1 ? 1 : reps > BENCH_MAX_REPS ? BENCH_MAX_REPS : reps;
-  int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
-  if (threads_arg > 0)
-    threads = threads_arg;
   threads = threads < 1 ? 1 : threads > BENCH_MAX_THREADS ? BENCH_MAX_THREADS : threads;
   uint64_t rng = harness_seed();
 

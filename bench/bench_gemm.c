@@ -9,6 +9,9 @@
  *
  *     bench_gemm [--shape minilm|distilbert|all] [--threads T] [--reps K]
  *
+ * --threads 0..1024 (0: one per core), --reps 1..101; a bad value or an unknown flag
+ * exits 2 before anything runs (bench_args.h).
+ *
  * The BLAS side runs as the environment sets it up: OPENBLAS_CORETYPE, when set,
  * chooses OpenBLAS's kernels (bench/bench_gemm.sh runs both settings). */
 #include <math.h>
@@ -18,6 +21,7 @@
 #include <time.h>
 
 #include "../runtime/backend.h"
+#include "bench_args.h"
 #include "peak.h"
 
 enum { MAXREPS = 101 };
@@ -121,29 +125,22 @@ static void run_shape(Backend *own, Backend *blas, const Shape *s, int reps, dou
   free(A), free(B), free(C1), free(C2);
 }
 
+static const char USAGE[] =
+    "usage: bench_gemm [--shape minilm|distilbert|all] [--threads T] [--reps K]\n"
+    "  --shape S    the model's GEMM shapes (default all)\n"
+    "  --threads T  0..1024 (default 0: one per online core)\n"
+    "  --reps K     interleaved calls each, 1..101 (default 21)\n";
+
 int main(int argc, char **argv) {
-  const char *shape = "all";
-  int threads = 0, reps = 21;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--shape") && v)
-      shape = v, i++;
-    else if (!strcmp(a, "--threads") && v)
-      threads = atoi(v), i++;
-    else if (!strcmp(a, "--reps") && v)
-      reps = atoi(v), i++;
-    else {
-      fprintf(stderr, "bench_gemm: unknown option %s\n"
-                      "usage: bench_gemm [--shape minilm|distilbert|all] [--threads T] [--reps K]\n",
-              a);
-      return 2;
-    }
-  }
-  if (reps < 1 || reps > MAXREPS || threads < 0 ||
-      (strcmp(shape, "all") && strcmp(shape, "minilm") && strcmp(shape, "distilbert"))) {
-    fprintf(stderr, "bench_gemm: bad --shape, --threads or --reps (1..%d)\n", MAXREPS);
-    return 2;
-  }
+  static const char *const shapes[] = {"all", "minilm", "distilbert", NULL};
+  int shape_k = 0, threads = 0, reps = 21;
+  BenchArgs args = bench_args(argc, argv, "bench_gemm", USAGE);
+  while (bench_next(&args))
+    if (!bench_choice(&args, "--shape", shapes, &shape_k) &&
+        !bench_int(&args, "--threads", 0, 1024, &threads) &&
+        !bench_int(&args, "--reps", 1, MAXREPS, &reps))
+      bench_unknown(&args);
+  const char *shape = shapes[shape_k];
   Backend *own = open_cpu("crisp", threads), *blas = open_cpu("blas", threads);
   if (!own || !blas)
     return 1;

@@ -5,13 +5,17 @@
  * Process CPU time, median of reps. Attention's forward times the search among
  * much else (bench_backward); this isolates it for before/after comparisons.
  *
- *   bench_kth [--m 128,512] [--s 0.8] [--group 4] [--reps 7] */
+ *   bench_kth [--m 128,512] [--s 0.8] [--group 4] [--reps 7]
+ *
+ * --m 1..512, --s [0, 0.999], --group 1 or 4, --reps 1..64; a bad value or an unknown
+ * flag exits 2 before anything runs (bench_args.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "bench_args.h"
 #include "jit.h"
 #include "kth_kernel.h"
 #include "passes.h"
@@ -55,40 +59,26 @@ static double time_rows(CpuKernelFn fn, Kernel *kern, float *x, int32_t *meta, i
   return t[reps / 2];
 }
 
-static int parse_list(const char *p, double *out, int cap) {
-  int n = 0;
-  while (*p && n < cap) {
-    char *end;
-    out[n++] = strtod(p, &end);
-    if (end == p || (*end && *end != ',')) {
-      fprintf(stderr, "bench_kth: expected a list like 128,512, got \"%s\"\n", p);
-      exit(2);
-    }
-    p = end + (*end == ',');
-  }
-  return n;
-}
+static const char USAGE[] =
+    "usage: bench_kth [--m 128,512] [--s 0.8] [--group 1|4] [--reps N]\n"
+    "  --m LIST    up to 8 row lengths, 1..512 (default 128,512)\n"
+    "  --s LIST    up to 8 sparsities in [0, 0.999] (default 0.8)\n"
+    "  --group G   rows per warp, 1 or 4 (default 4)\n"
+    "  --reps N    1..64 (default 7)\n";
 
 int main(int argc, char **argv) {
-  double ms[8] = {128, 512}, ss[8] = {0.8};
-  int nm = 2, ns = 1, group = 4, reps = 7;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--m"))
-      nm = parse_list(argv[i + 1], ms, 8);
-    else if (!strcmp(argv[i], "--s"))
-      ns = parse_list(argv[i + 1], ss, 8);
-    else if (!strcmp(argv[i], "--group"))
-      group = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--reps"))
-      reps = atoi(argv[i + 1]);
-    else {
-      fprintf(stderr, "usage: bench_kth [--m 128,512] [--s 0.8] [--group 1|4] [--reps N]\n");
-      return 2;
-    }
-  }
+  int ms[8] = {128, 512};
+  double ss[8] = {0.8};
+  int nm = 2, ns = 1, group = KTH_GROUP_MAX, reps = 7;
+  BenchArgs args = bench_args(argc, argv, "bench_kth", USAGE);
+  while (bench_next(&args))
+    if (!bench_int_list(&args, "--m", 1, KTH_COLS, ms, 8, &nm) &&
+        !bench_list(&args, "--s", 0, 0.999, ss, 8, &ns) &&
+        !bench_int(&args, "--group", 1, KTH_GROUP_MAX, &group) &&
+        !bench_int(&args, "--reps", 1, 64, &reps))
+      bench_unknown(&args);
   if (group != 1 && group != KTH_GROUP_MAX)
-    group = KTH_GROUP_MAX;
-  reps = reps < 1 ? 1 : reps > 64 ? 64 : reps;
+    bench_fail(&args, "--group", "expected 1 or %d, got %d", KTH_GROUP_MAX, group);
   char err[512];
   Module mod = {0};
   Kernel *kern = mod.kernels[mod.n++] = kth_kernel("kth", group);
@@ -111,7 +101,7 @@ int main(int argc, char **argv) {
          group == 1 ? "one row per warp" : "four rows interleaved", reps);
   printf("    m     s  no search  search  search only\n");
   for (int a = 0; a < nm; a++) {
-    int m = (int)ms[a] < 1 ? 1 : (int)ms[a] > KTH_COLS ? KTH_COLS : (int)ms[a];
+    int m = ms[a];
     double base = time_rows(fn, kern, x, meta, m, m, reps);
     for (int b = 0; b < ns; b++) {
       int k = (int)ceil((1 - ss[b]) * m - 1e-6);

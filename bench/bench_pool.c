@@ -13,6 +13,7 @@
  * per way the median over rounds of wall and process-CPU microseconds per launch,
  * the gap's own time taken off. */
 #include "../runtime/pool.h"
+#include "bench_args.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -79,37 +80,24 @@ static double median(double *v, int n) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static int arg_int(const char *name, const char *v, int lo, int hi) {
-  char *end;
-  long x = v ? strtol(v, &end, 10) : 0;
-  if (!v || !*v || *end || x < lo || x > hi) {
-    fprintf(stderr, "bench_pool: %s needs an integer from %d to %d (got %s)\n", name, lo, hi,
-            v ? v : "nothing");
-    exit(2);
-  }
-  return (int)x;
-}
+static const char USAGE[] =
+    "usage: bench_pool [--threads T] [--runs R] [--rounds K] [--gap-us G] [--spin-us S]\n"
+    "  --threads T   2..64 (default 2)\n"
+    "  --runs R      launches per round, 1..10000000 (default 2000)\n"
+    "  --rounds K    1..101 (default 15)\n"
+    "  --gap-us G    the caller's busy work between launches, 0..1000000 us (default 0)\n"
+    "  --spin-us S   the spinning pool's budget, 0..1000000 us (default the pool's)\n";
 
 int main(int argc, char **argv) {
   int threads = 2, runs = 2000, rounds = 15, gap = 0, spin = RT_POOL_SPIN_US_DEFAULT;
-  for (int i = 1; i < argc; i += 2) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--threads"))
-      threads = arg_int(a, v, 2, MAX_THREADS);
-    else if (!strcmp(a, "--runs"))
-      runs = arg_int(a, v, 1, 10000000);
-    else if (!strcmp(a, "--rounds"))
-      rounds = arg_int(a, v, 1, MAX_ROUNDS);
-    else if (!strcmp(a, "--gap-us"))
-      gap = arg_int(a, v, 0, 1000000);
-    else if (!strcmp(a, "--spin-us"))
-      spin = arg_int(a, v, 0, RT_POOL_SPIN_US_MAX);
-    else {
-      fprintf(stderr, "usage: bench_pool [--threads T] [--runs R] [--rounds K] [--gap-us G] "
-                      "[--spin-us S]\n");
-      return 2;
-    }
-  }
+  BenchArgs args = bench_args(argc, argv, "bench_pool", USAGE);
+  while (bench_next(&args))
+    if (!bench_int(&args, "--threads", 2, MAX_THREADS, &threads) &&
+        !bench_int(&args, "--runs", 1, 10000000, &runs) &&
+        !bench_int(&args, "--rounds", 1, MAX_ROUNDS, &rounds) &&
+        !bench_int(&args, "--gap-us", 0, 1000000, &gap) &&
+        !bench_int(&args, "--spin-us", 0, RT_POOL_SPIN_US_MAX, &spin))
+      bench_unknown(&args);
   RtPool *sleeps = rt_pool_new(threads), *spins = rt_pool_new(threads);
   if (!sleeps || !spins) {
     fprintf(stderr, "bench_pool: cannot start %d threads\n", threads);

@@ -16,10 +16,12 @@
  * (cpu_s: CPU seconds of all threads per step, a measure of work that other users
  * of a shared machine disturb much less than the wall time)
  * after `warmup` untimed steps (PyTorch needs a few to reach its steady speed; both
- * sides get the same number). */
+ * sides get the same number). Every value is range-checked (--help lists the ranges);
+ * a bad one or an unknown flag exits 2 before the model is built (bench_args.h). */
 #include "train.h"
 
 #include "../runtime/fsutil.h"
+#include "bench_args.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,61 +47,46 @@ static double median(double *t, int n) {
   return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
-static int usage(const char *msg) {
-  fprintf(stderr, "bench_train: %s\nusage: bench_train --shape distilbert|minilm [--threads N] "
-                  "[--batch B] [--len N] [--steps K] [--warmup W] [--select S] [--sparsity s] [--impl I]\n",
-          msg);
-  return 2;
-}
+static const char USAGE[] =
+    "usage: bench_train --shape distilbert|minilm [--threads N] [--batch B] [--len N]\n"
+    "                   [--steps K] [--warmup W] [--select S] [--sparsity s] [--impl I]\n"
+    "  --shape S      the model shape (required)\n"
+    "  --threads N    0..1024 (default 0: one per online core)\n"
+    "  --batch B      1..4096 (default 16); --len N: 2..512 tokens (default 64)\n"
+    "  --steps K      timed steps, 1..10000 (default 5); --warmup W: untimed, 0..10000 (3)\n"
+    "  --select S     none | row_topk | head_quantile | layer_quantile (default none)\n"
+    "  --sparsity s   every layer's s in [0, 0.999] (default 0.8; not with none)\n"
+    "  --impl I       crisp | ref (default crisp)\n";
 
 int main(int argc, char **argv) {
-  const char *shape = NULL, *select = "none", *impl = "crisp";
+  static const char *const shapes[] = {"distilbert", "minilm", NULL};
+  static const char *const selects[] = {"none", "row_topk", "head_quantile", "layer_quantile",
+                                        NULL};
+  static const char *const impls[] = {"crisp", "ref", NULL};
+  int shape_k = -1, sel = 0, impl_k = 0;
   int threads = 0, B = 16, N = 64, steps = 5, warmup = 3;
   double sparsity = 0.8;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!v)
-      return usage("an option lacks its value");
-    if (!strcmp(a, "--shape"))
-      shape = v;
-    else if (!strcmp(a, "--threads"))
-      threads = atoi(v);
-    else if (!strcmp(a, "--batch"))
-      B = atoi(v);
-    else if (!strcmp(a, "--len"))
-      N = atoi(v);
-    else if (!strcmp(a, "--steps"))
-      steps = atoi(v);
-    else if (!strcmp(a, "--warmup"))
-      warmup = atoi(v);
-    else if (!strcmp(a, "--select"))
-      select = v;
-    else if (!strcmp(a, "--sparsity"))
-      sparsity = atof(v);
-    else if (!strcmp(a, "--impl"))
-      impl = v;
-    else
-      return usage("unknown option");
-    i++;
-  }
-  if (!shape || B < 1 || N < 2 || steps < 1)
-    return usage("need --shape, and positive sizes");
+  BenchArgs args = bench_args(argc, argv, "bench_train", USAGE);
+  while (bench_next(&args))
+    if (!bench_choice(&args, "--shape", shapes, &shape_k) &&
+        !bench_int(&args, "--threads", 0, 1024, &threads) &&
+        !bench_int(&args, "--batch", 1, 4096, &B) && !bench_int(&args, "--len", 2, 512, &N) &&
+        !bench_int(&args, "--steps", 1, 10000, &steps) &&
+        !bench_int(&args, "--warmup", 0, 10000, &warmup) &&
+        !bench_choice(&args, "--select", selects, &sel) &&
+        !bench_num(&args, "--sparsity", 0, 0.999, &sparsity) &&
+        !bench_choice(&args, "--impl", impls, &impl_k))
+      bench_unknown(&args);
+  if (shape_k < 0)
+    bench_fail(&args, "--shape", "required (distilbert or minilm)");
+  const char *shape = shapes[shape_k], *select = selects[sel], *impl = impls[impl_k];
   ModelConfig mc;
-  if (!strcmp(shape, "distilbert")) {
+  if (shape_k == 0) {
     hf_config_default(&mc, MODEL_DISTILBERT);   /* distilbert-base-uncased */
-  } else if (!strcmp(shape, "minilm")) {
+  } else {
     hf_config_default(&mc, MODEL_BERT);         /* all-MiniLM-L6-v2 */
     mc.hidden = 384, mc.layers = 6, mc.heads = 12, mc.intermediate = 1536;
-  } else {
-    return usage("--shape is distilbert or minilm");
   }
-  const char *names[] = {"none", "row_topk", "head_quantile", "layer_quantile"};
-  int sel = -1;
-  for (int k = 0; k < 4; k++)
-    if (!strcmp(select, names[k]))
-      sel = k;
-  if (sel < 0)
-    return usage("--select: none, row_topk, head_quantile or layer_quantile");
   char err[2048];
   if (threads > 0) {
     char t[16];

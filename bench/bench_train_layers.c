@@ -6,6 +6,9 @@
  *
  *     bench_train_layers --shape minilm|distilbert [--threads N] [--reps K]
  *
+ * (--threads 0..1024, 0: one per core; --reps 1..101; a bad value or an unknown flag
+ * exits 2 before anything is allocated: bench_args.h.)
+ *
  * Prints per layer the median milliseconds of one call, plain and threaded, and the
  * layer's calls per training step; then the sum per step (the step's elementwise
  * work, BERT's dropout sites counted for both shapes). */
@@ -15,6 +18,7 @@
 #include "par.h"
 
 #include "../runtime/fsutil.h"
+#include "bench_args.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,22 +137,32 @@ static int cmp(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+static const char USAGE[] =
+    "usage: bench_train_layers [--shape minilm|distilbert] [--threads N] [--reps K]\n"
+    "  --shape S    the model shape (default minilm)\n"
+    "  --threads N  0..1024 (default 0: one per online core)\n"
+    "  --reps K     1..101 (default 21)\n";
+
+static void bufs_free(Bufs *b) {
+  float *f[] = {b->x, b->y, b->z, b->w, b->bias, b->mean, b->rstd, b->dw, b->db,
+                b->wte, b->dwte, b->wpe, b->dwpe, b->p, b->pg};
+  for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+    free(f[i]);
+  free(b->ids), free(b->lengths);
+  adamw_free(&b->opt);
+}
+
 int main(int argc, char **argv) {
-  const char *shape = "minilm";
-  int threads = 0, reps = 21;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--shape")) shape = argv[i + 1];
-    else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
-    else {
-      fprintf(stderr, "usage: bench_train_layers [--shape minilm|distilbert] [--threads N] "
-                      "[--reps K]\n");
-      return 2;
-    }
-  }
-  if (reps < 1 || reps > MAXREPS)
-    reps = 21;
-  bool minilm = !strcmp(shape, "minilm");
+  static const char *const shapes[] = {"minilm", "distilbert", NULL};
+  int shape_k = 0, threads = 0, reps = 21;
+  BenchArgs args = bench_args(argc, argv, "bench_train_layers", USAGE);
+  while (bench_next(&args))
+    if (!bench_choice(&args, "--shape", shapes, &shape_k) &&
+        !bench_int(&args, "--threads", 0, 1024, &threads) &&
+        !bench_int(&args, "--reps", 1, MAXREPS, &reps))
+      bench_unknown(&args);
+  const char *shape = shapes[shape_k];
+  bool minilm = shape_k == 0;
   ModelConfig mc;   /* as bench_train's shapes */
   hf_config_default(&mc, minilm ? MODEL_BERT : MODEL_DISTILBERT);
   if (minilm)
@@ -210,6 +224,6 @@ int main(int argc, char **argv) {
   printf("| per training step | %.1f | %.1f | %.2fx | |\n", step_plain, step_par,
          step_plain / step_par);
   rt_pool_free(pool);
-  adamw_free(&b.opt);
+  bufs_free(&b);
   return 0;
 }

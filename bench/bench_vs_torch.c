@@ -10,13 +10,15 @@
  *   bench_vs_torch [--quick] [--threads T] [--reps N] [--n 64,128,512] [--s 0,0.6,0.8]
  *                  [--select row_topk,head_quantile] [--batch B] [--heads H]
  *                  [--dropout P] [--no-naive] [--no-torch] [--python CMD]
- *                  [--torch-script PATH] [--json FILE]                        */
+ *                  [--torch-script PATH] [--json FILE]
+ * (--help lists the ranges; a bad value or an unknown flag exits 2: bench_args.h.) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_args.h"
 #include "fwd_bwd.h"
 #include "peak.h"
 #include "torch_child.h"
@@ -42,39 +44,14 @@ typedef struct Opts {
   const char *python, *script, *json;
 } Opts;
 
-static int usage(const char *why, const char *arg) {
-  fprintf(stderr, "bench_vs_torch: %s%s%s\nusage: bench_vs_torch [--quick] [--threads T] "
-                  "[--reps N] [--n 64,128,512] [--s 0,0.6,0.8]\n  [--select row_topk,"
-                  "head_quantile] [--batch B] [--heads H] [--dropout P] [--no-naive] "
-                  "[--no-torch]\n  [--python CMD] [--torch-script PATH] [--json FILE]\n",
-          why, arg ? ": " : "", arg ? arg : "");
-  return 2;
-}
+static const char USAGE[] =
+    "usage: bench_vs_torch [--quick] [--threads T] [--reps N] [--n 64,128,512] [--s 0,0.6,0.8]\n"
+    "  [--select row_topk,head_quantile] [--batch B] [--heads H] [--dropout P] [--no-naive]\n"
+    "  [--no-torch] [--python CMD] [--torch-script PATH] [--json FILE]\n"
+    "  --threads T 1..64, --reps N 1..31, --n up to 8 lengths 1..512, --s up to 8 sparsities\n"
+    "  in [0, 0.999], --batch 1..4096, --heads 1..256, --dropout [0, 0.9]\n";
 
-/* A comma-separated list of numbers in [lo, hi]; integers when ints. */
-static int parse_list(const char *arg, double *out, int max, double lo, double hi, bool ints) {
-  int k = 0;
-  const char *p = arg;
-  while (*p) {
-    char *end;
-    double v = strtod(p, &end);
-    if (end == p || (*end && *end != ',') || k == max || !(v >= lo && v <= hi) ||
-        (ints && v != floor(v)))
-      return -1;
-    out[k++] = v;
-    p = *end ? end + 1 : end;
-  }
-  return k;
-}
-
-static int parse_int(const char *arg, int lo, int hi, int *out) {
-  double v;
-  if (parse_list(arg, &v, 1, lo, hi, true) != 1)
-    return -1;
-  *out = (int)v;
-  return 0;
-}
-
+/* --select: a comma-separated list of row_topk and head_quantile. */
 static int parse_select(const char *arg, Opts *o) {
   char buf[128];
   snprintf(buf, sizeof buf, "%s", arg);
@@ -89,59 +66,39 @@ static int parse_select(const char *arg, Opts *o) {
   return o->nsel ? 0 : -1;
 }
 
-static int parse_args(int argc, char **argv, Opts *o) {
+/* Every option but the flags takes a value; a bad one exits 2 (bench_args.h). */
+static void parse_args(int argc, char **argv, Opts *o) {
   *o = (Opts){.threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .reps = 5, .B = 16, .H = 12,
               .nn = 3, .ns = 3, .nsel = 2, .n = {64, 128, 512}, .s = {0, 0.6, 0.8},
               .sel = {SEL_ROW_TOPK, SEL_HEAD_QUANTILE}, .naive = true, .torch = true,
               .python = "python3", .script = CRISP_TORCH_SCRIPT};
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    double tmp[MAX_N];
-    int bad = 0, k;
-    if (!strcmp(a, "--quick"))
+  BenchArgs args = bench_args(argc, argv, "bench_vs_torch", USAGE);
+  while (bench_next(&args)) {
+    const char *sel;
+    if (bench_flag(&args, "--quick"))
       o->nn = 2, o->reps = 3;
-    else if (!strcmp(a, "--no-naive"))
+    else if (bench_flag(&args, "--no-naive"))
       o->naive = false;
-    else if (!strcmp(a, "--no-torch"))
+    else if (bench_flag(&args, "--no-torch"))
       o->torch = false;
-    else if (!v)
-      return usage("unknown option or missing value", a);
-    else if (i++, !strcmp(a, "--threads"))   /* from here on every option takes v */
-      bad = parse_int(v, 1, BENCH_MAX_THREADS, &o->threads);
-    else if (!strcmp(a, "--reps"))
-      bad = parse_int(v, 1, BENCH_MAX_REPS, &o->reps);
-    else if (!strcmp(a, "--batch"))
-      bad = parse_int(v, 1, 4096, &o->B);
-    else if (!strcmp(a, "--heads"))
-      bad = parse_int(v, 1, 256, &o->H);
-    else if (!strcmp(a, "--n")) {
-      bad = (k = parse_list(v, tmp, MAX_N, 1, 512, true)) < 1;
-      for (int j = 0; !bad && j < k; j++)
-        o->n[j] = (int)tmp[j];
-      o->nn = bad ? o->nn : k;
-    } else if (!strcmp(a, "--s"))
-      bad = (o->ns = parse_list(v, o->s, MAX_S, 0, 0.999, false)) < 1;
-    else if (!strcmp(a, "--dropout"))
-      bad = parse_list(v, &o->dropout, 1, 0, 0.9, false) != 1;
-    else if (!strcmp(a, "--select"))
-      bad = parse_select(v, o);
-    else if (!strcmp(a, "--python"))
-      o->python = v;
-    else if (!strcmp(a, "--torch-script"))
-      o->script = v;
-    else if (!strcmp(a, "--json"))
-      o->json = v;
-    else
-      return usage("unknown option", a);
-    if (bad) {
-      char why[96];
-      snprintf(why, sizeof why, "bad value for %s (argument %d)", a, i);
-      return usage(why, v);
-    }
+    else if (bench_str(&args, "--select", &sel)) {
+      if (parse_select(sel, o))
+        bench_fail(&args, "--select", "expected row_topk, head_quantile or both (a,b), got "
+                                      "\"%s\"", sel);
+    } else if (!bench_int(&args, "--threads", 1, BENCH_MAX_THREADS, &o->threads) &&
+               !bench_int(&args, "--reps", 1, BENCH_MAX_REPS, &o->reps) &&
+               !bench_int(&args, "--batch", 1, 4096, &o->B) &&
+               !bench_int(&args, "--heads", 1, 256, &o->H) &&
+               !bench_int_list(&args, "--n", 1, 512, o->n, MAX_N, &o->nn) &&
+               !bench_list(&args, "--s", 0, 0.999, o->s, MAX_S, &o->ns) &&
+               !bench_num(&args, "--dropout", 0, 0.9, &o->dropout) &&
+               !bench_str(&args, "--python", &o->python) &&
+               !bench_str(&args, "--torch-script", &o->script) &&
+               !bench_str(&args, "--json", &o->json))
+      bench_unknown(&args);
   }
   for (int i = 0; i < o->nsel; i++)
     o->sel_name[i] = select_name(o->sel[i]);
-  return 0;
 }
 
 /* Crisp against naive on quantized inputs (exact scores) at every sparsity, at the
@@ -224,8 +181,7 @@ static void print_load(const char *when) {
 
 int main(int argc, char **argv) {
   Opts o;
-  if (parse_args(argc, argv, &o))
-    return 2;
+  parse_args(argc, argv, &o);
   uint64_t rng = harness_seed();
   MachinePeak peak;
   machine_peak_measure(&peak, o.threads);

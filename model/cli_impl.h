@@ -42,6 +42,7 @@ typedef struct AttnOpts {
 
 /* DIR's config, vocabulary and weights on a cpu backend, with the attention settings
  * of DIR/crisp_attention.json and the flags, and crisp kernels unless --impl ref.
+ * cmd "eval" needs a model with SST-2's 2 labels, "predict" one with 2 or more.
  * 0, or the exit status with err. */
 int cli_load_model(const char *cmd, const char *dir, int threads, int batch, int max_len,
                    const AttnOpts *ao, Loaded *out, char *err, size_t cap);

@@ -128,12 +128,31 @@ static int attention_settings(const char *cmd, const char *dir, const AttnOpts *
   return 0;
 }
 
+/* The labels the command can use, checked before any weight is read. eval scores
+ * SST-2's 0/1 labels, so it needs the 2 labels crisp train requires (any other count
+ * failed later as "labels[0] = 1 is outside 0..0", or compared against the wrong
+ * classes); predict picks the likeliest of at least 2 (num_labels 1 is a regression
+ * head, whose one softmax "probability" would always be 1). 0, or 2 with err. */
+static int check_labels(const char *cmd, const char *dir, int labels, char *err, size_t cap) {
+  if (!strcmp(cmd, "eval") && labels != 2) {
+    snprintf(err, cap, "%s: the model has %d label%s; SST-2 has 2", dir, labels,
+             labels == 1 ? "" : "s");
+    return 2;
+  }
+  if (labels < 2) {
+    snprintf(err, cap, "%s: the model has 1 label (a regression head); %s needs a classifier "
+                       "with 2 or more", dir, cmd);
+    return 2;
+  }
+  return 0;
+}
+
 int cli_load_model(const char *cmd, const char *dir, int threads, int batch, int max_len,
                    const AttnOpts *ao, Loaded *out, char *err, size_t cap) {
   memset(out, 0, sizeof *out);
   ModelConfig mc;
   char path[1200];
-  if (hf_config_load(dir, &mc, err, cap))
+  if (hf_config_load(dir, &mc, err, cap) || check_labels(cmd, dir, mc.num_labels, err, cap))
     return 2;
   snprintf(path, sizeof path, "%s/vocab.txt", dir);
   out->tok = tok_load(path, err, cap);

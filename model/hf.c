@@ -8,6 +8,7 @@
 #include "hf_impl.h"
 #include "errf.h"
 #include "json_kind.h"
+#include "vocab.h" /* utf8_find_invalid */
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <utf8proc.h>
 
 enum { CONFIG_MAX_BYTES = 16 << 20 };
 
@@ -181,7 +183,31 @@ static int read_fixed_bool(const Reader *r, const char *key, bool want) {
   return 0;
 }
 
-/* "0".."n-1" -> names; sets num_labels. */
+/* A label is printed as one column of crisp predict's tab-separated lines and written
+ * back as a JSON key of label2id, so it must be UTF-8 text without control characters
+ * (a tab or newline would split the column or the line) or line/paragraph separators.
+ * `which` says where it is ("of id \"1\""): the label itself may not be printable. */
+static int check_label(const Reader *r, const char *key, const char *which, const char *s) {
+  size_t n = strlen(s), bad = utf8_find_invalid(s, n);
+  if (bad != (size_t)-1)
+    return model_fail(r->err, r->cap, "%s: key \"%s\": the label %s is not valid UTF-8 (byte %zu: "
+                      "0x%02X)", r->path, key, which, bad, (unsigned char)s[bad]);
+  for (size_t i = 0; i < n;) {
+    utf8proc_int32_t cp;
+    const utf8proc_uint8_t *at = (const utf8proc_uint8_t *)s + i;
+    utf8proc_ssize_t k = utf8proc_iterate(at, (utf8proc_ssize_t)(n - i), &cp);
+    utf8proc_category_t cat = utf8proc_category(cp);
+    if (cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_ZL ||
+        cat == UTF8PROC_CATEGORY_ZP)
+      return model_fail(r->err, r->cap, "%s: key \"%s\": the label %s holds a control character "
+                        "(U+%04X at byte %zu): labels are printed as tab-separated columns",
+                        r->path, key, which, (unsigned)cp, i);
+    i += (size_t)k;
+  }
+  return 0;
+}
+
+/* "0".."n-1" -> names, each a label once; sets num_labels. */
 static int read_id2label(const Reader *r, ModelConfig *c) {
   const cJSON *m = cJSON_GetObjectItemCaseSensitive(r->root, "id2label");
   if (!m) return 0;
@@ -202,10 +228,43 @@ static int read_id2label(const Reader *r, ModelConfig *c) {
     if (!cJSON_IsString(kv) || strlen(kv->valuestring) >= HF_LABEL_MAX)
       return model_fail(r->err, r->cap, "%s: key \"id2label\": \"%s\" must be a string under %d bytes",
                   r->path, kv->string, HF_LABEL_MAX);
+    char which[48];
+    snprintf(which, sizeof which, "of id \"%ld\"", id);
+    if (check_label(r, "id2label", which, kv->valuestring))
+      return -1;
+    for (int j = 0; j < HF_MAX_LABELS; j++)
+      if (seen[j] && !strcmp(c->id2label[j], kv->valuestring))
+        return model_fail(r->err, r->cap, "%s: key \"id2label\": ids \"%d\" and \"%ld\" are both "
+                          "\"%s\" (each label once, or a prediction cannot be told apart)",
+                          r->path, j, id, kv->valuestring);
     seen[id] = true;
     snprintf(c->id2label[id], HF_LABEL_MAX, "%s", kv->valuestring);
   }
   c->num_labels = n;
+  return 0;
+}
+
+/* label2id is not used (id2label names the labels), but it is read as strictly: its
+ * labels as id2label's, each once, each mapped to an id of the model. */
+static int read_label2id(const Reader *r, const ModelConfig *c) {
+  const cJSON *m = cJSON_GetObjectItemCaseSensitive(r->root, "label2id");
+  if (!m) return 0;
+  if (!cJSON_IsObject(m)) return type_error(r, "label2id", "an object", m);
+  int k = 0;
+  for (const cJSON *kv = m->child; kv; kv = kv->next) {
+    char which[48];
+    snprintf(which, sizeof which, "of entry %d", ++k);
+    if (check_label(r, "label2id", which, kv->string))
+      return -1;
+    for (const cJSON *b = m->child; b != kv; b = b->next)
+      if (!strcmp(b->string, kv->string))
+        return model_fail(r->err, r->cap, "%s: key \"label2id\": \"%s\" is given twice", r->path,
+                          kv->string);
+    double v = cJSON_IsNumber(kv) ? kv->valuedouble : -1;
+    if (v != floor(v) || v < 0 || v >= c->num_labels)
+      return model_fail(r->err, r->cap, "%s: key \"label2id\": \"%s\" must map to an id 0..%d",
+                        r->path, kv->string, c->num_labels - 1);
+  }
   return 0;
 }
 
@@ -278,7 +337,8 @@ static int read_config(const Reader *r, ModelConfig *c) {
   for (int i = 0; i < N_KEYS; i++)
     if (read_key(r, c, &hf_keys[i])) return -1;
   bool have_id2label = cJSON_GetObjectItemCaseSensitive(r->root, "id2label") != NULL;
-  if (read_id2label(r, c) || read_num_labels(r, c, have_id2label) || read_type_specific(r, c))
+  if (read_id2label(r, c) || read_num_labels(r, c, have_id2label) || read_label2id(r, c) ||
+      read_type_specific(r, c))
     return -1;
   return hf_config_check(c, r->path, r->err, r->cap);
 }

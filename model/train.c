@@ -2,7 +2,8 @@
  * run (train_setup.c: a fresh one, or one resumed from its checkpoint), then steps
  * through the epochs: micro-batches accumulated into one clipped AdamW step, a metrics
  * line and the console, evaluations and checkpoints on their schedule; at the end the
- * final model folder and summary.json. */
+ * final model folder and summary.json. A run that fails before its first checkpoint
+ * leaves no run folder behind (train_folder.c); one that fails after it stays resumable. */
 #include "train_impl.h"
 
 #include "../runtime/fsutil.h"
@@ -98,7 +99,10 @@ static int do_eval(Run *r, const char *when, EvalResult *keep, char *err, size_t
 static int save_checkpoint(Run *r, char *err, size_t cap) {
   fflush(r->metrics);
   r->st.metrics_bytes = ftell(r->metrics);
-  return checkpoint_save(r->ckpt_path, &r->st, r->m, &r->adam, err, cap);
+  if (checkpoint_save(r->ckpt_path, &r->st, r->m, &r->adam, err, cap))
+    return -1;
+  r->ckpt_step = r->st.opt_step;
+  return 0;
 }
 
 static int write_final(Run *r, const EvalResult *final, int64_t total, bool finished, char *err,
@@ -368,9 +372,25 @@ static int finish(Run *r, const Loop *lp, EvalResult *final, TrainResult *res, c
   return 0;
 }
 
+/* A run that failed: with a checkpoint (its own, or the one it resumed) it stays, and
+ * the message says how to go on from it once the cause is fixed; without one, what
+ * this invocation made of the run folder goes, so the name is free again. */
+static void run_failed(Run *r, bool stepping, char *err, size_t cap) {
+  if (r->ckpt_step < 0 && !r->opt->resume) {
+    run_folder_undo(&r->folder);
+    return;
+  }
+  if (!stepping || r->ckpt_step < 0)
+    return;   /* a resume that could not start: its message says why */
+  size_t n = strlen(err);
+  snprintf(err + n, cap - n, "; the run stays at its checkpoint of step %lld: continue it with "
+                             "crisp train --resume %s",
+           (long long)r->ckpt_step, r->dir);
+}
+
 int train_run(TrainConfig *c, const TrainOptions *opt, TrainResult *res, char *err,
               size_t cap) {
-  Run r = {.c = c, .opt = opt, .eval_step = -1};
+  Run r = {.c = c, .opt = opt, .eval_step = -1, .ckpt_step = -1, .folder = {.n_had = -1}};
   TrainResult dummy;
   if (!res)
     res = &dummy;
@@ -381,6 +401,7 @@ int train_run(TrainConfig *c, const TrainOptions *opt, TrainResult *res, char *e
   Loop lp = {0};
   bool stopped = false;
   int rc = run_open(&r, res, err, cap);
+  bool stepping = rc == 0;
   if (rc)
     goto out;
   rc = 1;
@@ -404,6 +425,9 @@ out:
   if (r.line_open && !opt->quiet)
     fputc('\n', stderr);
   eval_result_free(&final);
-  run_free(&r);
+  run_free(&r);   /* metrics.jsonl closed before its folder may go */
+  if (rc != 0 && rc != 130)
+    run_failed(&r, stepping, err, cap);
+  run_folder_free(&r.folder);
   return rc;
 }

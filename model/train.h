@@ -10,7 +10,8 @@
  * A run writes RUNS/NAME/: config.json (resolved), metrics.jsonl, summary.json,
  * checkpoint.bin (while unfinished) and final/ (a Hugging Face folder). Split over
  * train_config.c (the JSON config), train.c (the loop), train_setup.c (data, sets and
- * model made ready), train_data.c (encoded sets, batches), train_eval.c (crisp kernels,
+ * model made ready), train_folder.c (the run folder, removed on an early failure),
+ * train_data.c (encoded sets, batches), train_eval.c (crisp kernels,
  * evaluation), train_log.c (console lines), budget.c (sparsity per layer), metrics.c
  * (JSON lines, summary), checkpoint.c (atomic save/load), synth.c (the data made when
  * none is shared); train_impl.h holds what the train_*.c files share. */
@@ -158,7 +159,9 @@ typedef struct TrainResult {
 
 /* Trains (or continues) the run. 0: done (summary written); 130: stopped by
  * *opt->stop, checkpoint saved; 2: a configuration/data error; 1: another failure.
- * The message is in err. */
+ * The message is in err. A failure before the run's first checkpoint removes what
+ * this call created of RUNS/NAME; after one, the folder stays and err ends with how
+ * to resume it. */
 int train_run(TrainConfig *c, const TrainOptions *opt, TrainResult *res, char *err,
               size_t cap);
 

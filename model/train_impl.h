@@ -1,7 +1,8 @@
 /* train_impl.h: what the files of the training run share and nothing outside them
  * needs (train.h is the API): the padded batch, the shuffle, and the Run that
  * train_run (train.c) steps, with the pieces kept apart from the loop: preparing and
- * releasing it (train_setup.c) and its console output (train_log.c). */
+ * releasing it (train_setup.c), its folder made and, on an early failure, removed
+ * (train_folder.c), and its console output (train_log.c). */
 #ifndef CRISP_MODEL_TRAIN_IMPL_H
 #define CRISP_MODEL_TRAIN_IMPL_H
 
@@ -22,6 +23,24 @@ void batch_fill(Batch *b, const EncodedSet *s, const int *idx, int count, int32_
 /* idx = a permutation of 0..n-1 drawn from seed (Fisher-Yates). */
 void train_permutation(int *idx, int n, uint64_t seed);
 
+/* ---- the run folder (train_folder.c) ---------------------------------------------- */
+
+/* What existed of RUNS/NAME before this invocation: enough to remove, when the run
+ * fails before its first checkpoint, what it created and nothing else. */
+typedef struct RunFolder {
+  char dir[1200];
+  char top[1200];   /* the first folder of dir's path that was missing ("": dir existed) */
+  char **had;       /* dir's entries before (n_had < 0: unknown, so nothing is removed) */
+  int n_had;
+} RunFolder;
+
+/* Notes what exists, then makes dir (mkdir -p). 0, or -1 with err. */
+int run_folder_make(RunFolder *f, const char *dir, char *err, size_t cap);
+/* Removes the entries of dir that were not there before (recursively, not following
+ * links), then dir and the folders above it that run_folder_make created. */
+void run_folder_undo(const RunFolder *f);
+void run_folder_free(RunFolder *f);
+
 /* ---- the run ---------------------------------------------------------------------- */
 
 typedef struct Run {
@@ -41,6 +60,8 @@ typedef struct Run {
   bool tty, line_open;
   double last_line;
   int64_t eval_step;   /* the step of the last evaluation (-1: none in this process) */
+  RunFolder folder;    /* what this invocation made of RUNS/NAME */
+  int64_t ckpt_step;   /* the step of the run's checkpoint (-1: none yet) */
 } Run;
 
 /* ---- preparing and releasing it (train_setup.c) ---------------------------------- */

@@ -181,7 +181,8 @@ int run_build_model(Run *r, char *err, size_t cap) {
     }
   }
   if (mc.num_labels != 2) {
-    snprintf(err, cap, "%s: the model has %d labels; SST-2 has 2", c->model, mc.num_labels);
+    snprintf(err, cap, "%s: the model has %d label%s; SST-2 has 2", c->model, mc.num_labels,
+             mc.num_labels == 1 ? "" : "s");
     return -2;
   }
   if (vocab_size(tok_vocab(r->tok)) > mc.vocab_size) {
@@ -278,8 +279,10 @@ static int path_join(char *out, size_t cap, const char *a, const char *b) {
 /* The exit status for a step's 0, -2 or -1. */
 static int status_of(int rc) { return rc == -2 ? 2 : rc ? 1 : 0; }
 
-/* The config checked and RUNS/NAME made: a new run must not overwrite one, a resumed
- * one needs its checkpoint; the model folder becomes absolute in the resolved config. */
+/* The config checked and RUNS/NAME made (what existed noted, so that a failure before
+ * the first checkpoint can remove what this made): a new run must not overwrite one, a
+ * resumed one needs its checkpoint; the model folder becomes absolute in the resolved
+ * config. */
 static int open_folder(Run *r, TrainResult *res, char *err, size_t cap) {
   TrainConfig *c = r->c;
   const TrainOptions *opt = r->opt;
@@ -305,8 +308,6 @@ static int open_folder(Run *r, TrainResult *res, char *err, size_t cap) {
              train_file_exists(r->metrics_path) ? " (the run may have finished)" : "");
     return 2;
   }
-  if (rt_mkdirs(r->dir, err, cap))
-    return 1;
   if (c->model[0] && !opt->resume) {
     char *real = realpath(c->model, NULL);
     if (!real) {
@@ -316,7 +317,7 @@ static int open_folder(Run *r, TrainResult *res, char *err, size_t cap) {
     snprintf(c->model, sizeof c->model, "%s", real);
     free(real);
   }
-  return 0;
+  return run_folder_make(&r->folder, r->dir, err, cap) ? 1 : 0;
 }
 
 /* The backend, with BLAS on the same number of threads as the pool. */
@@ -360,6 +361,7 @@ static int open_state(Run *r, char *err, size_t cap) {
     return 2;
   }
   r->st = saved;
+  r->ckpt_step = saved.opt_step;
   if (truncate(r->metrics_path, (off_t)r->st.metrics_bytes)) {
     snprintf(err, cap, "%s: %s", r->metrics_path, strerror(errno));
     return 1;

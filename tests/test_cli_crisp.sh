@@ -54,6 +54,14 @@ printf 'sentence\tlabel\ngood film \t1\nbad film \t7\n' > "$tmp/baddata/train.ts
 cp "$tmp/baddata/train.tsv" "$tmp/baddata/dev.tsv"
 printf '[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ngood\nbad\nfilm\n' > "$tmp/baddata/vocab.txt"
 expect_rc 2 "baddata/train.tsv:3:" -- train --data "$tmp/baddata" --runs "$tmp/runs" --name bad --quiet
+# a run that fails before its first checkpoint leaves no folder to block its name
+[ ! -e "$tmp/runs/bad" ] && ok || bad "a failed run left $tmp/runs/bad behind"
+expect_rc 2 "$tmp/nomodel: No such file" -- train --model "$tmp/nomodel" --runs "$tmp/runs" --name bad --quiet
+[ ! -e "$tmp/runs/bad" ] && ok || bad "a bad --model left $tmp/runs/bad behind"
+mkdir -p "$tmp/runs/mine"
+expect_rc 2 "no train.tsv" -- train --data "$tmp/nodata" --runs "$tmp/runs" --name mine --quiet
+[ -d "$tmp/runs/mine" ] && [ -z "$(ls -A "$tmp/runs/mine")" ] && ok \
+  || bad "a failed run did not leave the user's folder $tmp/runs/mine as it was"
 
 # a tiny training run on generated data
 common=(--data synthetic --runs "$tmp/runs" --threads 1 --no-progress
@@ -164,6 +172,60 @@ cp "$run/final/crisp_attention.json" "$badm/"
 printf 'extra1\nextra2\n' >> "$badm/vocab.txt"
 expect_rc 2 "badmodel/vocab.txt holds [0-9]+ tokens, but config.json's vocab_size is" \
   -- predict --model "$badm" x
+# a label is a column of predict's tab-separated output: one holding a tab (or a
+# newline, or bytes that are not UTF-8) or given twice is refused, naming the file and key
+cp "$run/final/vocab.txt" "$badm/"
+cp "$run/final/config.json" "$tmp/config.good"
+for lab in '"pos\titive"' '"pos\nitive"' '"negative"'; do
+  python3 - "$tmp/config.good" "$badm/config.json" "$lab" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["id2label"]["1"] = json.loads(sys.argv[3])
+c["label2id"] = {}
+json.dump(c, open(sys.argv[2], "w"))
+PY
+  expect_rc 2 "badmodel/config.json: key \"id2label\": (the label of id \"1\" holds a control character|ids \"0\" and \"1\" are both)" \
+    -- predict --model "$badm" x
+done
+
+# a model of 1 label (or 3) cannot score SST-2's 0/1 labels: eval says so up front, as
+# train does, exit 2 (it once failed with "labels[0] = 1 is outside 0..0", exit 1);
+# predict needs at least 2 labels to choose from
+# (its weights without the classifier, as a plain encoder such as all-MiniLM-L6-v2
+# comes: the head is then initialised for the config's labels)
+python3 - "$run/final/model.safetensors" "$badm/model.safetensors" <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+out, blob = {}, b""
+for name, t in head.items():
+    if name == "__metadata__" or "classifier" in name:
+        continue
+    a, b = t["data_offsets"]
+    out[name] = dict(t, data_offsets=[len(blob), len(blob) + b - a])
+    blob += data[a:b]
+h = json.dumps(out).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(h)) + h + blob)
+PY
+for labels in '{"0": "only"}' '{"0": "a", "1": "b", "2": "c"}'; do
+  python3 - "$tmp/config.good" "$badm/config.json" "$labels" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["id2label"] = json.loads(sys.argv[3])
+c["label2id"] = {v: int(k) for k, v in c["id2label"].items()}
+json.dump(c, open(sys.argv[2], "w"))
+PY
+  n=$(python3 -c "import json,sys; print(len(json.loads(sys.argv[1])))" "$labels")
+  expect_rc 2 "badmodel: the model has $n labels?; SST-2 has 2" -- eval --model "$badm" --data "$run/data"
+  if [ "$n" = 1 ]; then
+    expect_rc 2 "badmodel: the model has 1 label \(a regression head\); predict needs a classifier" \
+      -- predict --model "$badm" x
+    expect_rc 2 "badmodel: the model has 1 label; SST-2 has 2" \
+      -- train --model "$badm" --data "$run/data" --runs "$tmp/runs" --name onelabel --quiet
+  fi
+done
 
 # crisp report reads what crisp train wrote (the format of metrics.c, end to end)
 out=$("$crisp" report --out "$tmp/report" "$tmp/runs" 2>&1)

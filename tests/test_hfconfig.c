@@ -5,7 +5,8 @@
  *
  * - the committed configs (laid out as in real Hugging Face repos) load with the
  *   values and defaults transformers would give them;
- * - bad configs of both model types fail with a message naming the file and key;
+ * - bad configs of both model types fail with a message naming the file and key
+ *   (labels among them: invalid UTF-8, control characters, one name twice);
  * - hf_config_save output reads back to the same config, with short floats;
  * - hf_params gives the known parameter counts of distilbert-base-uncased and
  *   bert-base-uncased sequence classifiers, and initialisation follows HF.
@@ -96,6 +97,23 @@ static const Bad BAD[] = {
     {DB "\"id2label\": {\"0\": 5}}", "key \"id2label\": \"0\" must be a string"},
     {DB "\"id2label\": {\"0\": \"a\", \"1\": \"b\"}, \"num_labels\": 3}", "key \"num_labels\": 3 disagrees with id2label's 2 entries"},
     {DB "\"num_labels\": 0}", "key \"num_labels\": 0; 1 to 64 are supported"},
+    /* labels become tab-separated columns (crisp predict) and label2id's keys: UTF-8
+     * text without control characters, each once */
+    {DB "\"id2label\": {\"0\": \"neg\\tative\", \"1\": \"b\"}}", "key \"id2label\": the label of id \"0\" holds a control character (U+0009 at byte 3)"},
+    {DB "\"id2label\": {\"0\": \"a\", \"1\": \"pos\\nitive\"}}", "key \"id2label\": the label of id \"1\" holds a control character (U+000A"},
+    {DB "\"id2label\": {\"0\": \"a\\r\", \"1\": \"b\"}}", "the label of id \"0\" holds a control character (U+000D"},
+    {DB "\"id2label\": {\"0\": \"a\\u0085\", \"1\": \"b\"}}", "the label of id \"0\" holds a control character (U+0085"},
+    {DB "\"id2label\": {\"0\": \"a\\u2028\", \"1\": \"b\"}}", "the label of id \"0\" holds a control character (U+2028"},
+    {DB "\"id2label\": {\"0\": \"a\", \"1\": \"b\xff" "c\"}}", "key \"id2label\": the label of id \"1\" is not valid UTF-8 (byte 1: 0xFF)"},
+    {DB "\"id2label\": {\"0\": \"\xc0\xaf\", \"1\": \"b\"}}", "the label of id \"0\" is not valid UTF-8"},
+    {DB "\"id2label\": {\"0\": \"same\", \"1\": \"same\"}}", "key \"id2label\": ids \"0\" and \"1\" are both \"same\""},
+    {DB "\"id2label\": {\"1\": \"x\", \"0\": \"x\"}}", "key \"id2label\": ids \"1\" and \"0\" are both \"x\""},
+    {DB "\"label2id\": {\"a\\tb\": 0}}", "key \"label2id\": the label of entry 1 holds a control character (U+0009"},
+    {DB "\"label2id\": {\"a\": 0, \"b\xfe\": 1}}", "key \"label2id\": the label of entry 2 is not valid UTF-8"},
+    {DB "\"label2id\": {\"a\": 0, \"a\": 1}}", "key \"label2id\": \"a\" is given twice"},
+    {DB "\"label2id\": {\"a\": 0, \"b\": 2}}", "key \"label2id\": \"b\" must map to an id 0..1"},
+    {DB "\"label2id\": {\"a\": \"0\"}}", "key \"label2id\": \"a\" must map to an id 0..1"},
+    {DB "\"label2id\": [\"a\"]}", "key \"label2id\" must be an object, but it is an array"},
     {BB "\"hidden_size\": 384, \"num_attention_heads\": 5}", "key \"num_attention_heads\": 5 does not divide \"hidden_size\" 384"},
     {BB "\"layer_norm_eps\": 0}", "key \"layer_norm_eps\": 0 is out of range"},
     {BB "\"hidden_dropout_prob\": \"0.1\"}", "key \"hidden_dropout_prob\" must be a number, but it is a string"},

@@ -121,6 +121,7 @@ int main(int argc, char **argv) {
   test_runs();
   test_run_dense_entropy();
   test_run_not_finite();
+  test_run_failed();
   if (!check_failed)
     rm_rf(g_tmp);
   else

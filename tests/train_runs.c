@@ -2,7 +2,8 @@
  * and one thread: the same seed gives bitwise-identical parameters, another seed
  * does not; 3 steps + --resume 3 equals 6 straight; a stop request (what Ctrl-C
  * sets) saves a checkpoint, returns 130, and resuming it ends bitwise where a
- * straight run does. Apart because these are the slow, end-to-end tests. */
+ * straight run does; a run that fails before its first checkpoint leaves nothing
+ * behind, one that fails after it stays resumable. Apart because these are the slow, end-to-end tests. */
 #define CHECK_SHARED
 #include "check.h"
 #include "train_test.h"
@@ -222,6 +223,12 @@ void test_run_not_finite(void) {
   int rc = train_run(&c, &o, &r, err, sizeof err);
   CHECK(rc == 1 && strstr(err, "step 1: layer 0's attention entropy is not finite"),
         "adaptive: rc %d: %s", rc, err);
+  /* it failed after config.json, before any checkpoint: nothing is left to block the
+   * name, and the same command fails the same way again (not "already holds a run") */
+  snprintf(err, sizeof err, "%s/nf_adaptive", g_tmp);
+  CHECK(access(err, F_OK) != 0, "no run folder left behind");
+  rc = train_run(&c, &o, &r, err, sizeof err);
+  CHECK(rc == 1 && strstr(err, "attention entropy is not finite"), "again: rc %d: %s", rc, err);
   tiny_config(&c, "nf_uniform", 7);
   snprintf(c.model, sizeof c.model, "%s", model);
   c.budget.kind = BUDGET_UNIFORM;
@@ -229,4 +236,104 @@ void test_run_not_finite(void) {
   CHECK(rc == 1 && strstr(err, "step 1: the gradient norm is not finite") &&
             strstr(err, "not applied"),
         "uniform: rc %d: %s", rc, err);
+}
+
+/* ---- runs that fail: what they leave ------------------------------------------------ */
+
+static bool exists(const char *fmt, const char *name) {
+  char path[700];
+  snprintf(path, sizeof path, fmt, g_tmp, name);
+  return access(path, F_OK) == 0;
+}
+
+static void put_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  if (f) {
+    fputs(text, f);
+    fclose(f);
+  }
+}
+
+/* A run that fails before its first checkpoint leaves nothing of what it made: not
+ * RUNS/NAME (nor RUNS when it made that too), so the name is free again; from a
+ * folder that existed only its own files go. */
+static void test_failed_early(void) {
+  TrainConfig c;
+  TrainResult r;
+  TrainOptions o = {.quiet = true};
+  char err[2048];
+  /* bad --data: the folder was made before the data was looked at */
+  tiny_config(&c, "fail_data", 7);
+  snprintf(c.data, sizeof c.data, "%s/nowhere", g_tmp);
+  int rc = train_run(&c, &o, &r, err, sizeof err);
+  CHECK(rc == 2 && strstr(err, "no train.tsv"), "bad data: rc %d: %s", rc, err);
+  CHECK(!exists("%s/%s", "fail_data"), "bad data: the run folder is gone");
+  /* ... and the runs folder with it, when this made it */
+  tiny_config(&c, "fail_data", 7);
+  snprintf(c.runs_dir, sizeof c.runs_dir, "%s/new_runs/deeper", g_tmp);
+  snprintf(c.data, sizeof c.data, "%s/nowhere", g_tmp);
+  rc = train_run(&c, &o, &r, err, sizeof err);
+  CHECK(rc == 2 && !exists("%s/%s", "new_runs"), "bad data: the runs folder made is gone");
+  /* a bad model config.json, found after the synthetic data was written into the run */
+  char model[600];
+  snprintf(model, sizeof model, "%s/bad_model", g_tmp);
+  mkdir(model, 0755);
+  snprintf(err, sizeof err, "%s/config.json", model);
+  put_file(err, "{\"model_type\": \"bert\", \"hidden_size\": \"big\"}\n");
+  snprintf(err, sizeof err, "%s/vocab.txt", model);
+  put_file(err, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n");
+  tiny_config(&c, "fail_model", 7);
+  snprintf(c.model, sizeof c.model, "%s", model);
+  rc = train_run(&c, &o, &r, err, sizeof err);
+  CHECK(rc == 2 && strstr(err, "config.json"), "bad model: rc %d: %s", rc, err);
+  CHECK(!exists("%s/%s", "fail_model"), "bad model: the run folder is gone");
+  /* a folder the user had stays, with what it held; only this run's files go (final/
+   * is a file here, so writing the final model fails after a whole run without a
+   * checkpoint) */
+  snprintf(err, sizeof err, "%s/had", g_tmp);
+  mkdir(err, 0755);
+  CHECK(exists("%s/%s", "had"), "mkdir had");
+  snprintf(err, sizeof err, "%s/had/keep.txt", g_tmp);
+  put_file(err, "mine\n");
+  snprintf(err, sizeof err, "%s/had/final", g_tmp);
+  put_file(err, "in the way\n");
+  tiny_config(&c, "had", 7);
+  c.max_steps = 0, c.epochs = 1;
+  rc = train_run(&c, &o, &r, err, sizeof err);
+  CHECK(rc == 1 && strstr(err, "final"), "final/ unwritable: rc %d: %s", rc, err);
+  CHECK(exists("%s/%s/keep.txt", "had") && exists("%s/%s/final", "had"),
+        "the user's files stay");
+  CHECK(!exists("%s/%s/config.json", "had") && !exists("%s/%s/metrics.jsonl", "had") &&
+            !exists("%s/%s/data", "had"),
+        "the run's own files are gone");
+}
+
+/* A run that fails after a checkpoint keeps it, says how to resume, and resumes. */
+static void test_failed_late(void) {
+  TrainConfig c;
+  TrainResult r;
+  TrainOptions o = {.quiet = true};
+  char err[2048], path[600];
+  snprintf(path, sizeof path, "%s/late", g_tmp);
+  mkdir(path, 0755);
+  snprintf(path, sizeof path, "%s/late/final", g_tmp);
+  put_file(path, "in the way\n");
+  tiny_config(&c, "late", 7);
+  c.max_steps = 2, c.checkpoint_every = 1;
+  int rc = train_run(&c, &o, &r, err, sizeof err);
+  CHECK(rc == 1 && strstr(err, "checkpoint of step 2") &&
+            strstr(err, "crisp train --resume ") && strstr(err, "/late"),
+        "rc %d: %s", rc, err);
+  CHECK(exists("%s/%s/checkpoint.bin", "late") && exists("%s/%s/config.json", "late"),
+        "the checkpoint and config stay");
+  unlink(path);
+  snprintf(path, sizeof path, "%s/late", g_tmp);
+  CHECK(train_config_from_run(path, &c, err, sizeof err) == 0, "%s", err);
+  c.max_steps = 3;
+  CHECK(run(&c, true, NULL, &r) == 0 && r.steps == 3, "the failed run resumes");
+}
+
+void test_run_failed(void) {
+  test_failed_early();
+  test_failed_late();
 }

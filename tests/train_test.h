@@ -29,6 +29,7 @@ void test_examples(const char *dir);
 void test_runs(void);
 void test_run_dense_entropy(void);
 void test_run_not_finite(void);
+void test_run_failed(void);
 
 /* train_checkpoint.c */
 void test_checkpoint(void);
