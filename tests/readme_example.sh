@@ -3,7 +3,8 @@
 # README.md runs, in order, in one shell from the repository root, with build/ read
 # as the build under test and /tmp/ as a scratch folder; what it prints must be the
 # indented lines below it, exactly. A command whose program is not installed (ptxas
-# without the CUDA toolkit) is skipped with a message.
+# without the CUDA toolkit) is skipped with a message; one of the build's that is
+# missing fails.
 #
 #   tests/readme_example.sh REPO_ROOT BUILD_DIR
 set -euo pipefail
@@ -24,9 +25,14 @@ awk '
 cd "$root"
 fails=0 ran=0
 while IFS=$'\t' read -r cmd want; do
-  run=${cmd//build\//$build/}
+  # through a placeholder: the build folder may itself live under /tmp (a CI clone)
+  run=${cmd//build\//$'\001'}
   run=${run//\/tmp\//$scratch/}
+  run=${run//$'\001'/$build/}
   prog=${run%% *}
+  if [ "${prog#"$build"/}" != "$prog" ] && [ ! -x "$prog" ]; then
+    echo "README.md example: $prog is not built"; fails=$((fails + 1)); continue
+  fi
   if [ "$prog" != echo ] && [ "$prog" != cat ] && ! command -v "$prog" >/dev/null; then
     echo "skipped (no $prog here): $cmd"
     continue
