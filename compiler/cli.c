@@ -14,7 +14,8 @@
 static const char usage[] =
     "usage: crispc SPEC [options]\n"
     "  -o FILE              write the output to FILE (with --emit ptx, also FILE's manifest\n"
-    "                       X.manifest.json beside it); default: standard output\n"
+    "                       X.manifest.json beside it); default, or FILE '-': standard\n"
+    "                       output (and no manifest)\n"
     "  --target T           sm_90 (default), sm_80 or host\n"
     "  --emit K             ir | llvm | ptx | asm | obj (default: ptx for sm_*, asm for host)\n"
     "  -D key=value         override a spec key (repeatable), e.g. -D sparsity=0.6\n"
@@ -84,7 +85,7 @@ static int take_option(Options *o, int argc, char **argv, int i, bool *emit_give
   if (needs && !v)
     return usage_error("option %s needs a value", a), -1;
   if (!strcmp(a, "-o"))
-    o->output = v;
+    o->output = strcmp(v, "-") ? v : NULL;   /* "-": standard output, as without -o */
   else if (!strcmp(a, "--target") && target_parse(v, &o->target))
     return usage_error("unknown target '%s' (expected sm_90, sm_80 or host)", v), -1;
   else if (!strcmp(a, "--emit")) {

@@ -27,6 +27,12 @@ if command -v python3 >/dev/null; then
   check "manifest is JSON" python3 -m json.tool "$tmp/a.manifest.json" >/dev/null
 fi
 
+# -o - is standard output (no file named "-", no manifest)
+out=$(cd "$tmp" && "$CRISPC" "$OLDPWD/examples/crisp80.spec" --emit ir -o -); rc=$?
+check "-o - exits 0" test $rc -eq 0
+check "-o - writes the IR to stdout" grep -q 'kernel crisp80_attn_fwd' <<< "$out"
+check "-o - creates no file named -" test ! -e "$tmp/-"
+
 # every example, both architectures, through ptxas
 for spec in examples/*.spec; do
   for arch in sm_90 sm_80; do
