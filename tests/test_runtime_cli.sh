@@ -67,6 +67,17 @@ fi
 expect 2 "unknown device" "$devcheck" --device tpu info
 expect 2 "bad command line" "$devcheck" check
 expect 0 "PASS gemm NN" "$devcheck" --device cpu gemm
+# numbers are whole and in range: atoi/strtoull read "x" as 0 and "-1" as a huge seed,
+# and a negative --reps gave the bench a NaN median
+expect 2 "threads x: expected a whole number from 1 to 256" "$devcheck" --device cpu --threads x info
+expect 2 "threads -3: expected" "$devcheck" --device cpu --threads -3 info
+expect 2 "reps -5: expected a whole number from 1 to 63" "$devcheck" --device cpu --reps -5 info
+expect 2 "seed abc: expected a whole number" "$devcheck" --device cpu --seed abc info
+expect 2 "seed -1: expected a whole number" "$devcheck" --device cpu --seed -1 info
+expect 2 "n wants 1 to 8 lengths" "$devcheck" --device cpu --n 1,2,3,4,5,6,7,8,9 info
+CRISP_SEED=x7 expect 2 "CRISP_SEED=x7: expected a whole number" "$devcheck" --device cpu info
+CRISP_SEED= expect 2 "CRISP_SEED=: expected a whole number" "$devcheck" --device cpu info
+CRISP_SEED=42 expect 0 "^seed 42 " "$devcheck" --device cpu --threads 2 info
 
 # CRISP_GEMM=auto (runtime/cpu.c choose_gemm): on an AVX-512 CPU crisp's sgemm where
 # OpenBLAS is pinned to narrower kernels, OpenBLAS where it runs its AVX-512 ones;
