@@ -115,5 +115,20 @@ echo "$out"
 "$crispc" "$tmp/tiny.spec" -o "$tmp/fwdonly.ptx" && ok || bad "crispc forward-only"
 expect 1 "no kernel tiny_attn_bwd_dq" "$devcheck" --device cpu train "$tmp/fwdonly.manifest.json"
 
+# a damaged kernel cache entry is rebuilt, with a warning naming the file (the check
+# of a one-kernel folder goes through the cache on the CPU)
+mkdir -p "$tmp/one" && "$crispc" "$tmp/tiny.spec" -o "$tmp/one/tiny.ptx" && ok || bad "crispc one"
+export CRISP_CACHE_DIR=$tmp/cache2
+expect 0 "all passed" "$devcheck" --device cpu --threads 1 check "$tmp/one"
+entry=$(ls "$tmp"/cache2/kernels/*.crk)
+head -c 100 "$entry" > "$entry.cut" && mv "$entry.cut" "$entry"
+out=$("$devcheck" --device cpu --threads 1 check "$tmp/one" 2>&1)
+rc=$?
+{ [ $rc -eq 0 ] && grep -q "warning: kernel cache: $entry: corrupt entry (checksum" <<< "$out" &&
+  [ "$(stat -c %s "$entry")" -gt 100 ]; } && ok || bad "truncated cache entry: $rc: $out"
+out=$("$devcheck" --device cpu --threads 1 check "$tmp/one" 2>&1)
+! grep -q "warning" <<< "$out" && ok || bad "the rebuilt entry: $out"
+export CRISP_CACHE_DIR=$tmp/cache
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
