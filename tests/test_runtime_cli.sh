@@ -115,9 +115,20 @@ echo "$out"
 "$crispc" "$tmp/tiny.spec" -o "$tmp/fwdonly.ptx" && ok || bad "crispc forward-only"
 expect 1 "no kernel tiny_attn_bwd_dq" "$devcheck" --device cpu train "$tmp/fwdonly.manifest.json"
 
+mkdir -p "$tmp/one" && "$crispc" "$tmp/tiny.spec" -o "$tmp/one/tiny.ptx" && ok || bad "crispc one"
+# a damaged tuning database stops --tune before it compiles (not after minutes of
+# timing it could not store), and devcheck's bench and tune, naming file and entry
+printf '{"format": 1, "entries": [{"kernel": "k"}]}' > "$tmp/badtune.json"
+out=$("$crispc" "$tmp/tiny.spec" --tune --device cpu --tune-n 16 --tune-db "$tmp/badtune.json" 2>&1)
+rc=$?
+{ [ $rc -eq 1 ] && grep -q "badtune.json: entry 0: spec_hash: missing" <<< "$out" &&
+  ! grep -q "compiled" <<< "$out"; } && ok || bad "--tune with a bad database: $rc: $out"
+expect 1 "tuning database: $tmp/badtune.json: entry 0" "$devcheck" --device cpu bench "$tmp/one" \
+  --db "$tmp/badtune.json"
+expect 1 "badtune.json: entry 0" "$devcheck" --device cpu tune "$tmp/one" --db "$tmp/badtune.json"
+
 # a damaged kernel cache entry is rebuilt, with a warning naming the file (the check
 # of a one-kernel folder goes through the cache on the CPU)
-mkdir -p "$tmp/one" && "$crispc" "$tmp/tiny.spec" -o "$tmp/one/tiny.ptx" && ok || bad "crispc one"
 export CRISP_CACHE_DIR=$tmp/cache2
 expect 0 "all passed" "$devcheck" --device cpu --threads 1 check "$tmp/one"
 entry=$(ls "$tmp"/cache2/kernels/*.crk)
