@@ -91,6 +91,14 @@ if grep -qw avx512f /proc/cpuinfo; then
 fi
 CRISP_BLAS=none expect 0 "gemm built-in loops" "$devcheck" --device cpu info
 CRISP_GEMM=fastest expect 1 "CRISP_GEMM=fastest: expected auto, crisp or blas" "$devcheck" --device cpu info
+# a BLAS the user names must load (not a quiet fall-back to the built-in loops), and
+# CRISP_GEMM_THREADS has one value
+CRISP_BLAS=$tmp/no-such-blas.so expect 1 "CRISP_BLAS=$tmp/no-such-blas.so: .*cannot open" \
+  "$devcheck" --device cpu info
+CRISP_BLAS=libc.so.6 expect 1 "CRISP_BLAS=libc.so.6: the library has no cblas_sgemm" \
+  "$devcheck" --device cpu info
+CRISP_GEMM_THREADS=4 expect 1 "CRISP_GEMM_THREADS=4: expected blas (or unset)" \
+  "$devcheck" --device cpu info
 
 # the training call (select + forward + backward) of every select mode, as the GPU
 # check runs it, on the CPU; a manifest without backward kernels is a clear failure
