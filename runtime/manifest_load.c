@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../compiler/diag.h"
 #include "fsutil.h"
 
 const char *rt_type_name(RtType t) {
@@ -191,16 +192,49 @@ static int parse_spec(P *p, const cJSON *j, Spec *s) {
       get_number(p, j, "dropout", 0, 1, &s->dropout) || get_bool(p, j, "causal", &s->causal) ||
       get_bool(p, j, "backward", &s->backward))
     return -1;
+  /* The fields one by one do not make a valid spec (keep_min <= max_seq, dropout < 1,
+   * the name an identifier, ...): the spec parser's own rules, run on the spec's
+   * canonical text, so an edited manifest cannot hand the compiler (on the CPU) or the
+   * checks a spec that crispc would refuse. */
+  char text[SPEC_CANONICAL_MAX];
+  spec_canonical(s, text, sizeof text);
+  Spec again;
+  Diag d;
+  p->where = NULL;
+  if (spec_parse("manifest", text, strlen(text), &again, &d))
+    return fail(p, "spec", d.msg);
   p->where = NULL;
   return 0;
+}
+
+/* The whole text as one JSON value: cJSON_ParseWithLength stops after the first value
+ * and would take a manifest with anything appended. On error, "line L, column C: ...". */
+static cJSON *parse_whole(P *p, const char *text, size_t len) {
+  const char *end = NULL;
+  size_t nul = strnlen(text, len);
+  cJSON *j = nul < len ? NULL : cJSON_ParseWithLengthOpts(text, len, &end, 0);
+  size_t at = nul < len ? nul : end ? (size_t)(end - text) : 0;
+  while (j && at < len && strchr(" \t\r\n", text[at]))
+    at++;
+  if (j && at == len)
+    return j;
+  cJSON_Delete(j);
+  int line = 1, col = 1;
+  for (size_t i = 0; i < at && i < len; i++)
+    text[i] == '\n' ? (line++, col = 1) : col++;
+  char where[64];
+  snprintf(where, sizeof where, "line %d, column %d", line, col);
+  fail(p, where, nul < len ? "NUL byte" : j ? "unexpected text after the JSON value"
+                                             : "not valid JSON");
+  return NULL;
 }
 
 int rt_manifest_parse(const char *text, size_t len, RtManifest *out, char *err, size_t cap) {
   P p = {err, cap, NULL};
   memset(out, 0, sizeof *out);
-  cJSON *root = cJSON_ParseWithLength(text, len);
+  cJSON *root = parse_whole(&p, text, len);
   if (!root)
-    return fail(&p, "text", "not valid JSON");
+    return -1;
   int rc = -1;
   int64_t v;
   const cJSON *kernels = cJSON_GetObjectItemCaseSensitive(root, "kernels");
