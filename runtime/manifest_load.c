@@ -290,6 +290,63 @@ int rt_manifest_load(const char *path, RtManifest *out, char *err, size_t cap) {
   return rc;
 }
 
+/* ---- the PTX against its manifest ---- */
+
+/* Bytes of a PTX parameter type (.u64, .s32, .f32, .b64, ...), 0 if not one. */
+static int ptx_param_bytes(const char *t) {
+  if ((t[0] != 'u' && t[0] != 's' && t[0] != 'f' && t[0] != 'b') || !strchr("0123456789", t[1]))
+    return 0;
+  int bits = atoi(t + 1);
+  return bits == 32 || bits == 64 ? bits / 8 : 0;
+}
+
+static int manifest_param_bytes(const RtParam *p) {
+  return p->is_buf || p->type == RT_T_I64 || p->type == RT_T_F64 ? 8 : 4;
+}
+
+/* One kernel: ".entry NAME(" then ".param .TYPE NAME," ... ")". */
+static int check_entry(const RtKernelInfo *k, const char *ptx, char *err, size_t cap) {
+  char head[128];
+  snprintf(head, sizeof head, ".entry %s(", k->name);
+  const char *at = strstr(ptx, head);
+  if (!at)
+    return snprintf(err, cap, "kernel %s: named in the manifest, not in the PTX", k->name), -1;
+  at += strlen(head);
+  const char *close = strchr(at, ')');
+  int n = 0;
+  for (const char *p = strstr(at, ".param"); p && close && p < close; p = strstr(p, ".param")) {
+    p += strlen(".param");
+    while (*p == ' ' || *p == '\t')
+      p++;
+    int bytes = *p == '.' ? ptx_param_bytes(p + 1) : 0;
+    if (n < k->nparams && bytes != manifest_param_bytes(&k->params[n]))
+      return snprintf(err, cap, "kernel %s: parameter %d (%s): %d bytes in the manifest, %.*s "
+                      "in the PTX", k->name, n, k->params[n].name,
+                      manifest_param_bytes(&k->params[n]), (int)strcspn(p, " \t,)\n"), p), -1;
+    n++;
+  }
+  if (!close || n != k->nparams)
+    return snprintf(err, cap, "kernel %s: the manifest lists %d parameters, the PTX %d",
+                    k->name, k->nparams, n), -1;
+  return 0;
+}
+
+int rt_manifest_check_ptx(const RtManifest *m, const char *ptx, size_t len, char *err,
+                          size_t cap) {
+  if (strnlen(ptx, len) != len)
+    return snprintf(err, cap, "PTX: a NUL byte in the text"), -1;
+  char *text = malloc(len + 1);   /* NUL-terminated for strstr */
+  if (!text)
+    return snprintf(err, cap, "out of memory"), -1;
+  memcpy(text, ptx, len);
+  text[len] = 0;
+  int rc = 0;
+  for (int i = 0; i < m->nkernels && !rc; i++)
+    rc = check_entry(&m->kernels[i], text, err, cap);
+  free(text);
+  return rc;
+}
+
 const RtKernelInfo *rt_manifest_kernel(const RtManifest *m, const char *name) {
   for (int i = 0; i < m->nkernels; i++)
     if (!strcmp(m->kernels[i].name, name))

@@ -202,6 +202,24 @@ static void test_bad_modules(void) {
       }
       free(text);
     }
+    /* the PTX must hold the manifest's kernels with its parameter lists (a launch
+     * with another list reads garbage pointers on the GPU) */
+    CHECK(!rt_manifest_parse(a.manifest, a.manifest_len, &man, err, sizeof err) &&
+              !rt_manifest_check_ptx(&man, a.code, a.code_len, err, sizeof err), "ptx: %s", err);
+    RtManifest edited = man;
+    snprintf(edited.kernels[0].name, sizeof edited.kernels[0].name, "rt_attn_other");
+    CHECK(rt_manifest_check_ptx(&edited, a.code, a.code_len, err, sizeof err) == -1 &&
+              strstr(err, "kernel rt_attn_other: named in the manifest, not in the PTX"),
+          "a kernel missing from the PTX: %s", err);
+    edited = man;
+    edited.kernels[0].params[edited.kernels[0].nparams++] = edited.kernels[0].params[0];
+    CHECK(rt_manifest_check_ptx(&edited, a.code, a.code_len, err, sizeof err) == -1 &&
+              strstr(err, "parameters, the PTX "),
+          "an extra parameter: %s", err);
+    edited = man;
+    edited.kernels[0].params[iN].type = RT_T_I64;
+    CHECK(rt_manifest_check_ptx(&edited, a.code, a.code_len, err, sizeof err) == -1 &&
+              strstr(err, "(N): 8 bytes in the manifest, .u32 in the PTX"), "a wider parameter: %s", err);
     /* truncated at every length: an error, never a crash */
     int crashes = 0;
     for (size_t n = 0; n < a.manifest_len; n += 7)

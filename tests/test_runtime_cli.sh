@@ -4,10 +4,11 @@
 #     nothing (every variant from the kernel cache);
 #   - option errors exit 2 with a message; a cuda device without a driver exits 1
 #     with one clear line and no crash.
-#   test_runtime_cli.sh CRISPC DEVCHECK
+#   test_runtime_cli.sh CRISPC DEVCHECK [FAKE_LIBCUDA]
 set -uo pipefail
 crispc=$1
 devcheck=$2
+fakecuda=${3:-}
 tmp=$(mktemp -d /tmp/crisp-test-cli.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 export CRISP_CACHE_DIR=$tmp/cache
@@ -134,6 +135,15 @@ rc=$?
 expect 1 "tuning database: $tmp/badtune.json: entry 0" "$devcheck" --device cpu bench "$tmp/one" \
   --db "$tmp/badtune.json"
 expect 1 "badtune.json: entry 0" "$devcheck" --device cpu tune "$tmp/one" --db "$tmp/badtune.json"
+
+# a PTX file that does not match its manifest (rebuilt or edited apart) is refused
+# before the driver launches it with the wrong parameters (a stand-in driver)
+if [ -n "$fakecuda" ]; then
+  mkdir -p "$tmp/apart" && cp "$tmp/one"/tiny.* "$tmp/apart/" &&
+    sed -i '/tiny_attn_fwd_param_14,/d' "$tmp/apart/tiny.ptx"   # later ones move up one
+  CRISP_LIBCUDA=$fakecuda expect 1 "tiny.ptx: does not match .*tiny.manifest.json: kernel tiny_attn_fwd: parameter 19 (o_sh): 4 bytes in the manifest, .f64 in the PTX" \
+    "$devcheck" --device cuda check "$tmp/apart"
+fi
 
 # a damaged kernel cache entry is rebuilt, with a warning naming the file (the check
 # of a one-kernel folder goes through the cache on the CPU)
