@@ -6,6 +6,7 @@
 #include "../runtime/compile.h"
 #include "../runtime/fsutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,14 +23,21 @@ int train_attach_crisp(Model *m, SelectKind sel, int keep_min, RtModule **mod, c
   s.keep_min = keep_min;
   s.backward = true;
   RtCache cache;
-  char cerr[512];
-  RtCache *cp = rt_cache_open(&cache, NULL, cerr, sizeof cerr) == 0 ? &cache : NULL;
+  char cerr[1200];
+  RtCache *cp = &cache;
+  if (rt_cache_open(&cache, NULL, cerr, sizeof cerr)) {   /* slower, still right */
+    fprintf(stderr, "crisp: warning: no kernel cache: %s\n", cerr);
+    cp = NULL;
+  }
+  /* A damaged tuning database is an error, not a silent fall-back to default tiles:
+   * the user tuned to get the speed, and would otherwise lose it without a word. */
   TuneDb db = {0};
   char path[1024];
-  const TuneDb *dbp = NULL;
-  if (tune_db_default_path(path, sizeof path) == 0 && tune_db_load(&db, path, cerr, sizeof cerr) == 0)
-    dbp = &db;
-  int rc = rt_compile_for(m->be, &s, m->max_len, cp, dbp, mod, NULL, err, cap);
+  if (tune_db_default_path(path, sizeof path) == 0 && tune_db_load(&db, path, cerr, sizeof cerr)) {
+    snprintf(err, cap, "tuning database: %s (fix or delete it, or set CRISP_TUNE_DB)", cerr);
+    return -1;
+  }
+  int rc = rt_compile_for(m->be, &s, m->max_len, cp, &db, mod, NULL, err, cap);
   tune_db_free(&db);
   if (rc)
     return -1;

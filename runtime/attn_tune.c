@@ -89,19 +89,41 @@ static int run(void *ctx, TuneVariant *v, char *note, size_t cap) {
   return 0;
 }
 
-static int save(Backend *b, const Spec *s, const TuneVariant *v, int nv, int def,
-                const AttnTuneConfig *cfg, FILE *out, char *err, size_t cap) {
-  char path[1100];
+/* The database's file into path ("" when cfg says not to save). 0, or -1 (err). */
+static int db_path(const AttnTuneConfig *cfg, char *path, size_t size, char *err, size_t cap) {
+  path[0] = 0;
   if (cfg->db_path && !cfg->db_path[0])
     return 0;
   if (cfg->db_path)
-    snprintf(path, sizeof path, "%s", cfg->db_path);
-  else if (tune_db_default_path(path, sizeof path)) {
+    snprintf(path, size, "%s", cfg->db_path);
+  else if (tune_db_default_path(path, size)) {
     snprintf(err, cap, "no place for the tuning database (set CRISP_TUNE_DB or HOME)");
     return -1;
   }
+  return 0;
+}
+
+int attn_tune_db_check(const char *db, char *err, size_t cap) {
+  char path[1100];
+  TuneDb tdb;
+  AttnTuneConfig cfg = {.db_path = db};
+  if (db_path(&cfg, path, sizeof path, err, cap) ||
+      (path[0] && tune_db_load(&tdb, path, err, cap)))
+    return -1;
+  if (path[0])
+    tune_db_free(&tdb);
+  return 0;
+}
+
+static int save(Backend *b, const Spec *s, const TuneVariant *v, int nv, int def,
+                const AttnTuneConfig *cfg, FILE *out, char *err, size_t cap) {
+  char path[1100];
+  if (db_path(cfg, path, sizeof path, err, cap))
+    return -1;
+  if (!path[0])
+    return 0;
   TuneDb db;
-  if (tune_db_load(&db, path, err, cap))
+  if (tune_db_load(&db, path, err, cap))   /* again: another run may have added entries */
     return -1;
   char when[32];
   time_t now = time(NULL);
@@ -140,6 +162,8 @@ static int save(Backend *b, const Spec *s, const TuneVariant *v, int nv, int def
 int attn_tune(Backend *b, const Spec *s, TuneVariant *v, int nv, int default_index,
               const AttnTuneConfig *cfg, FILE *out, char *err, size_t cap) {
   Ctx c = {.b = b, .s = s, .cfg = cfg, .rng = cfg->seed};
+  if (attn_tune_db_check(cfg->db_path, err, cap))
+    return -1;
   if (attn_task_init(&c.check, b, s, cfg->check_B, cfg->check_H, cfg->check_N, cfg->sparsity,
                      err, cap))
     return -1;

@@ -28,6 +28,11 @@ typedef struct AttnTuneConfig {
 void attn_tune_config_default(AttnTuneConfig *c, const Spec *s);
 
 /* Returns 0 (the table printed to out, the database updated), or -1 with err. */
+/* Reads the database that a tune would write (db: as AttnTuneConfig.db_path), so a
+ * damaged one stops the run before compiling and timing rather than after, when its
+ * results could not be stored. 0, or -1 with err naming the file and the fault. */
+int attn_tune_db_check(const char *db, char *err, size_t cap);
+
 int attn_tune(Backend *b, const Spec *s, TuneVariant *v, int nv, int default_index,
               const AttnTuneConfig *cfg, FILE *out, char *err, size_t cap);
 

@@ -99,16 +99,20 @@ static int take(Reader *r, void *out, size_t n) {
   return 0;
 }
 
-/* 1: hit; 0: miss (another key); -1: corrupt. */
-static int decode(const char *buf, size_t len, const char *key, RtBlob *parts, int nparts) {
+/* 1: hit; 0: miss (another key); -1: corrupt, with the reason in *why. */
+static int decode(const char *buf, size_t len, const char *key, RtBlob *parts, int nparts,
+                  const char **why) {
+  *why = len < 8 + 4 + 4 + 8 ? "shorter than any entry" : "not a crisp cache entry (magic)";
   if (len < 8 + 4 + 4 + 8 || memcmp(buf, MAGIC, 8))
     return -1;
   uint64_t sum;
   memcpy(&sum, buf + len - 8, 8);
+  *why = "checksum mismatch (truncated or changed)";
   if (sum != rt_fnv1a64(buf, len - 8, RT_FNV_OFFSET))
     return -1;
   Reader r = {buf + 8, buf + len - 8};
   uint32_t klen, n;
+  *why = "a length runs past the end";
   if (take(&r, &klen, 4) || (size_t)(r.end - r.p) < klen)
     return -1;
   int same = klen == strlen(key) && !memcmp(r.p, key, klen);
@@ -135,12 +139,15 @@ static int decode(const char *buf, size_t len, const char *key, RtBlob *parts, i
   if (r.p != r.end) {
     for (int i = 0; i < nparts; i++)
       free(parts[i].data);
+    *why = "bytes after the last part";
     return -1;
   }
   return 1;
 }
 
-int rt_cache_get(RtCache *c, const char *key, RtBlob *parts, int nparts) {
+int rt_cache_get(RtCache *c, const char *key, RtBlob *parts, int nparts, char *note,
+                 size_t cap) {
+  note[0] = 0;
   for (int i = 0; i < nparts; i++)
     parts[i] = (RtBlob){0};
   if (c->disabled) {
@@ -155,11 +162,18 @@ int rt_cache_get(RtCache *c, const char *key, RtBlob *parts, int nparts) {
     atomic_fetch_add(&c->misses, 1);
     return 0;
   }
-  int rc = decode(buf, len, key, parts, nparts);
+  const char *why = NULL;
+  int rc = decode(buf, len, key, parts, nparts, &why);
   free(buf);
   if (rc < 0) {
+    /* Rebuilt, not refused: the entry is only a copy of what the compiler makes again
+     * from the key, so refusing would just make the user delete it by hand. Said,
+     * though: a damaged file in the cache hints at a failing disk or a tool writing
+     * there, which the user wants to know about. */
     atomic_fetch_add(&c->corrupt, 1);
-    unlink(path);   /* rebuilt and re-stored by the caller */
+    bool gone = !unlink(path);   /* rebuilt and re-stored by the caller */
+    snprintf(note, cap, "%s: corrupt entry (%s), %s; compiling again", path, why,
+             gone ? "removed" : "cannot be removed");
   }
   if (rc <= 0) {
     atomic_fetch_add(&c->misses, 1);

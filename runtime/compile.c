@@ -102,7 +102,11 @@ int rt_compile_artifact(const Spec *s, const TileConfig *t, Target target, RtCac
   char key[2048];
   rt_cache_key(s, t, target, key, sizeof key);
   RtBlob parts[2];
-  if (cache && rt_cache_get(cache, key, parts, 2)) {
+  char note[1500];
+  int hit = cache ? rt_cache_get(cache, key, parts, 2, note, sizeof note) : 0;
+  if (cache && note[0])
+    fprintf(stderr, "crisp: warning: kernel cache: %s\n", note);
+  if (hit) {
     out->code = parts[0].data, out->code_len = parts[0].len;
     out->manifest = parts[1].data, out->manifest_len = parts[1].len;
     out->cached = true;

@@ -288,33 +288,47 @@ static void openblas_coretype(void) {
     setenv("OPENBLAS_CORETYPE", core, 0);
 }
 
-/* The first BLAS that provides cblas_sgemm. */
-static void load_blas(Cpu *c, Backend *b) {
-  const char *env = getenv("CRISP_BLAS");
+/* $name, with an empty value read as unset. */
+static const char *env_set(const char *name) {
+  const char *v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+/* The first BLAS that provides cblas_sgemm. A library named by CRISP_BLAS that cannot
+ * be loaded is an error, not a quiet fall-back to the built-in loops (tens of times
+ * slower): the user asked for that one. 0, or -1 with err. */
+static int load_blas(Cpu *c, Backend *b, char *err, size_t cap) {
+  const char *env = env_set("CRISP_BLAS");
   const char *const defaults[] = {"libopenblas.so.0", "libcblas.so.3", "libblas.so.3", NULL};
   const char *one[] = {env, NULL};
-  const char *const *names = env && *env ? one : defaults;
+  const char *const *names = env ? one : defaults;
   snprintf(b->gemm_lib, sizeof b->gemm_lib, "built-in loops (no BLAS found)");
   if (env && !strcmp(env, "none")) {
     snprintf(b->gemm_lib, sizeof b->gemm_lib, "built-in loops (CRISP_BLAS=none)");
-    return;
+    return 0;
   }
   openblas_coretype();
   for (int i = 0; names[i]; i++) {
     void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-      continue;
-    CblasSgemm f = (CblasSgemm)dlsym(h, "cblas_sgemm");
+    CblasSgemm f = h ? (CblasSgemm)dlsym(h, "cblas_sgemm") : NULL;
     if (!f) {
-      dlclose(h);
+      if (env) {
+        snprintf(err, cap, "cpu: CRISP_BLAS=%.200s: %.300s", env,
+                 h ? "the library has no cblas_sgemm" : dlerror());
+        if (h)
+          dlclose(h);
+        return -1;
+      }
+      if (h)
+        dlclose(h);
       continue;
     }
     c->blas = h;
     c->sgemm = f;
     /* CRISP_GEMM_THREADS=blas keeps BLAS's own threading (see gemm_split) */
     void (*set_threads)(int) = (void (*)(int))dlsym(h, "openblas_set_num_threads");
-    const char *mode = getenv("CRISP_GEMM_THREADS");
-    if (set_threads && rt_pool_threads(c->pool) > 1 && !(mode && !strcmp(mode, "blas"))) {
+    const char *mode = env_set("CRISP_GEMM_THREADS");
+    if (set_threads && rt_pool_threads(c->pool) > 1 && !mode) {
       set_threads(1);
       c->split = true;
     }
@@ -323,8 +337,9 @@ static void load_blas(Cpu *c, Backend *b) {
       snprintf(b->gemm_lib, sizeof b->gemm_lib, "%.80s", config());
     else
       snprintf(b->gemm_lib, sizeof b->gemm_lib, "%.80s", names[i]);
-    return;
+    return 0;
   }
+  return 0;
 }
 
 /* Whether the loaded BLAS runs 512-bit kernels: OpenBLAS names its kernel set. */
@@ -350,13 +365,19 @@ static void unload_blas(Cpu *c) {
  * message in err. */
 static int choose_gemm(Cpu *c, Backend *b, char *err, size_t cap) {
   const char *mode = getenv("CRISP_GEMM");
+  const char *threads = env_set("CRISP_GEMM_THREADS");
+  if (threads && strcmp(threads, "blas")) {   /* a typo would silently change nothing */
+    snprintf(err, cap, "cpu: CRISP_GEMM_THREADS=%.40s: expected blas (or unset)", threads);
+    return -1;
+  }
   if (!mode || !*mode)
     mode = "auto";
   bool own;
   if (!strcmp(mode, "auto")) {
-    own = sgemm_supported() && !getenv("CRISP_BLAS");
+    own = sgemm_supported() && !env_set("CRISP_BLAS");
     if (own) {
-      load_blas(c, b);
+      if (load_blas(c, b, err, cap))
+        return -1;
       own = !c->blas || !blas_is_avx512(c);
       if (own && c->blas)
         unload_blas(c);
@@ -367,11 +388,8 @@ static int choose_gemm(Cpu *c, Backend *b, char *err, size_t cap) {
     snprintf(err, cap, "cpu: CRISP_GEMM=%.40s: expected auto, crisp or blas", mode);
     return -1;
   }
-  if (!own) {
-    if (!c->blas)
-      load_blas(c, b);
-    return 0;
-  }
+  if (!own)
+    return c->blas ? 0 : load_blas(c, b, err, cap);
   if (!(c->own = sgemm_new(SGEMM_FAST))) {
     snprintf(err, cap, "cpu: out of memory");
     return -1;

@@ -23,7 +23,9 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,9 +46,38 @@ static const char usage[] =
 
 /* ---- command line ---- */
 
+/* A whole decimal number in [lo, hi] (no sign, no trailing text): atoi and strtoull
+ * read "abc" as 0 and "-1" as a huge seed, and a negative --reps made the bench's
+ * median NaN. 0, or -1. */
+static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
+  if (!s || *s < '0' || *s > '9')
+    return -1;
+  errno = 0;
+  char *end;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || v < lo || v > hi)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+/* --threads, --reps: an int in [lo, hi], or a usage message (-1). */
+static int int_flag(const char *flag, const char *val, int lo, int hi, int *out) {
+  uint64_t v;
+  if (parse_u64(val, (uint64_t)lo, (uint64_t)hi, &v)) {
+    fprintf(stderr, "crisp-devcheck: %s %s: expected a whole number from %d to %d\n", flag, val,
+            lo, hi);
+    return -1;
+  }
+  *out = (int)v;
+  return 0;
+}
+
 static int parse_list(const char *s, int *out, int *n) {
   *n = 0;
-  while (*s && *n < TUNE_MAX_BUCKETS) {
+  while (*s) {
+    if (*n == TUNE_MAX_BUCKETS)
+      return -1;   /* more lengths than buckets: not silently dropped */
     char *end;
     long v = strtol(s, &end, 10);
     if (end == s || v < 1 || v > 1 << 20)
@@ -79,8 +110,10 @@ static int train_command(Backend *b, const char *const *files, int n, const Opts
 int main(int argc, char **argv) {
   Opts o = {.device = "auto", .seed = (uint64_t)time(NULL)};
   const char *env = getenv("CRISP_SEED");
-  if (env)
-    o.seed = strtoull(env, NULL, 0);
+  if (env && parse_u64(env, 0, UINT64_MAX, &o.seed)) {
+    fprintf(stderr, "crisp-devcheck: CRISP_SEED=%.40s: expected a whole number\n", env);
+    return 2;
+  }
   const char *cmd = NULL;
   const char *pos[64];
   int npos = 0;
@@ -107,14 +140,24 @@ int main(int argc, char **argv) {
       return 2;
     }
     if (!strcmp(a, "--device")) o.device = val;
-    else if (!strcmp(a, "--threads")) o.threads = atoi(val);
-    else if (!strcmp(a, "--seed")) o.seed = strtoull(val, NULL, 0);
+    else if (!strcmp(a, "--threads")) {
+      if (int_flag(a, val, 1, 256, &o.threads))
+        return 2;
+    } else if (!strcmp(a, "--seed")) {
+      if (parse_u64(val, 0, UINT64_MAX, &o.seed)) {
+        fprintf(stderr, "crisp-devcheck: --seed %s: expected a whole number\n", val);
+        return 2;
+      }
+    }
     else if (!strcmp(a, "--db")) o.db = val;
     else if (!strcmp(a, "--json")) o.json = val;
-    else if (!strcmp(a, "--reps")) o.reps = atoi(val);
+    else if (!strcmp(a, "--reps")) {
+      if (int_flag(a, val, 1, 63, &o.reps))
+        return 2;
+    }
     else if (!strcmp(a, "--n")) {
       if (parse_list(val, o.n, &o.nn)) {
-        fprintf(stderr, "crisp-devcheck: --n wants lengths like 128,512\n");
+        fprintf(stderr, "crisp-devcheck: --n wants 1 to %d lengths like 128,512\n", TUNE_MAX_BUCKETS);
         return 2;
       }
     } else if (a[0] == '-') {
@@ -124,6 +167,9 @@ int main(int argc, char **argv) {
       cmd = a;
     } else if (npos < 64) {
       pos[npos++] = a;
+    } else {
+      fprintf(stderr, "crisp-devcheck: more than 64 folders or files\n");
+      return 2;
     }
     if (takes)
       i++;
@@ -176,8 +222,12 @@ int main(int argc, char **argv) {
       snprintf(path, sizeof path, "%s", o.db);
     else if (tune_db_default_path(path, sizeof path))
       path[0] = 0;
-    if (path[0] && tune_db_load(&db, path, err, sizeof err))
-      fprintf(stderr, "crisp-devcheck: warning: %s (default tiles)\n", err);
+    /* refused, not timed with default tiles: the bench reports the tuned tiles' speed */
+    if (path[0] && tune_db_load(&db, path, err, sizeof err)) {
+      fprintf(stderr, "crisp-devcheck: tuning database: %s\n", err);
+      backend_close(b);
+      return 1;
+    }
     FILE *json = o.json ? fopen(o.json, "w") : NULL;
     if (o.json && !json) {
       fprintf(stderr, "crisp-devcheck: cannot write %s\n", o.json);

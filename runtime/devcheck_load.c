@@ -64,6 +64,14 @@ int load_variant(Backend *b, Variant *v, char *err, size_t cap) {
     size_t len;
     if (rt_read_file(ptx_path, &ptx, &len, err, cap))
       return -1;
+    /* The pair comes from disk, where one may be rebuilt or edited without the other:
+     * a launch with another parameter list would read garbage pointers on the GPU. */
+    char why[512];
+    if (rt_manifest_check_ptx(&v->man, ptx, len, why, sizeof why)) {
+      snprintf(err, cap, "%.250s: does not match %.250s: %s", ptx_path, v->path, why);
+      free(ptx);
+      return -1;
+    }
     RtModuleSource src = {.manifest = &v->man, .ptx = ptx, .ptx_len = len};
     int rc = rt_module_load(b, &src, &v->mod);
     free(ptx);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../compiler/diag.h"
 #include "fsutil.h"
 
 const char *rt_type_name(RtType t) {
@@ -191,16 +192,49 @@ static int parse_spec(P *p, const cJSON *j, Spec *s) {
       get_number(p, j, "dropout", 0, 1, &s->dropout) || get_bool(p, j, "causal", &s->causal) ||
       get_bool(p, j, "backward", &s->backward))
     return -1;
+  /* The fields one by one do not make a valid spec (keep_min <= max_seq, dropout < 1,
+   * the name an identifier, ...): the spec parser's own rules, run on the spec's
+   * canonical text, so an edited manifest cannot hand the compiler (on the CPU) or the
+   * checks a spec that crispc would refuse. */
+  char text[SPEC_CANONICAL_MAX];
+  spec_canonical(s, text, sizeof text);
+  Spec again;
+  Diag d;
+  p->where = NULL;
+  if (spec_parse("manifest", text, strlen(text), &again, &d))
+    return fail(p, "spec", d.msg);
   p->where = NULL;
   return 0;
+}
+
+/* The whole text as one JSON value: cJSON_ParseWithLength stops after the first value
+ * and would take a manifest with anything appended. On error, "line L, column C: ...". */
+static cJSON *parse_whole(P *p, const char *text, size_t len) {
+  const char *end = NULL;
+  size_t nul = strnlen(text, len);
+  cJSON *j = nul < len ? NULL : cJSON_ParseWithLengthOpts(text, len, &end, 0);
+  size_t at = nul < len ? nul : end ? (size_t)(end - text) : 0;
+  while (j && at < len && strchr(" \t\r\n", text[at]))
+    at++;
+  if (j && at == len)
+    return j;
+  cJSON_Delete(j);
+  int line = 1, col = 1;
+  for (size_t i = 0; i < at && i < len; i++)
+    text[i] == '\n' ? (line++, col = 1) : col++;
+  char where[64];
+  snprintf(where, sizeof where, "line %d, column %d", line, col);
+  fail(p, where, nul < len ? "NUL byte" : j ? "unexpected text after the JSON value"
+                                             : "not valid JSON");
+  return NULL;
 }
 
 int rt_manifest_parse(const char *text, size_t len, RtManifest *out, char *err, size_t cap) {
   P p = {err, cap, NULL};
   memset(out, 0, sizeof *out);
-  cJSON *root = cJSON_ParseWithLength(text, len);
+  cJSON *root = parse_whole(&p, text, len);
   if (!root)
-    return fail(&p, "text", "not valid JSON");
+    return -1;
   int rc = -1;
   int64_t v;
   const cJSON *kernels = cJSON_GetObjectItemCaseSensitive(root, "kernels");
@@ -252,6 +286,63 @@ int rt_manifest_load(const char *path, RtManifest *out, char *err, size_t cap) {
   int rc = rt_manifest_parse(text, len, out, inner, sizeof inner);
   if (rc)
     snprintf(err, cap, "%s: %s", path, inner);
+  free(text);
+  return rc;
+}
+
+/* ---- the PTX against its manifest ---- */
+
+/* Bytes of a PTX parameter type (.u64, .s32, .f32, .b64, ...), 0 if not one. */
+static int ptx_param_bytes(const char *t) {
+  if ((t[0] != 'u' && t[0] != 's' && t[0] != 'f' && t[0] != 'b') || !strchr("0123456789", t[1]))
+    return 0;
+  int bits = atoi(t + 1);
+  return bits == 32 || bits == 64 ? bits / 8 : 0;
+}
+
+static int manifest_param_bytes(const RtParam *p) {
+  return p->is_buf || p->type == RT_T_I64 || p->type == RT_T_F64 ? 8 : 4;
+}
+
+/* One kernel: ".entry NAME(" then ".param .TYPE NAME," ... ")". */
+static int check_entry(const RtKernelInfo *k, const char *ptx, char *err, size_t cap) {
+  char head[128];
+  snprintf(head, sizeof head, ".entry %s(", k->name);
+  const char *at = strstr(ptx, head);
+  if (!at)
+    return snprintf(err, cap, "kernel %s: named in the manifest, not in the PTX", k->name), -1;
+  at += strlen(head);
+  const char *close = strchr(at, ')');
+  int n = 0;
+  for (const char *p = strstr(at, ".param"); p && close && p < close; p = strstr(p, ".param")) {
+    p += strlen(".param");
+    while (*p == ' ' || *p == '\t')
+      p++;
+    int bytes = *p == '.' ? ptx_param_bytes(p + 1) : 0;
+    if (n < k->nparams && bytes != manifest_param_bytes(&k->params[n]))
+      return snprintf(err, cap, "kernel %s: parameter %d (%s): %d bytes in the manifest, %.*s "
+                      "in the PTX", k->name, n, k->params[n].name,
+                      manifest_param_bytes(&k->params[n]), (int)strcspn(p, " \t,)\n"), p), -1;
+    n++;
+  }
+  if (!close || n != k->nparams)
+    return snprintf(err, cap, "kernel %s: the manifest lists %d parameters, the PTX %d",
+                    k->name, k->nparams, n), -1;
+  return 0;
+}
+
+int rt_manifest_check_ptx(const RtManifest *m, const char *ptx, size_t len, char *err,
+                          size_t cap) {
+  if (strnlen(ptx, len) != len)
+    return snprintf(err, cap, "PTX: a NUL byte in the text"), -1;
+  char *text = malloc(len + 1);   /* NUL-terminated for strstr */
+  if (!text)
+    return snprintf(err, cap, "out of memory"), -1;
+  memcpy(text, ptx, len);
+  text[len] = 0;
+  int rc = 0;
+  for (int i = 0; i < m->nkernels && !rc; i++)
+    rc = check_entry(&m->kernels[i], text, err, cap);
   free(text);
   return rc;
 }

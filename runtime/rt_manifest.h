@@ -51,6 +51,13 @@ int rt_manifest_parse(const char *text, size_t len, RtManifest *out, char *err, 
 /* Reads and parses a file (err names the path). */
 int rt_manifest_load(const char *path, RtManifest *out, char *err, size_t cap);
 
+/* Whether PTX text holds every kernel of the manifest with the same parameter list
+ * (count, and 4 or 8 bytes each): a kernel launched with another list reads garbage
+ * pointers on the GPU, an illegal address at best. 0, or -1 with err naming the
+ * kernel and parameter. Only the text is read: no driver needed. */
+int rt_manifest_check_ptx(const RtManifest *m, const char *ptx, size_t len, char *err,
+                          size_t cap);
+
 /* The kernel called name, or NULL. */
 const RtKernelInfo *rt_manifest_kernel(const RtManifest *m, const char *name);
 /* Index of parameter name in a kernel, or -1. */

@@ -58,52 +58,128 @@ int tune_db_put(TuneDb *db, const TuneEntry *e) {
   return 0;
 }
 
-static int str_field(const cJSON *o, const char *key, char *out, size_t cap) {
+/* Reading an entry: each failure names the field and what was wrong, so a hand-edited
+ * or damaged database says where to look ("entry 3: tile.warps: ..."). */
+typedef struct {
+  const char *field;   /* the first field that failed, or NULL */
+  const char *what;
+} Why;
+
+static int bad(Why *w, const char *field, const char *what) {
+  w->field = field;
+  w->what = what;
+  return -1;
+}
+
+static int str_field(Why *w, const cJSON *o, const char *key, char *out, size_t cap) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  if (!cJSON_IsString(v) || strlen(v->valuestring) >= cap)
-    return -1;
+  if (!cJSON_IsString(v))
+    return bad(w, key, "missing or not a string");
+  if (strlen(v->valuestring) >= cap)
+    return bad(w, key, "too long");
   snprintf(out, cap, "%s", v->valuestring);
   return 0;
 }
 
-static int num_field(const cJSON *o, const char *key, double *out) {
+/* A finite number >= 0 (cJSON reads 1e999 as infinity). */
+static int num_field(Why *w, const cJSON *o, const char *key, double *out) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  if (!cJSON_IsNumber(v))
-    return -1;
+  if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0)
+    return bad(w, key, "missing or not a finite number >= 0");
   *out = v->valuedouble;
   return 0;
 }
 
-static int int_field(const cJSON *o, const char *key, int lo, int hi, int *out) {
+static int int_field(Why *w, const cJSON *o, const char *key, int lo, int hi, int *out) {
   double d;
-  if (num_field(o, key, &d) || d != floor(d) || d < lo || d > hi)
-    return -1;
+  const char *range = lo == 0 ? "missing or not a whole number >= 0"
+                              : "missing or not a whole number in range";
+  if (num_field(w, o, key, &d) || d != floor(d) || d < lo || d > hi)
+    return bad(w, key, range);
   *out = (int)d;
   return 0;
 }
 
-static int parse_entry(const cJSON *j, TuneEntry *e) {
-  memset(e, 0, sizeof *e);
-  const cJSON *tile = cJSON_GetObjectItemCaseSensitive(j, "tile");
-  const cJSON *shape = cJSON_GetObjectItemCaseSensitive(j, "shape");
-  if (!cJSON_IsObject(j) || str_field(j, "kernel", e->key.kernel, sizeof e->key.kernel) ||
-      str_field(j, "spec_hash", e->key.spec_hash, sizeof e->key.spec_hash) ||
-      int_field(j, "bucket", 1, 1 << 30, &e->key.bucket) ||
-      str_field(j, "device", e->key.device, sizeof e->key.device) ||
-      str_field(j, "driver", e->key.driver, sizeof e->key.driver) || !cJSON_IsObject(tile) ||
-      int_field(tile, "rows", 1, 1024, &e->tile.rows) ||
-      int_field(tile, "warps", 1, 32, &e->tile.warps) || num_field(j, "ms", &e->ms))
-    return -1;
-  /* informative fields: optional */
-  num_field(j, "default_ms", &e->default_ms);
-  int_field(j, "variants", 0, 1 << 20, &e->variants);
-  str_field(j, "tuned_at", e->tuned_at, sizeof e->tuned_at);
-  if (cJSON_IsObject(shape)) {
-    int_field(shape, "B", 0, 1 << 30, &e->B);
-    int_field(shape, "H", 0, 1 << 30, &e->H);
-    int_field(shape, "N", 0, 1 << 30, &e->N);
-  }
+static bool power_of_two(int v) { return v > 0 && !(v & (v - 1)); }
+
+/* The tile as the sweep writes it (tune_legal_tiles): rows a power of two up to 64,
+ * warps 1..16 dividing rows. What depends on the spec (shared memory) is checked when
+ * a spec consults it (tune_tile_for). */
+static int parse_tile(Why *w, const cJSON *tile, TileConfig *t) {
+  if (!cJSON_IsObject(tile))
+    return bad(w, "tile", "missing or not an object");
+  if (int_field(w, tile, "rows", 1, 64, &t->rows) || !power_of_two(t->rows))
+    return bad(w, "tile.rows", "not a power of two from 1 to 64");
+  if (int_field(w, tile, "warps", 1, 16, &t->warps))
+    return bad(w, "tile.warps", "not a whole number from 1 to 16");
+  if (t->rows % t->warps)
+    return bad(w, "tile.warps", "does not divide tile.rows");
+  t->sched = SCHED_WARP;
   return 0;
+}
+
+/* Informative fields are optional, but a present one must be well formed. */
+static int optional_fields(Why *w, const cJSON *j, TuneEntry *e) {
+  const cJSON *shape = cJSON_GetObjectItemCaseSensitive(j, "shape");
+  if ((cJSON_HasObjectItem(j, "default_ms") && num_field(w, j, "default_ms", &e->default_ms)) ||
+      (cJSON_HasObjectItem(j, "variants") &&
+       int_field(w, j, "variants", 0, 1 << 20, &e->variants)) ||
+      (cJSON_HasObjectItem(j, "tuned_at") &&
+       str_field(w, j, "tuned_at", e->tuned_at, sizeof e->tuned_at)))
+    return -1;
+  if (!shape)
+    return 0;
+  if (!cJSON_IsObject(shape))
+    return bad(w, "shape", "not an object");
+  static const char *const key[] = {"B", "H", "N"}, *const field[] = {"shape.B", "shape.H",
+                                                                      "shape.N"};
+  int *dst[] = {&e->B, &e->H, &e->N};
+  for (int i = 0; i < 3; i++)
+    if (cJSON_HasObjectItem(shape, key[i]) && int_field(w, shape, key[i], 0, 1 << 30, dst[i]))
+      return bad(w, field[i], w->what);
+  return 0;
+}
+
+/* Unknown keys are ignored: a later crisp may add informative fields, and a change
+ * that matters bumps "format". */
+static int parse_entry(Why *w, const cJSON *j, TuneEntry *e) {
+  memset(e, 0, sizeof *e);
+  if (!cJSON_IsObject(j))
+    return bad(w, "entry", "not an object");
+  if (str_field(w, j, "kernel", e->key.kernel, sizeof e->key.kernel) ||
+      str_field(w, j, "spec_hash", e->key.spec_hash, sizeof e->key.spec_hash) ||
+      int_field(w, j, "bucket", 1, 1 << 30, &e->key.bucket))
+    return -1;
+  if (!power_of_two(e->key.bucket))
+    return bad(w, "bucket", "not a power of two");
+  if (str_field(w, j, "device", e->key.device, sizeof e->key.device) ||
+      str_field(w, j, "driver", e->key.driver, sizeof e->key.driver) ||
+      parse_tile(w, cJSON_GetObjectItemCaseSensitive(j, "tile"), &e->tile) ||
+      num_field(w, j, "ms", &e->ms))
+    return -1;
+  return optional_fields(w, j, e);
+}
+
+/* The whole text as one JSON value: cJSON_ParseWithLength stops after the first value
+ * and would accept a database with garbage (or a second one) appended. On error,
+ * "PATH:LINE:COL: ..." at the byte where it went wrong. */
+static cJSON *parse_whole(const char *path, const char *text, size_t len, char *err,
+                          size_t cap) {
+  const char *end = NULL;
+  size_t nul = strnlen(text, len);
+  cJSON *j = nul < len ? NULL : cJSON_ParseWithLengthOpts(text, len, &end, 0);
+  size_t at = nul < len ? nul : end ? (size_t)(end - text) : 0;
+  while (j && at < len && strchr(" \t\r\n", text[at]))
+    at++;
+  if (j && at == len)
+    return j;
+  cJSON_Delete(j);
+  int line = 1, col = 1;
+  for (size_t i = 0; i < at && i < len; i++)
+    text[i] == '\n' ? (line++, col = 1) : col++;
+  snprintf(err, cap, "%s:%d:%d: %s", path, line, col,
+           nul < len ? "NUL byte" : j ? "unexpected text after the JSON value" : "invalid JSON");
+  return NULL;
 }
 
 int tune_db_load(TuneDb *db, const char *path, char *err, size_t cap) {
@@ -116,11 +192,14 @@ int tune_db_load(TuneDb *db, const char *path, char *err, size_t cap) {
   fclose(probe);
   if (rt_read_file(path, &text, &len, err, cap))
     return -1;
-  cJSON *root = cJSON_ParseWithLength(text, len);
+  cJSON *root = parse_whole(path, text, len, err, cap);
   free(text);
+  if (!root)
+    return -1;
   const cJSON *entries = cJSON_GetObjectItemCaseSensitive(root, "entries");
   const cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "format");
-  if (!root || !cJSON_IsNumber(format) || format->valuedouble != 1 || !cJSON_IsArray(entries)) {
+  if (!cJSON_IsObject(root) || !cJSON_IsNumber(format) || format->valuedouble != 1 ||
+      !cJSON_IsArray(entries)) {
     snprintf(err, cap, "%s: not a crisp tuning database (format 1 with entries)", path);
     cJSON_Delete(root);
     return -1;
@@ -129,8 +208,9 @@ int tune_db_load(TuneDb *db, const char *path, char *err, size_t cap) {
   const cJSON *it;
   cJSON_ArrayForEach(it, entries) {
     TuneEntry e;
-    if (parse_entry(it, &e)) {
-      snprintf(err, cap, "%s: entry %d is malformed", path, i);
+    Why w = {0};
+    if (parse_entry(&w, it, &e)) {
+      snprintf(err, cap, "%s: entry %d: %s: %s", path, i, w.field, w.what);
       cJSON_Delete(root);
       tune_db_free(db);
       return -1;

@@ -37,6 +37,10 @@ int rt_tune_spec(const RtTuneRequest *r, FILE *out, char *err, size_t cap) {
     fprintf(out, "note: %s fixes tile rows=%d warps=%d; the tuning database is consulted only "
             "for tile = auto\n", s->name, def.rows, def.warps);
 
+  if (attn_tune_db_check(r->db_path, err, cap)) {   /* before minutes of compiling */
+    backend_close(b);
+    return -1;
+  }
   RtCache cache;
   char why[512];
   if (rt_cache_open(&cache, NULL, why, sizeof why))

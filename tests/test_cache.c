@@ -54,15 +54,17 @@ static void test_raw(void) {
   RtCache c;
   CHECK(!rt_cache_open(&c, dir, err, sizeof err), "open: %s", err);
   RtBlob in[2] = {{"code bytes \0 with a NUL", 24}, {"{\"manifest\": 1}", 15}}, out[2];
-  CHECK(!rt_cache_get(&c, "key A", out, 2), "empty cache hit");
+  char note[1500];
+  CHECK(!rt_cache_get(&c, "key A", out, 2, note, sizeof note), "empty cache hit");
   CHECK(!rt_cache_put(&c, "key A", in, 2, err, sizeof err), "put: %s", err);
-  CHECK(rt_cache_get(&c, "key A", out, 2) == 1 && out[0].len == 24 &&
+  CHECK(rt_cache_get(&c, "key A", out, 2, note, sizeof note) == 1 && out[0].len == 24 &&
         !memcmp(out[0].data, in[0].data, 24) && out[1].len == 15 &&
         !memcmp(out[1].data, in[1].data, 15), "round trip");
+  CHECK(!note[0], "a hit with a note: %s", note);
   free(out[0].data), free(out[1].data);
-  CHECK(!rt_cache_get(&c, "key B", out, 2), "other key hit");
+  CHECK(!rt_cache_get(&c, "key B", out, 2, note, sizeof note), "other key hit");
   RtBlob out3[3];
-  CHECK(!rt_cache_get(&c, "key A", out3, 3), "wrong part count hit");
+  CHECK(!rt_cache_get(&c, "key A", out3, 3, note, sizeof note), "wrong part count hit");
   /* a foreign entry under another key's file name (a hash collision) is a miss */
   char pa[1200], pb[1200];
   rt_cache_path(&c, "key A", pa, sizeof pa);
@@ -72,25 +74,31 @@ static void test_raw(void) {
   snprintf(cmd, sizeof cmd, "cp '%s' '%s'", pa, pb);
   CHECK(system(cmd) == 0, "cp");
   long corrupt0 = atomic_load(&c.corrupt);
-  CHECK(!rt_cache_get(&c, "key B", out, 2) && atomic_load(&c.corrupt) == corrupt0,
-        "a collision returned another key's entry or counted as corrupt");
+  CHECK(!rt_cache_get(&c, "key B", out, 2, note, sizeof note) && atomic_load(&c.corrupt) == corrupt0 &&
+        !note[0], "a collision returned another key's entry or counted as corrupt");
   /* every truncation and a flipped bit anywhere: detected, removed */
   struct stat st;
   stat(pa, &st);
-  int missed = 0, kept = 0;
+  int missed = 0, kept = 0, unsaid = 0;
   for (long cut = 0; cut < st.st_size; cut += 5) {
     rt_cache_put(&c, "key A", in, 2, err, sizeof err);
     corrupt_file(pa, cut, -1);
-    missed += rt_cache_get(&c, "key A", out, 2) != 0;
+    missed += rt_cache_get(&c, "key A", out, 2, note, sizeof note) != 0;
     kept += access(pa, F_OK) == 0;
+    /* said, naming the file: a damaged entry hints at a disk or tool problem */
+    unsaid += !strstr(note, pa) || !strstr(note, "corrupt entry (") || !strstr(note, "removed");
   }
+  CHECK(unsaid == 0, "%d truncated entries were removed without a note (last: '%s')", unsaid,
+        note);
   CHECK(missed == 0, "%d truncated entries were returned", missed);
   CHECK(kept == 0, "%d truncated entries were left in place", kept);
   for (long at = 0; at < st.st_size; at += 3) {
     rt_cache_put(&c, "key A", in, 2, err, sizeof err);
     corrupt_file(pa, -1, at);
-    missed += rt_cache_get(&c, "key A", out, 2) != 0;
+    missed += rt_cache_get(&c, "key A", out, 2, note, sizeof note) != 0;
+    unsaid += !strstr(note, pa);
   }
+  CHECK(unsaid == 0, "a bit-flipped entry was removed without a note");
   CHECK(missed == 0, "%d bit-flipped entries were returned", missed);
   CHECK(atomic_load(&c.corrupt) > corrupt0, "corrupt entries not counted");
   unlink(pb);
@@ -98,7 +106,7 @@ static void test_raw(void) {
   setenv("CRISP_NO_CACHE", "1", 1);
   RtCache off;
   rt_cache_open(&off, dir, err, sizeof err);
-  CHECK(off.disabled && !rt_cache_get(&off, "key A", out, 2), "CRISP_NO_CACHE");
+  CHECK(off.disabled && !rt_cache_get(&off, "key A", out, 2, note, sizeof note), "CRISP_NO_CACHE");
   unsetenv("CRISP_NO_CACHE");
   /* an unusable directory: disabled, with a reason */
   RtCache bad;

@@ -153,6 +153,18 @@ echo "$out"
 [ $rc -eq 0 ] && ok || bad "crisp predict exited $rc"
 [ "$(echo "$out" | grep -Ec '^(positive|negative)	negative [0-9.]+  positive [0-9.]+	the ')" -eq 2 ] \
   && ok || bad "predict: not one line per text with both probabilities"
+# a damaged tuning database stops the run, naming the file and the entry, instead of
+# silently dropping the tuned tiles; a training run leaves no folder behind
+printf '{"format": 1, "entries": [{"kernel": "k", "spec_hash": 7}]}\n' > "$tmp/tune.json"
+CRISP_TUNE_DB=$tmp/tune.json expect_rc 1 "tune.json: entry 0: spec_hash: missing or not a string" \
+  -- predict --model "$run/final" x
+CRISP_TUNE_DB=$tmp/tune.json expect_rc 1 "tuning database: $tmp/tune.json: entry 0" \
+  -- train "${common[@]}" --name badtune --max-steps 1
+[ ! -e "$tmp/runs/badtune" ] && ok || bad "a bad tuning database left $tmp/runs/badtune behind"
+# an unusable kernel cache is said, not silently skipped (the run goes on: slower, right)
+: > "$tmp/notadir"
+CRISP_CACHE_DIR=$tmp/notadir expect_rc 0 "warning: no kernel cache: .*notadir/kernels: Not a directory" \
+  -- predict --model "$run/final" x
 expect_rc 2 "--sparsity: 3 values for a 2-layer model" -- predict --model "$run/final" --sparsity 0.1,0.2,0.3 x
 expect_rc 2 "--sparsity: expected numbers in \[0, 1\)" -- predict --model "$run/final" --sparsity 0.5, x
 expect_rc 2 "--keep-min: expected an integer in 1..8192" -- eval --model x --keep-min 9000

@@ -176,22 +176,50 @@ static void test_bad_modules(void) {
     RtModuleSource src = {.manifest = &man, .ptx = a.code, .ptx_len = a.code_len};
     CHECK(rt_module_load(b, &src, &m) == -1 && strstr(b->err, "PTX runs on the cuda backend"),
           "ptx on cpu: %s", b->err);
-    const char *breaks[][2] = {{"\"threads\":\t64", "\"threads\":\t65"},
-                               {"\"div\":\t8", "\"div\":\t0"},
-                               {"\"f32*\"", "\"f16*\""},
-                               {"\"row_topk\"", "\"top_p\""}};
+    /* each with the words that must name the fault; the spec's fields together must
+     * make a spec crispc accepts (keep_min <= max_seq, dropout < 1, a name) */
+    const char *breaks[][3] = {{"\"threads\":\t64", "\"threads\":\t65", "threads"},
+                               {"\"div\":\t8", "\"div\":\t0", "div"},
+                               {"\"f32*\"", "\"f16*\"", "unknown type"},
+                               {"\"row_topk\"", "\"top_p\"", "select"},
+                               {"\"keep_min\":\t1,", "\"keep_min\":\t1000,",
+                                "spec: keep_min (1000) must not exceed max_seq"},
+                               {"\"dropout\":\t0,", "\"dropout\":\t1,", "spec: dropout must be"},
+                               {"\"name\":\t\"rt\"", "\"name\":\t\"r t\"", "spec:"},
+                               {"\n}", "\n} {}", "unexpected text after the JSON value"}};
     for (size_t i = 0; i < sizeof breaks / sizeof breaks[0]; i++) {
       char *text = strdup(a.manifest), *at = strstr(text, breaks[i][0]);
+      if (i == sizeof breaks / sizeof breaks[0] - 1)
+        at = strrchr(text, '\n');   /* the closing brace */
       CHECK(at != NULL, "manifest has %s", breaks[i][0]);
       if (at) {
         char *fixed = malloc(strlen(text) + 16);
         sprintf(fixed, "%.*s%s%s", (int)(at - text), text, breaks[i][1], at + strlen(breaks[i][0]));
-        CHECK(rt_manifest_parse(fixed, strlen(fixed), &man, err, sizeof err) == -1,
-              "broken manifest (%s) accepted", breaks[i][1]);
+        CHECK(rt_manifest_parse(fixed, strlen(fixed), &man, err, sizeof err) == -1 &&
+                  strstr(err, breaks[i][2]),
+              "broken manifest (%s) accepted or not named: %s", breaks[i][1], err);
         free(fixed);
       }
       free(text);
     }
+    /* the PTX must hold the manifest's kernels with its parameter lists (a launch
+     * with another list reads garbage pointers on the GPU) */
+    CHECK(!rt_manifest_parse(a.manifest, a.manifest_len, &man, err, sizeof err) &&
+              !rt_manifest_check_ptx(&man, a.code, a.code_len, err, sizeof err), "ptx: %s", err);
+    RtManifest edited = man;
+    snprintf(edited.kernels[0].name, sizeof edited.kernels[0].name, "rt_attn_other");
+    CHECK(rt_manifest_check_ptx(&edited, a.code, a.code_len, err, sizeof err) == -1 &&
+              strstr(err, "kernel rt_attn_other: named in the manifest, not in the PTX"),
+          "a kernel missing from the PTX: %s", err);
+    edited = man;
+    edited.kernels[0].params[edited.kernels[0].nparams++] = edited.kernels[0].params[0];
+    CHECK(rt_manifest_check_ptx(&edited, a.code, a.code_len, err, sizeof err) == -1 &&
+              strstr(err, "parameters, the PTX "),
+          "an extra parameter: %s", err);
+    edited = man;
+    edited.kernels[0].params[iN].type = RT_T_I64;
+    CHECK(rt_manifest_check_ptx(&edited, a.code, a.code_len, err, sizeof err) == -1 &&
+              strstr(err, "(N): 8 bytes in the manifest, .u32 in the PTX"), "a wider parameter: %s", err);
     /* truncated at every length: an error, never a crash */
     int crashes = 0;
     for (size_t n = 0; n < a.manifest_len; n += 7)

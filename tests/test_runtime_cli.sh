@@ -4,10 +4,11 @@
 #     nothing (every variant from the kernel cache);
 #   - option errors exit 2 with a message; a cuda device without a driver exits 1
 #     with one clear line and no crash.
-#   test_runtime_cli.sh CRISPC DEVCHECK
+#   test_runtime_cli.sh CRISPC DEVCHECK [FAKE_LIBCUDA]
 set -uo pipefail
 crispc=$1
 devcheck=$2
+fakecuda=${3:-}
 tmp=$(mktemp -d /tmp/crisp-test-cli.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 export CRISP_CACHE_DIR=$tmp/cache
@@ -67,6 +68,17 @@ fi
 expect 2 "unknown device" "$devcheck" --device tpu info
 expect 2 "bad command line" "$devcheck" check
 expect 0 "PASS gemm NN" "$devcheck" --device cpu gemm
+# numbers are whole and in range: atoi/strtoull read "x" as 0 and "-1" as a huge seed,
+# and a negative --reps gave the bench a NaN median
+expect 2 "threads x: expected a whole number from 1 to 256" "$devcheck" --device cpu --threads x info
+expect 2 "threads -3: expected" "$devcheck" --device cpu --threads -3 info
+expect 2 "reps -5: expected a whole number from 1 to 63" "$devcheck" --device cpu --reps -5 info
+expect 2 "seed abc: expected a whole number" "$devcheck" --device cpu --seed abc info
+expect 2 "seed -1: expected a whole number" "$devcheck" --device cpu --seed -1 info
+expect 2 "n wants 1 to 8 lengths" "$devcheck" --device cpu --n 1,2,3,4,5,6,7,8,9 info
+CRISP_SEED=x7 expect 2 "CRISP_SEED=x7: expected a whole number" "$devcheck" --device cpu info
+CRISP_SEED= expect 2 "CRISP_SEED=: expected a whole number" "$devcheck" --device cpu info
+CRISP_SEED=42 expect 0 "^seed 42 " "$devcheck" --device cpu --threads 2 info
 
 # CRISP_GEMM=auto (runtime/cpu.c choose_gemm): on an AVX-512 CPU crisp's sgemm where
 # OpenBLAS is pinned to narrower kernels, OpenBLAS where it runs its AVX-512 ones;
@@ -80,6 +92,14 @@ if grep -qw avx512f /proc/cpuinfo; then
 fi
 CRISP_BLAS=none expect 0 "gemm built-in loops" "$devcheck" --device cpu info
 CRISP_GEMM=fastest expect 1 "CRISP_GEMM=fastest: expected auto, crisp or blas" "$devcheck" --device cpu info
+# a BLAS the user names must load (not a quiet fall-back to the built-in loops), and
+# CRISP_GEMM_THREADS has one value
+CRISP_BLAS=$tmp/no-such-blas.so expect 1 "CRISP_BLAS=$tmp/no-such-blas.so: .*cannot open" \
+  "$devcheck" --device cpu info
+CRISP_BLAS=libc.so.6 expect 1 "CRISP_BLAS=libc.so.6: the library has no cblas_sgemm" \
+  "$devcheck" --device cpu info
+CRISP_GEMM_THREADS=4 expect 1 "CRISP_GEMM_THREADS=4: expected blas (or unset)" \
+  "$devcheck" --device cpu info
 
 # the training call (select + forward + backward) of every select mode, as the GPU
 # check runs it, on the CPU; a manifest without backward kernels is a clear failure
@@ -103,6 +123,41 @@ echo "$out"
 [ "$(grep -c '"mode": "fwdbwd"' "$tmp/train.jsonl")" -eq 10 ] && ok || bad "train: not 10 timings in the json"
 "$crispc" "$tmp/tiny.spec" -o "$tmp/fwdonly.ptx" && ok || bad "crispc forward-only"
 expect 1 "no kernel tiny_attn_bwd_dq" "$devcheck" --device cpu train "$tmp/fwdonly.manifest.json"
+
+mkdir -p "$tmp/one" && "$crispc" "$tmp/tiny.spec" -o "$tmp/one/tiny.ptx" && ok || bad "crispc one"
+# a damaged tuning database stops --tune before it compiles (not after minutes of
+# timing it could not store), and devcheck's bench and tune, naming file and entry
+printf '{"format": 1, "entries": [{"kernel": "k"}]}' > "$tmp/badtune.json"
+out=$("$crispc" "$tmp/tiny.spec" --tune --device cpu --tune-n 16 --tune-db "$tmp/badtune.json" 2>&1)
+rc=$?
+{ [ $rc -eq 1 ] && grep -q "badtune.json: entry 0: spec_hash: missing" <<< "$out" &&
+  ! grep -q "compiled" <<< "$out"; } && ok || bad "--tune with a bad database: $rc: $out"
+expect 1 "tuning database: $tmp/badtune.json: entry 0" "$devcheck" --device cpu bench "$tmp/one" \
+  --db "$tmp/badtune.json"
+expect 1 "badtune.json: entry 0" "$devcheck" --device cpu tune "$tmp/one" --db "$tmp/badtune.json"
+
+# a PTX file that does not match its manifest (rebuilt or edited apart) is refused
+# before the driver launches it with the wrong parameters (a stand-in driver)
+if [ -n "$fakecuda" ]; then
+  mkdir -p "$tmp/apart" && cp "$tmp/one"/tiny.* "$tmp/apart/" &&
+    sed -i '/tiny_attn_fwd_param_14,/d' "$tmp/apart/tiny.ptx"   # later ones move up one
+  CRISP_LIBCUDA=$fakecuda expect 1 "tiny.ptx: does not match .*tiny.manifest.json: kernel tiny_attn_fwd: parameter 19 (o_sh): 4 bytes in the manifest, .f64 in the PTX" \
+    "$devcheck" --device cuda check "$tmp/apart"
+fi
+
+# a damaged kernel cache entry is rebuilt, with a warning naming the file (the check
+# of a one-kernel folder goes through the cache on the CPU)
+export CRISP_CACHE_DIR=$tmp/cache2
+expect 0 "all passed" "$devcheck" --device cpu --threads 1 check "$tmp/one"
+entry=$(ls "$tmp"/cache2/kernels/*.crk)
+head -c 100 "$entry" > "$entry.cut" && mv "$entry.cut" "$entry"
+out=$("$devcheck" --device cpu --threads 1 check "$tmp/one" 2>&1)
+rc=$?
+{ [ $rc -eq 0 ] && grep -q "warning: kernel cache: $entry: corrupt entry (checksum" <<< "$out" &&
+  [ "$(stat -c %s "$entry")" -gt 100 ]; } && ok || bad "truncated cache entry: $rc: $out"
+out=$("$devcheck" --device cpu --threads 1 check "$tmp/one" 2>&1)
+! grep -q "warning" <<< "$out" && ok || bad "the rebuilt entry: $out"
+export CRISP_CACHE_DIR=$tmp/cache
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -153,18 +153,58 @@ static void test_db(const char *path) {
   /* missing: empty; garbage: an error naming the file */
   CHECK(!tune_db_load(&back, "/tmp/crisp-no-such-tune.json", err, sizeof err) && back.n == 0,
         "missing database");
-  const char *bad[] = {"not json", "{\"format\": 2, \"entries\": []}",
-                       "{\"format\": 1, \"entries\": [{\"kernel\": 1}]}",
-                       "{\"format\": 1, \"entries\": [{\"kernel\": \"k\", \"spec_hash\": \"0\", "
-                       "\"bucket\": 0, \"device\": \"d\", \"driver\": \"x\", \"tile\": "
-                       "{\"rows\": 1, \"warps\": 1}, \"ms\": 1}]}"};
+  /* each fault named: the file, then where (line:col, or the entry and its field) */
+#define ENTRY(fields) "{\"format\": 1, \"entries\": [{\"kernel\": \"k\", \"spec_hash\": \"0\", " \
+                      "\"device\": \"d\", \"driver\": \"x\", " fields "}]}"
+#define GOOD "\"bucket\": 64, \"tile\": {\"rows\": 8, \"warps\": 4}, \"ms\": 1"
+  const struct { const char *text, *want; } bad[] = {
+      {"not json", ":1:1: invalid JSON"},
+      {"{\"format\": 1,\n \"entries\": [}", ":2:14: invalid JSON"},
+      {"{\"format\": 1, \"entries\": []} {}", ":1:30: unexpected text after the JSON value"},
+      {"[1]", "not a crisp tuning database"},
+      {"{\"format\": 2, \"entries\": []}", "not a crisp tuning database"},
+      {"{\"format\": 1, \"entries\": [{\"kernel\": 1}]}", "entry 0: kernel: missing or not a string"},
+      {"{\"format\": 1, \"entries\": [7]}", "entry 0: entry: not an object"},
+      {ENTRY("\"bucket\": 0, \"tile\": {\"rows\": 1, \"warps\": 1}, \"ms\": 1"), "entry 0: bucket:"},
+      {ENTRY("\"bucket\": 100, \"tile\": {\"rows\": 1, \"warps\": 1}, \"ms\": 1"),
+       "entry 0: bucket: not a power of two"},
+      {ENTRY("\"bucket\": 64, \"tile\": {\"rows\": 12, \"warps\": 4}, \"ms\": 1"),
+       "entry 0: tile.rows: not a power of two from 1 to 64"},
+      {ENTRY("\"bucket\": 64, \"tile\": {\"rows\": -8, \"warps\": 1}, \"ms\": 1"), "tile.rows"},
+      {ENTRY("\"bucket\": 64, \"tile\": {\"rows\": 1048576, \"warps\": 1}, \"ms\": 1"), "tile.rows"},
+      {ENTRY("\"bucket\": 64, \"tile\": {\"rows\": 8, \"warps\": 3}, \"ms\": 1"),
+       "entry 0: tile.warps: does not divide tile.rows"},
+      {ENTRY("\"bucket\": 64, \"tile\": {\"rows\": 64, \"warps\": 32}, \"ms\": 1"),
+       "tile.warps: not a whole number from 1 to 16"},
+      {ENTRY("\"bucket\": 64, \"tile\": {\"rows\": 8, \"warps\": \"4\"}, \"ms\": 1"), "tile.warps"},
+      {ENTRY("\"bucket\": 64, \"tile\": [8, 4], \"ms\": 1"), "entry 0: tile: missing or not an object"},
+      {ENTRY("\"bucket\": 64, \"tile\": {\"rows\": 8, \"warps\": 4}, \"ms\": 1e999"),
+       "entry 0: ms: missing or not a finite number"},
+      {ENTRY("\"bucket\": 64, \"tile\": {\"rows\": 8, \"warps\": 4}, \"ms\": -1"), "entry 0: ms:"},
+      {ENTRY(GOOD ", \"shape\": \"16x12\""), "entry 0: shape: not an object"},
+      {ENTRY(GOOD ", \"shape\": {\"B\": -1}"), "entry 0: shape.B:"},
+      {ENTRY(GOOD ", \"variants\": \"many\""), "entry 0: variants:"},
+      {"{\"format\": 1, \"entries\": [{\"kernel\": \"k\", \"spec_hash\": \"0\", \"device\": \"d\", "
+       "\"driver\": \"x\", " GOOD "}, {\"kernel\": \"k\"}]}",
+       "entry 1: spec_hash: missing"},
+  };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     FILE *f = fopen(path, "w");
-    fputs(bad[i], f);
+    fputs(bad[i].text, f);
     fclose(f);
-    CHECK(tune_db_load(&back, path, err, sizeof err) == -1 && strstr(err, path),
-          "bad database %zu accepted", i);
+    err[0] = 0;
+    CHECK(tune_db_load(&back, path, err, sizeof err) == -1 && strstr(err, path) &&
+          strstr(err, bad[i].want), "bad database %zu: want '%s', got '%s'", i, bad[i].want, err);
   }
+  /* unknown keys: ignored (a later crisp may add informative ones) */
+  FILE *f = fopen(path, "w");
+  fputs(ENTRY(GOOD ", \"note\": \"hand-tuned\""), f);
+  fclose(f);
+  CHECK(!tune_db_load(&back, path, err, sizeof err) && back.n == 1 && back.e[0].tile.rows == 8,
+        "an unknown key refused: %s", err);
+  tune_db_free(&back);
+#undef ENTRY
+#undef GOOD
   unlink(path);
 }
 
