@@ -4,6 +4,7 @@
 #include "cli_impl.h"
 
 #include "../runtime/fsutil.h"
+#include "../runtime/json_whole.h"
 #include "json_kind.h"
 
 #include <cjson/cJSON.h>
@@ -45,7 +46,7 @@ static int read_attention_file(const char *path, Model *m, char *err, size_t cap
   size_t len;
   if (rt_read_file(path, &text, &len, err, cap))
     return 1;
-  cJSON *j = json_parse_whole(path, text, len, err, cap);
+  cJSON *j = json_whole_file(path, text, len, err, cap);
   free(text);
   if (!j)
     return 2;

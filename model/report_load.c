@@ -3,6 +3,7 @@
 #include "report.h"
 
 #include "hf.h"
+#include "../runtime/json_whole.h"
 #include "json_kind.h"
 
 #include "../runtime/fsutil.h"
@@ -37,7 +38,7 @@ static cJSON *parse_file(const char *path, char *err, size_t cap) {
   size_t len;
   if (rt_read_file(path, &text, &len, err, cap))
     return NULL;
-  cJSON *j = json_parse_whole(path, text, len, err, cap);   /* nothing after the object */
+  cJSON *j = json_whole_file(path, text, len, err, cap);   /* nothing after the object */
   if (j && !cJSON_IsObject(j)) {
     snprintf(err, cap, "%s: expected a JSON object", path);
     cJSON_Delete(j);

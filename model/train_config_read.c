@@ -6,6 +6,7 @@
 #include "train_config_impl.h"
 
 #include "../runtime/fsutil.h"
+#include "../runtime/json_whole.h"
 #include "json_kind.h"
 
 #include <cjson/cJSON.h>
@@ -191,13 +192,13 @@ static int apply_object(TrainConfig *c, const cJSON *obj, const char *prefix, co
   return 0;
 }
 
-/* The file's one JSON value, strictly (json_parse_whole). */
+/* The file's one JSON value, strictly (json_whole_file). */
 static cJSON *parse_file(const char *path, char *err, size_t cap) {
   char *text;
   size_t len;
   if (rt_read_file(path, &text, &len, err, cap))
     return NULL;
-  cJSON *j = json_parse_whole(path, text, len, err, cap);
+  cJSON *j = json_whole_file(path, text, len, err, cap);
   free(text);
   return j;
 }

@@ -9,6 +9,7 @@
 
 #include "../compiler/diag.h"
 #include "fsutil.h"
+#include "json_whole.h"
 
 const char *rt_type_name(RtType t) {
   static const char *const names[] = {"i32", "i64", "f32", "f64"};
@@ -207,26 +208,16 @@ static int parse_spec(P *p, const cJSON *j, Spec *s) {
   return 0;
 }
 
-/* The whole text as one JSON value: cJSON_ParseWithLength stops after the first value
- * and would take a manifest with anything appended. On error, "line L, column C: ...". */
+/* The whole text as one JSON value (json_whole.h); on error "line L, column C: ...". */
 static cJSON *parse_whole(P *p, const char *text, size_t len) {
-  const char *end = NULL;
-  size_t nul = strnlen(text, len);
-  cJSON *j = nul < len ? NULL : cJSON_ParseWithLengthOpts(text, len, &end, 0);
-  size_t at = nul < len ? nul : end ? (size_t)(end - text) : 0;
-  while (j && at < len && strchr(" \t\r\n", text[at]))
-    at++;
-  if (j && at == len)
-    return j;
-  cJSON_Delete(j);
-  int line = 1, col = 1;
-  for (size_t i = 0; i < at && i < len; i++)
-    text[i] == '\n' ? (line++, col = 1) : col++;
-  char where[64];
-  snprintf(where, sizeof where, "line %d, column %d", line, col);
-  fail(p, where, nul < len ? "NUL byte" : j ? "unexpected text after the JSON value"
-                                             : "not valid JSON");
-  return NULL;
+  JsonWhere w;
+  cJSON *j = json_whole(text, len, &w);
+  if (!j) {
+    char where[64];
+    snprintf(where, sizeof where, "line %d, column %d", w.line, w.col);
+    fail(p, where, w.what);
+  }
+  return j;
 }
 
 int rt_manifest_parse(const char *text, size_t len, RtManifest *out, char *err, size_t cap) {

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "fsutil.h"
+#include "json_whole.h"
 
 /* ---- database ---- */
 
@@ -160,28 +161,6 @@ static int parse_entry(Why *w, const cJSON *j, TuneEntry *e) {
   return optional_fields(w, j, e);
 }
 
-/* The whole text as one JSON value: cJSON_ParseWithLength stops after the first value
- * and would accept a database with garbage (or a second one) appended. On error,
- * "PATH:LINE:COL: ..." at the byte where it went wrong. */
-static cJSON *parse_whole(const char *path, const char *text, size_t len, char *err,
-                          size_t cap) {
-  const char *end = NULL;
-  size_t nul = strnlen(text, len);
-  cJSON *j = nul < len ? NULL : cJSON_ParseWithLengthOpts(text, len, &end, 0);
-  size_t at = nul < len ? nul : end ? (size_t)(end - text) : 0;
-  while (j && at < len && strchr(" \t\r\n", text[at]))
-    at++;
-  if (j && at == len)
-    return j;
-  cJSON_Delete(j);
-  int line = 1, col = 1;
-  for (size_t i = 0; i < at && i < len; i++)
-    text[i] == '\n' ? (line++, col = 1) : col++;
-  snprintf(err, cap, "%s:%d:%d: %s", path, line, col,
-           nul < len ? "NUL byte" : j ? "unexpected text after the JSON value" : "invalid JSON");
-  return NULL;
-}
-
 int tune_db_load(TuneDb *db, const char *path, char *err, size_t cap) {
   memset(db, 0, sizeof *db);
   char *text;
@@ -192,7 +171,7 @@ int tune_db_load(TuneDb *db, const char *path, char *err, size_t cap) {
   fclose(probe);
   if (rt_read_file(path, &text, &len, err, cap))
     return -1;
-  cJSON *root = parse_whole(path, text, len, err, cap);
+  cJSON *root = json_whole_file(path, text, len, err, cap);
   free(text);
   if (!root)
     return -1;
